@@ -1,0 +1,695 @@
+/*
+ * loop.c - the event loop (see loop.h for the contract).
+ *
+ * Design, after Redis's ae.c and libuv:
+ *  - fd readiness through one epoll instance; a watch is registered once and
+ *    modified with EPOLL_CTL_MOD when its interest changes.
+ *  - timers in a binary min-heap ordered by (due, creation sequence), so
+ *    equal due times fire in creation order. Each timer knows its heap slot,
+ *    which makes cancel O(log n).
+ *  - deferred calls in a FIFO; calls deferred while the FIFO runs wait for
+ *    the next iteration so that a self-deferring callback cannot starve I/O.
+ *  - completions from other threads in a mutex-protected FIFO. The poster
+ *    writes the eventfd only when the FIFO was empty, the loop thread swaps
+ *    the whole FIFO out under the lock and runs it without the lock.
+ *  - signals through a self-pipe written by a plain sigaction handler (not
+ *    signalfd: signalfd needs the signal blocked, and a blocked mask is
+ *    inherited by child processes started with io.popen or os.execute).
+ *
+ * Ownership: the loop owns every md_watch and md_timer it returns. A watch
+ * unwatched during dispatch is parked on a zombie list and freed at the end
+ * of the iteration, because the epoll batch may still name it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "loop.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+#define MAX_SIGNAL 65
+
+struct md_watch {
+    int fd;
+    int events;
+    bool keepalive;
+    bool dead;
+    bool in_epoll; /* a paused watch leaves the set: EPOLLHUP cannot be masked */
+    md_watch_fn fn;
+    void *ud;
+    md_watch *prev, *next; /* live watches, so that md_loop_free finds them */
+    md_watch *next_zombie;
+};
+
+struct md_timer {
+    int64_t due;
+    uint64_t seq;
+    size_t slot; /* index in the heap */
+    bool keepalive;
+    md_timer_fn fn;
+    void *ud;
+};
+
+typedef struct deferred {
+    struct deferred *next;
+    md_call_fn fn;
+    void *ud;
+} deferred;
+
+typedef struct signal_route {
+    md_call_fn fn;
+    void *ud;
+    void (*async)(int);
+} signal_route;
+
+struct md_loop {
+    int epfd;
+    int wakefd;   /* eventfd: posted completions and md_loop_wake */
+    int sigpipe[2];
+    md_watch *wake_watch, *sig_watch;
+
+    md_clock_fn clock;
+    void *clock_ud;
+
+    int watches_alive;  /* watches with keepalive and events != 0 */
+    md_watch *watches;  /* live list */
+    md_watch *zombies;
+
+    md_timer **heap;
+    size_t ntimers, heap_cap;
+    size_t timers_alive;
+    uint64_t timer_seq;
+
+    deferred *defer_head, *defer_tail;
+    long holds;
+
+    pthread_mutex_t post_lock;
+    md_completion *post_head, *post_tail; /* guarded by post_lock */
+
+    signal_route signals[MAX_SIGNAL];
+    bool stopped;
+};
+
+/* {===== time ===== */
+
+static int64_t monotonic_ms(void *ud)
+{
+    (void)ud;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t md_loop_now(md_loop *loop)
+{
+    return loop->clock(loop->clock_ud);
+}
+
+void md_loop_set_clock(md_loop *loop, md_clock_fn fn, void *ud)
+{
+    loop->clock = fn ? fn : monotonic_ms;
+    loop->clock_ud = ud;
+}
+
+/* }===== */
+
+/* {===== watches ===== */
+
+static uint32_t epoll_bits(int events)
+{
+    uint32_t bits = 0;
+    if (events & MD_LOOP_READ)
+        bits |= EPOLLIN | EPOLLRDHUP;
+    if (events & MD_LOOP_WRITE)
+        bits |= EPOLLOUT;
+    return bits;
+}
+
+static bool watch_counts(const md_watch *w)
+{
+    return !w->dead && w->keepalive && w->events != 0;
+}
+
+/* Bring the epoll registration in line with w->events. */
+static int watch_sync(md_loop *loop, md_watch *w)
+{
+    struct epoll_event ev = {.events = epoll_bits(w->events), .data.ptr = w};
+    if (w->events == 0) {
+        if (w->in_epoll && epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0)
+            return -errno;
+        w->in_epoll = false;
+        return 0;
+    }
+    if (epoll_ctl(loop->epfd, w->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
+        return -errno;
+    w->in_epoll = true;
+    return 0;
+}
+
+md_watch *md_loop_watch(md_loop *loop, int fd, int events, md_watch_fn fn, void *ud)
+{
+    for (md_watch *o = loop->watches; o; o = o->next)
+        if (o->fd == fd) {
+            errno = EEXIST;
+            return NULL;
+        }
+    md_watch *w = calloc(1, sizeof *w);
+    if (!w) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    *w = (md_watch){.fd = fd, .events = events, .keepalive = true, .fn = fn, .ud = ud};
+    int rc = watch_sync(loop, w);
+    if (rc < 0) {
+        free(w);
+        errno = -rc;
+        return NULL;
+    }
+    w->next = loop->watches;
+    if (w->next)
+        w->next->prev = w;
+    loop->watches = w;
+    if (watch_counts(w))
+        loop->watches_alive++;
+    return w;
+}
+
+int md_loop_watch_set(md_loop *loop, md_watch *w, int events)
+{
+    assert(!w->dead);
+    if (events == w->events)
+        return 0;
+    int old = w->events;
+    loop->watches_alive -= watch_counts(w);
+    w->events = events;
+    int rc = watch_sync(loop, w);
+    if (rc < 0)
+        w->events = old;
+    loop->watches_alive += watch_counts(w);
+    return rc;
+}
+
+void md_loop_watch_keepalive(md_loop *loop, md_watch *w, bool keepalive)
+{
+    loop->watches_alive -= watch_counts(w);
+    w->keepalive = keepalive;
+    loop->watches_alive += watch_counts(w);
+}
+
+void md_loop_unwatch(md_loop *loop, md_watch *w)
+{
+    if (!w || w->dead)
+        return;
+    loop->watches_alive -= watch_counts(w);
+    /* The fd may already be closed by its owner; then the kernel dropped it
+     * from the epoll set itself and this fails harmlessly with EBADF. */
+    if (w->in_epoll)
+        epoll_ctl(loop->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    w->dead = true;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        loop->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next_zombie = loop->zombies;
+    loop->zombies = w;
+}
+
+static void free_zombies(md_loop *loop)
+{
+    while (loop->zombies) {
+        md_watch *w = loop->zombies;
+        loop->zombies = w->next_zombie;
+        free(w);
+    }
+}
+
+/* }===== */
+
+/* {===== timers: binary min-heap ===== */
+
+static bool timer_before(const md_timer *a, const md_timer *b)
+{
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void heap_place(md_loop *loop, size_t i, md_timer *t)
+{
+    loop->heap[i] = t;
+    t->slot = i;
+}
+
+static void heap_up(md_loop *loop, size_t i)
+{
+    md_timer *t = loop->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!timer_before(t, loop->heap[parent]))
+            break;
+        heap_place(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    heap_place(loop, i, t);
+}
+
+static void heap_down(md_loop *loop, size_t i)
+{
+    md_timer *t = loop->heap[i];
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= loop->ntimers)
+            break;
+        if (child + 1 < loop->ntimers && timer_before(loop->heap[child + 1], loop->heap[child]))
+            child++;
+        if (!timer_before(loop->heap[child], t))
+            break;
+        heap_place(loop, i, loop->heap[child]);
+        i = child;
+    }
+    heap_place(loop, i, t);
+}
+
+static void heap_remove(md_loop *loop, md_timer *t)
+{
+    size_t i = t->slot;
+    assert(i < loop->ntimers && loop->heap[i] == t);
+    md_timer *last = loop->heap[--loop->ntimers];
+    if (last != t) {
+        heap_place(loop, i, last);
+        heap_up(loop, i);
+        heap_down(loop, last->slot);
+    }
+    if (t->keepalive)
+        loop->timers_alive--;
+}
+
+md_timer *md_loop_timer(md_loop *loop, int64_t due_ms, md_timer_fn fn, void *ud)
+{
+    if (loop->ntimers == loop->heap_cap) {
+        size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+        md_timer **heap = realloc(loop->heap, cap * sizeof *heap);
+        if (!heap)
+            return NULL;
+        loop->heap = heap;
+        loop->heap_cap = cap;
+    }
+    md_timer *t = malloc(sizeof *t);
+    if (!t)
+        return NULL;
+    *t = (md_timer){.due = due_ms, .seq = loop->timer_seq++, .keepalive = true, .fn = fn,
+                    .ud = ud};
+    loop->heap[loop->ntimers++] = t;
+    heap_up(loop, loop->ntimers - 1);
+    loop->timers_alive++;
+    return t;
+}
+
+void md_loop_timer_cancel(md_loop *loop, md_timer *t)
+{
+    if (!t)
+        return;
+    heap_remove(loop, t);
+    free(t);
+}
+
+void md_loop_timer_keepalive(md_loop *loop, md_timer *t, bool keepalive)
+{
+    if (t->keepalive != keepalive)
+        loop->timers_alive += keepalive ? 1 : -1;
+    t->keepalive = keepalive;
+}
+
+/* Fire every timer due by now. A timer added by a callback with a due time
+ * already past fires in the same pass only if it sorts after the current
+ * one, which keeps creation order; md.every relies on that. */
+static int run_timers(md_loop *loop)
+{
+    int ran = 0;
+    int64_t now = md_loop_now(loop);
+    while (loop->ntimers > 0 && loop->heap[0]->due <= now && !loop->stopped) {
+        md_timer *t = loop->heap[0];
+        heap_remove(loop, t);
+        t->fn(loop, t, t->ud);
+        free(t);
+        ran++;
+    }
+    return ran;
+}
+
+/* }===== */
+
+/* {===== deferred calls and completions ===== */
+
+int md_loop_defer(md_loop *loop, md_call_fn fn, void *ud)
+{
+    deferred *d = malloc(sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    *d = (deferred){.fn = fn, .ud = ud};
+    if (loop->defer_tail)
+        loop->defer_tail->next = d;
+    else
+        loop->defer_head = d;
+    loop->defer_tail = d;
+    return 0;
+}
+
+/* Run the calls queued before this pass, one at a time from the shared
+ * FIFO, so that a nested md_loop_run_until inside one of them still sees
+ * (and runs) the others. */
+static int run_deferred(md_loop *loop)
+{
+    int n = 0;
+    for (deferred *d = loop->defer_head; d; d = d->next)
+        n++;
+    int ran = 0;
+    for (; ran < n && loop->defer_head; ran++) {
+        deferred *d = loop->defer_head;
+        loop->defer_head = d->next;
+        if (!loop->defer_head)
+            loop->defer_tail = NULL;
+        md_call_fn fn = d->fn;
+        void *ud = d->ud;
+        free(d);
+        fn(loop, ud);
+    }
+    return ran;
+}
+
+void md_loop_wake(md_loop *loop)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already non-zero: the loop will wake. */
+    ssize_t n = write(loop->wakefd, &one, sizeof one);
+    (void)n;
+}
+
+void md_loop_post(md_loop *loop, md_completion *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&loop->post_lock);
+    bool was_empty = loop->post_head == NULL;
+    if (loop->post_tail)
+        loop->post_tail->next = c;
+    else
+        loop->post_head = c;
+    loop->post_tail = c;
+    pthread_mutex_unlock(&loop->post_lock);
+    if (was_empty)
+        md_loop_wake(loop);
+}
+
+static bool posts_pending(md_loop *loop)
+{
+    pthread_mutex_lock(&loop->post_lock);
+    bool pending = loop->post_head != NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    return pending;
+}
+
+static int run_posted(md_loop *loop)
+{
+    pthread_mutex_lock(&loop->post_lock);
+    md_completion *c = loop->post_head;
+    loop->post_head = loop->post_tail = NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    int ran = 0;
+    while (c) {
+        md_completion *next = c->next; /* fn may free or repost c */
+        c->fn(loop, c->ud);
+        c = next;
+        ran++;
+    }
+    return ran;
+}
+
+static void on_wakefd(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)events, (void)ud;
+    uint64_t count;
+    ssize_t n = read(fd, &count, sizeof count);
+    (void)n;
+}
+
+void md_loop_hold(md_loop *loop)
+{
+    loop->holds++;
+}
+
+void md_loop_release(md_loop *loop)
+{
+    assert(loop->holds > 0);
+    loop->holds--;
+}
+
+/* }===== */
+
+/* {===== signals ===== */
+
+/* Signals are process-wide, so the routing table lives with the one loop
+ * that asked for them. */
+static md_loop *signal_loop;
+static volatile sig_atomic_t signal_seen[MAX_SIGNAL];
+
+static void on_signal(int signo)
+{
+    int saved = errno;
+    md_loop *loop = signal_loop;
+    if (loop && signo > 0 && signo < MAX_SIGNAL) {
+        signal_seen[signo] = 1;
+        if (loop->signals[signo].async)
+            loop->signals[signo].async(signo);
+        unsigned char byte = (unsigned char)signo;
+        ssize_t n = write(loop->sigpipe[1], &byte, 1);
+        (void)n;
+    }
+    errno = saved;
+}
+
+static void on_sigpipe(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)w, (void)events, (void)ud;
+    unsigned char buf[64];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    for (int s = 1; s < MAX_SIGNAL; s++) {
+        if (!signal_seen[s])
+            continue;
+        signal_seen[s] = 0;
+        if (loop->signals[s].fn)
+            loop->signals[s].fn(loop, loop->signals[s].ud);
+    }
+}
+
+int md_loop_signal(md_loop *loop, int signo, md_call_fn fn, void *ud, void (*async)(int))
+{
+    if (signo <= 0 || signo >= MAX_SIGNAL)
+        return -EINVAL;
+    if (signal_loop && signal_loop != loop)
+        return -EBUSY;
+    if (!loop->sig_watch) {
+        if (pipe2(loop->sigpipe, O_NONBLOCK | O_CLOEXEC) < 0)
+            return -errno;
+        loop->sig_watch = md_loop_watch(loop, loop->sigpipe[0], MD_LOOP_READ, on_sigpipe, NULL);
+        if (!loop->sig_watch)
+            return -errno;
+        md_loop_watch_keepalive(loop, loop->sig_watch, false);
+    }
+    signal_loop = loop;
+    loop->signals[signo] = (signal_route){.fn = fn, .ud = ud, .async = async};
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(signo, &sa, NULL) < 0)
+        return -errno;
+    return 0;
+}
+
+static void restore_signals(md_loop *loop)
+{
+    if (signal_loop != loop)
+        return;
+    for (int s = 1; s < MAX_SIGNAL; s++)
+        if (loop->signals[s].fn)
+            signal(s, SIG_DFL);
+    signal_loop = NULL;
+}
+
+/* }===== */
+
+/* {===== life cycle and running ===== */
+
+md_loop *md_loop_new(void)
+{
+    md_loop *loop = calloc(1, sizeof *loop);
+    if (!loop)
+        return NULL;
+    loop->clock = monotonic_ms;
+    loop->sigpipe[0] = loop->sigpipe[1] = -1;
+    pthread_mutex_init(&loop->post_lock, NULL);
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0)
+        goto fail;
+    loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wakefd < 0)
+        goto fail_epoll;
+    loop->wake_watch = md_loop_watch(loop, loop->wakefd, MD_LOOP_READ, on_wakefd, NULL);
+    if (!loop->wake_watch)
+        goto fail_wakefd;
+    md_loop_watch_keepalive(loop, loop->wake_watch, false);
+    return loop;
+
+fail_wakefd:
+    close(loop->wakefd);
+fail_epoll:
+    close(loop->epfd);
+fail: {
+    int err = errno;
+    pthread_mutex_destroy(&loop->post_lock);
+    free(loop);
+    errno = err;
+    return NULL;
+}
+}
+
+void md_loop_free(md_loop *loop)
+{
+    if (!loop)
+        return;
+    restore_signals(loop);
+    while (loop->watches)
+        md_loop_unwatch(loop, loop->watches);
+    free_zombies(loop);
+    for (size_t i = 0; i < loop->ntimers; i++)
+        free(loop->heap[i]);
+    free(loop->heap);
+    while (loop->defer_head) {
+        deferred *d = loop->defer_head;
+        loop->defer_head = d->next;
+        free(d);
+    }
+    if (loop->sigpipe[0] >= 0) {
+        close(loop->sigpipe[0]);
+        close(loop->sigpipe[1]);
+    }
+    close(loop->wakefd);
+    close(loop->epfd);
+    pthread_mutex_destroy(&loop->post_lock);
+    free(loop);
+}
+
+void md_loop_get_counts(md_loop *loop, md_loop_counts *out)
+{
+    *out = (md_loop_counts){.timers = (int)loop->ntimers, .holds = loop->holds};
+    for (md_watch *w = loop->watches; w; w = w->next)
+        if (w != loop->wake_watch && w != loop->sig_watch)
+            out->watches++;
+    for (deferred *d = loop->defer_head; d; d = d->next)
+        out->deferred++;
+}
+
+bool md_loop_alive(md_loop *loop)
+{
+    return loop->watches_alive > 0 || loop->timers_alive > 0 || loop->holds > 0 ||
+           loop->defer_head != NULL || posts_pending(loop);
+}
+
+/* How long epoll may sleep: until the next timer, never past a pending
+ * deferred call, and not at all if nothing could ever wake it. */
+static int wait_timeout(md_loop *loop, int timeout_ms)
+{
+    if (loop->defer_head || loop->stopped)
+        return 0;
+    if (loop->ntimers > 0) {
+        int64_t left = loop->heap[0]->due - md_loop_now(loop);
+        if (left < 0)
+            left = 0;
+        if (left > INT32_MAX)
+            left = INT32_MAX;
+        if (timeout_ms < 0 || left < timeout_ms)
+            timeout_ms = (int)left;
+    }
+    return timeout_ms;
+}
+
+static int dispatch_events(md_loop *loop, int timeout_ms)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    int ran = 0;
+    for (int i = 0; i < n; i++) {
+        md_watch *w = events[i].data.ptr;
+        if (w->dead || w->events == 0) /* unwatched or paused earlier in this batch */
+            continue;
+        uint32_t bits = events[i].events;
+        int ev = 0;
+        if (bits & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            ev |= MD_LOOP_READ;
+        if (bits & EPOLLOUT)
+            ev |= MD_LOOP_WRITE;
+        if (!ev)
+            continue;
+        w->fn(loop, w, w->fd, ev, w->ud);
+        ran += w != loop->wake_watch; /* the loop's own wake-up is no callback */
+    }
+    return ran;
+}
+
+int md_loop_run_once(md_loop *loop, int timeout_ms)
+{
+    int ran = run_deferred(loop);
+    ran += run_posted(loop);
+    ran += run_timers(loop);
+    int n = dispatch_events(loop, wait_timeout(loop, ran > 0 ? 0 : timeout_ms));
+    free_zombies(loop);
+    if (n < 0)
+        return n;
+    return ran + n + run_posted(loop);
+}
+
+int md_loop_run_until(md_loop *loop, bool (*done)(void *ud), void *ud)
+{
+    while (!done || !done(ud)) {
+        if (loop->stopped)
+            return 1;
+        if (!md_loop_alive(loop))
+            return done ? -EDEADLK : 0;
+        int rc = md_loop_run_once(loop, -1);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int md_loop_run(md_loop *loop)
+{
+    loop->stopped = false;
+    int rc = md_loop_run_until(loop, NULL, NULL);
+    return rc == 1 ? 1 : 0;
+}
+
+void md_loop_stop(md_loop *loop)
+{
+    loop->stopped = true;
+}
+
+bool md_loop_stopped(md_loop *loop)
+{
+    return loop->stopped;
+}
+
+/* }===== */
