@@ -1,0 +1,118 @@
+/*
+ * engine.h - the Lua state, its tasks, and the one async pattern.
+ *
+ * An engine owns one lua_State and one md_loop. Lua work runs in tasks:
+ * coroutines resumed only by the engine (engine.c holds the only
+ * lua_resume). A task that raises is logged with its traceback; the engine
+ * keeps running.
+ *
+ * THE ASYNC PATTERN. Every I/O primitive written in C looks like this:
+ *
+ *     static int bus_read(lua_State *L)
+ *     {
+ *         ... check every argument first (errors raise) ...
+ *         struct req *r = calloc(1, sizeof *r);          // owned by the module
+ *         r->wait = md_task_wait(L, r, req_cancel);      // raises if L cannot wait
+ *         md_wait_timeout(r->wait, timeout_ms, "modbus read");   // optional
+ *         submit(r);                                     // worker thread, fd watch...
+ *         return md_task_yield(L, r->wait, req_results);
+ *     }
+ *
+ *  - When the operation completes, the loop thread calls md_task_done(wait).
+ *    The task resumes later from the loop's dispatch, and req_results(L, r)
+ *    pushes what the primitive returns (values, or nil, message, code) and
+ *    frees r if the module no longer needs it.
+ *  - If the timeout fires first, or the task is cancelled, the engine calls
+ *    req_cancel(r) on the loop thread. From then on the module must never
+ *    touch the wait again (mark r abandoned if a worker still has it). On
+ *    timeout the task gets nil, "<what> timed out after N s", "timeout".
+ *  - Called from a task, md_task_yield yields. Called outside a task (the
+ *    main thread, or where a yield is impossible, e.g. inside a table.sort
+ *    comparator) it runs the loop until the operation completes, so the same
+ *    primitive works from a script's top level and the REPL.
+ *  - Called from a plain coroutine that is not a task, md_task_wait raises:
+ *    a yield would go to that coroutine's resumer instead of the loop.
+ */
+#ifndef MD_ENGINE_H
+#define MD_ENGINE_H
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+typedef struct md_engine md_engine;
+typedef struct md_wait md_wait;
+
+typedef void (*md_cancel_fn)(void *op);
+typedef int (*md_results_fn)(lua_State *L, void *op);
+
+/* {===== engine life cycle (main.c, tests) ===== */
+
+/* Create the engine: Lua state with the standard libraries, the moondog
+ * modules in package.preload, package.path pointing at home/lua (home holds
+ * lua/, scripts/ and devices/), signals routed to the loop.
+ * Returns NULL with a message in err (size errlen) on failure. */
+md_engine *md_engine_new(const char *home, char *err, size_t errlen);
+/* Cancel every task, run pending to-be-closed variables and __gc
+ * metamethods (lua_close), then free the loop. */
+void md_engine_free(md_engine *E);
+
+lua_State *md_engine_lua(md_engine *E);
+md_loop *md_engine_loop(md_engine *E);
+/* The engine of any thread of its Lua state. */
+md_engine *md_engine_of(lua_State *L);
+
+/*
+ * Start the function on top of L's stack (with nargs arguments above it) as
+ * a task marked as the main chunk: if it raises, the engine's exit code
+ * becomes 1. Pops the function and arguments.
+ */
+void md_engine_spawn_main(md_engine *E, int nargs);
+/* Run the loop until nothing is left alive, md.exit() or a shutdown signal.
+ * Returns the process exit code. */
+int md_engine_run(md_engine *E);
+/* Ask the engine to stop with this exit code (md.exit). */
+void md_engine_exit(md_engine *E, int code);
+
+/* SIGINT normally shuts the engine down; the REPL routes it here instead. */
+void md_engine_on_interrupt(md_engine *E, void (*fn)(md_engine *E, void *ud), void *ud);
+
+/* }===== */
+
+/* {===== tasks ===== */
+
+/*
+ * Spawn the function at stack index idx of L with the nargs values above it
+ * (popped) as a new task; pushes the task object onto L and returns it.
+ * The task first runs on the next loop iteration.
+ */
+void md_task_spawn(lua_State *L, int idx, int nargs);
+/* True if the task object at idx has finished (ok, failed or cancelled). */
+bool md_task_finished(lua_State *L, int idx);
+/* Cancel the task object at idx (see md_task_cancel in the Lua API). */
+void md_task_cancel_at(lua_State *L, int idx);
+
+/* }===== */
+
+/* {===== the async pattern ===== */
+
+/* Record that the running task waits for op. Raises if L is a plain
+ * coroutine. cancel may be NULL when nothing needs undoing. */
+md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel);
+/* Give up after ms milliseconds; what names the operation in the message. */
+void md_wait_timeout(md_wait *w, int64_t ms, const char *what);
+/* Yield (or run the loop) until the wait ends; the return value of the
+ * calling lua_CFunction. */
+int md_task_yield(lua_State *L, md_wait *w, md_results_fn results);
+/* Loop thread: the operation completed; results will be pushed. */
+void md_task_done(md_wait *w);
+
+/* }===== */
+
+/* The moondog modules implemented in C, opened through package.preload. */
+int luaopen_moondog_core(lua_State *L);
+int luaopen_moondog_log(lua_State *L);
+
+#endif

@@ -1,0 +1,186 @@
+-- moondog.testing: a small test harness that runs on the engine itself.
+--
+--   local T = require "moondog.testing"
+--   T.test("sleep orders tasks", function()
+--     local done = T.expect(function() end, 1)   -- must be called once
+--     md.spawn(function() md.sleep(0.01); done() end):join()
+--   end)
+--
+-- Each test runs as a task, with a time limit. Afterwards the harness waits
+-- briefly for the engine to settle and fails the test if it left tasks,
+-- timers or fd watches behind, or if an expect() count was not met.
+-- T.skip(reason) inside a test skips it. `moondog test FILE...` runs files.
+
+local md = require "moondog"
+
+local M = {}
+
+local tests = {}
+local expectations
+local skip_marker = setmetatable({}, { __tostring = function() return "skip" end })
+
+--- Register a test; fn runs as a task. opts.timeout in seconds (default 30).
+function M.test(name, fn, opts)
+  assert(type(name) == "string", "test name must be a string")
+  assert(type(fn) == "function", "test body must be a function")
+  tests[#tests + 1] = { name = name, fn = fn, timeout = opts and opts.timeout or 30 }
+end
+
+--- Skip the running test, e.g. when ../shared is absent.
+function M.skip(reason)
+  error(setmetatable({ reason = reason }, { __index = skip_marker }), 0)
+end
+
+--- Wrap fn so that the test fails unless the wrapper is called exactly n times.
+function M.expect(fn, n)
+  local e = { calls = 0, want = n or 1, where = debug.traceback("", 2):match("\n%s*([^\n]+)") }
+  expectations[#expectations + 1] = e
+  return function(...)
+    e.calls = e.calls + 1
+    return fn(...)
+  end
+end
+
+--- assert a == b with a message that shows both.
+function M.eq(got, want, what)
+  if got ~= want then
+    error(string.format("%s: expected %s, got %s", what or "value", tostring(want), tostring(got)), 2)
+  end
+end
+
+--- Run a shell command; returns its stdout, exit code. Blocks the engine:
+--- use for short commands only.
+function M.sh(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  return out, code
+end
+
+--- Poll cond() every 10 ms until it returns true or `timeout` s pass.
+function M.wait_for(cond, timeout, what)
+  local deadline = md.now() + (timeout or 5)
+  while not cond() do
+    if md.now() > deadline then
+      error("timed out waiting for " .. (what or "condition"), 2)
+    end
+    md.sleep(0.01)
+  end
+end
+
+local function is_skip(err)
+  return type(err) == "table" and getmetatable(err) and getmetatable(err).__index == skip_marker
+end
+
+-- Let cancelled tasks and closing handles finish, then report leftovers.
+local function leftovers(before)
+  for _ = 1, 50 do
+    local s = md.stats()
+    if s.tasks <= before.tasks and s.timers <= before.timers and s.watches <= before.watches then
+      return nil
+    end
+    md.sleep(0.002)
+  end
+  local s = md.stats()
+  local list = {}
+  for _, t in ipairs(md.tasks()) do
+    list[#list + 1] = tostring(t)
+  end
+  return string.format("left behind %d task(s), %d timer(s), %d watch(es): %s",
+    s.tasks - before.tasks, s.timers - before.timers, s.watches - before.watches,
+    table.concat(list, ", "))
+end
+
+local function run_one(t)
+  expectations = {}
+  collectgarbage()
+  local before = md.stats()
+  local task = md.spawn(function()
+    return xpcall(t.fn, function(err)
+      if is_skip(err) then return err end
+      return debug.traceback(tostring(err), 2)
+    end)
+  end)
+  task:name("test: " .. t.name)
+  local ok, xok, err = pcall(task.join, task, t.timeout)
+  if not ok then
+    return "fail", xok
+  end
+  if xok == nil then -- join failed: timeout or the task raised outside xpcall
+    task:cancel()
+    return "fail", err or "test did not finish"
+  end
+  if not xok then
+    if is_skip(err) then
+      return "skip", err.reason
+    end
+    return "fail", err
+  end
+  for _, e in ipairs(expectations) do
+    if e.calls ~= e.want then
+      return "fail", string.format("expected %d call(s), got %d (%s)", e.want, e.calls, e.where or "?")
+    end
+  end
+  collectgarbage()
+  local left = leftovers(before)
+  if left then
+    return "fail", left
+  end
+  return "pass"
+end
+
+--- Run every test registered so far; prints one line per test.
+--- Returns passed, failed, skipped.
+function M.run(label)
+  local counts = { pass = 0, fail = 0, skip = 0 }
+  for _, t in ipairs(tests) do
+    local result, detail = run_one(t)
+    counts[result] = counts[result] + 1
+    if result == "pass" then
+      io.write("ok - ", label, ": ", t.name, "\n")
+    elseif result == "skip" then
+      io.write("ok - ", label, ": ", t.name, " # SKIP ", tostring(detail), "\n")
+    else
+      io.write("not ok - ", label, ": ", t.name, "\n")
+      io.write("  ", (tostring(detail):gsub("\n", "\n  ")), "\n")
+    end
+    io.flush()
+  end
+  tests = {}
+  return counts.pass, counts.fail, counts.skip
+end
+
+--- Load and run test files; returns passed, failed, skipped over all.
+function M.run_files(files)
+  local p, f, s = 0, 0, 0
+  for _, file in ipairs(files) do
+    local chunk, err = loadfile(file)
+    local label = file:match("([^/]+)%.lua$") or file
+    if not chunk then
+      io.write("not ok - ", label, ": cannot load: ", err, "\n")
+      f = f + 1
+    else
+      local ok, lerr = pcall(chunk)
+      if not ok then
+        io.write("not ok - ", label, ": error while loading: ", tostring(lerr), "\n")
+        f = f + 1
+      end
+      local a, b, c = M.run(label)
+      p, f, s = p + a, f + b, s + c
+    end
+  end
+  return p, f, s
+end
+
+--- Path of ../shared next to the project, or nil when it is absent.
+function M.shared_dir()
+  local dir = os.getenv("MOONDOG_SHARED") or (md.paths.home .. "/../shared")
+  local f = io.open(dir .. "/reference/README.md", "r")
+  if not f then
+    return nil
+  end
+  f:close()
+  return dir
+end
+
+return M
