@@ -85,6 +85,7 @@ struct md_loop {
     int watches_alive;  /* watches with keepalive and events != 0 */
     md_watch *watches;  /* live list */
     md_watch *zombies;
+    int dispatch_depth; /* zombies are freed only when the outermost batch ends */
 
     md_timer **heap;
     size_t ntimers, heap_cap;
@@ -419,19 +420,33 @@ static bool posts_pending(md_loop *loop)
     return pending;
 }
 
-static int run_posted(md_loop *loop)
+/* Pop one completion at a time, like run_deferred, so that a nested
+ * md_loop_run_until inside one of them still runs the ones behind it. At
+ * most the number queued at the start is run, so posters cannot starve the
+ * rest of the loop. */
+static md_completion *pop_posted(md_loop *loop)
 {
     pthread_mutex_lock(&loop->post_lock);
     md_completion *c = loop->post_head;
-    loop->post_head = loop->post_tail = NULL;
+    if (c) {
+        loop->post_head = c->next;
+        if (!loop->post_head)
+            loop->post_tail = NULL;
+    }
+    pthread_mutex_unlock(&loop->post_lock);
+    return c;
+}
+
+static int run_posted(md_loop *loop)
+{
+    pthread_mutex_lock(&loop->post_lock);
+    int n = 0;
+    for (md_completion *c = loop->post_head; c; c = c->next)
+        n++;
     pthread_mutex_unlock(&loop->post_lock);
     int ran = 0;
-    while (c) {
-        md_completion *next = c->next; /* fn may free or repost c */
-        c->fn(loop, c->ud);
-        c = next;
-        ran++;
-    }
+    for (md_completion *c; ran < n && (c = pop_posted(loop)); ran++)
+        c->fn(loop, c->ud); /* fn may free or repost c */
     return ran;
 }
 
@@ -654,8 +669,10 @@ int md_loop_run_once(md_loop *loop, int timeout_ms)
     int ran = run_deferred(loop);
     ran += run_posted(loop);
     ran += run_timers(loop);
+    loop->dispatch_depth++;
     int n = dispatch_events(loop, wait_timeout(loop, ran > 0 ? 0 : timeout_ms));
-    free_zombies(loop);
+    if (--loop->dispatch_depth == 0) /* an outer batch may still name a zombie */
+        free_zombies(loop);
     if (n < 0)
         return n;
     return ran + n + run_posted(loop);

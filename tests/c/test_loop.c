@@ -4,8 +4,11 @@
  * What is checked: timer order and cancellation, liveness (md_loop_run,
  * keepalive, md_loop_stop), fd watches (read, write, pause, hang-up, unwatch
  * from a callback, EEXIST), deferred calls, cross-thread completions with
- * md_loop_hold/md_loop_release, md_loop_run_until's return codes,
- * md_loop_wake from another thread, and signals.
+ * md_loop_hold/md_loop_release, md_loop_run_until's return codes and
+ * nesting, md_loop_wake from another thread, and signals. Some tests aim at
+ * use-after-free in the loop (unwatch during dispatch or a nested run); they
+ * can pass in a plain build and fail only under ASan or valgrind, which is
+ * how CI runs them.
  *
  * Design: setup gives every test a fresh loop, and teardown frees it together
  * with every fd and scratch buffer the test registered in the fixture, so a
@@ -22,6 +25,8 @@
  * A broken loop can block forever in epoll_wait. Setup arms alarm(), and the
  * SIGALRM handler reports the hang and exits non-zero; stdout is line
  * buffered so cmocka's "[ RUN ]" line names the test that hung.
+ *
+ * Usage: test_loop [pattern], e.g. test_loop 'timer*' to run some tests.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pipe2, SOCK_NONBLOCK */
@@ -60,11 +65,11 @@ enum {
 /* Owned by the test run: made by setup, freed by teardown. */
 struct fixture {
     md_loop *loop;
-    int64_t now;       /* the fake clock, in ms */
-    int log[LOG_MAX];  /* ids recorded by callbacks, in call order */
+    int64_t now;      /* the fake clock, in ms */
+    int log[LOG_MAX]; /* ids recorded by callbacks, in call order */
     int nlog;
-    int fds[FD_MAX];   /* closed by teardown; -1 when free */
-    void *scratch;     /* freed by teardown */
+    int fds[FD_MAX]; /* closed by teardown; -1 when free */
+    void *scratch;   /* freed by teardown */
 };
 
 static void on_alarm(int signo)
@@ -187,6 +192,14 @@ static void assert_log(struct fixture *f, const int *want, int n)
         assert_memory_equal(f->log, want, (size_t)n * sizeof *want);
 }
 
+static md_loop_counts counts(struct fixture *f)
+{
+    md_loop_counts c;
+
+    md_loop_get_counts(f->loop, &c);
+    return c;
+}
+
 /* Move the fake clock to now and run one iteration without waiting. */
 static int tick(struct fixture *f, int64_t now)
 {
@@ -238,12 +251,12 @@ static void cancel_timer(struct fixture *f, struct tag *tag)
 
 /* A watch's ud: records the last call. */
 struct probe {
-    md_watch *w;         /* NULL once unwatched */
+    md_watch *w; /* NULL once unwatched */
     int calls;
-    int fd;              /* arguments of the last call */
+    int fd; /* arguments of the last call */
     int events;
     md_watch *got;
-    bool drain;          /* read one byte per call */
+    bool drain;                  /* read one byte per call */
     bool unwatch_self;           /* unwatch w from its own callback */
     struct probe *unwatch_other; /* unwatch its watch from this callback */
     struct probe *pause_other;   /* pause its watch from this callback */
@@ -383,9 +396,11 @@ static void cancelled_timers_never_fire(void **state)
             if (i % SPREAD == due && !cancelled[i])
                 want[n++] = i;
 
+    assert_int_equal(counts(f).timers, n); /* the cancelled ones are gone */
     assert_int_equal(tick(f, EPOCH + SPREAD), n);
     assert_log(f, want, n);
     assert_int_equal(tick(f, EPOCH + 1000), 0);
+    assert_int_equal(counts(f).timers, 0);
     assert_false(md_loop_alive(f->loop));
 }
 
@@ -576,6 +591,7 @@ static void unwatch_inside_own_callback_is_safe(void **state)
     put_byte(s[1]);
     assert_int_equal(tick(f, EPOCH), 0);
     assert_int_equal(probe.calls, 1);
+    assert_int_equal(counts(f).watches, 0);
     assert_false(md_loop_alive(f->loop));
 }
 
@@ -695,10 +711,12 @@ static void deferred_calls_run_fifo_on_next_iteration(void **state)
         assert_int_equal(md_loop_defer(f->loop, on_call, &calls[i]), 0);
     }
     assert_int_equal(f->nlog, 0);
+    assert_int_equal(counts(f).deferred, 3);
     assert_true(md_loop_alive(f->loop));
 
     assert_int_equal(tick(f, EPOCH), 3);
     assert_log(f, want, 3);
+    assert_int_equal(counts(f).deferred, 0);
     assert_int_equal(tick(f, EPOCH), 0);
     assert_false(md_loop_alive(f->loop));
 }
@@ -830,8 +848,7 @@ static void completions_from_threads_run_once_each_in_fifo_order(void **state)
         for (int i = 0; i < PER_POSTER; i++) {
             struct item *it = &fl->items[t][i];
 
-            *it = (struct item){.c = {.fn = on_item, .ud = it}, .fl = fl, .thread = t,
-                                .seq = i};
+            *it = (struct item){.c = {.fn = on_item, .ud = it}, .fl = fl, .thread = t, .seq = i};
         }
         fl->ends[t] = (md_completion){.fn = on_poster_end, .ud = fl};
         posters[t] = (struct poster){.fl = fl, .thread = t};
@@ -1097,8 +1114,7 @@ static void signal_runs_fn_on_loop_and_async_in_handler(void **state)
 
     async_calls = 0;
     async_signo = 0;
-    assert_int_equal(
-        md_loop_signal(f->loop, SIGUSR1, on_signal, &seen, on_signal_async), 0);
+    assert_int_equal(md_loop_signal(f->loop, SIGUSR1, on_signal, &seen, on_signal_async), 0);
     assert_false(md_loop_alive(f->loop)); /* signal watches do not keep it alive */
 
     assert_int_equal(raise(SIGUSR1), 0);
