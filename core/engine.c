@@ -80,10 +80,10 @@ struct md_task {
     task_state state;
     bool is_main, cancel_requested, started;
     uint64_t id;
-    md_wait *wait;               /* what a waiting task waits for */
+    md_wait *wait; /* what a waiting task waits for */
     md_task *ready_prev, *ready_next;
     bool queued;
-    uint64_t ready_pass;         /* run_ready pass in which it became ready */
+    uint64_t ready_pass;          /* run_ready pass in which it became ready */
     md_task *all_prev, *all_next; /* unfinished tasks, in spawn order */
     joiner *joiners;
     char name[128];
@@ -94,8 +94,8 @@ typedef enum { WAIT_PENDING, WAIT_DONE, WAIT_TIMEDOUT } wait_state;
 /* Owned by the engine; freed by wait_continue or by cancelling its task. */
 struct md_wait {
     md_engine *E;
-    md_task *task;   /* the waiting task; NULL on the main thread */
-    bool nested;     /* blocking wait: runs the loop instead of yielding */
+    md_task *task; /* the waiting task; NULL on the main thread */
+    bool nested;   /* blocking wait: runs the loop instead of yielding */
     void *op;
     md_cancel_fn cancel;
     md_results_fn results;
@@ -127,8 +127,8 @@ struct md_engine {
     /* What is executing Lua right now (for interrupts and the watchdog). */
     md_task *running;
     lua_State *volatile running_L;
-    volatile uint64_t resume_seq;     /* counts resumes */
-    volatile uint64_t watchdog_seen;  /* resume_seq when the watchdog last looked */
+    volatile uint64_t resume_seq;    /* counts resumes */
+    volatile uint64_t watchdog_seen; /* resume_seq when the watchdog last looked */
     volatile sig_atomic_t interrupt_signo;
     int run_depth;
 
@@ -174,9 +174,11 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     int signo = E->interrupt_signo;
     E->interrupt_signo = 0;
     if (signo == WATCHDOG_SIGNAL)
-        luaL_error(L, "task ran for more than %f s without yielding (watchdog; see md.watchdog)",
-                   (lua_Number)E->watchdog_ms / 1000.0);
-    luaL_error(L, "interrupted by %s", sigabbrev_np(signo) ? sigabbrev_np(signo) : "signal");
+        luaL_error(
+            L, "task ran for more than %f s without yielding (watchdog; see md.watchdog)",
+            (lua_Number)E->watchdog_ms / 1000.0);
+    luaL_error(L, "interrupted by %s",
+               sigabbrev_np(signo) ? sigabbrev_np(signo) : "signal");
 }
 
 /* Signal handler context: only flags and lua_sethook, as lua.c does. */
@@ -186,14 +188,16 @@ static void interrupt_running_lua(int signo)
     if (!E || !E->running_L)
         return;
     E->interrupt_signo = signo;
-    lua_sethook(E->running_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    lua_sethook(E->running_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
+                1);
 }
 
 static void arm_watchdog(md_engine *E, int64_t ms)
 {
     if (!E->has_watchdog)
         return;
-    struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}};
+    struct itimerspec its = {
+        .it_value = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000}};
     timer_settime(E->watchdog, 0, &its, NULL);
 }
 
@@ -219,7 +223,8 @@ static void setup_watchdog(md_engine *E)
     struct sigaction sa = {.sa_handler = on_watchdog_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(WATCHDOG_SIGNAL, &sa, NULL);
-    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = WATCHDOG_SIGNAL};
+    struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID,
+                           .sigev_signo = WATCHDOG_SIGNAL};
     sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
     E->has_watchdog = timer_create(CLOCK_MONOTONIC, &sev, &E->watchdog) == 0;
     E->watchdog_ms = 30000;
@@ -323,7 +328,8 @@ static void log_task_error(md_task *t)
         if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING) {
             msg = lua_tostring(co, -1);
         } else {
-            msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+            msg = lua_pushfstring(co, "(error object is a %s value)",
+                                  luaL_typename(co, -1));
         }
     }
     luaL_traceback(L, co, msg, 0);
@@ -400,8 +406,12 @@ md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel)
     md_wait *w = calloc(1, sizeof *w);
     if (!w)
         luaL_error(L, "out of memory");
-    *w = (md_wait){.E = E, .task = t, .nested = !t || !lua_isyieldable(L), .op = op,
-                   .cancel = cancel, .state = WAIT_PENDING};
+    *w = (md_wait){.E = E,
+                   .task = t,
+                   .nested = !t || !lua_isyieldable(L),
+                   .op = op,
+                   .cancel = cancel,
+                   .state = WAIT_PENDING};
     if (t)
         t->wait = w;
     return w;
@@ -556,7 +566,8 @@ static void finish_task(md_task *t, task_state state)
     int status = reset_thread(t->co, E->L);
     /* After an error the thread reports that error again: already logged. */
     if (status != LUA_OK && state != TASK_FAILED && lua_type(t->co, -1) == LUA_TSTRING)
-        md_log(MD_LOG_ERROR, "%s: error while closing: %s", t->name, lua_tostring(t->co, -1));
+        md_log(MD_LOG_ERROR, "%s: error while closing: %s", t->name,
+               lua_tostring(t->co, -1));
     while (t->joiners) {
         joiner *j = t->joiners;
         t->joiners = j->next;
@@ -626,8 +637,8 @@ void md_task_spawn(lua_State *L, int idx, int nargs)
     for (int i = 1; i <= nargs; i++)
         lua_pushvalue(L, idx + i);
     lua_xmove(L, co, nargs);
-    lua_insert(L, idx);       /* task below fn */
-    lua_pop(L, nargs + 1);    /* drop fn and args, keep task on top */
+    lua_insert(L, idx);    /* task below fn */
+    lua_pop(L, nargs + 1); /* drop fn and args, keep task on top */
 
     t->all_prev = E->all_tail;
     if (E->all_tail)
@@ -790,12 +801,18 @@ static int task_close(lua_State *L)
 }
 
 static const luaL_Reg task_methods[] = {
-    {"join", task_join},     {"cancel", task_cancel_lua}, {"status", task_status},
-    {"name", task_name},     {NULL, NULL},
+    {"join", task_join},
+    {"cancel", task_cancel_lua},
+    {"status", task_status},
+    {"name", task_name},
+    {NULL, NULL},
 };
 
 static const luaL_Reg task_meta[] = {
-    {"__tostring", task_tostring}, {"__gc", task_gc}, {"__close", task_close}, {NULL, NULL},
+    {"__tostring", task_tostring},
+    {"__gc", task_gc},
+    {"__close", task_close},
+    {NULL, NULL},
 };
 
 /* }===== */
@@ -839,7 +856,8 @@ static int sleep_until(lua_State *L, int64_t due, intptr_t tick)
     md_task *t = task_of_thread(L);
     if (t && lua_isyieldable(L) && due <= md_loop_now(E->loop)) {
         /* Nothing to wait for: just let the others run. */
-        return tick ? lua_yieldk(L, 0, (lua_KContext)tick, tick_continue) : lua_yield(L, 0);
+        return tick ? lua_yieldk(L, 0, (lua_KContext)tick, tick_continue)
+                    : lua_yield(L, 0);
     }
     md_wait *w = md_task_wait(L, (void *)tick, NULL);
     w->timer = md_loop_timer(E->loop, due, sleep_timer_fired, w);
@@ -980,11 +998,10 @@ static int core_watchdog(lua_State *L)
 }
 
 static const luaL_Reg core_funcs[] = {
-    {"spawn", core_spawn}, {"sleep", core_sleep},     {"every", core_every},
-    {"now", core_now},     {"time", core_time},       {"exit", core_exit},
+    {"spawn", core_spawn},     {"sleep", core_sleep}, {"every", core_every},
+    {"now", core_now},         {"time", core_time},   {"exit", core_exit},
     {"current", core_current}, {"tasks", core_tasks}, {"watchdog", core_watchdog},
-    {"stats", core_stats},
-    {NULL, NULL},
+    {"stats", core_stats},     {NULL, NULL},
 };
 
 int luaopen_moondog_core(lua_State *L)
@@ -1055,7 +1072,8 @@ static void set_package_path(lua_State *L, const char *home)
 {
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", home, home, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;%s", home, home,
+                    lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 2);
     lua_pushstring(L, home);

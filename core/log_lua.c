@@ -48,11 +48,26 @@ static int log_at(lua_State *L, int level)
     return 0;
 }
 
-static int log_error(lua_State *L) { return log_at(L, MD_LOG_ERROR); }
-static int log_warn(lua_State *L) { return log_at(L, MD_LOG_WARN); }
-static int log_info(lua_State *L) { return log_at(L, MD_LOG_INFO); }
-static int log_debug(lua_State *L) { return log_at(L, MD_LOG_DEBUG); }
-static int log_trace(lua_State *L) { return log_at(L, MD_LOG_TRACE); }
+static int log_error(lua_State *L)
+{
+    return log_at(L, MD_LOG_ERROR);
+}
+static int log_warn(lua_State *L)
+{
+    return log_at(L, MD_LOG_WARN);
+}
+static int log_info(lua_State *L)
+{
+    return log_at(L, MD_LOG_INFO);
+}
+static int log_debug(lua_State *L)
+{
+    return log_at(L, MD_LOG_DEBUG);
+}
+static int log_trace(lua_State *L)
+{
+    return log_at(L, MD_LOG_TRACE);
+}
 
 static int log_level(lua_State *L)
 {

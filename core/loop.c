@@ -75,15 +75,15 @@ typedef struct signal_route {
 
 struct md_loop {
     int epfd;
-    int wakefd;   /* eventfd: posted completions and md_loop_wake */
+    int wakefd; /* eventfd: posted completions and md_loop_wake */
     int sigpipe[2];
     md_watch *wake_watch, *sig_watch;
 
     md_clock_fn clock;
     void *clock_ud;
 
-    int watches_alive;  /* watches with keepalive and events != 0 */
-    md_watch *watches;  /* live list */
+    int watches_alive; /* watches with keepalive and events != 0 */
+    md_watch *watches; /* live list */
     md_watch *zombies;
     int dispatch_depth; /* zombies are freed only when the outermost batch ends */
 
@@ -152,7 +152,8 @@ static int watch_sync(md_loop *loop, md_watch *w)
         w->in_epoll = false;
         return 0;
     }
-    if (epoll_ctl(loop->epfd, w->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
+    if (epoll_ctl(loop->epfd, w->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) <
+        0)
         return -errno;
     w->in_epoll = true;
     return 0;
@@ -272,7 +273,8 @@ static void heap_down(md_loop *loop, size_t i)
         size_t child = 2 * i + 1;
         if (child >= loop->ntimers)
             break;
-        if (child + 1 < loop->ntimers && timer_before(loop->heap[child + 1], loop->heap[child]))
+        if (child + 1 < loop->ntimers &&
+            timer_before(loop->heap[child + 1], loop->heap[child]))
             child++;
         if (!timer_before(loop->heap[child], t))
             break;
@@ -309,8 +311,8 @@ md_timer *md_loop_timer(md_loop *loop, int64_t due_ms, md_timer_fn fn, void *ud)
     md_timer *t = malloc(sizeof *t);
     if (!t)
         return NULL;
-    *t = (md_timer){.due = due_ms, .seq = loop->timer_seq++, .keepalive = true, .fn = fn,
-                    .ud = ud};
+    *t = (md_timer){
+        .due = due_ms, .seq = loop->timer_seq++, .keepalive = true, .fn = fn, .ud = ud};
     loop->heap[loop->ntimers++] = t;
     heap_up(loop, loop->ntimers - 1);
     loop->timers_alive++;
@@ -517,7 +519,8 @@ int md_loop_signal(md_loop *loop, int signo, md_call_fn fn, void *ud, void (*asy
     if (!loop->sig_watch) {
         if (pipe2(loop->sigpipe, O_NONBLOCK | O_CLOEXEC) < 0)
             return -errno;
-        loop->sig_watch = md_loop_watch(loop, loop->sigpipe[0], MD_LOOP_READ, on_sigpipe, NULL);
+        loop->sig_watch =
+            md_loop_watch(loop, loop->sigpipe[0], MD_LOOP_READ, on_sigpipe, NULL);
         if (!loop->sig_watch)
             return -errno;
         md_loop_watch_keepalive(loop, loop->sig_watch, false);
@@ -570,7 +573,7 @@ fail_wakefd:
     close(loop->wakefd);
 fail_epoll:
     close(loop->epfd);
-fail: {
+fail : {
     int err = errno;
     pthread_mutex_destroy(&loop->post_lock);
     free(loop);

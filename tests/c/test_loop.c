@@ -848,7 +848,8 @@ static void completions_from_threads_run_once_each_in_fifo_order(void **state)
         for (int i = 0; i < PER_POSTER; i++) {
             struct item *it = &fl->items[t][i];
 
-            *it = (struct item){.c = {.fn = on_item, .ud = it}, .fl = fl, .thread = t, .seq = i};
+            *it = (struct item){
+                .c = {.fn = on_item, .ud = it}, .fl = fl, .thread = t, .seq = i};
         }
         fl->ends[t] = (md_completion){.fn = on_poster_end, .ud = fl};
         posters[t] = (struct poster){.fl = fl, .thread = t};
@@ -1114,7 +1115,8 @@ static void signal_runs_fn_on_loop_and_async_in_handler(void **state)
 
     async_calls = 0;
     async_signo = 0;
-    assert_int_equal(md_loop_signal(f->loop, SIGUSR1, on_signal, &seen, on_signal_async), 0);
+    assert_int_equal(md_loop_signal(f->loop, SIGUSR1, on_signal, &seen, on_signal_async),
+                     0);
     assert_false(md_loop_alive(f->loop)); /* signal watches do not keep it alive */
 
     assert_int_equal(raise(SIGUSR1), 0);

@@ -70,7 +70,7 @@ end)
 T.test("cancel a waiting task: to-be-closed variables run, joiners wake", function()
   local closed = false
   local t = md.spawn(function()
-    local guard <close> = setmetatable({}, { __close = function() closed = true end })
+    local _guard <close> = setmetatable({}, { __close = function() closed = true end })
     md.sleep(10)
   end)
   local joiner = md.spawn(function() return t:join() end)

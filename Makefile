@@ -1,0 +1,98 @@
+# moondog - build, test, install. See README.md.
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+CC ?= cc
+PKGS := lua5.4 libmodbus libmosquitto libedit
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -DMD_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+LDLIBS += $(PKG_LIBS) -lpthread -lrt
+
+# make SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build
+ifeq ($(SANITIZE),1)
+CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+BUILD := build/asan
+else
+BUILD := build/plain
+endif
+ifeq ($(WERROR),1)
+CFLAGS += -Werror
+endif
+
+CORE_SRC := $(filter-out core/main.c,$(wildcard core/*.c))
+CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/%.o)
+
+# Debian packages the build, the tests and the demo need.
+DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquitto-dev \
+        libcmocka-dev libedit-dev lua-cjson tmux socat valgrind
+LINT_DEPS := lua-check clang-format cppcheck
+
+.PHONY: all deps run test bench install uninstall clean lint moondog
+
+all: moondog
+
+# ./moondog is a copy of the plain or sanitizer build, whichever was asked
+# for last; phony so that switching SANITIZE always switches the copy.
+moondog: $(BUILD)/moondog
+	cp $< $@
+
+$(BUILD)/moondog: $(BUILD)/main.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: core/%.c core/*.h | $(BUILD)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD):
+	mkdir -p $@
+
+# Install missing Debian packages (needs root or sudo); quiet when all are there.
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: deps
+	$(MAKE) moondog
+	./moondog scripts/demo.lua
+
+TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+
+$(BUILD)/tests/test_loop: tests/c/test_loop.c $(BUILD)/loop.o | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $^ $$(pkg-config --cflags --libs cmocka) -lpthread
+
+test: deps
+	$(MAKE) moondog $(TEST_C)
+	./tests/run.sh $(BUILD) $(TEST_C)
+
+bench: deps
+	$(MAKE) moondog
+	./tests/bench/run.sh
+
+lint:
+	@$(MAKE) --no-print-directory deps DEPS="$(LINT_DEPS)"
+	luacheck --std lua54 lua scripts devices tests/lua
+	clang-format --dry-run -Werror core/*.c core/*.h
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability -D_GNU_SOURCE core
+
+install: moondog
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/moondog
+	install -m 755 moondog $(DESTDIR)$(PREFIX)/bin/moondog
+	cp -r lua scripts devices $(DESTDIR)$(PREFIX)/share/moondog/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/moondog
+	rm -rf $(DESTDIR)$(PREFIX)/share/moondog
+
+clean:
+	rm -rf build moondog
