@@ -44,6 +44,7 @@
 #include <lualib.h>
 
 #include "log.h"
+#include "mbcodec_lua.h"
 
 #define TASK_MT "moondog.task"
 
@@ -173,12 +174,16 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     md_engine *E = md_engine_of(L);
     int signo = E->interrupt_signo;
     E->interrupt_signo = 0;
+    luaL_where(L, 0); /* inside a hook, level 0 is the interrupted function */
     if (signo == WATCHDOG_SIGNAL)
-        luaL_error(
-            L, "task ran for more than %f s without yielding (watchdog; see md.watchdog)",
-            (lua_Number)E->watchdog_ms / 1000.0);
-    luaL_error(L, "interrupted by %s",
-               sigabbrev_np(signo) ? sigabbrev_np(signo) : "signal");
+        lua_pushfstring(L, "task ran for more than %f s without yielding (watchdog; see "
+                           "md.watchdog)",
+                        (lua_Number)E->watchdog_ms / 1000.0);
+    else
+        lua_pushfstring(L, "interrupted by %s",
+                        sigabbrev_np(signo) ? sigabbrev_np(signo) : "signal");
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 /* Signal handler context: only flags and lua_sethook, as lua.c does. */
@@ -369,10 +374,10 @@ static void resume_task(md_task *t)
 
     if (status == LUA_YIELD) {
         lua_pop(t->co, nres);
-        if (t->wait)
-            t->state = TASK_WAITING;
-        else if (t->cancel_requested)
+        if (t->cancel_requested) /* cancelled while it ran: act at its first stop */
             finish_task(t, TASK_CANCELLED);
+        else if (t->wait)
+            t->state = TASK_WAITING;
         else
             make_ready(t); /* a bare coroutine.yield(): let others run */
     } else if (status == LUA_OK) {
@@ -392,17 +397,21 @@ static void resume_task(md_task *t)
 
 /* {===== waits ===== */
 
-md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel)
+void md_task_check(lua_State *L)
 {
-    md_engine *E = md_engine_of(L);
     md_task *t = task_of_thread(L);
     bool main_thread = lua_pushthread(L);
     lua_pop(L, 1);
     if (!t && !main_thread)
         luaL_error(L, "cannot wait inside a plain coroutine: run this code in a task "
                       "(md.spawn) or at the top level");
-    if (t && t->co != L)
-        luaL_error(L, "cannot wait on a task's thread from another thread");
+}
+
+md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel)
+{
+    md_engine *E = md_engine_of(L);
+    md_task *t = task_of_thread(L);
+    md_task_check(L);
     md_wait *w = calloc(1, sizeof *w);
     if (!w)
         luaL_error(L, "out of memory");
@@ -1108,12 +1117,17 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
         free(E);
         return NULL;
     }
+    /* New threads copy the main thread's extra space: it must say "no task". */
+    *(md_task **)lua_getextraspace(E->L) = NULL;
     lua_atpanic(E->L, engine_panic);
     lua_gc(E->L, LUA_GCGEN, 0, 0);
     luaL_openlibs(E->L);
     set_package_path(E->L, home);
     preload(E->L, "moondog.core", luaopen_moondog_core);
     preload(E->L, "moondog.log", luaopen_moondog_log);
+    preload(E->L, "moondog.modbus.core", luaopen_moondog_modbus_core);
+    preload(E->L, "moondog.modbus.codec", luaopen_moondog_modbus_codec);
+    preload(E->L, "moondog.attach", luaopen_moondog_attach);
 
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */
@@ -1131,6 +1145,11 @@ lua_State *md_engine_lua(md_engine *E)
 md_loop *md_engine_loop(md_engine *E)
 {
     return E->loop;
+}
+
+bool md_engine_closing(md_engine *E)
+{
+    return E->closing;
 }
 
 void md_engine_exit(md_engine *E, int code)

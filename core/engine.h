@@ -76,6 +76,10 @@ int md_engine_run(md_engine *E);
 /* Ask the engine to stop with this exit code (md.exit). */
 void md_engine_exit(md_engine *E, int code);
 
+/* True while md_engine_free runs: the loop no longer runs, so a __gc
+ * that would wait for a worker must join it directly. */
+bool md_engine_closing(md_engine *E);
+
 /* SIGINT normally shuts the engine down; the REPL routes it here instead. */
 void md_engine_on_interrupt(md_engine *E, void (*fn)(md_engine *E, void *ud), void *ud);
 
@@ -98,6 +102,9 @@ void md_task_cancel_at(lua_State *L, int idx);
 
 /* {===== the async pattern ===== */
 
+/* Raise unless L may wait (a task, or the main thread). Call it before
+ * allocating anything that md_task_wait would otherwise leak by raising. */
+void md_task_check(lua_State *L);
 /* Record that the running task waits for op. Raises if L is a plain
  * coroutine. cancel may be NULL when nothing needs undoing. */
 md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel);
@@ -114,5 +121,7 @@ void md_task_done(md_wait *w);
 /* The moondog modules implemented in C, opened through package.preload. */
 int luaopen_moondog_core(lua_State *L);
 int luaopen_moondog_log(lua_State *L);
+int luaopen_moondog_modbus_core(lua_State *L);
+int luaopen_moondog_attach(lua_State *L);
 
 #endif

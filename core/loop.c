@@ -452,6 +452,11 @@ static int run_posted(md_loop *loop)
     return ran;
 }
 
+int md_loop_run_posted(md_loop *loop)
+{
+    return run_posted(loop);
+}
+
 static void on_wakefd(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 {
     (void)loop, (void)w, (void)events, (void)ud;

@@ -87,6 +87,11 @@ int md_loop_defer(md_loop *loop, md_call_fn fn, void *ud);
 
 /* Any thread: queue c for the loop thread and wake the loop. FIFO. */
 void md_loop_post(md_loop *loop, md_completion *c);
+/* Loop thread: run the completions posted so far, nothing else. Used at
+ * shutdown, after a worker was joined, so that its last completions still
+ * free their requests. Returns how many ran. */
+int md_loop_run_posted(md_loop *loop);
+
 /* Any thread: wake the loop from epoll_wait without queuing anything. */
 void md_loop_wake(md_loop *loop);
 

@@ -1,0 +1,577 @@
+/*
+ * attach.c - `moondog attach [SOCKET]`: the client of a REPL into a running
+ * engine. No Lua here; the server is the Lua module moondog.attach
+ * (attach_lua.c, which also documents the wire protocol).
+ *
+ * Design. A small separate process with its own poll() loop over three fds:
+ * the socket, stdin and a self-pipe for SIGINT and SIGWINCH. It is always in one of three
+ * states: waiting for the engine's prompt, editing a line, or waiting for a
+ * line to finish (RUNNING).
+ *  - On a terminal, libedit's readline-compatible callback interface edits
+ *    lines, with history in ~/.moondog_attach_history. Tab completion asks
+ *    the engine: a 'C' frame out, then a blocking wait (at most 2 s) for the
+ *    'C' answer, since libedit wants the candidates before it returns.
+ *  - On a pipe or a file there is no editing and no prompt: each 'P' frame
+ *    sends the next line of stdin; the end of stdin ends the session.
+ *  - Ctrl-C sends 'I'. The engine cancels a running line, or drops the
+ *    line being edited (and any pending multi-line statement) and answers
+ *    with a fresh 'P'. On a pipe, SIGINT keeps its default action.
+ *  - Ctrl-D on an empty line, or the end of piped input, leaves with 0.
+ *    A connection that cannot be made, or that the engine drops, leaves
+ *    with 1 after one line on stderr.
+ *
+ * Threads: one. Ownership: the client state is one static struct (libedit's
+ * callbacks carry no user data); its buffers are freed on every exit path,
+ * and the terminal is restored (rl_callback_handler_remove) on every exit.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "attach.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+
+/* Wire format: see attach_lua.c. */
+#define FRAME_HEADER 5
+_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
+               "type byte, then a 32-bit length");
+#define FRAME_MAX (64u << 20) /* larger frames from the engine are a broken stream */
+#define HISTORY_MAX 1000
+#define COMPLETE_WAIT_MS 2000
+
+static char word_breaks[] = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#";
+
+typedef enum { C_WAIT_PROMPT, C_EDITING, C_RUNNING } client_state;
+
+static struct {
+    int sock;
+    bool tty;
+    bool handler_on;
+    bool lost;      /* the engine closed the connection */
+    bool stdin_eof; /* pipe mode */
+    int exit_code;  /* -1 while running */
+    client_state state;
+    char history[PATH_MAX];
+    char *in; /* bytes from the engine not yet parsed into frames */
+    size_t in_len, in_cap;
+    char *line; /* pipe mode: stdin bytes not yet sent */
+    size_t line_len, line_cap;
+    char **matches;
+    size_t nmatches, next_match;
+} C = {.sock = -1, .exit_code = -1};
+
+static int sig_pipe[2] = {-1, -1};
+
+const char *md_attach_default_path(char *buf, size_t len)
+{
+    const char *env = getenv("MOONDOG_ATTACH");
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    if (env && *env)
+        snprintf(buf, len, "%s", env);
+    else if (run && *run)
+        snprintf(buf, len, "%s/moondog.sock", run);
+    else
+        snprintf(buf, len, "/tmp/moondog-%u.sock", (unsigned)getuid());
+    return buf;
+}
+
+/* {===== frames ===== */
+
+/* Send one frame, blocking. Returns 0 or -errno. */
+static int send_frame(char type, const char *data, size_t len)
+{
+    unsigned char head[FRAME_HEADER] = {(unsigned char)type, (unsigned char)(len >> 24),
+                                        (unsigned char)(len >> 16),
+                                        (unsigned char)(len >> 8), (unsigned char)len};
+    struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    size_t left = sizeof head + len;
+    while (left > 0) {
+        ssize_t n = sendmsg(C.sock, &msg, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        left -= (size_t)n;
+        while (n > 0 && msg.msg_iovlen > 0) { /* skip what was sent */
+            size_t step =
+                (size_t)n < msg.msg_iov->iov_len ? (size_t)n : msg.msg_iov->iov_len;
+            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + step;
+            msg.msg_iov->iov_len -= step;
+            n -= (ssize_t)step;
+            if (msg.msg_iov->iov_len == 0) {
+                msg.msg_iov++;
+                msg.msg_iovlen--;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Read what the socket has into C.in. Returns false when the engine is gone. */
+static bool receive(void)
+{
+    if (C.in_cap - C.in_len < 4096) {
+        size_t cap = C.in_cap ? C.in_cap * 2 : 16384;
+        char *in = realloc(C.in, cap);
+        if (!in)
+            return false;
+        C.in = in;
+        C.in_cap = cap;
+    }
+    ssize_t n = recv(C.sock, C.in + C.in_len, C.in_cap - C.in_len, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0)
+        return false;
+    C.in_len += (size_t)n;
+    return true;
+}
+
+/* The next complete frame in C.in: 1 and its parts, 0 if incomplete, -1 if
+ * the stream is broken. The payload stays valid until consume(). */
+static int next_frame(char *type, const char **data, size_t *len)
+{
+    if (C.in_len < FRAME_HEADER)
+        return 0;
+    const unsigned char *h = (const unsigned char *)C.in;
+    uint32_t n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
+    if (n > FRAME_MAX)
+        return -1;
+    if (C.in_len < FRAME_HEADER + (size_t)n)
+        return 0;
+    *type = (char)h[0];
+    *data = C.in + FRAME_HEADER;
+    *len = n;
+    return 1;
+}
+
+static void consume(size_t len)
+{
+    size_t used = FRAME_HEADER + len;
+    memmove(C.in, C.in + used, C.in_len - used);
+    C.in_len -= used;
+}
+
+/* }===== */
+
+/* {===== output and leaving ===== */
+
+static void write_out(const char *data, size_t len)
+{
+    fwrite(data, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* Output that arrives while a line is being edited (a task started from
+ * this session printing later): clear the edit line, print, redraw it. */
+static void write_over_prompt(const char *data, size_t len)
+{
+    fputs("\r\033[K", stdout);
+    write_out(data, len);
+    if (len && data[len - 1] != '\n')
+        write_out("\n", 1);
+    rl_forced_update_display();
+}
+
+static void stop_editing(void)
+{
+    if (C.handler_on)
+        rl_callback_handler_remove();
+    C.handler_on = false;
+}
+
+static void finish(int code)
+{
+    if (C.exit_code < 0)
+        C.exit_code = code;
+}
+
+static void engine_gone(void)
+{
+    if (C.exit_code >= 0)
+        return;
+    bool editing = C.handler_on;
+    stop_editing();
+    if (editing)
+        fputs("\n", stdout);
+    fflush(stdout);
+    fputs("moondog: the engine closed the connection\n", stderr);
+    finish(1);
+}
+
+/* }===== */
+
+/* {===== completion ===== */
+
+static void free_matches(void)
+{
+    for (size_t i = 0; i < C.nmatches; i++)
+        free(C.matches[i]);
+    free(C.matches);
+    C.matches = NULL;
+    C.nmatches = C.next_match = 0;
+}
+
+static void split_matches(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += s[i] == '\n';
+    C.matches = calloc(n ? n : 1, sizeof *C.matches);
+    if (!C.matches)
+        return;
+    const char *end = s + len;
+    for (const char *p = s, *nl; p < end && (nl = memchr(p, '\n', (size_t)(end - p)));
+         p = nl + 1) {
+        char *m = strndup(p, (size_t)(nl - p));
+        if (m)
+            C.matches[C.nmatches++] = m;
+    }
+}
+
+/* Ask the engine and wait for its 'C' answer; other frames are handled on
+ * the way. Gives up after COMPLETE_WAIT_MS: an engine busy in a long task
+ * must not freeze the keyboard. */
+static void ask_matches(const char *text)
+{
+    free_matches();
+    if (C.lost || send_frame('C', text, strlen(text)) < 0) {
+        C.lost = true;
+        return;
+    }
+    for (int waited = 0; waited < COMPLETE_WAIT_MS; waited += 100) {
+        char type;
+        const char *data;
+        size_t len;
+        int rc;
+        while ((rc = next_frame(&type, &data, &len)) == 1) {
+            if (type == 'C') {
+                split_matches(data, len);
+                consume(len);
+                return;
+            }
+            if (type == 'O')
+                write_over_prompt(data, len);
+            consume(len);
+        }
+        struct pollfd p = {.fd = C.sock, .events = POLLIN};
+        if (rc < 0 || (poll(&p, 1, 100) == 1 && !receive())) {
+            C.lost = true;
+            return;
+        }
+    }
+}
+
+static char *next_match(const char *text, int state)
+{
+    if (state == 0)
+        ask_matches(text);
+    if (C.next_match < C.nmatches)
+        return strdup(C.matches[C.next_match++]);
+    return NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)start, (void)end;
+    rl_attempted_completion_over = 1;
+    return rl_completion_matches(text, next_match);
+}
+
+/* }===== */
+
+/* {===== lines ===== */
+
+static void history_add(const char *line)
+{
+    if (line[strspn(line, " \t")] == '\0')
+        return;
+    add_history(line);
+    /* The whole (stifled) history, not append_history(): libedit 3.1's
+     * append_history(n) writes n + 1 entries. */
+    if (C.history[0])
+        write_history(C.history);
+}
+
+static void send_line(const char *line, size_t len)
+{
+    if (send_frame('L', line, len) < 0) {
+        C.lost = true;
+        return;
+    }
+    C.state = C_RUNNING;
+}
+
+static void on_line(char *line)
+{
+    stop_editing();
+    if (!line) { /* Ctrl-D on an empty line */
+        fputs("\n", stdout);
+        fflush(stdout);
+        finish(0);
+        return;
+    }
+    history_add(line);
+    send_line(line, strlen(line));
+    free(line);
+}
+
+/* Pipe mode: send the next line of stdin if there is one. */
+static void pump_stdin(void)
+{
+    char *nl = C.line_len ? memchr(C.line, '\n', C.line_len) : NULL;
+    if (!nl && !C.stdin_eof)
+        return;
+    if (!nl && C.line_len == 0) {
+        finish(0);
+        return;
+    }
+    size_t n = nl ? (size_t)(nl - C.line) : C.line_len;
+    size_t used = nl ? n + 1 : n;
+    send_line(C.line, n);
+    memmove(C.line, C.line + used, C.line_len - used);
+    C.line_len -= used;
+}
+
+static void read_stdin(void)
+{
+    if (C.line_cap - C.line_len < 4096) {
+        size_t cap = C.line_cap ? C.line_cap * 2 : 8192;
+        char *line = realloc(C.line, cap);
+        if (!line) {
+            C.stdin_eof = true;
+            return;
+        }
+        C.line = line;
+        C.line_cap = cap;
+    }
+    ssize_t n = read(STDIN_FILENO, C.line + C.line_len, C.line_cap - C.line_len);
+    if (n > 0)
+        C.line_len += (size_t)n;
+    else if (n == 0 || errno != EINTR)
+        C.stdin_eof = true;
+}
+
+/* }===== */
+
+static void on_frame(char type, const char *data, size_t len)
+{
+    switch (type) {
+    case 'O':
+        if (C.handler_on)
+            write_over_prompt(data, len);
+        else
+            write_out(data, len);
+        break;
+    case 'P':
+        C.state = C_EDITING;
+        if (C.tty) {
+            char prompt[64];
+            snprintf(prompt, sizeof prompt, "%.*s", (int)len, data);
+            stop_editing();
+            rl_callback_handler_install(prompt, on_line);
+            C.handler_on = true;
+        } else {
+            pump_stdin();
+        }
+        break;
+    default: /* 'C' arrives only inside ask_matches; ignore the unknown */
+        break;
+    }
+}
+
+static void on_socket(void)
+{
+    if (!receive()) {
+        C.lost = true;
+        return;
+    }
+    char type;
+    const char *data;
+    size_t len;
+    int rc = 0;
+    while (C.exit_code < 0 && (rc = next_frame(&type, &data, &len)) == 1) {
+        on_frame(type, data, len);
+        consume(len);
+    }
+    if (rc < 0)
+        C.lost = true;
+}
+
+static void on_signal(int signo)
+{
+    int saved = errno;
+    char byte = signo == SIGINT ? 'i' : 'w';
+    ssize_t n = write(sig_pipe[1], &byte, 1);
+    (void)n;
+    errno = saved;
+}
+
+/* Ctrl-C: the engine decides (cancel the line, or drop the edited one). */
+static void on_interrupt(void)
+{
+    if (C.state == C_EDITING && C.handler_on) {
+        stop_editing();
+        fputs("^C\n", stdout);
+        fflush(stdout);
+        C.state = C_WAIT_PROMPT;
+    } else if (C.state == C_EDITING) {
+        return;
+    } else if (C.state == C_RUNNING) {
+        fputs("\n", stdout); /* after the terminal's own "^C" */
+        fflush(stdout);
+    }
+    if (send_frame('I', NULL, 0) < 0)
+        C.lost = true;
+}
+
+static void on_signals(void)
+{
+    char buf[16];
+    bool interrupt = false, resize = false;
+    for (ssize_t n; (n = read(sig_pipe[0], buf, sizeof buf)) > 0;)
+        for (ssize_t i = 0; i < n; i++) {
+            interrupt |= buf[i] == 'i';
+            resize |= buf[i] == 'w';
+        }
+    if (resize && C.handler_on)
+        rl_resize_terminal();
+    if (interrupt)
+        on_interrupt();
+}
+
+static int connect_to(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void setup_terminal(const char *path)
+{
+    rl_readline_name = "moondog-attach";
+    rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
+    rl_initialize();
+    rl_basic_word_break_characters = word_breaks;
+    rl_completer_word_break_characters = word_breaks;
+    rl_completion_append_character = '\0';
+    rl_attempted_completion_function = complete;
+    stifle_history(HISTORY_MAX);
+    const char *home = getenv("HOME");
+    if (home && *home) {
+        snprintf(C.history, sizeof C.history, "%s/.moondog_attach_history", home);
+        read_history(C.history);
+    }
+    printf("moondog: attached to %s — Ctrl-D to leave\n", path);
+    fflush(stdout);
+}
+
+static bool setup_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (!C.tty)
+        return true; /* on a pipe, Ctrl-C simply ends the client */
+    if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return false;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sigaction(SIGINT, &sa, NULL) == 0 && sigaction(SIGWINCH, &sa, NULL) == 0;
+}
+
+static void run(void)
+{
+    while (C.exit_code < 0) {
+        if (C.lost) {
+            engine_gone();
+            break;
+        }
+        struct pollfd p[3] = {{.fd = C.sock, .events = POLLIN},
+                              {.fd = sig_pipe[0], .events = POLLIN},
+                              {.fd = -1}};
+        if (C.state == C_EDITING)
+            p[2] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+        if (poll(p, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            finish(1);
+            break;
+        }
+        if (p[1].revents)
+            on_signals();
+        if (p[0].revents && C.exit_code < 0)
+            on_socket();
+        if (p[2].revents && C.state == C_EDITING && C.exit_code < 0 && !C.lost) {
+            if (C.tty) {
+                rl_callback_read_char();
+            } else {
+                read_stdin();
+                pump_stdin();
+            }
+        }
+    }
+}
+
+int md_attach_client(const char *path)
+{
+    char def[PATH_MAX];
+    if (!path)
+        path = md_attach_default_path(def, sizeof def);
+    C.sock = connect_to(path);
+    if (C.sock < 0) {
+        fprintf(stderr,
+                "moondog: cannot attach to %s: %s — is an engine running with "
+                "md.attach.listen()?\n",
+                path, strerror(errno));
+        return 1;
+    }
+    C.tty = isatty(STDIN_FILENO);
+    if (!setup_signals()) {
+        fprintf(stderr, "moondog: cannot set up signals: %s\n", strerror(errno));
+        close(C.sock);
+        return 1;
+    }
+    if (C.tty)
+        setup_terminal(path);
+    run();
+    stop_editing();
+    fflush(stdout);
+    close(C.sock);
+    if (sig_pipe[0] >= 0) {
+        close(sig_pipe[0]);
+        close(sig_pipe[1]);
+    }
+    free_matches();
+    free(C.in);
+    free(C.line);
+    return C.exit_code;
+}

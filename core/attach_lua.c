@@ -1,0 +1,931 @@
+/*
+ * attach_lua.c - moondog.attach: REPL sessions into this engine for
+ * `moondog attach` clients, over a unix socket.
+ *
+ *   local l = md.attach.listen([path])  -- listener, or nil, message, code
+ *   l:path()       -- the socket path
+ *   l:sessions()   -- number of clients connected through l
+ *   l:close()      -- stop listening and remove the socket file
+ *   md.attach.default_path()
+ *
+ * One call in a script is enough: the listener stays open until closed or
+ * until the engine exits, whether or not the script keeps the object. It
+ * does not keep the engine alive; a connected session does. Codes: "in_use"
+ * (another engine listens there), "exists" (a file that is not a socket),
+ * "io" (anything else).
+ *
+ * WIRE PROTOCOL. A byte stream of frames, each 1 type byte, a 4-byte
+ * big-endian payload length, then the payload (UTF-8 text, no terminator).
+ *   client -> engine
+ *     'L' line      one line typed by the user, without its newline
+ *     'C' text      completion request for the word before the cursor
+ *     'I' (empty)   Ctrl-C: cancel the running line, or, when none runs,
+ *                   drop the pending multi-line statement; answered by 'P'
+ *   engine -> client
+ *     'O' text      output: results, errors, print and io.write of the session
+ *     'P' prompt    ready for the next line; the payload is the prompt
+ *                   ("> ", or ">> " inside a multi-line statement)
+ *     'C' list      completion candidates, each followed by '\n'
+ * The engine sends 'P' when a session opens and after every line. The client
+ * sends 'L' only after a 'P'; an 'L' that arrives while a line runs is
+ * answered with an 'O' notice and dropped. Frames from a client may carry at
+ * most 1 MiB; a larger one ends the session.
+ *
+ * Design. Each session has its own moondog.repl session whose env is a proxy
+ * table: reads fall through to _G and new globals go to _G, so state
+ * persists in the engine, but `print` and `io.write` are the session's own
+ * and send 'O' frames (code that names _G.print, io.stdout or io.read still
+ * gets the engine's own). Each line runs as a task calling
+ * session:eval_line(line); a to-be-closed guard in the task calls
+ * line_done() however the task ends, which sends the next 'P'. A busy line
+ * blocks the whole engine, as any task does, until the watchdog stops it.
+ * Output to a slow client is queued, with a write watch, up to 1 MiB; past
+ * that the session is dropped. A client that goes away, even mid-line,
+ * closes its session: the line's task is cancelled and one info line logged.
+ *
+ * Threads: everything runs on the loop thread.
+ *
+ * Ownership. Listener and session state live in their userdata. An open
+ * listener and a connected session each anchor their userdata in the
+ * registry (their watch points into it), and drop the anchor on close;
+ * __gc closes what is still open. A session holds a registry ref to its
+ * running line's task while the line runs. The listener lists the sessions
+ * it accepted only to count them; closing it detaches them, and they go on
+ * until their clients leave.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "attach.h"
+#include "engine.h"
+#include "log.h"
+
+#define LISTENER_MT "moondog.attach.listener"
+#define SESSION_MT "moondog.attach.session"
+#define RUNNER_KEY "moondog.attach.runner"
+
+#define FRAME_HEADER 5
+_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
+               "type byte, then a 32-bit length");
+#define IN_MAX (1u << 20)  /* largest frame a client may send */
+#define OUT_MAX (1u << 20) /* output queued for a slow client before dropping it */
+#define ACCEPT_RETRY_MS 1000
+
+#define PATH_LEN sizeof(((struct sockaddr_un *)0)->sun_path)
+
+/* Runs each line as a task: the guard's __close fires however the task ends. */
+static const char runner_src[] =
+    "local sess, line, done = ...\n"
+    "local guard <close> = setmetatable({}, {__close = done})\n"
+    "sess:eval_line(line)\n";
+
+typedef struct session session;
+
+typedef struct listener {
+    md_engine *E;
+    md_loop *loop;
+    int fd; /* -1: closed */
+    md_watch *watch;
+    md_timer *retry; /* accepting paused after EMFILE and friends */
+    int self_ref;    /* registry anchor while open */
+    session *sessions;
+    int nsessions;
+    dev_t dev; /* of the socket file we created, so close removes only it */
+    ino_t ino;
+    char path[PATH_LEN];
+} listener;
+
+struct session {
+    md_engine *E;
+    md_loop *loop;
+    int fd; /* -1: closed */
+    md_watch *watch;
+    int self_ref; /* registry anchor while connected */
+    int task_ref; /* the running line's task, or LUA_NOREF */
+    lua_Integer line_id;
+    unsigned long long id;
+    listener *owner; /* NULL once that listener closed */
+    session *prev, *next;
+    char *in; /* received bytes not yet parsed */
+    size_t in_len, in_cap;
+    char *out; /* bytes the client has not taken yet */
+    size_t out_len, out_cap;
+};
+
+static unsigned long long last_session_id;
+
+/* {===== sessions: output ===== */
+
+static void session_close(lua_State *L, session *s, const char *why);
+
+static void put_header(unsigned char *h, char type, size_t len)
+{
+    h[0] = (unsigned char)type;
+    h[1] = (unsigned char)(len >> 24);
+    h[2] = (unsigned char)(len >> 16);
+    h[3] = (unsigned char)(len >> 8);
+    h[4] = (unsigned char)len;
+}
+
+/* Queue bytes behind what the client has not taken yet. */
+static bool queue_out(session *s, const char *data, size_t len)
+{
+    if (s->out_len + len > OUT_MAX)
+        return false;
+    if (s->out_cap - s->out_len < len) {
+        size_t cap = s->out_cap ? s->out_cap : 4096;
+        while (cap - s->out_len < len)
+            cap *= 2;
+        char *out = realloc(s->out, cap);
+        if (!out)
+            return false;
+        s->out = out;
+        s->out_cap = cap;
+    }
+    memcpy(s->out + s->out_len, data, len);
+    s->out_len += len;
+    return true;
+}
+
+/* Send a frame now if the socket takes it, else queue the rest and watch
+ * for writability. May close the session (slow or broken client). */
+static void session_send(lua_State *L, session *s, char type, const char *data,
+                         size_t len)
+{
+    if (s->fd < 0)
+        return;
+    unsigned char head[FRAME_HEADER];
+    put_header(head, type, len);
+    size_t sent = 0, total = sizeof head + len;
+    if (s->out_len == 0) {
+        struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+        ssize_t n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            session_close(L, s, "client went away");
+            return;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (sent == total)
+        return;
+    bool ok = true;
+    if (sent < sizeof head)
+        ok = queue_out(s, (const char *)head + sent, sizeof head - sent);
+    size_t from = sent > sizeof head ? sent - sizeof head : 0;
+    if (ok)
+        ok = queue_out(s, data + from, len - from);
+    if (!ok) {
+        session_close(L, s, "client too slow: 1 MiB of output waiting");
+        return;
+    }
+    md_loop_watch_set(s->loop, s->watch, MD_LOOP_READ | MD_LOOP_WRITE);
+}
+
+static void flush_out(lua_State *L, session *s)
+{
+    ssize_t n = send(s->fd, s->out, s->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n < 0) {
+        session_close(L, s, "client went away");
+        return;
+    }
+    memmove(s->out, s->out + n, s->out_len - (size_t)n);
+    s->out_len -= (size_t)n;
+    if (s->out_len == 0)
+        md_loop_watch_set(s->loop, s->watch, MD_LOOP_READ);
+}
+
+static void send_text(lua_State *L, session *s, const char *text)
+{
+    session_send(L, s, 'O', text, strlen(text));
+}
+
+/* Send 'P' with the prompt of the repl session; idx is the session userdata. */
+static void send_prompt(lua_State *L, session *s, int idx)
+{
+    if (s->fd < 0)
+        return;
+    idx = lua_absindex(L, idx);
+    const char *prompt = "> ";
+    lua_getiuservalue(L, idx, 1); /* stack: sess */
+    lua_getfield(L, -1, "prompt");
+    lua_insert(L, -2);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+        prompt = lua_tostring(L, -1);
+    session_send(L, s, 'P', prompt, strlen(prompt));
+    lua_pop(L, 1);
+}
+
+/* }===== */
+
+/* {===== sessions: Lua functions of the proxy env ===== */
+
+/* print(...) of the session: to the client, like print would format it. */
+static int session_print(lua_State *L)
+{
+    session *s = lua_touserdata(L, lua_upvalueindex(1));
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    session_send(L, s, 'O', text, len);
+    return 0;
+}
+
+/* io.write(...) of the session; upvalue 2 is its io table, which it returns
+ * like io.write returns the file, so io.write("a"):write("b") works. */
+static int session_io_write(lua_State *L)
+{
+    session *s = lua_touserdata(L, lua_upvalueindex(1));
+    int first = lua_rawequal(L, 1, lua_upvalueindex(2)) ? 2 : 1;
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = first; i <= n; i++) {
+        size_t len;
+        const char *part = luaL_checklstring(L, i, &len);
+        luaL_addlstring(&b, part, len);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    session_send(L, s, 'O', text, len);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    return 1;
+}
+
+/* session.write of the repl session: results and error messages. After
+ * md.exit() the line unwinds through eval_line, which would report the
+ * exit's internal error object; the engine is leaving, so it is dropped. */
+static int session_write(lua_State *L)
+{
+    session *s = lua_touserdata(L, lua_upvalueindex(1));
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    if (!md_loop_stopped(s->loop))
+        session_send(L, s, 'O', text, len);
+    return 0;
+}
+
+/* The proxy env of the session at idx: _G behind it, print and io in front. */
+static void push_env(lua_State *L, int idx)
+{
+    lua_createtable(L, 0, 2); /* stack: env */
+    lua_pushvalue(L, idx);
+    lua_pushcclosure(L, session_print, 1);
+    lua_setfield(L, -2, "print");
+    lua_createtable(L, 0, 1); /* stack: env, io */
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, session_io_write, 2);
+    lua_setfield(L, -2, "write");
+    lua_createtable(L, 0, 1);
+    lua_getglobal(L, "io");
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, -2, "io");
+    lua_createtable(L, 0, 2); /* stack: env, mt */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+}
+
+/* }===== */
+
+/* {===== sessions: lines, completion, interrupts ===== */
+
+/* The guard of a line's task calls this when the task ends. Upvalues: the
+ * session userdata and the line's id. */
+static int line_done(lua_State *L)
+{
+    session *s = lua_touserdata(L, lua_upvalueindex(1));
+    if (lua_tointeger(L, lua_upvalueindex(2)) != s->line_id || s->task_ref == LUA_NOREF)
+        return 0;
+    luaL_unref(L, LUA_REGISTRYINDEX, s->task_ref);
+    s->task_ref = LUA_NOREF;
+    if (s->fd >= 0)
+        send_prompt(L, s, lua_upvalueindex(1));
+    return 0;
+}
+
+/* stack: session, line. Starts the line's task and refs it. */
+static int spawn_line(lua_State *L)
+{
+    session *s = lua_touserdata(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, RUNNER_KEY);
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, ++s->line_id);
+    lua_pushcclosure(L, line_done, 2); /* stack: s, line, runner, sess, line, done */
+    md_task_spawn(L, 3, 3);            /* stack: s, line, task */
+    lua_getfield(L, -1, "name");
+    lua_pushvalue(L, -2);
+    lua_pushfstring(L, "attach session %I line", (lua_Integer)s->id);
+    lua_call(L, 2, 0);
+    s->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* idx: the session userdata, kept on the stack by on_session_io. */
+static void start_line(lua_State *L, session *s, int idx, const char *line, size_t len)
+{
+    if (s->task_ref != LUA_NOREF) {
+        send_text(L, s, "moondog: a line is still running; wait for the prompt\n");
+        return;
+    }
+    lua_pushcfunction(L, spawn_line);
+    lua_pushvalue(L, idx);
+    lua_pushlstring(L, line, len);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        size_t n;
+        const char *msg = lua_tolstring(L, -1, &n);
+        session_send(L, s, 'O', msg, n);
+        send_text(L, s, "\n");
+        lua_pop(L, 1);
+        send_prompt(L, s, idx);
+    }
+}
+
+/* stack: sess, text -> candidates, each followed by '\n'. */
+static int join_candidates(lua_State *L)
+{
+    lua_getfield(L, 1, "complete");
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_Integer n = lua_istable(L, 1) ? luaL_len(L, 1) : 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (lua_rawgeti(L, 1, i) == LUA_TSTRING) {
+            luaL_addvalue(&b);
+            luaL_addchar(&b, '\n');
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* Completion runs right here in the socket's watch: it only reads tables and
+ * never waits, and the client is blocked until it gets the answer. */
+static void complete(lua_State *L, session *s, int idx, const char *text, size_t len)
+{
+    lua_pushcfunction(L, join_candidates);
+    lua_getiuservalue(L, idx, 1);
+    lua_pushlstring(L, text, len);
+    size_t n = 0;
+    const char *list = "";
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK)
+        list = lua_tolstring(L, -1, &n);
+    session_send(L, s, 'C', list, n);
+    lua_pop(L, 1);
+}
+
+static void interrupt(lua_State *L, session *s, int idx)
+{
+    if (s->task_ref == LUA_NOREF) {
+        lua_getiuservalue(L, idx, 1);
+        lua_getfield(L, -1, "reset");
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+            lua_pop(L, 1);
+        send_prompt(L, s, idx);
+        return;
+    }
+    send_text(L, s, "interrupted\n");
+    if (s->fd < 0)
+        return; /* that send dropped the session, which cancelled the line */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->task_ref);
+    md_task_cancel_at(L, -1); /* a waiting task ends now and sends 'P' */
+    bool finished = md_task_finished(L, -1);
+    lua_pop(L, 1);
+    /* A task cancelled before its first resume never ran its guard. */
+    if (finished && s->task_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->task_ref);
+        s->task_ref = LUA_NOREF;
+        send_prompt(L, s, idx);
+    }
+}
+
+/* }===== */
+
+/* {===== sessions: input and life cycle ===== */
+
+static uint32_t get_be32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+static void on_frame(lua_State *L, session *s, int idx, char type, const char *data,
+                     size_t len)
+{
+    switch (type) {
+    case 'L':
+        start_line(L, s, idx, data, len);
+        break;
+    case 'C':
+        complete(L, s, idx, data, len);
+        break;
+    case 'I':
+        interrupt(L, s, idx);
+        break;
+    default: /* unknown frames are ignored, for newer clients */
+        break;
+    }
+}
+
+/* Handle every complete frame in s->in. A handler may close the session,
+ * which frees s->in: check after each one. */
+static void handle_frames(lua_State *L, session *s, int idx)
+{
+    size_t off = 0;
+    while (s->fd >= 0 && s->in_len - off >= FRAME_HEADER) {
+        uint32_t n = get_be32(s->in + off + 1);
+        if (n > IN_MAX) {
+            session_close(L, s, "frame too large");
+            return;
+        }
+        if (s->in_len - off < FRAME_HEADER + (size_t)n)
+            break;
+        char type = s->in[off];
+        size_t at = off + FRAME_HEADER;
+        off += FRAME_HEADER + n;
+        on_frame(L, s, idx, type, s->in + at, n);
+    }
+    if (s->fd >= 0 && off > 0) {
+        memmove(s->in, s->in + off, s->in_len - off);
+        s->in_len -= off;
+    }
+}
+
+static void read_frames(lua_State *L, session *s, int idx)
+{
+    if (s->in_cap - s->in_len < 4096) {
+        size_t cap = s->in_cap ? s->in_cap * 2 : 8192;
+        char *in = cap <= 2 * (IN_MAX + FRAME_HEADER) ? realloc(s->in, cap) : NULL;
+        if (!in) {
+            session_close(L, s, "input buffer full");
+            return;
+        }
+        s->in = in;
+        s->in_cap = cap;
+    }
+    ssize_t n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        session_close(L, s, "client disconnected");
+        return;
+    }
+    s->in_len += (size_t)n;
+    handle_frames(L, s, idx);
+}
+
+/* The userdata stays on the stack while its frames are handled: a handler
+ * may close the session, which drops its anchor, and s must outlive that. */
+static void on_session_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)fd;
+    session *s = ud;
+    lua_State *L = md_engine_lua(s->E);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref); /* stack: s */
+    int idx = lua_gettop(L);
+    if ((events & MD_LOOP_WRITE) && s->out_len)
+        flush_out(L, s);
+    if ((events & MD_LOOP_READ) && s->fd >= 0)
+        read_frames(L, s, idx);
+    lua_settop(L, idx - 1);
+}
+
+static void unlink_session(session *s)
+{
+    listener *ls = s->owner;
+    if (!ls)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        ls->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    ls->nsessions--;
+    s->owner = NULL;
+    s->prev = s->next = NULL;
+}
+
+/*
+ * Idempotent. why is logged at info level; NULL (from __gc) logs nothing.
+ * The line's task is cancelled last: its guard may run line_done now, which
+ * must already see the session closed.
+ */
+static void session_close(lua_State *L, session *s, const char *why)
+{
+    if (s->fd < 0)
+        return;
+    if (why)
+        md_log(MD_LOG_INFO, "attach: session %llu closed: %s", s->id, why);
+    md_loop_unwatch(s->loop, s->watch);
+    s->watch = NULL;
+    close(s->fd);
+    s->fd = -1;
+    free(s->in);
+    free(s->out);
+    s->in = s->out = NULL;
+    s->in_len = s->in_cap = s->out_len = s->out_cap = 0;
+    unlink_session(s);
+    if (s->task_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->task_ref);
+        if (!md_task_finished(L, -1))
+            md_task_cancel_at(L, -1);
+        lua_pop(L, 1);
+        luaL_unref(L, LUA_REGISTRYINDEX, s->task_ref); /* line_done may have dropped it */
+        s->task_ref = LUA_NOREF;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
+    s->self_ref = LUA_NOREF;
+}
+
+static int session_gc(lua_State *L)
+{
+    session_close(L, luaL_checkudata(L, 1, SESSION_MT), NULL);
+    return 0;
+}
+
+/* Runs protected. stack: listener (light), &fd (light). Takes the fd once
+ * the userdata can close it (*pfd = -1 from then on). */
+static int session_open(lua_State *L)
+{
+    listener *ls = lua_touserdata(L, 1);
+    int *pfd = lua_touserdata(L, 2);
+    session *s = lua_newuserdatauv(L, sizeof *s, 1); /* stack: ls, pfd, s */
+    memset(s, 0, sizeof *s);
+    s->E = ls->E;
+    s->loop = ls->loop;
+    s->fd = -1;
+    s->self_ref = s->task_ref = LUA_NOREF;
+    luaL_setmetatable(L, SESSION_MT);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "moondog.repl");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "session"); /* stack: ls, pfd, s, repl, session */
+    lua_createtable(L, 0, 3);
+    push_env(L, 3);
+    lua_setfield(L, -2, "env");
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, session_write, 1);
+    lua_setfield(L, -2, "write");
+    lua_pushliteral(L, "=attach");
+    lua_setfield(L, -2, "chunkname");
+    lua_call(L, 1, 1);
+    lua_setiuservalue(L, 3, 1);
+
+    s->watch = md_loop_watch(s->loop, *pfd, MD_LOOP_READ, on_session_io, s);
+    if (!s->watch)
+        return luaL_error(L, "cannot watch the connection: %s", strerror(errno));
+    s->fd = *pfd;
+    *pfd = -1;
+    s->id = ++last_session_id;
+    lua_pushvalue(L, 3);
+    s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->owner = ls;
+    s->next = ls->sessions;
+    if (s->next)
+        s->next->prev = s;
+    ls->sessions = s;
+    ls->nsessions++;
+    md_log(MD_LOG_INFO, "attach: session %llu opened on %s", s->id, ls->path);
+    send_prompt(L, s, 3);
+    return 0;
+}
+
+/* }===== */
+
+/* {===== listener ===== */
+
+static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud);
+
+static void accept_again(md_loop *loop, md_timer *t, void *ud)
+{
+    (void)t;
+    listener *ls = ud;
+    ls->retry = NULL;
+    md_loop_watch_set(loop, ls->watch, MD_LOOP_READ);
+}
+
+/* Out of fds or memory: a level-triggered watch would spin, so stop
+ * accepting for a while; the waiting clients stay in the backlog. */
+static void pause_accepting(listener *ls, int err)
+{
+    md_log(MD_LOG_WARN, "attach: cannot accept on %s: %s; retrying in %d ms", ls->path,
+           strerror(err), ACCEPT_RETRY_MS);
+    md_loop_watch_set(ls->loop, ls->watch, 0);
+    ls->retry = md_loop_timer(ls->loop, md_loop_now(ls->loop) + ACCEPT_RETRY_MS,
+                              accept_again, ls);
+    if (ls->retry)
+        md_loop_timer_keepalive(ls->loop, ls->retry, false);
+    else
+        md_loop_watch_set(ls->loop, ls->watch, MD_LOOP_READ);
+}
+
+static void open_session(listener *ls, int fd)
+{
+    lua_State *L = md_engine_lua(ls->E);
+    lua_pushcfunction(L, session_open);
+    lua_pushlightuserdata(L, ls);
+    lua_pushlightuserdata(L, &fd);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        md_log(MD_LOG_WARN, "attach: cannot open a session: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    if (fd >= 0)
+        close(fd);
+}
+
+static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)fd, (void)events;
+    listener *ls = ud;
+    for (int i = 0; i < 16 && ls->fd >= 0; i++) {
+        int c = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) {
+            int e = errno;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                pause_accepting(ls, e);
+            return;
+        }
+        open_session(ls, c);
+    }
+}
+
+/* Is a live server behind the socket file at path? 1: yes, 0: no (stale,
+ * removed), -errno: cannot tell; -ENOTSOCK: not a socket at all. */
+static int probe(const char *path, const struct sockaddr_un *sa)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -ENOTSOCK;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
+    int e = errno;
+    close(fd);
+    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
+        return 1;
+    if (e != ECONNREFUSED)
+        return -e;
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+/* Bind and listen at path, mode 0600, replacing a stale socket file.
+ * Returns the fd, or -1 with a message and a code. */
+static int open_socket(listener *ls, char *err, size_t errlen, const char **code)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, ls->path, strlen(ls->path) + 1);
+    *code = "io";
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
+            return -1;
+        }
+        /* Nobody else may connect even for the moment before chmod. umask is
+         * per process: a file created by another thread right now would get
+         * 0600 too, which errs on the safe side. */
+        mode_t old = umask(0077);
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int e = errno;
+        umask(old);
+        struct stat st;
+        if (rc == 0 && chmod(ls->path, 0600) == 0 && listen(fd, 16) == 0 &&
+            stat(ls->path, &st) == 0) {
+            ls->dev = st.st_dev;
+            ls->ino = st.st_ino;
+            return fd;
+        }
+        if (rc == 0) {
+            e = errno;
+            unlink(ls->path);
+        }
+        close(fd);
+        if (rc < 0 && e == EADDRINUSE && attempt == 0) {
+            int live = probe(ls->path, &sa);
+            if (live == 0)
+                continue;
+            if (live == 1) {
+                *code = "in_use";
+                snprintf(err, errlen, "another engine is listening on %s", ls->path);
+            } else if (live == -ENOTSOCK) {
+                *code = "exists";
+                snprintf(err, errlen, "%s exists and is not a socket", ls->path);
+            } else {
+                snprintf(err, errlen, "cannot listen on %s: %s", ls->path,
+                         strerror(-live));
+            }
+            return -1;
+        }
+        snprintf(err, errlen, "cannot listen on %s: %s", ls->path, strerror(e));
+        return -1;
+    }
+    snprintf(err, errlen, "cannot listen on %s: %s", ls->path, strerror(EADDRINUSE));
+    return -1;
+}
+
+/* Remove the socket file only if it is still the one we created. */
+static void remove_socket_file(listener *ls)
+{
+    struct stat st;
+    if (lstat(ls->path, &st) == 0 && st.st_dev == ls->dev && st.st_ino == ls->ino)
+        unlink(ls->path);
+}
+
+static void listener_close(lua_State *L, listener *ls)
+{
+    if (ls->fd < 0)
+        return;
+    md_loop_unwatch(ls->loop, ls->watch);
+    ls->watch = NULL;
+    if (ls->retry)
+        md_loop_timer_cancel(ls->loop, ls->retry);
+    ls->retry = NULL;
+    close(ls->fd);
+    ls->fd = -1;
+    remove_socket_file(ls);
+    while (ls->sessions)
+        unlink_session(ls->sessions);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+    ls->self_ref = LUA_NOREF;
+}
+
+static listener *check_open(lua_State *L)
+{
+    listener *ls = luaL_checkudata(L, 1, LISTENER_MT);
+    if (ls->fd < 0)
+        luaL_error(L, "attempt to use a closed listener");
+    return ls;
+}
+
+/* md.attach.listen([path]) -> listener, or nil, message, code */
+static int attach_listen(lua_State *L)
+{
+    char def[PATH_LEN + 64];
+    const char *path = luaL_optstring(L, 1, NULL);
+    if (!path)
+        path = md_attach_default_path(def, sizeof def);
+    luaL_argcheck(L, *path, 1, "empty socket path");
+    if (strlen(path) >= PATH_LEN)
+        return luaL_argerror(
+            L, 1,
+            lua_pushfstring(L, "socket path longer than %d bytes", (int)PATH_LEN - 1));
+    listener *ls = lua_newuserdatauv(L, sizeof *ls, 0); /* created closed */
+    memset(ls, 0, sizeof *ls);
+    ls->E = md_engine_of(L);
+    ls->loop = md_engine_loop(ls->E);
+    ls->fd = -1;
+    ls->self_ref = LUA_NOREF;
+    snprintf(ls->path, sizeof ls->path, "%s", path);
+    luaL_setmetatable(L, LISTENER_MT);
+
+    char err[PATH_LEN + 128];
+    const char *code;
+    int fd = open_socket(ls, err, sizeof err, &code);
+    if (fd >= 0) {
+        ls->watch = md_loop_watch(ls->loop, fd, MD_LOOP_READ, on_accept, ls);
+        if (!ls->watch) {
+            snprintf(err, sizeof err, "cannot watch %s: %s", path, strerror(errno));
+            code = "io";
+            close(fd);
+            remove_socket_file(ls);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        lua_pushstring(L, code);
+        return 3;
+    }
+    ls->fd = fd;
+    md_loop_watch_keepalive(ls->loop, ls->watch, false);
+    lua_pushvalue(L, -1);
+    ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    md_log(MD_LOG_INFO, "attach: listening on %s", ls->path);
+    return 1;
+}
+
+static int attach_default_path(lua_State *L)
+{
+    char buf[PATH_LEN + 64];
+    lua_pushstring(L, md_attach_default_path(buf, sizeof buf));
+    return 1;
+}
+
+static int listener_close_lua(lua_State *L)
+{
+    listener_close(L, check_open(L));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int listener_gc(lua_State *L)
+{
+    listener_close(L, luaL_checkudata(L, 1, LISTENER_MT));
+    return 0;
+}
+
+static int listener_path(lua_State *L)
+{
+    lua_pushstring(L, check_open(L)->path);
+    return 1;
+}
+
+static int listener_sessions(lua_State *L)
+{
+    lua_pushinteger(L, check_open(L)->nsessions);
+    return 1;
+}
+
+static int listener_tostring(lua_State *L)
+{
+    listener *ls = luaL_checkudata(L, 1, LISTENER_MT);
+    if (ls->fd < 0)
+        lua_pushliteral(L, "attach listener (closed)");
+    else
+        lua_pushfstring(L, "attach listener (%s, %d sessions)", ls->path, ls->nsessions);
+    return 1;
+}
+
+/* }===== */
+
+static const luaL_Reg listener_methods[] = {
+    {"close", listener_close_lua},
+    {"path", listener_path},
+    {"sessions", listener_sessions},
+    {NULL, NULL},
+};
+
+static const luaL_Reg listener_meta[] = {
+    {"__gc", listener_gc},
+    {"__close", listener_gc},
+    {"__tostring", listener_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg funcs[] = {
+    {"listen", attach_listen},
+    {"default_path", attach_default_path},
+    {NULL, NULL},
+};
+
+int luaopen_moondog_attach(lua_State *L)
+{
+    if (luaL_newmetatable(L, LISTENER_MT)) {
+        luaL_setfuncs(L, listener_meta, 0);
+        luaL_newlib(L, listener_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, SESSION_MT)) {
+        lua_pushcfunction(L, session_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, runner_src, sizeof runner_src - 1, "=attach") != LUA_OK)
+        return lua_error(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, RUNNER_KEY);
+    luaL_newlib(L, funcs);
+    return 1;
+}

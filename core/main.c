@@ -1,0 +1,256 @@
+/*
+ * main.c - the moondog command line.
+ *
+ *   moondog [options] SCRIPT.lua [args...]   run a script (service mode)
+ *   moondog [options] -e CODE                run a chunk of Lua
+ *   moondog [options] repl                   interactive Lua
+ *   moondog [options] attach [SOCKET]        REPL into a running engine
+ *   moondog [options] TOOL [args...]         run scripts/TOOL.lua
+ *
+ * It finds its Lua library, scripts and device profiles next to the binary
+ * (a source tree: ./lua, ./scripts, ./devices) or in ../share/moondog (an
+ * installed tree); $MOONDOG_HOME overrides both.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "attach.h"
+#include "engine.h"
+#include "log.h"
+#include "repl.h"
+
+#ifndef MD_VERSION
+#define MD_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+    "usage: moondog [options] SCRIPT.lua [args...]   run a script\n"
+    "       moondog [options] -e CODE                run a chunk of Lua\n"
+    "       moondog [options] repl                   interactive Lua with moondog "
+    "loaded\n"
+    "       moondog [options] attach [SOCKET]        REPL into a running engine\n"
+    "       moondog [options] TOOL [args...]         run a tool (see below)\n"
+    "\n"
+    "options:\n"
+    "  -e CODE             run CODE (may be repeated; runs before a script)\n"
+    "  --log-level LEVEL   error, warn, info (default), debug or trace\n"
+    "  --log-file FILE     append the log to FILE instead of stderr\n"
+    "  --version           print the version and exit\n"
+    "  --help              print this help and exit\n"
+    "\n"
+    "A script runs as a task; moondog exits when no task, timer, server or\n"
+    "connection is left, on md.exit(code), or on SIGINT/SIGTERM.\n";
+
+static bool file_exists(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* Where lua/, scripts/ and devices/ live. */
+static void find_home(char *home, size_t len)
+{
+    const char *env = getenv("MOONDOG_HOME");
+    if (env && *env) {
+        snprintf(home, len, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n < 0)
+        n = 0;
+    exe[n] = '\0';
+    char *dir = dirname(exe);
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/lua/moondog/init.lua", dir);
+    if (file_exists(probe)) {
+        snprintf(home, len, "%s", dir);
+        return;
+    }
+    snprintf(probe, sizeof probe, "%s/../share/moondog", dir);
+    char real[PATH_MAX];
+    const char *found = realpath(probe, real) ? real : probe;
+    if (strlen(found) >= len)
+        found = "/usr/local/share/moondog";
+    memcpy(home, found, strlen(found) + 1);
+}
+
+static void list_tools(FILE *out, const char *home)
+{
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/scripts", home);
+    DIR *d = opendir(dir);
+    fprintf(out, "\ntools (moondog TOOL --help for each):");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".lua") == 0 && e->d_name[0] != '_')
+            fprintf(out, " %.*s", (int)(l - 4), e->d_name);
+    }
+    if (d)
+        closedir(d);
+    fprintf(out, "\n");
+}
+
+/* arg table as lua.c builds it: arg[0] is the script, arg[1..] its
+ * arguments, negative indices the interpreter and its options. */
+static void set_arg_table(lua_State *L, char **argv, int argc, int script)
+{
+    lua_createtable(L, argc - script - 1, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Compile and spawn a main-chunk task. Returns 0, or 1 after printing a
+ * compile error. */
+static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
+{
+    lua_State *L = md_engine_lua(E);
+    if (status != LUA_OK) {
+        fprintf(stderr, "moondog: %s\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    for (int i = 0; i < nargs; i++)
+        lua_pushstring(L, args[i]);
+    md_engine_spawn_main(E, nargs);
+    return 0;
+}
+
+static int make_md_global(md_engine *E)
+{
+    lua_State *L = md_engine_lua(E);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "moondog");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "moondog: cannot load the moondog library: %s\n",
+                lua_tostring(L, -1));
+        return 1;
+    }
+    lua_setglobal(L, "md");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *log_file = NULL;
+    int first_e = 0, i;
+    char home[PATH_MAX];
+    find_home(home, sizeof home);
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            list_tools(stdout, home);
+            return 0;
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+            printf("moondog %s (%s)\n", MD_VERSION, LUA_RELEASE);
+            return 0;
+        } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
+            int level = md_log_level_from_name(argv[++i]);
+            if (level < 0) {
+                fprintf(stderr,
+                        "moondog: unknown log level '%s' (use error, warn, info, "
+                        "debug or trace)\n",
+                        argv[i]);
+                return 2;
+            }
+            md_log_set_level(level);
+        } else if (strcmp(a, "--log-file") == 0 && i + 1 < argc) {
+            log_file = argv[++i];
+        } else if (strcmp(a, "-e") == 0 && i + 1 < argc) {
+            if (!first_e)
+                first_e = i;
+            i++;
+        } else if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "moondog: unknown option '%s' (see moondog --help)\n", a);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    const char *command = i < argc ? argv[i] : NULL;
+
+    if (command && strcmp(command, "attach") == 0)
+        return md_attach_client(i + 1 < argc ? argv[i + 1] : NULL);
+
+    if (log_file) {
+        int rc = md_log_open(log_file);
+        if (rc < 0) {
+            fprintf(stderr, "moondog: cannot open log file %s: %s\n", log_file,
+                    strerror(-rc));
+            return 2;
+        }
+    }
+
+    /* A script path, or a tool name when no such file exists. */
+    char script[PATH_MAX + 64] = "";
+    bool repl = command && strcmp(command, "repl") == 0;
+    if (command && !repl) {
+        if (strcmp(command, "-") == 0 || file_exists(command)) {
+            snprintf(script, sizeof script, "%s", command);
+        } else {
+            snprintf(script, sizeof script, "%s/scripts/%s.lua", home, command);
+            if (strchr(command, '/') || strstr(command, ".lua") || !file_exists(script)) {
+                fprintf(stderr,
+                        "moondog: no such script or tool: '%s' (see moondog --help)\n",
+                        command);
+                return 2;
+            }
+        }
+    }
+    if (!command && !first_e) {
+        fputs(usage, stderr);
+        return 2;
+    }
+
+    char err[256];
+    md_engine *E = md_engine_new(home, err, sizeof err);
+    if (!E) {
+        fprintf(stderr, "moondog: %s\n", err);
+        return 1;
+    }
+    lua_State *L = md_engine_lua(E);
+    int rc = make_md_global(E);
+    set_arg_table(L, argv, argc, command && !repl ? i : argc - 1);
+
+    /* -e chunks first, in order, then the script; each is a task. */
+    for (int k = first_e; rc == 0 && k && k < (command ? i : argc); k++) {
+        if (strcmp(argv[k], "-e") == 0 && k + 1 < argc) {
+            k++;
+            rc = spawn_chunk(
+                E, luaL_loadbuffer(L, argv[k], strlen(argv[k]), "=(command line)"), NULL,
+                0);
+        } else if (strcmp(argv[k], "--log-level") == 0 ||
+                   strcmp(argv[k], "--log-file") == 0) {
+            k++;
+        }
+    }
+    if (rc == 0 && script[0]) {
+        const char *path = strcmp(script, "-") == 0 ? NULL : script;
+        rc = spawn_chunk(E, luaL_loadfile(L, path), argv + i + 1, argc - i - 1);
+    }
+    int code = rc;
+    if (rc == 0)
+        code = repl ? md_repl_run(E) : md_engine_run(E);
+    md_engine_free(E);
+    md_log_close();
+    return code;
+}
