@@ -11,7 +11,7 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -DMD_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
-LDLIBS += $(PKG_LIBS) -lpthread -lrt
+LDLIBS += $(PKG_LIBS) -lpthread -lrt -lm
 
 # make SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build
 ifeq ($(SANITIZE),1)
@@ -71,6 +71,10 @@ $(BUILD)/tests/test_loop: tests/c/test_loop.c $(BUILD)/loop.o | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $^ $$(pkg-config --cflags --libs cmocka) -lpthread
 
+$(BUILD)/tests/test_mbcodec: tests/c/test_mbcodec.c $(BUILD)/mbcodec.o | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $^ $$(pkg-config --cflags --libs cmocka)
+
 test: deps
 	$(MAKE) moondog $(TEST_C)
 	./tests/run.sh $(BUILD) $(TEST_C)
@@ -96,3 +100,28 @@ uninstall:
 
 clean:
 	rm -rf build moondog
+
+# make fuzz [FUZZ_SECONDS=10]: build each tests/fuzz/fuzz_<name>.c with libFuzzer
+# and the sanitizers, linked with core/<name>.c, then run it for FUZZ_SECONDS
+# on its seed corpus tests/fuzz/corpus/<name>/. New inputs go to
+# build/fuzz/corpus/<name>/, crash reproducers to build/fuzz/. A crash, a
+# sanitizer report or a broken contract (abort) fails the target.
+FUZZ_SECONDS ?= 10
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+              -std=c11 -D_GNU_SOURCE $(WARN) -Icore
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: fuzz
+fuzz: $(FUZZ_BIN)
+	@set -e; for bin in $(FUZZ_BIN); do \
+	  name=$${bin##*/fuzz_}; \
+	  mkdir -p build/fuzz/corpus/$$name; \
+	  echo "== $$bin for $(FUZZ_SECONDS) s"; \
+	  $$bin -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/$$name- build/fuzz/corpus/$$name tests/fuzz/corpus/$$name; \
+	done
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< core/$*.c

@@ -1,0 +1,146 @@
+/*
+ * mbus.h - a Modbus client bus: one connection (a serial line, or one TCP
+ * or UDP socket) shared by every unit id on it, driven by its own worker
+ * thread so that the event loop never waits on a device.
+ *
+ * Threads. The worker owns the transport (a libmodbus context for tcp and
+ * rtu, a plain socket for udp, rtu+tcp and rtu+udp) from open to close. It
+ * takes requests from a mutex-and-condvar queue (writes ahead of reads),
+ * runs them one at a time, and hands each back to the loop thread through
+ * md_loop_post(). It never touches Lua.
+ *
+ * Ownership. A request is owned by its submitter until md_mbus_submit(),
+ * by the bus until its completion is posted, then by the loop thread again,
+ * which frees it. The bus itself is freed by the loop thread once it was
+ * closed and its worker has exited.
+ */
+#ifndef MD_MBUS_H
+#define MD_MBUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+typedef struct md_mbus md_mbus;
+
+typedef enum {
+    MD_MBUS_TCP,
+    MD_MBUS_UDP,
+    MD_MBUS_RTU,
+    MD_MBUS_RTU_TCP, /* RTU frames with CRC over a TCP socket (serial gateways) */
+    MD_MBUS_RTU_UDP,
+} md_mbus_transport;
+
+typedef struct md_mbus_config {
+    md_mbus_transport transport;
+    char host[256];
+    int port;
+    char device[256]; /* serial device for MD_MBUS_RTU */
+    int baud;
+    char parity; /* 'N', 'E' or 'O' */
+    int data_bits, stop_bits;
+    bool rs485;
+    int timeout_ms;         /* response timeout; 0: adaptive (see mbus.c) */
+    int delay_ms;           /* quiet time between transactions */
+    int connect_timeout_ms; /* 0: 3000 */
+} md_mbus_config;
+
+/* Errors, as negative numbers in md_mbus_req.status. */
+enum {
+    MD_MBUS_EBASE = 2000,
+    MD_MBUS_ETIMEOUT,    /* no (complete) response in time */
+    MD_MBUS_EEXCEPTION,  /* the device answered with an exception: see .exception */
+    MD_MBUS_ECRC,        /* RTU frame with a bad CRC */
+    MD_MBUS_EBADTID,     /* only responses to other transactions arrived */
+    MD_MBUS_EBADUNIT,    /* response from another unit id */
+    MD_MBUS_EMALFORMED,  /* short, truncated or inconsistent response */
+    MD_MBUS_ECONNLOST,   /* the connection dropped during the transaction */
+    MD_MBUS_ECONNECT,    /* could not connect or open (see .sys_errno) */
+    MD_MBUS_ECLOSED,     /* the bus was closed */
+    MD_MBUS_EQUEUED,     /* waited longer than its deadline for the bus */
+};
+
+enum {
+    MD_MBUS_MAX_REGS = 125,
+    MD_MBUS_MAX_BITS = 2000,
+    MD_MBUS_MAX_WRITE_REGS = 123,
+    MD_MBUS_MAX_RW_WRITE_REGS = 121,
+    MD_MBUS_MAX_WRITE_BITS = 1968,
+};
+
+typedef struct md_mbus_req md_mbus_req;
+
+struct md_mbus_req {
+    md_completion done; /* fn/ud set by the submitter; posted when finished */
+
+    /* request */
+    uint8_t unit;
+    uint8_t fc;        /* 1-6, 15, 16, 17, 22, 23, 43 */
+    uint16_t addr;     /* read address, or write address for 5, 6, 15, 16, 22 */
+    uint16_t count;    /* read count (1-4, 23), write count (15, 16) */
+    uint16_t waddr;    /* FC 23: write address */
+    uint16_t wcount;   /* FC 23: write count */
+    uint16_t wregs[MD_MBUS_MAX_WRITE_REGS]; /* FC 6: [0]; 16, 23; 22: and, or */
+    uint8_t wbits[MD_MBUS_MAX_WRITE_BITS];  /* FC 5: [0]; 15: one byte per bit */
+    uint8_t mei_code;  /* FC 43/14: read device id code 1-4 */
+    uint8_t object_id; /* FC 43/14: first object */
+    int timeout_ms;    /* 0: the bus's (adaptive) timeout */
+    bool priority;     /* writes go ahead of queued reads */
+    int64_t deadline_ms; /* CLOCK_MONOTONIC ms; 0: none. Checked when dequeued */
+
+    /* result */
+    int status;        /* 0, or -MD_MBUS_E* */
+    int exception;     /* Modbus exception code when status is -MD_MBUS_EEXCEPTION */
+    int sys_errno;     /* errno behind ECONNECT / ECONNLOST, when known */
+    uint8_t data[256]; /* response data: register bytes (big-endian) or packed
+                        * bits for reads, the PDU after the function code for
+                        * FC 17 and 43 */
+    size_t data_len;
+    double latency_ms;
+
+    /* bookkeeping, owned by whoever owns the request */
+    md_mbus_req *next;
+    bool abandoned; /* the waiting task went away: just free on completion */
+    void *owner;
+};
+
+typedef struct md_mbus_stats {
+    uint64_t requests, ok;
+    uint64_t timeouts, exceptions, crc_errors, bad_frames, conn_errors, other_errors;
+    double latency_sum_ms, latency_max_ms; /* over successful transactions */
+} md_mbus_stats;
+
+/* Validate cfg, start the worker and return the bus (connected lazily on the
+ * first request). Returns NULL with errno set (EINVAL for a bad config). */
+md_mbus *md_mbus_open(md_loop *loop, const md_mbus_config *cfg);
+
+/* Queue a request; its completion is posted to the loop when it finishes
+ * (also when the bus is closed first). Never blocks on the device. */
+void md_mbus_submit(md_mbus *bus, md_mbus_req *req);
+
+/*
+ * Close the bus: queued requests complete with -MD_MBUS_ECLOSED, the worker
+ * finishes its current transaction and exits. With wait false the bus is
+ * freed later on the loop thread; with wait true (engine shutdown, when the
+ * loop no longer runs) this joins the worker and frees the bus now, and
+ * completions not yet run are dropped.
+ */
+void md_mbus_close(md_mbus *bus, bool wait);
+
+/* Copy statistics: unit < 0 for the whole bus. Returns false if the unit
+ * never saw a request. */
+bool md_mbus_get_stats(md_mbus *bus, int unit, md_mbus_stats *out);
+/* The response timeout the bus uses now (configured or adaptive), in ms. */
+int md_mbus_current_timeout(md_mbus *bus);
+
+/* Stable text and code token for a status (thread-safe, static strings). */
+const char *md_mbus_strerror(int status);
+const char *md_mbus_errcode(int status);
+/* Name and code token of a Modbus exception code ("illegal data address",
+ * "illegal_data_address"); unknown codes give "exception". */
+const char *md_mbus_exception_name(int code);
+const char *md_mbus_exception_code(int code);
+
+#endif

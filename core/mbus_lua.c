@@ -1,0 +1,688 @@
+/*
+ * mbus_lua.c - moondog.modbus.core: Modbus client buses for Lua.
+ *
+ *   local bus = core.open{transport = "tcp", host = "127.0.0.1", port = 502,
+ *                         timeout = 1.5, delay = 0, url = "tcp://..."}
+ *   bus:read(unit, "holding", addr, count [, {timeout = s, raw = true}])
+ *   bus:write_coil / write_register / write_coils / write_registers /
+ *       mask_write / write_read / report_server_id / read_device_id
+ *   bus:stats([unit]), bus:timeout(), bus:close()
+ *
+ * lua/moondog/modbus/init.lua builds the user-facing API on top (address
+ * parsing, unit handles, typed values). Every call follows the engine's
+ * async pattern: argument errors raise at once; device and I/O failures
+ * return nil, message, code.
+ *
+ * Ownership: a request is allocated here, owned by the bus while queued or
+ * running, and freed on the loop thread, either by the results function
+ * (normal case) or by the completion when the waiting task went away.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "engine.h"
+#include "mbcodec.h"
+#include "mbus.h"
+
+#define BUS_MT "moondog.modbus.bus"
+
+typedef struct lbus {
+    md_mbus *bus; /* NULL once closed */
+    md_engine *E;
+    char url[300];
+} lbus;
+
+typedef struct lreq {
+    md_mbus_req req;
+    md_wait *wait;
+    md_loop *loop;
+    char url[300];
+    char what[64];
+    int timeout_ms;
+    bool raw;
+} lreq;
+
+/* {===== requests ===== */
+
+static void on_request_done(md_loop *loop, void *ud)
+{
+    lreq *q = ud;
+    md_loop_release(loop);
+    if (q->req.abandoned) {
+        free(q);
+        return;
+    }
+    md_task_done(q->wait);
+}
+
+static void request_cancel(void *op)
+{
+    lreq *q = op;
+    q->req.abandoned = true; /* the bus still owns it; freed on completion */
+}
+
+static const char *connect_code(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return "refused";
+    case ETIMEDOUT: return "connect_timeout";
+    case EHOSTUNREACH:
+    case ENETUNREACH: return "unreachable";
+    case ENOENT: return "no_device";
+    case EACCES:
+    case EPERM: return "permission";
+    default: return "connect";
+    }
+}
+
+/* Push nil, message, code for a failed request. */
+static int push_failure(lua_State *L, lreq *q)
+{
+    md_mbus_req *r = &q->req;
+    lua_pushnil(L);
+    switch (-r->status) {
+    case MD_MBUS_EEXCEPTION:
+        lua_pushfstring(L, "%s at %s: %s (Modbus exception %d)", q->what, q->url,
+                        md_mbus_exception_name(r->exception), r->exception);
+        lua_pushstring(L, md_mbus_exception_code(r->exception));
+        break;
+    case MD_MBUS_ETIMEOUT:
+        lua_pushfstring(L, "%s at %s: no response within %f s", q->what, q->url,
+                        (lua_Number)q->timeout_ms / 1000.0);
+        lua_pushliteral(L, "timeout");
+        break;
+    case MD_MBUS_ECONNECT:
+    case MD_MBUS_ECONNLOST:
+        lua_pushfstring(L, "%s at %s: %s: %s", q->what, q->url, md_mbus_strerror(r->status),
+                        r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
+        lua_pushstring(L, r->status == -MD_MBUS_ECONNECT ? connect_code(r->sys_errno)
+                                                         : "connection_lost");
+        break;
+    default:
+        lua_pushfstring(L, "%s at %s: %s", q->what, q->url, md_mbus_strerror(r->status));
+        lua_pushstring(L, md_mbus_errcode(r->status));
+        break;
+    }
+    return 3;
+}
+
+static void push_registers(lua_State *L, const uint8_t *data, int n)
+{
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, md_mb_get_u16(data + 2 * i));
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static void push_bits(lua_State *L, const uint8_t *data, int n)
+{
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushboolean(L, (data[i / 8] >> (i % 8)) & 1);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* FC 43/14 response: MEI, code, conformity, more follows, next id, count,
+ * then (id, length, bytes) objects. */
+static int push_device_id(lua_State *L, const uint8_t *d, size_t n)
+{
+    if (n < 6)
+        return -1;
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, d[2]);
+    lua_setfield(L, -2, "conformity");
+    lua_pushboolean(L, d[3] == 0xff);
+    lua_setfield(L, -2, "more");
+    lua_pushinteger(L, d[4]);
+    lua_setfield(L, -2, "next_object");
+    lua_newtable(L);
+    size_t pos = 6;
+    for (int i = 0; i < d[5]; i++) {
+        if (pos + 2 > n || pos + 2 + d[pos + 1] > n)
+            return -1;
+        lua_pushlstring(L, (const char *)d + pos + 2, d[pos + 1]);
+        lua_rawseti(L, -2, d[pos]);
+        pos += 2u + d[pos + 1];
+    }
+    lua_setfield(L, -2, "objects");
+    return 0;
+}
+
+static int request_results(lua_State *L, void *op)
+{
+    lreq *q = op;
+    md_mbus_req *r = &q->req;
+    int nret = 1;
+    if (r->status != 0) {
+        nret = push_failure(L, q);
+    } else if (q->raw || r->fc == 17) {
+        lua_pushlstring(L, (const char *)r->data, r->data_len);
+    } else if (r->fc == 1 || r->fc == 2) {
+        push_bits(L, r->data, r->count);
+    } else if (r->fc == 3 || r->fc == 4 || r->fc == 23) {
+        push_registers(L, r->data, r->count);
+    } else if (r->fc == 43) {
+        int top = lua_gettop(L);
+        if (push_device_id(L, r->data, r->data_len) < 0) {
+            lua_settop(L, top);
+            r->status = -MD_MBUS_EMALFORMED;
+            nret = push_failure(L, q);
+        }
+    } else {
+        lua_pushboolean(L, 1);
+    }
+    free(q);
+    return nret;
+}
+
+/* }===== */
+
+/* {===== arguments ===== */
+
+static lbus *check_bus(lua_State *L)
+{
+    lbus *b = luaL_checkudata(L, 1, BUS_MT);
+    if (!b->bus)
+        luaL_error(L, "attempt to use a closed Modbus bus");
+    return b;
+}
+
+static int check_range(lua_State *L, int arg, lua_Integer lo, lua_Integer hi, const char *what)
+{
+    lua_Integer v = luaL_checkinteger(L, arg);
+    if (v < lo || v > hi)
+        luaL_error(L, "bad argument #%d (%s): %d is outside %d..%d", arg, what, (int)v,
+                   (int)lo, (int)hi);
+    return (int)v;
+}
+
+static void check_span(lua_State *L, int addr, int count)
+{
+    if (addr + count > 65536)
+        luaL_error(L, "address %d + count %d goes past register 65535", addr, count);
+}
+
+/* Allocate a request after every argument was checked; nothing may raise
+ * between this and submit() except running out of memory. */
+static lreq *new_request(lua_State *L, lbus *b, int unit, int fc)
+{
+    md_task_check(L);
+    lreq *q = calloc(1, sizeof *q);
+    if (!q)
+        luaL_error(L, "out of memory");
+    q->req.unit = (uint8_t)unit;
+    q->req.fc = (uint8_t)fc;
+    memcpy(q->url, b->url, sizeof q->url);
+    return q;
+}
+
+/* Options table at arg: {timeout = seconds, raw = bool}. Raises on misuse;
+ * must run before the request is allocated. */
+static void check_opts(lua_State *L, int arg, int *timeout_ms, bool *raw)
+{
+    *timeout_ms = 0;
+    *raw = false;
+    if (lua_isnoneornil(L, arg))
+        return;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    if (lua_getfield(L, arg, "timeout") != LUA_TNIL) {
+        lua_Number t = luaL_checknumber(L, -1);
+        if (!(t > 0 && t <= 3600))
+            luaL_error(L, "bad option timeout: %f (expected seconds, 0 < t <= 3600)", t);
+        *timeout_ms = (int)ceil(t * 1000.0);
+    }
+    if (lua_getfield(L, arg, "raw") != LUA_TNIL)
+        *raw = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+}
+
+static int submit(lua_State *L, lbus *b, lreq *q, int timeout_ms, bool raw)
+{
+    md_engine *E = b->E;
+    md_loop *loop = md_engine_loop(E);
+    q->raw = raw;
+    q->req.timeout_ms = timeout_ms;
+    q->timeout_ms = timeout_ms ? timeout_ms : md_mbus_current_timeout(b->bus);
+    q->req.priority = q->req.fc != 1 && q->req.fc != 2 && q->req.fc != 3 && q->req.fc != 4 &&
+                      q->req.fc != 43 && q->req.fc != 17;
+    /* A request may wait behind others; past this it fails without being sent. */
+    int64_t queue_limit = 10LL * q->timeout_ms;
+    q->req.deadline_ms = md_loop_now(loop) + (queue_limit > 30000 ? queue_limit : 30000);
+    q->req.done = (md_completion){.fn = on_request_done, .ud = q};
+    q->loop = loop;
+    q->wait = md_task_wait(L, q, request_cancel);
+    md_loop_hold(loop);
+    md_mbus_submit(b->bus, &q->req);
+    return md_task_yield(L, q->wait, request_results);
+}
+
+/* }===== */
+
+/* {===== methods ===== */
+
+static const struct {
+    const char *name;
+    int fc, max;
+} read_kinds[] = {
+    {"coil", 1, MD_MBUS_MAX_BITS},
+    {"discrete", 2, MD_MBUS_MAX_BITS},
+    {"holding", 3, MD_MBUS_MAX_REGS},
+    {"input", 4, MD_MBUS_MAX_REGS},
+};
+
+/* bus:read(unit, kind, addr, count [, opts]) */
+static int bus_read(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    const char *kind = luaL_checkstring(L, 3);
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(kind, read_kinds[i].name) == 0)
+            k = i;
+    if (k < 0)
+        return luaL_error(L, "bad argument #3: unknown kind '%s' (expected holding, input, "
+                             "coil or discrete)", kind);
+    int addr = check_range(L, 4, 0, 65535, "address");
+    int count = check_range(L, 5, 1, read_kinds[k].max, "count");
+    check_span(L, addr, count);
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 6, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, read_kinds[k].fc);
+    q->req.addr = (uint16_t)addr;
+    q->req.count = (uint16_t)count;
+    snprintf(q->what, sizeof q->what, "read %s %d+%d from unit %d", kind, addr, count, unit);
+    return submit(L, b, q, timeout_ms, raw);
+}
+
+/* bus:write_coil(unit, addr, bool [, opts]) */
+static int bus_write_coil(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int addr = check_range(L, 3, 0, 65535, "address");
+    luaL_checktype(L, 4, LUA_TBOOLEAN);
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 5, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 5);
+    q->req.addr = (uint16_t)addr;
+    q->req.wbits[0] = (uint8_t)lua_toboolean(L, 4);
+    snprintf(q->what, sizeof q->what, "write coil %d on unit %d", addr, unit);
+    return submit(L, b, q, timeout_ms, false);
+}
+
+/* bus:write_register(unit, addr, value [, opts]) */
+static int bus_write_register(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int addr = check_range(L, 3, 0, 65535, "address");
+    int value = check_range(L, 4, -32768, 65535, "register value");
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 5, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 6);
+    q->req.addr = (uint16_t)addr;
+    q->req.wregs[0] = (uint16_t)value;
+    snprintf(q->what, sizeof q->what, "write register %d on unit %d", addr, unit);
+    return submit(L, b, q, timeout_ms, false);
+}
+
+/* Read an array argument of n values (1..max) with a checker per item. */
+static int check_array(lua_State *L, int arg, int max, const char *what)
+{
+    luaL_checktype(L, arg, LUA_TTABLE);
+    int n = (int)luaL_len(L, arg);
+    if (n < 1 || n > max)
+        luaL_error(L, "bad argument #%d: %d %s (expected 1..%d)", arg, n, what, max);
+    return n;
+}
+
+static void fill_regs(lua_State *L, int arg, int n, uint16_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, arg, i + 1);
+        int isnum;
+        lua_Integer v = lua_tointegerx(L, -1, &isnum);
+        if (!isnum || v < -32768 || v > 65535)
+            luaL_error(L, "bad argument #%d: item %d is not a register value (an integer "
+                          "-32768..65535)", arg, i + 1);
+        out[i] = (uint16_t)v;
+        lua_pop(L, 1);
+    }
+}
+
+/* bus:write_registers(unit, addr, {values} [, opts]) */
+static int bus_write_registers(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int addr = check_range(L, 3, 0, 65535, "address");
+    int n = check_array(L, 4, MD_MBUS_MAX_WRITE_REGS, "registers");
+    check_span(L, addr, n);
+    uint16_t regs[MD_MBUS_MAX_WRITE_REGS];
+    fill_regs(L, 4, n, regs);
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 5, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 16);
+    q->req.addr = (uint16_t)addr;
+    q->req.count = (uint16_t)n;
+    memcpy(q->req.wregs, regs, sizeof regs[0] * (size_t)n);
+    snprintf(q->what, sizeof q->what, "write registers %d+%d on unit %d", addr, n, unit);
+    return submit(L, b, q, timeout_ms, false);
+}
+
+/* bus:write_coils(unit, addr, {bools} [, opts]) */
+static int bus_write_coils(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int addr = check_range(L, 3, 0, 65535, "address");
+    int n = check_array(L, 4, MD_MBUS_MAX_WRITE_BITS, "coils");
+    check_span(L, addr, n);
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 5, &timeout_ms, &raw);
+    for (int i = 0; i < n; i++) {
+        int t = lua_geti(L, 4, i + 1);
+        lua_pop(L, 1);
+        if (t != LUA_TBOOLEAN)
+            return luaL_error(L, "bad argument #4: item %d is a %s, expected a boolean", i + 1,
+                              lua_typename(L, t));
+    }
+    lreq *q = new_request(L, b, unit, 15);
+    q->req.addr = (uint16_t)addr;
+    q->req.count = (uint16_t)n;
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 4, i + 1);
+        q->req.wbits[i] = (uint8_t)lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    snprintf(q->what, sizeof q->what, "write coils %d+%d on unit %d", addr, n, unit);
+    return submit(L, b, q, timeout_ms, false);
+}
+
+/* bus:mask_write(unit, addr, and_mask, or_mask [, opts]) */
+static int bus_mask_write(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int addr = check_range(L, 3, 0, 65535, "address");
+    int and_mask = check_range(L, 4, 0, 65535, "AND mask");
+    int or_mask = check_range(L, 5, 0, 65535, "OR mask");
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 6, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 22);
+    q->req.addr = (uint16_t)addr;
+    q->req.wregs[0] = (uint16_t)and_mask;
+    q->req.wregs[1] = (uint16_t)or_mask;
+    snprintf(q->what, sizeof q->what, "mask write register %d on unit %d", addr, unit);
+    return submit(L, b, q, timeout_ms, false);
+}
+
+/* bus:write_read(unit, waddr, {values}, raddr, rcount [, opts]) */
+static int bus_write_read(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int waddr = check_range(L, 3, 0, 65535, "write address");
+    int n = check_array(L, 4, MD_MBUS_MAX_RW_WRITE_REGS, "registers");
+    check_span(L, waddr, n);
+    int raddr = check_range(L, 5, 0, 65535, "read address");
+    int rcount = check_range(L, 6, 1, MD_MBUS_MAX_REGS, "read count");
+    check_span(L, raddr, rcount);
+    uint16_t regs[MD_MBUS_MAX_RW_WRITE_REGS];
+    fill_regs(L, 4, n, regs);
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 7, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 23);
+    q->req.waddr = (uint16_t)waddr;
+    q->req.wcount = (uint16_t)n;
+    q->req.addr = (uint16_t)raddr;
+    q->req.count = (uint16_t)rcount;
+    memcpy(q->req.wregs, regs, sizeof regs[0] * (size_t)n);
+    snprintf(q->what, sizeof q->what, "write/read registers on unit %d", unit);
+    return submit(L, b, q, timeout_ms, raw);
+}
+
+/* bus:report_server_id(unit [, opts]) -> raw bytes after the byte count */
+static int bus_report_server_id(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 3, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 17);
+    snprintf(q->what, sizeof q->what, "report server id of unit %d", unit);
+    return submit(L, b, q, timeout_ms, true);
+}
+
+/* bus:read_device_id(unit [, code = 1 [, object = 0]] [, opts]) -> one
+ * response: {conformity, more, next_object, objects = {[id] = text}} */
+static int bus_read_device_id(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = check_range(L, 2, 0, 255, "unit id");
+    int code = lua_isnoneornil(L, 3) ? 1 : check_range(L, 3, 1, 4, "read device id code");
+    int object = lua_isnoneornil(L, 4) ? 0 : check_range(L, 4, 0, 255, "object id");
+    int timeout_ms;
+    bool raw;
+    check_opts(L, 5, &timeout_ms, &raw);
+    lreq *q = new_request(L, b, unit, 43);
+    q->req.mei_code = (uint8_t)code;
+    q->req.object_id = (uint8_t)object;
+    snprintf(q->what, sizeof q->what, "read device identification of unit %d", unit);
+    return submit(L, b, q, timeout_ms, raw);
+}
+
+static void push_stats(lua_State *L, const md_mbus_stats *s)
+{
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, (lua_Integer)s->requests);
+    lua_setfield(L, -2, "requests");
+    lua_pushinteger(L, (lua_Integer)s->ok);
+    lua_setfield(L, -2, "ok");
+    lua_pushinteger(L, (lua_Integer)s->timeouts);
+    lua_setfield(L, -2, "timeouts");
+    lua_createtable(L, 0, 6);
+    const struct {
+        const char *name;
+        uint64_t n;
+    } errs[] = {{"timeout", s->timeouts},       {"exception", s->exceptions},
+                {"crc", s->crc_errors},         {"malformed", s->bad_frames},
+                {"connection", s->conn_errors}, {"other", s->other_errors}};
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof errs / sizeof *errs; i++) {
+        lua_pushinteger(L, (lua_Integer)errs[i].n);
+        lua_setfield(L, -2, errs[i].name);
+        total += errs[i].n;
+    }
+    lua_setfield(L, -2, "errors");
+    lua_pushinteger(L, (lua_Integer)total);
+    lua_setfield(L, -2, "failed");
+    lua_pushnumber(L, s->ok ? s->latency_sum_ms / (double)s->ok : 0);
+    lua_setfield(L, -2, "latency_mean_ms");
+    lua_pushnumber(L, s->latency_max_ms);
+    lua_setfield(L, -2, "latency_max_ms");
+}
+
+/* bus:stats([unit]) -> table (whole bus, or one unit; nil for an unused unit) */
+static int bus_stats(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    int unit = lua_isnoneornil(L, 2) ? -1 : check_range(L, 2, 0, 255, "unit id");
+    md_mbus_stats s;
+    if (!md_mbus_get_stats(b->bus, unit, &s))
+        return 0;
+    push_stats(L, &s);
+    lua_pushnumber(L, md_mbus_current_timeout(b->bus) / 1000.0);
+    lua_setfield(L, -2, "timeout");
+    return 1;
+}
+
+static int bus_timeout(lua_State *L)
+{
+    lbus *b = check_bus(L);
+    lua_pushnumber(L, md_mbus_current_timeout(b->bus) / 1000.0);
+    return 1;
+}
+
+static int bus_url(lua_State *L)
+{
+    lbus *b = luaL_checkudata(L, 1, BUS_MT);
+    lua_pushstring(L, b->url);
+    return 1;
+}
+
+/* Idempotent close; also __gc and __close. At engine shutdown the loop no
+ * longer runs, so the worker is joined right here. */
+static int bus_close(lua_State *L)
+{
+    lbus *b = luaL_checkudata(L, 1, BUS_MT);
+    if (b->bus) {
+        md_mbus_close(b->bus, md_engine_closing(b->E));
+        b->bus = NULL;
+    }
+    return 0;
+}
+
+static int bus_tostring(lua_State *L)
+{
+    lbus *b = luaL_checkudata(L, 1, BUS_MT);
+    lua_pushfstring(L, "modbus bus %s%s", b->url, b->bus ? "" : " (closed)");
+    return 1;
+}
+
+/* }===== */
+
+/* {===== open ===== */
+
+static int opt_int(lua_State *L, int t, const char *k, int dflt)
+{
+    int ty = lua_getfield(L, t, k);
+    int v = dflt;
+    if (ty != LUA_TNIL) {
+        int isnum;
+        v = (int)lua_tointegerx(L, -1, &isnum);
+        if (!isnum)
+            luaL_error(L, "bad field '%s': expected an integer", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_ms(lua_State *L, int t, const char *k)
+{
+    int ty = lua_getfield(L, t, k);
+    lua_Number s = ty == LUA_TNIL ? 0 : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    if (!(s >= 0 && s <= 3600))
+        luaL_error(L, "bad field '%s': %f (expected seconds 0..3600)", k, s);
+    return (int)ceil(s * 1000.0);
+}
+
+static void opt_str(lua_State *L, int t, const char *k, char *out, size_t len)
+{
+    if (lua_getfield(L, t, k) == LUA_TSTRING)
+        snprintf(out, len, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+}
+
+/* core.open(cfg) -> bus, or nil, err, code */
+static int mb_open(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    md_mbus_config cfg = {0};
+    static const char *const transports[] = {"tcp", "udp", "rtu", "rtu+tcp", "rtu+udp", NULL};
+    lua_getfield(L, 1, "transport");
+    cfg.transport = (md_mbus_transport)luaL_checkoption(L, -1, NULL, transports);
+    lua_pop(L, 1);
+    opt_str(L, 1, "host", cfg.host, sizeof cfg.host);
+    opt_str(L, 1, "path", cfg.device, sizeof cfg.device);
+    cfg.port = opt_int(L, 1, "port", 502);
+    cfg.baud = opt_int(L, 1, "baud", 9600);
+    char parity[4] = "N";
+    opt_str(L, 1, "parity", parity, sizeof parity);
+    cfg.parity = parity[0];
+    cfg.data_bits = opt_int(L, 1, "data", 8);
+    cfg.stop_bits = opt_int(L, 1, "stop", 1);
+    lua_getfield(L, 1, "rs485");
+    cfg.rs485 = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    cfg.timeout_ms = opt_ms(L, 1, "timeout");
+    cfg.delay_ms = opt_ms(L, 1, "delay");
+    cfg.connect_timeout_ms = opt_ms(L, 1, "connect_timeout");
+    char url[300] = "";
+    opt_str(L, 1, "url", url, sizeof url);
+
+    lbus *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b); /* closed until the bus exists */
+    luaL_setmetatable(L, BUS_MT);
+    b->E = md_engine_of(L);
+    memcpy(b->url, url, sizeof b->url);
+    b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
+    if (!b->bus) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot open Modbus bus %s: %s", url, strerror(errno));
+        lua_pushliteral(L, "invalid");
+        return 3;
+    }
+    return 1;
+}
+
+static const luaL_Reg bus_methods[] = {
+    {"read", bus_read},
+    {"write_coil", bus_write_coil},
+    {"write_register", bus_write_register},
+    {"write_coils", bus_write_coils},
+    {"write_registers", bus_write_registers},
+    {"mask_write", bus_mask_write},
+    {"write_read", bus_write_read},
+    {"report_server_id", bus_report_server_id},
+    {"read_device_id", bus_read_device_id},
+    {"stats", bus_stats},
+    {"timeout", bus_timeout},
+    {"url", bus_url},
+    {"close", bus_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg bus_meta[] = {
+    {"__gc", bus_close},
+    {"__close", bus_close},
+    {"__tostring", bus_tostring},
+    {NULL, NULL},
+};
+
+int luaopen_moondog_modbus_core(lua_State *L)
+{
+    if (luaL_newmetatable(L, BUS_MT)) {
+        luaL_setfuncs(L, bus_meta, 0);
+        luaL_newlib(L, bus_methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_getfield(L, -1, "__index"); /* stack: mt, methods */
+    lua_newtable(L);
+    lua_pushcfunction(L, mb_open);
+    lua_setfield(L, -2, "open");
+    /* moondog.modbus adds its Lua methods to the same table */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "bus_methods");
+    lua_remove(L, -2); /* mt */
+    return 1;
+}
+
+/* }===== */
