@@ -390,8 +390,7 @@ static void on_frame(char type, const char *data, size_t len)
             pump_stdin();
         }
         break;
-    default: /* 'C' arrives only inside ask_matches; ignore the unknown */
-        break;
+    default: /* 'C' arrives only inside ask_matches; ignore the unknown */ break;
     }
 }
 

@@ -449,17 +449,10 @@ static void on_frame(lua_State *L, session *s, int idx, char type, const char *d
                      size_t len)
 {
     switch (type) {
-    case 'L':
-        start_line(L, s, idx, data, len);
-        break;
-    case 'C':
-        complete(L, s, idx, data, len);
-        break;
-    case 'I':
-        interrupt(L, s, idx);
-        break;
-    default: /* unknown frames are ignored, for newer clients */
-        break;
+    case 'L': start_line(L, s, idx, data, len); break;
+    case 'C': complete(L, s, idx, data, len); break;
+    case 'I': interrupt(L, s, idx); break;
+    default: /* unknown frames are ignored, for newer clients */ break;
     }
 }
 

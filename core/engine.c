@@ -176,8 +176,9 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     E->interrupt_signo = 0;
     luaL_where(L, 0); /* inside a hook, level 0 is the interrupted function */
     if (signo == WATCHDOG_SIGNAL)
-        lua_pushfstring(L, "task ran for more than %f s without yielding (watchdog; see "
-                           "md.watchdog)",
+        lua_pushfstring(L,
+                        "task ran for more than %f s without yielding (watchdog; see "
+                        "md.watchdog)",
                         (lua_Number)E->watchdog_ms / 1000.0);
     else
         lua_pushfstring(L, "interrupted by %s",
@@ -597,14 +598,11 @@ static void task_cancel(md_task *t)
 {
     switch (t->state) {
     case TASK_READY:
-    case TASK_WAITING:
-        finish_task(t, TASK_CANCELLED);
-        break;
+    case TASK_WAITING: finish_task(t, TASK_CANCELLED); break;
     case TASK_RUNNING:
         t->cancel_requested = true; /* acted on where it next waits or yields */
         break;
-    default:
-        break;
+    default: break;
     }
 }
 

@@ -38,64 +38,39 @@ _Static_assert(MD_MB_T_COUNT == 9 && MD_MB_ORDER_COUNT == 4, "update the name ta
 const char *md_mb_strerror(int code)
 {
     switch (code) {
-    case 0:
-        return "success";
-    case MD_MB_ESHORT:
-        return "frame too short";
-    case MD_MB_ECRC:
-        return "CRC mismatch";
-    case MD_MB_EFUNC:
-        return "unknown function code";
+    case 0: return "success";
+    case MD_MB_ESHORT: return "frame too short";
+    case MD_MB_ECRC: return "CRC mismatch";
+    case MD_MB_EFUNC: return "unknown function code";
     case MD_MB_EMEI:
         return "unsupported MEI type (only 0x0E, read device identification)";
-    case MD_MB_ECOUNT:
-        return "byte count inconsistent with function code or quantity";
-    case MD_MB_ETOOLONG:
-        return "frame longer than the Modbus maximum (PDU 253 bytes)";
-    case MD_MB_EPROTO:
-        return "MBAP protocol id is not 0";
-    case MD_MB_ELENGTH:
-        return "MBAP length outside 2..254";
-    case MD_MB_ETYPE:
-        return "unknown or unsuitable value type";
-    case MD_MB_EORDER:
-        return "unknown word/byte order";
-    case MD_MB_ERANGE:
-        return "value out of range for the type";
-    case MD_MB_EREGS:
-        return "too few registers for the type";
-    case MD_MB_ESPACE:
-        return "output buffer too small";
-    default:
-        return "unknown Modbus codec error";
+    case MD_MB_ECOUNT: return "byte count inconsistent with function code or quantity";
+    case MD_MB_ETOOLONG: return "frame longer than the Modbus maximum (PDU 253 bytes)";
+    case MD_MB_EPROTO: return "MBAP protocol id is not 0";
+    case MD_MB_ELENGTH: return "MBAP length outside 2..254";
+    case MD_MB_ETYPE: return "unknown or unsuitable value type";
+    case MD_MB_EORDER: return "unknown word/byte order";
+    case MD_MB_ERANGE: return "value out of range for the type";
+    case MD_MB_EREGS: return "too few registers for the type";
+    case MD_MB_ESPACE: return "output buffer too small";
+    default: return "unknown Modbus codec error";
     }
 }
 
 const char *md_mb_exception_name(int code)
 {
     switch (code) {
-    case MD_MB_EX_ILLEGAL_FUNCTION:
-        return "illegal_function";
-    case MD_MB_EX_ILLEGAL_DATA_ADDRESS:
-        return "illegal_data_address";
-    case MD_MB_EX_ILLEGAL_DATA_VALUE:
-        return "illegal_data_value";
-    case MD_MB_EX_SERVER_DEVICE_FAILURE:
-        return "server_device_failure";
-    case MD_MB_EX_ACKNOWLEDGE:
-        return "acknowledge";
-    case MD_MB_EX_SERVER_DEVICE_BUSY:
-        return "server_device_busy";
-    case MD_MB_EX_NEGATIVE_ACKNOWLEDGE:
-        return "negative_acknowledge";
-    case MD_MB_EX_MEMORY_PARITY_ERROR:
-        return "memory_parity_error";
-    case MD_MB_EX_GATEWAY_PATH_UNAVAILABLE:
-        return "gateway_path_unavailable";
-    case MD_MB_EX_GATEWAY_TARGET_FAILED:
-        return "gateway_target_failed";
-    default:
-        return NULL;
+    case MD_MB_EX_ILLEGAL_FUNCTION: return "illegal_function";
+    case MD_MB_EX_ILLEGAL_DATA_ADDRESS: return "illegal_data_address";
+    case MD_MB_EX_ILLEGAL_DATA_VALUE: return "illegal_data_value";
+    case MD_MB_EX_SERVER_DEVICE_FAILURE: return "server_device_failure";
+    case MD_MB_EX_ACKNOWLEDGE: return "acknowledge";
+    case MD_MB_EX_SERVER_DEVICE_BUSY: return "server_device_busy";
+    case MD_MB_EX_NEGATIVE_ACKNOWLEDGE: return "negative_acknowledge";
+    case MD_MB_EX_MEMORY_PARITY_ERROR: return "memory_parity_error";
+    case MD_MB_EX_GATEWAY_PATH_UNAVAILABLE: return "gateway_path_unavailable";
+    case MD_MB_EX_GATEWAY_TARGET_FAILED: return "gateway_target_failed";
+    default: return NULL;
     }
 }
 
@@ -260,16 +235,11 @@ int md_mb_pdu_request_len(const uint8_t *pdu, size_t have)
     case MD_MB_FC_READ_HOLDING_REGISTERS:
     case MD_MB_FC_READ_INPUT_REGISTERS:
     case MD_MB_FC_WRITE_SINGLE_COIL:
-    case MD_MB_FC_WRITE_SINGLE_REGISTER:
-        return 5; /* FC, address, quantity or value */
-    case MD_MB_FC_WRITE_MULTIPLE_COILS:
-        return counted_request(pdu, have, 5, 1);
-    case MD_MB_FC_WRITE_MULTIPLE_REGISTERS:
-        return counted_request(pdu, have, 5, 0);
-    case MD_MB_FC_REPORT_SERVER_ID:
-        return 1;
-    case MD_MB_FC_MASK_WRITE_REGISTER:
-        return 7; /* FC, address, AND mask, OR mask */
+    case MD_MB_FC_WRITE_SINGLE_REGISTER: return 5; /* FC, address, quantity or value */
+    case MD_MB_FC_WRITE_MULTIPLE_COILS: return counted_request(pdu, have, 5, 1);
+    case MD_MB_FC_WRITE_MULTIPLE_REGISTERS: return counted_request(pdu, have, 5, 0);
+    case MD_MB_FC_REPORT_SERVER_ID: return 1;
+    case MD_MB_FC_MASK_WRITE_REGISTER: return 7; /* FC, address, AND mask, OR mask */
     case MD_MB_FC_READ_WRITE_REGISTERS:
         /* FC, read address, read qty, write address, write qty, byte count */
         return counted_request(pdu, have, 9, 0);
@@ -278,8 +248,7 @@ int md_mb_pdu_request_len(const uint8_t *pdu, size_t have)
             return 0;
         /* MEI type, read device id code, object id */
         return pdu[1] == MD_MB_MEI_DEVICE_ID ? 4 : MD_MB_EMEI;
-    default:
-        return MD_MB_EFUNC;
+    default: return MD_MB_EFUNC;
     }
 }
 
@@ -347,12 +316,9 @@ int md_mb_pdu_response_len(const uint8_t *pdu, size_t have)
     case MD_MB_FC_REPORT_SERVER_ID:
         /* server id (device specific) and a run indicator byte */
         return counted_response(pdu, have, 1, MD_MB_MAX_PDU - 2, 0);
-    case MD_MB_FC_MASK_WRITE_REGISTER:
-        return 7;
-    case MD_MB_FC_ENCAPSULATED:
-        return device_id_response(pdu, have);
-    default:
-        return MD_MB_EFUNC;
+    case MD_MB_FC_MASK_WRITE_REGISTER: return 7;
+    case MD_MB_FC_ENCAPSULATED: return device_id_response(pdu, have);
+    default: return MD_MB_EFUNC;
     }
 }
 
@@ -436,18 +402,14 @@ unsigned md_mb_type_regs(enum md_mb_type type)
 {
     switch (type) {
     case MD_MB_T_INT16:
-    case MD_MB_T_UINT16:
-        return 1;
+    case MD_MB_T_UINT16: return 1;
     case MD_MB_T_INT32:
     case MD_MB_T_UINT32:
-    case MD_MB_T_FLOAT32:
-        return 2;
+    case MD_MB_T_FLOAT32: return 2;
     case MD_MB_T_INT64:
     case MD_MB_T_UINT64:
-    case MD_MB_T_FLOAT64:
-        return 4;
-    default:
-        return 0;
+    case MD_MB_T_FLOAT64: return 4;
+    default: return 0;
     }
 }
 

@@ -70,8 +70,8 @@ struct md_mbus {
     int timeout_ms;    /* current response timeout */
 
     /* worker only */
-    modbus_t *ctx;     /* tcp, rtu */
-    int fd;            /* udp, rtu+tcp, rtu+udp; -1 when closed */
+    modbus_t *ctx; /* tcp, rtu */
+    int fd;        /* udp, rtu+tcp, rtu+udp; -1 when closed */
     bool connected;
     int64_t next_connect_ms;
     int backoff_ms;
@@ -361,7 +361,10 @@ static size_t build_pdu(const md_mbus_req *r, uint8_t *pdu)
     size_t n = 0;
     pdu[n++] = r->fc;
     switch (r->fc) {
-    case 1: case 2: case 3: case 4:
+    case 1:
+    case 2:
+    case 3:
+    case 4:
         md_mb_put_u16(pdu + n, r->addr);
         md_mb_put_u16(pdu + n + 2, r->count);
         return n + 4;
@@ -391,8 +394,7 @@ static size_t build_pdu(const md_mbus_req *r, uint8_t *pdu)
         for (unsigned i = 0; i < r->count; i++)
             md_mb_put_u16(pdu + n + 5 + 2 * i, r->wregs[i]);
         return n + 5 + 2u * r->count;
-    case 17:
-        return n;
+    case 17: return n;
     case 22:
         md_mb_put_u16(pdu + n, r->addr);
         md_mb_put_u16(pdu + n + 2, r->wregs[0]);
@@ -412,8 +414,7 @@ static size_t build_pdu(const md_mbus_req *r, uint8_t *pdu)
         pdu[n++] = r->mei_code;
         pdu[n++] = r->object_id;
         return n;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -426,7 +427,7 @@ static int take_response(md_mbus_req *r, const uint8_t *pdu, size_t len)
     if (r->fc <= 4 || r->fc == 23 || r->fc == 17) {
         if (n < 1 || p[0] != n - 1)
             return -MD_MBUS_EMALFORMED;
-        size_t want = r->fc == 17 ? n - 1
+        size_t want = r->fc == 17                ? n - 1
                       : r->fc == 1 || r->fc == 2 ? (r->count + 7u) / 8u
                                                  : 2u * r->count;
         if (n - 1 != want)
@@ -495,12 +496,14 @@ static int open_libmodbus(md_mbus *b)
         snprintf(port, sizeof port, "%d", c->port);
         b->ctx = modbus_new_tcp_pi(c->host, port);
     } else {
-        b->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
+        b->ctx =
+            modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
     }
     if (!b->ctx)
         return -errno;
     int ct = c->connect_timeout_ms ? c->connect_timeout_ms : 3000;
-    modbus_set_response_timeout(b->ctx, (uint32_t)(ct / 1000), (uint32_t)(ct % 1000) * 1000);
+    modbus_set_response_timeout(b->ctx, (uint32_t)(ct / 1000),
+                                (uint32_t)(ct % 1000) * 1000);
     if (modbus_connect(b->ctx) < 0) {
         int err = errno;
         modbus_free(b->ctx);
@@ -544,16 +547,10 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
     int rc;
     switch (b->cfg.transport) {
     case MD_MBUS_TCP:
-    case MD_MBUS_RTU:
-        rc = open_libmodbus(b);
-        break;
+    case MD_MBUS_RTU: rc = open_libmodbus(b); break;
     case MD_MBUS_UDP:
-    case MD_MBUS_RTU_UDP:
-        rc = b->fd = resolve_and_connect(b, SOCK_DGRAM);
-        break;
-    default:
-        rc = b->fd = resolve_and_connect(b, SOCK_STREAM);
-        break;
+    case MD_MBUS_RTU_UDP: rc = b->fd = resolve_and_connect(b, SOCK_DGRAM); break;
+    default: rc = b->fd = resolve_and_connect(b, SOCK_STREAM); break;
     }
     if (rc < 0) {
         b->fd = -1;
@@ -599,9 +596,7 @@ static int from_libmodbus_errno(md_mbus_req *r, int err)
     case EMBMDATA:
     case EMBBADEXC:
     case EMBUNKEXC: return -MD_MBUS_EMALFORMED;
-    default:
-        r->sys_errno = err;
-        return -MD_MBUS_ECONNLOST;
+    default: r->sys_errno = err; return -MD_MBUS_ECONNLOST;
     }
 }
 
@@ -638,7 +633,9 @@ static int libmodbus_transact(md_mbus *b, md_mbus_req *r)
     case 6: rc = modbus_write_register(ctx, r->addr, r->wregs[0]); break;
     case 15: rc = modbus_write_bits(ctx, r->addr, r->count, r->wbits); break;
     case 16: rc = modbus_write_registers(ctx, r->addr, r->count, r->wregs); break;
-    case 22: rc = modbus_mask_write_register(ctx, r->addr, r->wregs[0], r->wregs[1]); break;
+    case 22:
+        rc = modbus_mask_write_register(ctx, r->addr, r->wregs[0], r->wregs[1]);
+        break;
     case 23:
         rc = modbus_write_and_read_registers(ctx, r->waddr, r->wcount, r->wregs, r->addr,
                                              r->count, regs);
@@ -654,8 +651,11 @@ static int libmodbus_transact(md_mbus *b, md_mbus_req *r)
         return rc;
     }
     switch (r->fc) {
-    case 1: case 2: pack_bits(r, bits, rc); break;
-    case 3: case 4: case 23: pack_regs(r, regs, rc); break;
+    case 1:
+    case 2: pack_bits(r, bits, rc); break;
+    case 3:
+    case 4:
+    case 23: pack_regs(r, regs, rc); break;
     case 17: r->data_len = (size_t)rc; break;
     default: r->data_len = 0; break;
     }
@@ -666,7 +666,8 @@ static int execute(md_mbus *b, md_mbus_req *r, int timeout_ms)
 {
     bool via_libmodbus = b->ctx && r->fc != 43;
     if (via_libmodbus) {
-        uint32_t s = (uint32_t)(timeout_ms / 1000), us = (uint32_t)(timeout_ms % 1000) * 1000;
+        uint32_t s = (uint32_t)(timeout_ms / 1000),
+                 us = (uint32_t)(timeout_ms % 1000) * 1000;
         modbus_set_response_timeout(b->ctx, s, us);
         modbus_set_byte_timeout(b->ctx, s, us);
         return libmodbus_transact(b, r);
@@ -709,13 +710,15 @@ static void count(md_mbus_stats *s, const md_mbus_req *r)
         if (r->latency_ms > s->latency_max_ms)
             s->latency_max_ms = r->latency_ms;
         break;
-    case MD_MBUS_ETIMEOUT: case MD_MBUS_EQUEUED: s->timeouts++; break;
+    case MD_MBUS_ETIMEOUT:
+    case MD_MBUS_EQUEUED: s->timeouts++; break;
     case MD_MBUS_EEXCEPTION: s->exceptions++; break;
     case MD_MBUS_ECRC: s->crc_errors++; break;
-    case MD_MBUS_EBADTID: case MD_MBUS_EBADUNIT: case MD_MBUS_EMALFORMED:
-        s->bad_frames++;
-        break;
-    case MD_MBUS_ECONNLOST: case MD_MBUS_ECONNECT: s->conn_errors++; break;
+    case MD_MBUS_EBADTID:
+    case MD_MBUS_EBADUNIT:
+    case MD_MBUS_EMALFORMED: s->bad_frames++; break;
+    case MD_MBUS_ECONNLOST:
+    case MD_MBUS_ECONNECT: s->conn_errors++; break;
     default: s->other_errors++; break;
     }
 }

@@ -50,16 +50,16 @@ typedef struct md_mbus_config {
 /* Errors, as negative numbers in md_mbus_req.status. */
 enum {
     MD_MBUS_EBASE = 2000,
-    MD_MBUS_ETIMEOUT,    /* no (complete) response in time */
-    MD_MBUS_EEXCEPTION,  /* the device answered with an exception: see .exception */
-    MD_MBUS_ECRC,        /* RTU frame with a bad CRC */
-    MD_MBUS_EBADTID,     /* only responses to other transactions arrived */
-    MD_MBUS_EBADUNIT,    /* response from another unit id */
-    MD_MBUS_EMALFORMED,  /* short, truncated or inconsistent response */
-    MD_MBUS_ECONNLOST,   /* the connection dropped during the transaction */
-    MD_MBUS_ECONNECT,    /* could not connect or open (see .sys_errno) */
-    MD_MBUS_ECLOSED,     /* the bus was closed */
-    MD_MBUS_EQUEUED,     /* waited longer than its deadline for the bus */
+    MD_MBUS_ETIMEOUT,   /* no (complete) response in time */
+    MD_MBUS_EEXCEPTION, /* the device answered with an exception: see .exception */
+    MD_MBUS_ECRC,       /* RTU frame with a bad CRC */
+    MD_MBUS_EBADTID,    /* only responses to other transactions arrived */
+    MD_MBUS_EBADUNIT,   /* response from another unit id */
+    MD_MBUS_EMALFORMED, /* short, truncated or inconsistent response */
+    MD_MBUS_ECONNLOST,  /* the connection dropped during the transaction */
+    MD_MBUS_ECONNECT,   /* could not connect or open (see .sys_errno) */
+    MD_MBUS_ECLOSED,    /* the bus was closed */
+    MD_MBUS_EQUEUED,    /* waited longer than its deadline for the bus */
 };
 
 enum {
@@ -77,17 +77,17 @@ struct md_mbus_req {
 
     /* request */
     uint8_t unit;
-    uint8_t fc;        /* 1-6, 15, 16, 17, 22, 23, 43 */
-    uint16_t addr;     /* read address, or write address for 5, 6, 15, 16, 22 */
-    uint16_t count;    /* read count (1-4, 23), write count (15, 16) */
-    uint16_t waddr;    /* FC 23: write address */
-    uint16_t wcount;   /* FC 23: write count */
+    uint8_t fc;      /* 1-6, 15, 16, 17, 22, 23, 43 */
+    uint16_t addr;   /* read address, or write address for 5, 6, 15, 16, 22 */
+    uint16_t count;  /* read count (1-4, 23), write count (15, 16) */
+    uint16_t waddr;  /* FC 23: write address */
+    uint16_t wcount; /* FC 23: write count */
     uint16_t wregs[MD_MBUS_MAX_WRITE_REGS]; /* FC 6: [0]; 16, 23; 22: and, or */
     uint8_t wbits[MD_MBUS_MAX_WRITE_BITS];  /* FC 5: [0]; 15: one byte per bit */
-    uint8_t mei_code;  /* FC 43/14: read device id code 1-4 */
-    uint8_t object_id; /* FC 43/14: first object */
-    int timeout_ms;    /* 0: the bus's (adaptive) timeout */
-    bool priority;     /* writes go ahead of queued reads */
+    uint8_t mei_code;                       /* FC 43/14: read device id code 1-4 */
+    uint8_t object_id;                      /* FC 43/14: first object */
+    int timeout_ms;                         /* 0: the bus's (adaptive) timeout */
+    bool priority;                          /* writes go ahead of queued reads */
     int64_t deadline_ms; /* CLOCK_MONOTONIC ms; 0: none. Checked when dequeued */
 
     /* result */

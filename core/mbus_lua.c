@@ -98,7 +98,8 @@ static int push_failure(lua_State *L, lreq *q)
         break;
     case MD_MBUS_ECONNECT:
     case MD_MBUS_ECONNLOST:
-        lua_pushfstring(L, "%s at %s: %s: %s", q->what, q->url, md_mbus_strerror(r->status),
+        lua_pushfstring(L, "%s at %s: %s: %s", q->what, q->url,
+                        md_mbus_strerror(r->status),
                         r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
         lua_pushstring(L, r->status == -MD_MBUS_ECONNECT ? connect_code(r->sys_errno)
                                                          : "connection_lost");
@@ -194,7 +195,8 @@ static lbus *check_bus(lua_State *L)
     return b;
 }
 
-static int check_range(lua_State *L, int arg, lua_Integer lo, lua_Integer hi, const char *what)
+static int check_range(lua_State *L, int arg, lua_Integer lo, lua_Integer hi,
+                       const char *what)
 {
     lua_Integer v = luaL_checkinteger(L, arg);
     if (v < lo || v > hi)
@@ -250,8 +252,8 @@ static int submit(lua_State *L, lbus *b, lreq *q, int timeout_ms, bool raw)
     q->raw = raw;
     q->req.timeout_ms = timeout_ms;
     q->timeout_ms = timeout_ms ? timeout_ms : md_mbus_current_timeout(b->bus);
-    q->req.priority = q->req.fc != 1 && q->req.fc != 2 && q->req.fc != 3 && q->req.fc != 4 &&
-                      q->req.fc != 43 && q->req.fc != 17;
+    q->req.priority = q->req.fc != 1 && q->req.fc != 2 && q->req.fc != 3 &&
+                      q->req.fc != 4 && q->req.fc != 43 && q->req.fc != 17;
     /* A request may wait behind others; past this it fails without being sent. */
     int64_t queue_limit = 10LL * q->timeout_ms;
     q->req.deadline_ms = md_loop_now(loop) + (queue_limit > 30000 ? queue_limit : 30000);
@@ -288,8 +290,10 @@ static int bus_read(lua_State *L)
         if (strcmp(kind, read_kinds[i].name) == 0)
             k = i;
     if (k < 0)
-        return luaL_error(L, "bad argument #3: unknown kind '%s' (expected holding, input, "
-                             "coil or discrete)", kind);
+        return luaL_error(L,
+                          "bad argument #3: unknown kind '%s' (expected holding, input, "
+                          "coil or discrete)",
+                          kind);
     int addr = check_range(L, 4, 0, 65535, "address");
     int count = check_range(L, 5, 1, read_kinds[k].max, "count");
     check_span(L, addr, count);
@@ -299,7 +303,8 @@ static int bus_read(lua_State *L)
     lreq *q = new_request(L, b, unit, read_kinds[k].fc);
     q->req.addr = (uint16_t)addr;
     q->req.count = (uint16_t)count;
-    snprintf(q->what, sizeof q->what, "read %s %d+%d from unit %d", kind, addr, count, unit);
+    snprintf(q->what, sizeof q->what, "read %s %d+%d from unit %d", kind, addr, count,
+             unit);
     return submit(L, b, q, timeout_ms, raw);
 }
 
@@ -354,8 +359,10 @@ static void fill_regs(lua_State *L, int arg, int n, uint16_t *out)
         int isnum;
         lua_Integer v = lua_tointegerx(L, -1, &isnum);
         if (!isnum || v < -32768 || v > 65535)
-            luaL_error(L, "bad argument #%d: item %d is not a register value (an integer "
-                          "-32768..65535)", arg, i + 1);
+            luaL_error(L,
+                       "bad argument #%d: item %d is not a register value (an integer "
+                       "-32768..65535)",
+                       arg, i + 1);
         out[i] = (uint16_t)v;
         lua_pop(L, 1);
     }
@@ -397,8 +404,8 @@ static int bus_write_coils(lua_State *L)
         int t = lua_geti(L, 4, i + 1);
         lua_pop(L, 1);
         if (t != LUA_TBOOLEAN)
-            return luaL_error(L, "bad argument #4: item %d is a %s, expected a boolean", i + 1,
-                              lua_typename(L, t));
+            return luaL_error(L, "bad argument #4: item %d is a %s, expected a boolean",
+                              i + 1, lua_typename(L, t));
     }
     lreq *q = new_request(L, b, unit, 15);
     q->req.addr = (uint16_t)addr;
@@ -606,7 +613,8 @@ static int mb_open(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     md_mbus_config cfg = {0};
-    static const char *const transports[] = {"tcp", "udp", "rtu", "rtu+tcp", "rtu+udp", NULL};
+    static const char *const transports[] = {"tcp",     "udp",     "rtu",
+                                             "rtu+tcp", "rtu+udp", NULL};
     lua_getfield(L, 1, "transport");
     cfg.transport = (md_mbus_transport)luaL_checkoption(L, -1, NULL, transports);
     lua_pop(L, 1);

@@ -504,8 +504,7 @@ static void on_interrupt(md_engine *E, void *ud)
             show_prompt();
         }
         break;
-    default: /* R_SETTLING: the line already took this Ctrl-C */
-        break;
+    default: /* R_SETTLING: the line already took this Ctrl-C */ break;
     }
 }
 
