@@ -11,6 +11,9 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -DMD_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+# --as-needed: a library nothing calls yet (libmosquitto, and OpenSSL behind it)
+# costs RSS and start-up time in every process.
+LDFLAGS += -Wl,--as-needed
 LDLIBS += $(PKG_LIBS) -lpthread -lrt -lm
 
 # make SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer build
@@ -32,6 +35,7 @@ CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/%.o)
 DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquitto-dev \
         libcmocka-dev libedit-dev lua-cjson tmux socat valgrind
 LINT_DEPS := lua-check clang-format cppcheck
+FUZZ_DEPS := clang libclang-rt-14-dev
 
 .PHONY: all deps run test bench install uninstall clean lint moondog
 
@@ -113,7 +117,12 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=a
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: fuzz
-fuzz: $(FUZZ_BIN)
+fuzz:
+	@$(MAKE) --no-print-directory deps DEPS="$(FUZZ_DEPS)"
+	@$(MAKE) --no-print-directory fuzz-run
+
+.PHONY: fuzz-run
+fuzz-run: $(FUZZ_BIN)
 	@set -e; for bin in $(FUZZ_BIN); do \
 	  name=$${bin##*/fuzz_}; \
 	  mkdir -p build/fuzz/corpus/$$name; \
