@@ -8,7 +8,8 @@
 --
 -- Each test runs as a task, with a time limit. Afterwards the harness waits
 -- briefly for the engine to settle and fails the test if it left tasks,
--- timers or fd watches behind, or if an expect() count was not met.
+-- timers, fd watches or registry references behind, or if an expect()
+-- count was not met.
 -- T.skip(reason) inside a test skips it. `moondog test FILE...` runs files.
 
 local md = require "moondog"
@@ -72,29 +73,50 @@ local function is_skip(err)
   return type(err) == "table" and getmetatable(err) and getmetatable(err).__index == skip_marker
 end
 
+-- Registry references held from C: luaL_ref slots holding a value that is
+-- not a number (freed slots hold the number of the next free slot).
+local function registry_refs()
+  local n = 0
+  for k, v in pairs(debug.getregistry()) do
+    if math.type(k) == "integer" and k > 3 and type(v) ~= "number" then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local function snapshot()
+  collectgarbage()
+  collectgarbage()
+  local s = md.stats()
+  s.refs = registry_refs()
+  return s
+end
+
 -- Let cancelled tasks and closing handles finish, then report leftovers.
 local function leftovers(before)
+  local s
   for _ = 1, 50 do
-    local s = md.stats()
-    if s.tasks <= before.tasks and s.timers <= before.timers and s.watches <= before.watches then
+    s = snapshot()
+    if s.tasks <= before.tasks and s.timers <= before.timers and s.watches <= before.watches
+      and s.refs <= before.refs then
       return nil
     end
     md.sleep(0.002)
   end
-  local s = md.stats()
   local list = {}
   for _, t in ipairs(md.tasks()) do
     list[#list + 1] = tostring(t)
   end
-  return string.format("left behind %d task(s), %d timer(s), %d watch(es): %s",
+  return string.format("left behind %d task(s), %d timer(s), %d watch(es), %d registry ref(s): %s",
     s.tasks - before.tasks, s.timers - before.timers, s.watches - before.watches,
-    table.concat(list, ", "))
+    s.refs - before.refs, table.concat(list, ", "))
 end
 
-local function run_one(t)
-  expectations = {}
-  collectgarbage()
-  local before = md.stats()
+-- Run the test body as a task; returns "pass" | "fail" | "skip", detail.
+-- The task handle stays inside this function, so that it is garbage once
+-- run_one checks for leftovers.
+local function execute(t)
   local task = md.spawn(function()
     return xpcall(t.fn, function(err)
       if is_skip(err) then return err end
@@ -116,12 +138,21 @@ local function run_one(t)
     end
     return "fail", err
   end
+  return "pass"
+end
+
+local function run_one(t)
+  expectations = {}
+  local before = snapshot()
+  local result, detail = execute(t)
+  if result ~= "pass" then
+    return result, detail
+  end
   for _, e in ipairs(expectations) do
     if e.calls ~= e.want then
       return "fail", string.format("expected %d call(s), got %d (%s)", e.want, e.calls, e.where or "?")
     end
   end
-  collectgarbage()
   local left = leftovers(before)
   if left then
     return "fail", left
