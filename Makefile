@@ -106,7 +106,8 @@ clean:
 	rm -rf build moondog
 
 # make fuzz [FUZZ_SECONDS=10]: build each tests/fuzz/fuzz_<name>.c with libFuzzer
-# and the sanitizers, linked with core/<name>.c, then run it for FUZZ_SECONDS
+# and the sanitizers, linked with core/<name>.c (and FUZZ_EXTRA_<name>), then run
+# it for FUZZ_SECONDS
 # on its seed corpus tests/fuzz/corpus/<name>/. New inputs go to
 # build/fuzz/corpus/<name>/, crash reproducers to build/fuzz/. A crash, a
 # sanitizer report or a broken contract (abort) fails the target.
@@ -131,6 +132,10 @@ fuzz-run: $(FUZZ_BIN)
 	    -artifact_prefix=build/fuzz/$$name- build/fuzz/corpus/$$name tests/fuzz/corpus/$$name; \
 	done
 
+# Sources a target links besides core/<name>.c: FUZZ_EXTRA_<name>.
+FUZZ_EXTRA_mbserver := core/mbcodec.c
+build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
+
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< core/$*.c
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< core/$*.c $(FUZZ_EXTRA_$*)

@@ -1124,6 +1124,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.core", luaopen_moondog_core);
     preload(E->L, "moondog.log", luaopen_moondog_log);
     preload(E->L, "moondog.modbus.core", luaopen_moondog_modbus_core);
+    preload(E->L, "moondog.modbus.server_core", luaopen_moondog_modbus_server_core);
     preload(E->L, "moondog.modbus.codec", luaopen_moondog_modbus_codec);
     preload(E->L, "moondog.attach", luaopen_moondog_attach);
 

@@ -122,6 +122,7 @@ void md_task_done(md_wait *w);
 int luaopen_moondog_core(lua_State *L);
 int luaopen_moondog_log(lua_State *L);
 int luaopen_moondog_modbus_core(lua_State *L);
+int luaopen_moondog_modbus_server_core(lua_State *L);
 int luaopen_moondog_attach(lua_State *L);
 
 #endif

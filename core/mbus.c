@@ -6,11 +6,15 @@
  * accepts one request at a time). A slow or dead device so delays only its
  * own bus, and different buses run in parallel.
  *
- * Transports. tcp and rtu go through libmodbus (function codes 1-6, 15, 16,
- * 17, 22, 23). libmodbus 3.1.6 has no UDP backend, cannot frame RTU over a
- * socket and misframes FC 43, so those run through this file's own
- * PDU-level transaction (own_transact) on a plain fd, using the framing
- * rules of mbcodec.c; for tcp and rtu it borrows libmodbus's fd for FC 43.
+ * Transports. Serial rtu goes through libmodbus (function codes 1-6, 15,
+ * 16, 17, 22, 23), which owns the port setup and the line timing. Everything
+ * on a socket (tcp, udp, rtu+tcp, rtu+udp) and FC 43 everywhere run through
+ * this file's own PDU-level transaction (own_transact), using the framing
+ * rules of mbcodec.c. libmodbus 3.1.6 has no UDP backend, cannot frame RTU
+ * over a socket and misframes FC 43; and its TCP client fails the request
+ * after a timeout when the late answer to the earlier one arrives (it cannot
+ * tell a transaction id mismatch from a malformed frame), where own_transact
+ * skips answers to other transactions and keeps those errors apart.
  *
  * Timeouts. With no configured timeout, the response timeout adapts to the
  * device like TCP's retransmission timer (RFC 6298): smoothed round trip
@@ -207,18 +211,32 @@ static size_t build_adu(md_mbus *b, uint8_t unit, const uint8_t *pdu, size_t pdu
     return pdu_len + 7;
 }
 
-/* Discard whatever arrived late for earlier transactions. */
-static void drain_input(int fd)
+/* The fd is a socket, or (FC 43 on rtu) libmodbus's serial line, where
+ * recv and send fail with ENOTSOCK. */
+static bool on_serial(const md_mbus *b)
 {
-    uint8_t junk[512];
-    while (recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
-        ;
+    return b->ctx != NULL;
 }
 
-static int send_all(int fd, const uint8_t *p, size_t n)
+static ssize_t io_read(const md_mbus *b, int fd, uint8_t *p, size_t n)
+{
+    return on_serial(b) ? read(fd, p, n) : recv(fd, p, n, 0);
+}
+
+/* Discard whatever arrived late for earlier transactions. */
+static void drain_input(const md_mbus *b, int fd)
+{
+    uint8_t junk[512];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int i = 0; i < 64 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN); i++)
+        if (io_read(b, fd, junk, sizeof junk) <= 0)
+            break;
+}
+
+static int send_all(const md_mbus *b, int fd, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = on_serial(b) ? write(fd, p, n) : send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -312,8 +330,8 @@ static int own_transact(md_mbus *b, int fd, md_mbus_req *r, const uint8_t *pdu,
 {
     uint8_t adu[264], buf[600];
     size_t n = build_adu(b, r->unit, pdu, pdu_len, adu), have = 0;
-    drain_input(fd);
-    int rc = send_all(fd, adu, n);
+    drain_input(b, fd);
+    int rc = send_all(b, fd, adu, n);
     if (rc < 0) {
         r->sys_errno = -rc;
         return -MD_MBUS_ECONNLOST;
@@ -328,7 +346,7 @@ static int own_transact(md_mbus *b, int fd, md_mbus_req *r, const uint8_t *pdu,
             r->sys_errno = -rc;
             return -MD_MBUS_ECONNLOST;
         }
-        ssize_t got = recv(fd, buf + have, sizeof buf - have, 0);
+        ssize_t got = io_read(b, fd, buf + have, sizeof buf - have);
         if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (got <= 0) {
@@ -491,14 +509,7 @@ static int resolve_and_connect(md_mbus *b, int socktype)
 static int open_libmodbus(md_mbus *b)
 {
     const md_mbus_config *c = &b->cfg;
-    if (c->transport == MD_MBUS_TCP) {
-        char port[16];
-        snprintf(port, sizeof port, "%d", c->port);
-        b->ctx = modbus_new_tcp_pi(c->host, port);
-    } else {
-        b->ctx =
-            modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
-    }
+    b->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
     if (!b->ctx)
         return -errno;
     int ct = c->connect_timeout_ms ? c->connect_timeout_ms : 3000;
@@ -546,7 +557,6 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
     }
     int rc;
     switch (b->cfg.transport) {
-    case MD_MBUS_TCP:
     case MD_MBUS_RTU: rc = open_libmodbus(b); break;
     case MD_MBUS_UDP:
     case MD_MBUS_RTU_UDP: rc = b->fd = resolve_and_connect(b, SOCK_DGRAM); break;
@@ -662,8 +672,36 @@ static int libmodbus_transact(md_mbus *b, md_mbus_req *r)
     return 0;
 }
 
+/* Unit 0 on an RTU line is a broadcast: every device acts, none answers. */
+static bool is_broadcast(const md_mbus *b, const md_mbus_req *r)
+{
+    return r->unit == 0 && is_rtu_framing(b);
+}
+
+static int send_broadcast(md_mbus *b, md_mbus_req *r)
+{
+    uint8_t pdu[256], adu[264];
+    size_t pdu_len = build_pdu(r, pdu);
+    if (b->ctx) { /* serial: libmodbus adds the CRC and keeps the line timing */
+        adu[0] = 0;
+        memcpy(adu + 1, pdu, pdu_len);
+        if (modbus_send_raw_request(b->ctx, adu, (int)pdu_len + 1) < 0)
+            return from_libmodbus_errno(r, errno);
+        return 0;
+    }
+    size_t n = build_adu(b, 0, pdu, pdu_len, adu);
+    int rc = send_all(b, b->fd, adu, n);
+    if (rc < 0) {
+        r->sys_errno = -rc;
+        return -MD_MBUS_ECONNLOST;
+    }
+    return 0;
+}
+
 static int execute(md_mbus *b, md_mbus_req *r, int timeout_ms)
 {
+    if (is_broadcast(b, r))
+        return send_broadcast(b, r);
     bool via_libmodbus = b->ctx && r->fc != 43;
     if (via_libmodbus) {
         uint32_t s = (uint32_t)(timeout_ms / 1000),
@@ -750,8 +788,9 @@ static void run_request(md_mbus *b, md_mbus_req *r)
         if (rc == 0 || rc == -MD_MBUS_EEXCEPTION)
             adapt_timeout(b, r->latency_ms);
         /* A stream that lost a frame boundary or its peer must be reopened. */
-        if (rc == -MD_MBUS_ECONNLOST ||
-            (rc == -MD_MBUS_EMALFORMED && b->cfg.transport == MD_MBUS_RTU_TCP))
+        bool stream =
+            b->cfg.transport == MD_MBUS_TCP || b->cfg.transport == MD_MBUS_RTU_TCP;
+        if (rc == -MD_MBUS_ECONNLOST || (rc == -MD_MBUS_EMALFORMED && stream))
             disconnect(b);
     }
     b->last_end_ms = mono_ms();

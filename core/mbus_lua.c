@@ -34,6 +34,7 @@
 typedef struct lbus {
     md_mbus *bus; /* NULL once closed */
     md_engine *E;
+    bool rtu_framing; /* unit 0 is a broadcast: writes only, no answer */
     char url[300];
 } lbus;
 
@@ -213,8 +214,16 @@ static void check_span(lua_State *L, int addr, int count)
 
 /* Allocate a request after every argument was checked; nothing may raise
  * between this and submit() except running out of memory. */
+static bool is_read(int fc)
+{
+    return fc <= 4 || fc == 17 || fc == 23 || fc == 43;
+}
+
 static lreq *new_request(lua_State *L, lbus *b, int unit, int fc)
 {
+    if (unit == 0 && b->rtu_framing && is_read(fc))
+        luaL_error(L, "unit 0 is the RTU broadcast address: devices act on writes to it "
+                      "but never answer, so it cannot be read");
     md_task_check(L);
     lreq *q = calloc(1, sizeof *q);
     if (!q)
@@ -640,6 +649,8 @@ static int mb_open(lua_State *L)
     memset(b, 0, sizeof *b); /* closed until the bus exists */
     luaL_setmetatable(L, BUS_MT);
     b->E = md_engine_of(L);
+    b->rtu_framing = cfg.transport == MD_MBUS_RTU || cfg.transport == MD_MBUS_RTU_TCP ||
+                     cfg.transport == MD_MBUS_RTU_UDP;
     memcpy(b->url, url, sizeof b->url);
     b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
     if (!b->bus) {

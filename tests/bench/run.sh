@@ -59,3 +59,6 @@ time_runs() {
 md_ns=$(time_runs $md -e '')
 ref_ns=$(time_runs $ref -e '')
 awk -v a="$md_ns" -v b="$ref_ns" 'BEGIN { printf "moondog -e \x27\x27 %.2f ms; lua5.4 -e \x27\x27 %.2f ms; ratio %.2f (goal: under 10 ms)\n", a / 1e6, b / 1e6, a / b }'
+
+echo
+tests/bench/modbus.sh

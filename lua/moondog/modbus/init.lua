@@ -122,7 +122,10 @@ function Bus.read_value(bus, unit, addr, vtype, opts)
   if not regs then
     return nil, err, code
   end
-  return codec.decode(regs, vtype, opts.order or "ABCD", 1, nregs)
+  if vtype == "string" then
+    return codec.decode(regs, vtype, opts.order or "ABCD", 1, nregs)
+  end
+  return codec.decode(regs, vtype, opts.order or "ABCD")
 end
 
 --- bus:write_value(unit, addr, value, type [, {order = "ABCD", count = n}])
@@ -200,5 +203,7 @@ function M.device(url, opts)
   end
   return bus:unit(bus:default_unit())
 end
+
+M.serve = require("moondog.modbus.server").serve
 
 return M
