@@ -62,3 +62,11 @@ awk -v a="$md_ns" -v b="$ref_ns" 'BEGIN { printf "moondog -e \x27\x27 %.2f ms; l
 
 echo
 tests/bench/modbus.sh
+
+echo
+echo "== 200 simulated devices polled once a second from one engine (goal: < 5 % of one core, < 20 MB)"
+srv_out=$(mktemp)
+./moondog modbus serve tcp://127.0.0.1:0 >"$srv_out" 2>/dev/null & srv=$!
+for _ in $(seq 100); do [ -s "$srv_out" ] && break; sleep 0.05; done
+./moondog tests/bench/poll200.lua "$(head -n1 "$srv_out")" 10
+kill $srv; wait $srv 2>/dev/null || true; rm -f "$srv_out"
