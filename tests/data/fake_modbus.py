@@ -137,13 +137,14 @@ def main():
     s = socket.socket(socket.AF_INET, kind)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
+    if transport == "tcp":
+        s.listen(16)  # before announcing the port: a client may connect at once
     print("PORT", s.getsockname()[1], flush=True)
     if transport == "udp":
         while True:
             adu, peer = s.recvfrom(512)
             for r in fake.answer(adu)[0]:
                 s.sendto(r, peer)
-    s.listen(16)
     while True:
         conn, _ = s.accept()
         threading.Thread(target=serve_stream, args=(conn, fake), daemon=True).start()
