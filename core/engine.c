@@ -21,7 +21,8 @@
  * Lua the way lua.c does: the signal handler sets a hook on the running
  * thread, and the hook raises. A hook is set only on demand because a
  * permanent count hook halves the speed of Lua code. The watchdog is a
- * one-shot POSIX timer aimed at the loop thread, armed while tasks run.
+ * one-shot POSIX timer aimed at the loop thread, running while tasks run
+ * (see batch_enter).
  *
  * Threads: everything here runs on the loop thread.
  */
@@ -131,7 +132,8 @@ struct md_engine {
     volatile uint64_t resume_seq;    /* counts resumes */
     volatile uint64_t watchdog_seen; /* resume_seq when the watchdog last looked */
     volatile sig_atomic_t interrupt_signo;
-    int run_depth;
+    volatile sig_atomic_t run_depth;      /* nested batches of resumes */
+    volatile sig_atomic_t watchdog_armed; /* the watchdog timer is set */
 
     timer_t watchdog;
     bool has_watchdog;
@@ -210,14 +212,24 @@ static void arm_watchdog(md_engine *E, int64_t ms)
 /* The timer fires every watchdog period while tasks run. If the same resume
  * is still running as at the previous look, it has been busy for at least
  * one whole period (at most two): interrupt it. Comparing a counter keeps
- * clock reads and syscalls off the resume path. */
+ * clock reads and syscalls off the resume path. After a whole period with
+ * no resume at all the timer rests until the next batch. */
 static void on_watchdog_signal(int signo)
 {
     md_engine *E = signal_engine;
-    if (!E || E->watchdog_ms <= 0)
+    if (!E)
         return;
+    if (E->watchdog_ms <= 0) {
+        E->watchdog_armed = 0;
+        return;
+    }
     if (E->running_L && E->resume_seq == E->watchdog_seen) {
+        E->watchdog_armed = 0; /* the next batch arms it again */
         interrupt_running_lua(signo);
+        return;
+    }
+    if (E->run_depth == 0 && E->resume_seq == E->watchdog_seen) {
+        E->watchdog_armed = 0;
         return;
     }
     E->watchdog_seen = E->resume_seq;
@@ -236,19 +248,27 @@ static void setup_watchdog(md_engine *E)
     E->watchdog_ms = 30000;
 }
 
-/* A batch of resumes: the watchdog is armed only while one runs. */
+/*
+ * A batch of resumes. The watchdog must run while one does. Arming it here
+ * and disarming it after every batch cost two syscalls per resume, as much
+ * as the send or the recv of the I/O request a task usually waits for, so
+ * it is armed by the first batch and keeps running across batches until
+ * the signal handler finds a whole period without a resume. run_depth is
+ * raised before watchdog_armed is read: a signal in between sees a batch
+ * running and re-arms.
+ */
 static void batch_enter(md_engine *E)
 {
-    if (E->run_depth++ == 0 && E->watchdog_ms > 0) {
+    if (E->run_depth++ == 0 && E->watchdog_ms > 0 && !E->watchdog_armed) {
         E->watchdog_seen = E->resume_seq - 1;
+        E->watchdog_armed = 1;
         arm_watchdog(E, E->watchdog_ms);
     }
 }
 
 static void batch_leave(md_engine *E)
 {
-    if (--E->run_depth == 0 && E->watchdog_ms > 0)
-        arm_watchdog(E, 0);
+    E->run_depth--;
 }
 
 /* }===== */
@@ -998,8 +1018,10 @@ static int core_watchdog(lua_State *L)
         double s = luaL_checknumber(L, 1);
         luaL_argcheck(L, s >= 0, 1, "must be 0 (off) or a number of seconds");
         E->watchdog_ms = (int64_t)(s * 1000.0);
-        if (E->run_depth > 0)
+        if (E->run_depth > 0 || E->watchdog_armed) {
+            E->watchdog_armed = E->watchdog_ms > 0;
             arm_watchdog(E, E->watchdog_ms);
+        }
     }
     return 1;
 }

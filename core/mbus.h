@@ -1,18 +1,26 @@
 /*
  * mbus.h - a Modbus client bus: one connection (a serial line, or one TCP
- * or UDP socket) shared by every unit id on it, driven by its own worker
- * thread so that the event loop never waits on a device.
+ * or UDP socket) shared by every unit id on it, running one transaction at
+ * a time from a queue where writes go ahead of reads. The event loop never
+ * waits on a device.
  *
- * Threads. The worker owns the transport (a libmodbus context for tcp and
- * rtu, a plain socket for udp, rtu+tcp and rtu+udp) from open to close. It
- * takes requests from a mutex-and-condvar queue (writes ahead of reads),
- * runs them one at a time, and hands each back to the loop thread through
- * md_loop_post(). It never touches Lua.
+ * Threads. Every function here is called on the loop thread. A socket bus
+ * (tcp, udp, rtu+tcp, rtu+udp) runs on the loop thread itself: a
+ * non-blocking socket watched by the loop, and each request's completion
+ * is called directly on the loop thread, possibly before md_mbus_submit()
+ * returns (a request that fails at once). A serial bus (rtu) has a worker
+ * thread that owns its libmodbus context from open to close and hands each
+ * finished request back through md_loop_post(). Neither touches Lua. See
+ * mbus.c for why there are two designs.
+ *
+ * Liveness. A bus does not keep the loop alive by itself (an idle open bus
+ * must not stop a program's exit): whoever submits a request holds the loop
+ * (md_loop_hold) until its completion runs.
  *
  * Ownership. A request is owned by its submitter until md_mbus_submit(),
- * by the bus until its completion is posted, then by the loop thread again,
- * which frees it. The bus itself is freed by the loop thread once it was
- * closed and its worker has exited.
+ * by the bus until its completion is called, then by the loop thread again,
+ * which frees it. A completion must not close the bus. The bus itself is
+ * freed by md_mbus_close() (socket) or once its worker has exited (serial).
  */
 #ifndef MD_MBUS_H
 #define MD_MBUS_H
@@ -73,7 +81,7 @@ enum {
 typedef struct md_mbus_req md_mbus_req;
 
 struct md_mbus_req {
-    md_completion done; /* fn/ud set by the submitter; posted when finished */
+    md_completion done; /* fn/ud set by the submitter; run when finished */
 
     /* request */
     uint8_t unit;
@@ -88,7 +96,7 @@ struct md_mbus_req {
     uint8_t object_id;                      /* FC 43/14: first object */
     int timeout_ms;                         /* 0: the bus's (adaptive) timeout */
     bool priority;                          /* writes go ahead of queued reads */
-    int64_t deadline_ms; /* CLOCK_MONOTONIC ms; 0: none. Checked when dequeued */
+    int64_t deadline_ms; /* md_loop_now() ms; 0: none. Checked when dequeued */
 
     /* result */
     int status;        /* 0, or -MD_MBUS_E* */
@@ -112,20 +120,25 @@ typedef struct md_mbus_stats {
     double latency_sum_ms, latency_max_ms; /* over successful transactions */
 } md_mbus_stats;
 
-/* Validate cfg, start the worker and return the bus (connected lazily on the
- * first request). Returns NULL with errno set (EINVAL for a bad config). */
+/* Validate cfg, set the bus up (a serial bus starts its worker) and return
+ * it, connected lazily on the first request. Returns NULL with errno set
+ * (EINVAL for a bad config). */
 md_mbus *md_mbus_open(md_loop *loop, const md_mbus_config *cfg);
 
-/* Queue a request; its completion is posted to the loop when it finishes
- * (also when the bus is closed first). Never blocks on the device. */
+/* Queue a request; its completion runs on the loop thread when it finishes
+ * (also when the bus is closed first): called directly for a socket bus,
+ * maybe inside this call, posted for a serial one. Never blocks on the
+ * device. */
 void md_mbus_submit(md_mbus *bus, md_mbus_req *req);
 
 /*
- * Close the bus: queued requests complete with -MD_MBUS_ECLOSED, the worker
- * finishes its current transaction and exits. With wait false the bus is
- * freed later on the loop thread; with wait true (engine shutdown, when the
- * loop no longer runs) this joins the worker and frees the bus now, and
- * completions not yet run are dropped.
+ * Close the bus: queued requests complete with -MD_MBUS_ECLOSED.
+ * A socket bus also completes its request in flight with -MD_MBUS_ECLOSED,
+ * runs every completion and frees itself before returning, whatever wait.
+ * A serial bus's worker finishes its current transaction and exits. With
+ * wait false that bus is freed later on the loop thread; with wait true
+ * (engine shutdown, when the loop no longer runs) this joins the worker,
+ * runs the completions it posted and frees the bus now.
  */
 void md_mbus_close(md_mbus *bus, bool wait);
 

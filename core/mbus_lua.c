@@ -14,11 +14,16 @@
  * return nil, message, code.
  *
  * Ownership: a request is allocated here, owned by the bus while queued or
- * running, and freed on the loop thread, either by the results function
- * (normal case) or by the completion when the waiting task went away.
+ * running, and given back on the loop thread, either to the results
+ * function (normal case: it becomes the bus's spare for the next call, or
+ * is freed) or to the completion, which frees it when the waiting task went
+ * away. A socket bus may complete a request inside md_mbus_submit(); the
+ * engine's fast path then returns the results without yielding.
  */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,22 +36,24 @@
 
 #define BUS_MT "moondog.modbus.bus"
 
+typedef struct lreq lreq;
+
 typedef struct lbus {
     md_mbus *bus; /* NULL once closed */
     md_engine *E;
     bool rtu_framing; /* unit 0 is a broadcast: writes only, no answer */
     char url[300];
+    lreq *spare; /* a finished request kept for the next call; owned here */
 } lbus;
 
-typedef struct lreq {
+struct lreq {
     md_mbus_req req;
     md_wait *wait;
     md_loop *loop;
-    char url[300];
-    char what[64];
+    lbus *lb; /* alive while results are pushed: the call's argument 1 */
     int timeout_ms;
     bool raw;
-} lreq;
+};
 
 /* {===== requests ===== */
 
@@ -81,32 +88,76 @@ static const char *connect_code(int err)
     }
 }
 
+/* What the request did, for messages: built only when one is needed. */
+static void describe(const md_mbus_req *r, char *buf, size_t size)
+{
+    static const char *const kinds[] = {"", "coil", "discrete", "holding", "input"};
+    switch (r->fc) {
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+        snprintf(buf, size, "read %s %d+%d from unit %d", kinds[r->fc], r->addr, r->count,
+                 r->unit);
+        break;
+    case 5: snprintf(buf, size, "write coil %d on unit %d", r->addr, r->unit); break;
+    case 6: snprintf(buf, size, "write register %d on unit %d", r->addr, r->unit); break;
+    case 15:
+        snprintf(buf, size, "write coils %d+%d on unit %d", r->addr, r->count, r->unit);
+        break;
+    case 16:
+        snprintf(buf, size, "write registers %d+%d on unit %d", r->addr, r->count,
+                 r->unit);
+        break;
+    case 22:
+        snprintf(buf, size, "mask write register %d on unit %d", r->addr, r->unit);
+        break;
+    case 23: snprintf(buf, size, "write/read registers on unit %d", r->unit); break;
+    case 17: snprintf(buf, size, "report server id of unit %d", r->unit); break;
+    default: snprintf(buf, size, "read device identification of unit %d", r->unit); break;
+    }
+}
+
+/* Keep one finished request per bus for its next call: back-to-back calls
+ * then skip a malloc and free of 3.3 KB, which glibc serves from its
+ * general bins, not its per-thread cache. Only the results function
+ * recycles: the bus userdata is still on the caller's stack then. */
+static void recycle(lreq *q)
+{
+    if (q->lb->spare)
+        free(q);
+    else
+        q->lb->spare = q;
+}
+
 /* Push nil, message, code for a failed request. */
 static int push_failure(lua_State *L, lreq *q)
 {
     md_mbus_req *r = &q->req;
+    char what[64];
+    describe(r, what, sizeof what);
     lua_pushnil(L);
     switch (-r->status) {
     case MD_MBUS_EEXCEPTION:
-        lua_pushfstring(L, "%s at %s: %s (Modbus exception %d)", q->what, q->url,
+        lua_pushfstring(L, "%s at %s: %s (Modbus exception %d)", what, q->lb->url,
                         md_mbus_exception_name(r->exception), r->exception);
         lua_pushstring(L, md_mbus_exception_code(r->exception));
         break;
     case MD_MBUS_ETIMEOUT:
-        lua_pushfstring(L, "%s at %s: no response within %f s", q->what, q->url,
+        lua_pushfstring(L, "%s at %s: no response within %f s", what, q->lb->url,
                         (lua_Number)q->timeout_ms / 1000.0);
         lua_pushliteral(L, "timeout");
         break;
     case MD_MBUS_ECONNECT:
     case MD_MBUS_ECONNLOST:
-        lua_pushfstring(L, "%s at %s: %s: %s", q->what, q->url,
+        lua_pushfstring(L, "%s at %s: %s: %s", what, q->lb->url,
                         md_mbus_strerror(r->status),
                         r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
         lua_pushstring(L, r->status == -MD_MBUS_ECONNECT ? connect_code(r->sys_errno)
                                                          : "connection_lost");
         break;
     default:
-        lua_pushfstring(L, "%s at %s: %s", q->what, q->url, md_mbus_strerror(r->status));
+        lua_pushfstring(L, "%s at %s: %s", what, q->lb->url, md_mbus_strerror(r->status));
         lua_pushstring(L, md_mbus_errcode(r->status));
         break;
     }
@@ -180,7 +231,7 @@ static int request_results(lua_State *L, void *op)
     } else {
         lua_pushboolean(L, 1);
     }
-    free(q);
+    recycle(q);
     return nret;
 }
 
@@ -212,25 +263,46 @@ static void check_span(lua_State *L, int addr, int count)
         luaL_error(L, "address %d + count %d goes past register 65535", addr, count);
 }
 
-/* Allocate a request after every argument was checked; nothing may raise
- * between this and submit() except running out of memory. */
+#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+_Static_assert(END_OF(md_mbus_req, wregs) <= offsetof(md_mbus_req, wbits) &&
+                   END_OF(md_mbus_req, wbits) <= offsetof(md_mbus_req, data),
+               "clear_request expects wregs, wbits, data in this order");
+
+/* Zero a request but for its big buffers (wregs, wbits and data, 2.5 KB):
+ * the bus reads each only as far as the request fills it, and zeroing them
+ * cost more than the rest of a call on loopback. */
+static void clear_request(lreq *q)
+{
+    char *p = (char *)q;
+    memset(p, 0, offsetof(lreq, req.wregs));
+    memset(p + END_OF(lreq, req.wbits), 0,
+           offsetof(lreq, req.data) - END_OF(lreq, req.wbits));
+    memset(p + END_OF(lreq, req.data), 0, sizeof *q - END_OF(lreq, req.data));
+}
+
 static bool is_read(int fc)
 {
     return fc <= 4 || fc == 17 || fc == 23 || fc == 43;
 }
 
+/* Allocate a request after every argument was checked; nothing may raise
+ * between this and submit() except running out of memory. */
 static lreq *new_request(lua_State *L, lbus *b, int unit, int fc)
 {
     if (unit == 0 && b->rtu_framing && is_read(fc))
         luaL_error(L, "unit 0 is the RTU broadcast address: devices act on writes to it "
                       "but never answer, so it cannot be read");
     md_task_check(L);
-    lreq *q = calloc(1, sizeof *q);
-    if (!q)
+    lreq *q = b->spare;
+    b->spare = NULL;
+    if (!q && !(q = malloc(sizeof *q))) {
         luaL_error(L, "out of memory");
+        return NULL; /* not reached */
+    }
+    clear_request(q);
     q->req.unit = (uint8_t)unit;
     q->req.fc = (uint8_t)fc;
-    memcpy(q->url, b->url, sizeof q->url);
+    q->lb = b;
     return q;
 }
 
@@ -295,7 +367,7 @@ static int bus_read(lua_State *L)
     int unit = check_range(L, 2, 0, 255, "unit id");
     const char *kind = luaL_checkstring(L, 3);
     int k = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4 && k < 0; i++)
         if (strcmp(kind, read_kinds[i].name) == 0)
             k = i;
     if (k < 0)
@@ -312,8 +384,6 @@ static int bus_read(lua_State *L)
     lreq *q = new_request(L, b, unit, read_kinds[k].fc);
     q->req.addr = (uint16_t)addr;
     q->req.count = (uint16_t)count;
-    snprintf(q->what, sizeof q->what, "read %s %d+%d from unit %d", kind, addr, count,
-             unit);
     return submit(L, b, q, timeout_ms, raw);
 }
 
@@ -330,7 +400,6 @@ static int bus_write_coil(lua_State *L)
     lreq *q = new_request(L, b, unit, 5);
     q->req.addr = (uint16_t)addr;
     q->req.wbits[0] = (uint8_t)lua_toboolean(L, 4);
-    snprintf(q->what, sizeof q->what, "write coil %d on unit %d", addr, unit);
     return submit(L, b, q, timeout_ms, false);
 }
 
@@ -347,7 +416,6 @@ static int bus_write_register(lua_State *L)
     lreq *q = new_request(L, b, unit, 6);
     q->req.addr = (uint16_t)addr;
     q->req.wregs[0] = (uint16_t)value;
-    snprintf(q->what, sizeof q->what, "write register %d on unit %d", addr, unit);
     return submit(L, b, q, timeout_ms, false);
 }
 
@@ -394,7 +462,6 @@ static int bus_write_registers(lua_State *L)
     q->req.addr = (uint16_t)addr;
     q->req.count = (uint16_t)n;
     memcpy(q->req.wregs, regs, sizeof regs[0] * (size_t)n);
-    snprintf(q->what, sizeof q->what, "write registers %d+%d on unit %d", addr, n, unit);
     return submit(L, b, q, timeout_ms, false);
 }
 
@@ -424,7 +491,6 @@ static int bus_write_coils(lua_State *L)
         q->req.wbits[i] = (uint8_t)lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
-    snprintf(q->what, sizeof q->what, "write coils %d+%d on unit %d", addr, n, unit);
     return submit(L, b, q, timeout_ms, false);
 }
 
@@ -443,7 +509,6 @@ static int bus_mask_write(lua_State *L)
     q->req.addr = (uint16_t)addr;
     q->req.wregs[0] = (uint16_t)and_mask;
     q->req.wregs[1] = (uint16_t)or_mask;
-    snprintf(q->what, sizeof q->what, "mask write register %d on unit %d", addr, unit);
     return submit(L, b, q, timeout_ms, false);
 }
 
@@ -469,7 +534,6 @@ static int bus_write_read(lua_State *L)
     q->req.addr = (uint16_t)raddr;
     q->req.count = (uint16_t)rcount;
     memcpy(q->req.wregs, regs, sizeof regs[0] * (size_t)n);
-    snprintf(q->what, sizeof q->what, "write/read registers on unit %d", unit);
     return submit(L, b, q, timeout_ms, raw);
 }
 
@@ -482,7 +546,6 @@ static int bus_report_server_id(lua_State *L)
     bool raw;
     check_opts(L, 3, &timeout_ms, &raw);
     lreq *q = new_request(L, b, unit, 17);
-    snprintf(q->what, sizeof q->what, "report server id of unit %d", unit);
     return submit(L, b, q, timeout_ms, true);
 }
 
@@ -500,7 +563,6 @@ static int bus_read_device_id(lua_State *L)
     lreq *q = new_request(L, b, unit, 43);
     q->req.mei_code = (uint8_t)code;
     q->req.object_id = (uint8_t)object;
-    snprintf(q->what, sizeof q->what, "read device identification of unit %d", unit);
     return submit(L, b, q, timeout_ms, raw);
 }
 
@@ -572,6 +634,8 @@ static int bus_close(lua_State *L)
         md_mbus_close(b->bus, md_engine_closing(b->E));
         b->bus = NULL;
     }
+    free(b->spare); /* a call still running may put one back: __gc frees it */
+    b->spare = NULL;
     return 0;
 }
 

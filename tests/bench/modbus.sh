@@ -10,10 +10,11 @@
 #   moondog   reads issued from Lua (tests/bench/modbus_bench.lua), CPU from os.clock()
 #   C         tests/bench/libmodbus_client.c, libmodbus directly, CPU from getrusage
 #   pymodbus  python3-pymodbus's sync ModbusTcpClient, CPU from time.process_time
-# CPU is the whole client process per request (moondog: loop thread and bus
-# worker). Then: 1, 2 and 4 moondog buses in parallel tasks; the read
-# planner on an SDM630-like and a Growatt-like point list; and the same C
-# client against `moondog modbus serve` to set our server beside libmodbus's.
+# CPU is the whole client process per request (moondog: every thread; a TCP
+# bus runs on the loop thread). Then: 1, 2 and 4 moondog buses in parallel
+# tasks; the read planner on an SDM630-like and a Growatt-like point list;
+# and the same C client against `moondog modbus serve` to set our server
+# beside libmodbus's.
 #
 # MODBUS_BENCH_N overrides N (default 20000). Every loop is bounded.
 set -eu

@@ -5,7 +5,7 @@
 -- against a Modbus TCP server on 127.0.0.1:PORT whose holding and input
 -- tables hold at least 10,000 registers. Prints figures as "key value"
 -- lines for the shell script. Wall time is md.now(); client CPU is
--- os.clock(), the whole process (the loop thread and the bus workers).
+-- os.clock(), the whole process (every thread).
 -- Every loop is bounded by its count; a failed read stops the run.
 
 local md = require "moondog"

@@ -8,8 +8,9 @@
 --
 -- Addresses use the one URL syntax of moondog.modbus.address (tcp, udp, rtu,
 -- rtu+tcp, rtu+udp). A bus is one connection shared by every unit on it;
--- its requests run one at a time in a worker thread, writes ahead of queued
--- reads, while the calling task waits and the engine goes on.
+-- its requests run one at a time, writes ahead of queued reads, while the
+-- calling task waits and the engine goes on (sockets on the event loop, a
+-- serial line in a worker thread).
 --
 -- Errors: a wrong argument raises; a device or I/O failure returns
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
