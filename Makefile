@@ -135,6 +135,9 @@ fuzz-run: $(FUZZ_BIN)
 # Sources a target links besides core/<name>.c: FUZZ_EXTRA_<name>.
 FUZZ_EXTRA_mbserver := core/mbcodec.c
 build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
+FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c \
+                   $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
+build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)
