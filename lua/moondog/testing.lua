@@ -203,6 +203,95 @@ function M.run_files(files)
   return p, f, s
 end
 
+-- {===== files and helper processes for tests =====
+
+--- Quote a string for the shell.
+function M.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- The whole file, or nil when it cannot be read.
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+--- A fresh directory ({path = ...}, mode 0700), removed when a `<close>`
+--- variable holding it goes out of scope.
+function M.tmpdir()
+  local out = M.sh("mktemp -d /tmp/moondog-test.XXXXXX")
+  local path = assert(out:match("^(%S+)"), "mktemp -d failed")
+  return setmetatable({ path = path }, {
+    __close = function(d) os.execute("rm -rf " .. M.quote(d.path)) end,
+  })
+end
+
+local Proc = {}
+Proc.__index = Proc
+local started = 0
+
+--- Start a helper process (a peer server, a broker, the tool under test)
+--- with stdout and stderr in fresh files under dir.path. The pipe's shell
+--- execs cmd, so proc.pid is the command's own, and stopping reaps it.
+--- Use `local p <close> = T.start(...)` so that it stops with the test.
+function M.start(dir, name, cmd)
+  started = started + 1
+  local base = string.format("%s/%s-%d", dir.path, name, started)
+  local out, err = base .. ".out", base .. ".err"
+  local pipe = assert(io.popen(string.format("echo $$; exec %s >%s 2>%s", cmd, M.quote(out),
+    M.quote(err)), "r"))
+  local pid = math.tointeger(tonumber(pipe:read("l")))
+  assert(pid, "could not start " .. cmd)
+  return setmetatable({ pid = pid, pipe = pipe, out = out, err = err, cmd = cmd, name = name }, Proc)
+end
+
+function Proc:alive()
+  local stat = M.read_file("/proc/" .. self.pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+--- The first line of its stdout, polled for up to `timeout` seconds.
+function Proc:first_line(timeout)
+  local line
+  M.wait_for(function()
+    line = (M.read_file(self.out) or ""):match("^([^\n]*)\n")
+    if not line and not self:alive() then
+      error(string.format("%s exited before it was ready: %s", self.name,
+        M.read_file(self.err) or ""), 0)
+    end
+    return line ~= nil
+  end, timeout or 10, self.name .. " to print its first line")
+  return line
+end
+
+--- SIGTERM, then SIGKILL after 3 s; never yields, so it also runs in
+--- __close. Returns what io.popen's close says: ok, "exit" or "signal", code.
+function Proc:stop()
+  if not self.pipe then return nil end
+  os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
+  for _ = 1, 150 do
+    if not self:alive() then break end
+    os.execute("sleep 0.02")
+  end
+  if self:alive() then os.execute(string.format("kill -KILL %d 2>/dev/null", self.pid)) end
+  local pipe = self.pipe
+  self.pipe = nil
+  return pipe:close()
+end
+
+Proc.__close = Proc.stop
+
+-- }=====
+
 --- Path of ../shared next to the project, or nil when it is absent.
 function M.shared_dir()
   local dir = os.getenv("MOONDOG_SHARED") or (md.paths.home .. "/../shared")

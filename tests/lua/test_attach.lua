@@ -10,28 +10,12 @@ local md = require "moondog"
 
 local exe = md.paths.exe
 
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read, write = T.read_file, T.write_file
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
--- A fresh directory, removed when the returned handle is closed.
+-- A fresh directory: its path, and a handle that removes it when closed.
 local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. dir))
-  return dir, setmetatable({}, {
-    __close = function() os.execute("rm -rf " .. dir) end,
-  })
+  local d = T.tmpdir()
+  return d.path, d
 end
 
 -- Start `moondog attach sock` with `input` on its stdin. Returns a client

@@ -10,19 +10,7 @@ local function tmpdir()
   return (out:gsub("%s+$", ""))
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write, read = T.write_file, T.read_file
 
 -- Run moondog with a shell-quoted argument string; returns stdout, stderr, code.
 local function run(args, dir)

@@ -23,17 +23,7 @@ local modbus = require "moondog.modbus"
 local PYTHON = "/usr/bin/python3" -- Debian's, which has pymodbus (not a pyenv one)
 local format = string.format
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local q, read_file = T.quote, T.read_file
 
 local function have(program)
   local _, code = T.sh("command -v " .. program .. " >/dev/null 2>&1")
@@ -55,64 +45,8 @@ end
 
 -- {===== helper processes =====
 
--- A temporary directory, removed when the variable goes out of scope.
-local function tmpdir()
-  local out = T.sh("mktemp -d /tmp/moondog-interop.XXXXXX")
-  local path = assert(out:match("^(%S+)"), "mktemp -d failed")
-  return setmetatable({ path = path }, {
-    __close = function(d) os.execute("rm -rf " .. q(d.path)) end,
-  })
-end
-
-local Proc = {}
-Proc.__index = Proc
-local started = 0
-
--- Start `cmd` with stdout and stderr in fresh files; the pipe's shell execs
--- it, so its PID is the command's, and closing the pipe reaps it.
-local function start(dir, name, cmd)
-  started = started + 1
-  local base = format("%s/%s-%d", dir.path, name, started)
-  local out, err = base .. ".out", base .. ".err"
-  local pipe = assert(io.popen(format("echo $$; exec %s >%s 2>%s", cmd, q(out), q(err)), "r"))
-  local pid = math.tointeger(tonumber(pipe:read("l")))
-  assert(pid, "could not start " .. cmd)
-  return setmetatable({ pid = pid, pipe = pipe, out = out, err = err, name = name }, Proc)
-end
-
-function Proc:alive()
-  local stat = read_file("/proc/" .. self.pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
-end
-
--- The first line of its stdout, polled for up to `timeout` seconds.
-function Proc:first_line(timeout)
-  local line
-  T.wait_for(function()
-    line = (read_file(self.out) or ""):match("^([^\n]*)\n")
-    if not line and not self:alive() then
-      error(format("%s exited before it was ready: %s", self.name, read_file(self.err) or ""), 0)
-    end
-    return line ~= nil
-  end, timeout or 10, self.name .. " to print its first line")
-  return line
-end
-
--- SIGTERM, then SIGKILL after 3 s; never yields, so it also runs in __close.
-function Proc:stop()
-  if not self.pipe then return nil end
-  os.execute(format("kill -TERM %d 2>/dev/null", self.pid))
-  for _ = 1, 150 do
-    if not self:alive() then break end
-    os.execute("sleep 0.02")
-  end
-  if self:alive() then os.execute(format("kill -KILL %d 2>/dev/null", self.pid)) end
-  local pipe = self.pipe
-  self.pipe = nil
-  return pipe:close()
-end
-
-Proc.__close = Proc.stop
+local tmpdir, start = T.tmpdir, T.start
+local ptys = 0 -- numbers the pty pairs within a directory
 
 -- A pymodbus server on `where` (a port, 0 for a free one, or a device).
 -- Returns the process and the port (or device).
@@ -126,8 +60,8 @@ end
 
 -- A socat pty pair DIR/a <-> DIR/b; returns the process and both paths.
 local function pty_pair(dir)
-  started = started + 1
-  local a, b = format("%s/pty%d-a", dir.path, started), format("%s/pty%d-b", dir.path, started)
+  ptys = ptys + 1
+  local a, b = format("%s/pty%d-a", dir.path, ptys), format("%s/pty%d-b", dir.path, ptys)
   local p = start(dir, "socat", format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s", q(a), q(b)))
   T.wait_for(function()
     if not p:alive() then error("socat exited: " .. (read_file(p.err) or ""), 0) end

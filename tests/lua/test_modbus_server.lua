@@ -15,28 +15,12 @@ local codec = modbus.codec
 
 -- {===== helpers =====
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file, write_file = T.read_file, T.write_file
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
--- A fresh directory, removed when the returned handle is closed.
+-- A fresh directory: its path, and a handle that removes it when closed.
 local function tmpdir()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. dir))
-  return dir, setmetatable({}, {
-    __close = function() os.execute("rm -rf " .. dir) end,
-  })
+  local d = T.tmpdir()
+  return d.path, d
 end
 
 local function serve(url, opts)
