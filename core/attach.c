@@ -45,15 +45,14 @@
 
 #include <editline/readline.h>
 
+#include "lineedit.h"
+
 /* Wire format: see attach_lua.c. */
 #define FRAME_HEADER 5
 _Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
                "type byte, then a 32-bit length");
 #define FRAME_MAX (64u << 20) /* larger frames from the engine are a broken stream */
-#define HISTORY_MAX 1000
 #define COMPLETE_WAIT_MS 2000
-
-static char word_breaks[] = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#";
 
 typedef enum { C_WAIT_PROMPT, C_EDITING, C_RUNNING } client_state;
 
@@ -65,13 +64,10 @@ static struct {
     bool stdin_eof; /* pipe mode */
     int exit_code;  /* -1 while running */
     client_state state;
-    char history[PATH_MAX];
     char *in; /* bytes from the engine not yet parsed into frames */
     size_t in_len, in_cap;
     char *line; /* pipe mode: stdin bytes not yet sent */
     size_t line_len, line_cap;
-    char **matches;
-    size_t nmatches, next_match;
 } C = {.sock = -1, .exit_code = -1};
 
 static int sig_pipe[2] = {-1, -1};
@@ -218,38 +214,11 @@ static void engine_gone(void)
 
 /* {===== completion ===== */
 
-static void free_matches(void)
-{
-    for (size_t i = 0; i < C.nmatches; i++)
-        free(C.matches[i]);
-    free(C.matches);
-    C.matches = NULL;
-    C.nmatches = C.next_match = 0;
-}
-
-static void split_matches(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += s[i] == '\n';
-    C.matches = calloc(n ? n : 1, sizeof *C.matches);
-    if (!C.matches)
-        return;
-    const char *end = s + len;
-    for (const char *p = s, *nl; p < end && (nl = memchr(p, '\n', (size_t)(end - p)));
-         p = nl + 1) {
-        char *m = strndup(p, (size_t)(nl - p));
-        if (m)
-            C.matches[C.nmatches++] = m;
-    }
-}
-
 /* Ask the engine and wait for its 'C' answer; other frames are handled on
  * the way. Gives up after COMPLETE_WAIT_MS: an engine busy in a long task
  * must not freeze the keyboard. */
 static void ask_matches(const char *text)
 {
-    free_matches();
     if (C.lost || send_frame('C', text, strlen(text)) < 0) {
         C.lost = true;
         return;
@@ -261,7 +230,7 @@ static void ask_matches(const char *text)
         int rc;
         while ((rc = next_frame(&type, &data, &len)) == 1) {
             if (type == 'C') {
-                split_matches(data, len);
+                md_lineedit_offer(data, len);
                 consume(len);
                 return;
             }
@@ -275,37 +244,6 @@ static void ask_matches(const char *text)
             return;
         }
     }
-}
-
-static char *next_match(const char *text, int state)
-{
-    if (state == 0)
-        ask_matches(text);
-    if (C.next_match < C.nmatches)
-        return strdup(C.matches[C.next_match++]);
-    return NULL;
-}
-
-static char **complete(const char *text, int start, int end)
-{
-    (void)start, (void)end;
-    rl_attempted_completion_over = 1;
-    return rl_completion_matches(text, next_match);
-}
-
-/* }===== */
-
-/* {===== lines ===== */
-
-static void history_add(const char *line)
-{
-    if (line[strspn(line, " \t")] == '\0')
-        return;
-    add_history(line);
-    /* The whole (stifled) history, not append_history(): libedit 3.1's
-     * append_history(n) writes n + 1 entries. */
-    if (C.history[0])
-        write_history(C.history);
 }
 
 static void send_line(const char *line, size_t len)
@@ -326,7 +264,7 @@ static void on_line(char *line)
         finish(0);
         return;
     }
-    history_add(line);
+    md_lineedit_history_add(line);
     send_line(line, strlen(line));
     free(line);
 }
@@ -476,20 +414,7 @@ static int connect_to(const char *path)
 
 static void setup_terminal(const char *path)
 {
-    rl_readline_name = "moondog-attach";
-    rl_catch_signals = 0;
-    rl_catch_sigwinch = 0;
-    rl_initialize();
-    rl_basic_word_break_characters = word_breaks;
-    rl_completer_word_break_characters = word_breaks;
-    rl_completion_append_character = '\0';
-    rl_attempted_completion_function = complete;
-    stifle_history(HISTORY_MAX);
-    const char *home = getenv("HOME");
-    if (home && *home) {
-        snprintf(C.history, sizeof C.history, "%s/.moondog_attach_history", home);
-        read_history(C.history);
-    }
+    md_lineedit_setup("moondog-attach", ".moondog_attach_history", ask_matches);
     printf("moondog: attached to %s — Ctrl-D to leave\n", path);
     fflush(stdout);
 }
@@ -569,7 +494,7 @@ int md_attach_client(const char *path)
         close(sig_pipe[0]);
         close(sig_pipe[1]);
     }
-    free_matches();
+    md_lineedit_teardown();
     free(C.in);
     free(C.line);
     return C.exit_code;

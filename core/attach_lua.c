@@ -373,33 +373,13 @@ static void start_line(lua_State *L, session *s, int idx, const char *line, size
     }
 }
 
-/* stack: sess, text -> candidates, each followed by '\n'. */
-static int join_candidates(lua_State *L)
-{
-    lua_getfield(L, 1, "complete");
-    lua_insert(L, 1);
-    lua_call(L, 2, 1);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    lua_Integer n = lua_istable(L, 1) ? luaL_len(L, 1) : 0;
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, 1, i) == LUA_TSTRING) {
-            luaL_addvalue(&b);
-            luaL_addchar(&b, '\n');
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    luaL_pushresult(&b);
-    return 1;
-}
-
 /* Completion runs right here in the socket's watch: it only reads tables and
  * never waits, and the client is blocked until it gets the answer. */
 static void complete(lua_State *L, session *s, int idx, const char *text, size_t len)
 {
-    lua_pushcfunction(L, join_candidates);
     lua_getiuservalue(L, idx, 1);
+    lua_getfield(L, -1, "complete_lines");
+    lua_insert(L, -2);
     lua_pushlstring(L, text, len);
     size_t n = 0;
     const char *list = "";

@@ -53,16 +53,13 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "lineedit.h"
+
 #ifndef MD_VERSION
 #define MD_VERSION "0.0.0"
 #endif
 
-#define HISTORY_MAX 1000
 #define READ_CHUNK 4096
-
-/* Word breaks for completion: not '.' or ':', so that "md.sl" or "bus:re"
- * reach the Lua side whole. */
-static char word_breaks[] = " \t\n\"'`@$><=;|&{}()[],+-*/%^~#";
 
 /* Runs each line as a task: the guard's __close fires however the task ends. */
 static const char runner_src[] =
@@ -89,9 +86,6 @@ static struct {
     md_watch *watch; /* fd 0; NULL when epoll cannot watch it (a regular file) */
     int sess_ref, runner_ref, task_ref;
     lua_Integer line_id;
-    char history[PATH_MAX]; /* "" when there is no history file */
-    char **matches;         /* completion candidates, owned here */
-    size_t nmatches, next_match;
     char *buf; /* pipe mode: bytes read but not yet evaluated */
     size_t len, cap;
 } R;
@@ -269,74 +263,6 @@ static void resume_input(md_loop *loop, void *ud)
 
 /* {===== terminal: libedit ===== */
 
-static void history_open(void)
-{
-    const char *home = getenv("HOME");
-    stifle_history(HISTORY_MAX);
-    if (!home || !*home)
-        return;
-    snprintf(R.history, sizeof R.history, "%s/.moondog_history", home);
-    read_history(R.history); /* a missing or unreadable file is not an error */
-}
-
-/* Remember a line that is not blank; a file we cannot write is ignored. */
-static void history_add(const char *line)
-{
-    if (line[strspn(line, " \t")] == '\0')
-        return;
-    add_history(line);
-    /* The whole (stifled) history, not append_history(): libedit 3.1's
-     * append_history(n) writes n + 1 entries. */
-    if (R.history[0])
-        write_history(R.history);
-}
-
-static void free_matches(void)
-{
-    for (size_t i = 0; i < R.nmatches; i++)
-        free(R.matches[i]);
-    free(R.matches);
-    R.matches = NULL;
-    R.nmatches = R.next_match = 0;
-}
-
-/* stack: sess, text -> candidates joined by '\n' (no malloc under Lua). */
-static int join_candidates(lua_State *L)
-{
-    lua_getfield(L, 1, "complete");
-    lua_insert(L, 1);
-    lua_call(L, 2, 1);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    lua_Integer n = lua_istable(L, 1) ? luaL_len(L, 1) : 0;
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (lua_rawgeti(L, 1, i) == LUA_TSTRING) {
-            luaL_addvalue(&b);
-            luaL_addchar(&b, '\n');
-        } else {
-            lua_pop(L, 1);
-        }
-    }
-    luaL_pushresult(&b);
-    return 1;
-}
-
-/* Split "a\nb\n" into R.matches. */
-static void split_matches(const char *s)
-{
-    size_t n = 0;
-    for (const char *p = s; *p; p++)
-        n += *p == '\n';
-    R.matches = calloc(n ? n : 1, sizeof *R.matches);
-    if (!R.matches)
-        return;
-    for (const char *p = s, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
-        char *m = strndup(p, (size_t)(nl - p));
-        if (m)
-            R.matches[R.nmatches++] = m;
-    }
-}
-
 /*
  * Completion runs Lua right here, inside the stdin watch, and does not go
  * through a task: libedit needs the candidates before rl_callback_read_char
@@ -346,42 +272,19 @@ static void split_matches(const char *s)
 static void load_matches(const char *text)
 {
     lua_State *L = R.L;
-    free_matches();
-    lua_pushcfunction(L, join_candidates);
     lua_rawgeti(L, LUA_REGISTRYINDEX, R.sess_ref);
+    lua_getfield(L, -1, "complete_lines");
+    lua_insert(L, -2);
     lua_pushstring(L, text);
-    if (lua_pcall(L, 2, 1, 0) == LUA_OK)
-        split_matches(lua_tostring(L, -1));
+    size_t n;
+    if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_tolstring(L, -1, &n))
+        md_lineedit_offer(lua_tostring(L, -1), n);
     lua_pop(L, 1);
-}
-
-static char *next_match(const char *text, int state)
-{
-    if (state == 0)
-        load_matches(text);
-    if (R.next_match < R.nmatches)
-        return strdup(R.matches[R.next_match++]);
-    return NULL;
-}
-
-static char **complete(const char *text, int start, int end)
-{
-    (void)start, (void)end;
-    rl_attempted_completion_over = 1; /* never fall back to file names */
-    return rl_completion_matches(text, next_match);
 }
 
 static void setup_editline(void)
 {
-    rl_readline_name = "moondog"; /* for ~/.editrc: "moondog:bind ..." */
-    rl_catch_signals = 0;         /* SIGINT belongs to the engine */
-    rl_catch_sigwinch = 0;
-    rl_initialize();
-    rl_basic_word_break_characters = word_breaks;
-    rl_completer_word_break_characters = word_breaks;
-    rl_completion_append_character = '\0';
-    rl_attempted_completion_function = complete;
-    history_open();
+    md_lineedit_setup("moondog", ".moondog_history", load_matches);
 }
 
 /* A line from libedit (malloc'd), or NULL for Ctrl-D on an empty line. */
@@ -395,7 +298,7 @@ static void on_line(char *line)
         leave(0);
         return;
     }
-    history_add(line);
+    md_lineedit_history_add(line);
     start_line(line, strlen(line));
     free(line);
 }
@@ -536,7 +439,7 @@ static void teardown(void)
     md_loop_release(R.loop);
     luaL_unref(L, LUA_REGISTRYINDEX, R.sess_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, R.runner_ref);
-    free_matches();
+    md_lineedit_teardown();
     free(R.buf);
     fflush(stdout);
 }

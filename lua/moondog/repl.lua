@@ -537,6 +537,13 @@ function Session:complete(text)
   return M.complete(text, self.env)
 end
 
+-- The candidates as one string, each ended by "\n": what the line editors
+-- (the terminal REPL, the attach protocol) take.
+function Session:complete_lines(text)
+  local list = self:complete(text)
+  return #list > 0 and table.concat(list, "\n") .. "\n" or ""
+end
+
 -- Compile the buffer: as an expression first, then as a statement. Returns
 -- the chunk, or nil and the error, or nil and "more" when the statement
 -- stops at the end of the input.
