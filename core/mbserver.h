@@ -30,6 +30,7 @@
 
 #include "loop.h"
 #include "mbcodec.h"
+#include "mblink.h"
 
 /* {===== register maps ===== */
 
@@ -215,13 +216,8 @@ typedef enum {
 
 typedef struct md_mbsrv_config {
     md_mbsrv_transport transport;
-    char host[256]; /* address to bind; "" or "*": every interface */
-    int port;       /* 0: any free port */
-    char device[256];
-    int baud;
-    char parity; /* 'N', 'E' or 'O' */
-    int data_bits, stop_bits;
-    bool rs485;
+    md_mb_link link; /* a server binds to link.host ("" or "*": every interface);
+                      * port 0: any free port */
     bool hook_reads, hook_writes; /* send such requests through the hook queue */
 } md_mbsrv_config;
 

@@ -182,7 +182,7 @@ static void conn_fail(conn *c, const char *why, int err)
 {
     md_mbsrv *s = c->srv;
     if (c->serial)
-        md_log_warn("modbus server %s: %s: %s; reopening", s->cfg.device, why,
+        md_log_warn("modbus server %s: %s: %s; reopening", s->cfg.link.device, why,
                     err ? strerror(err) : "hung up");
     else
         md_log_debug("modbus server: closing a connection: %s%s%s", why, err ? ": " : "",
@@ -593,8 +593,9 @@ static void on_datagram(md_loop *loop, md_watch *w, int fd, int events, void *ud
 static int open_socket(md_mbsrv *s, int socktype)
 {
     char port[16];
-    snprintf(port, sizeof port, "%d", s->cfg.port);
-    const char *host = s->cfg.host[0] && strcmp(s->cfg.host, "*") ? s->cfg.host : NULL;
+    snprintf(port, sizeof port, "%d", s->cfg.link.port);
+    const char *host =
+        s->cfg.link.host[0] && strcmp(s->cfg.link.host, "*") ? s->cfg.link.host : NULL;
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
@@ -689,11 +690,12 @@ static int setup_line(int fd, const md_mbsrv_config *cfg, speed_t speed)
     tio.c_cflag |= CLOCAL | CREAD;
     tio.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
     static const tcflag_t sizes[] = {CS5, CS6, CS7, CS8};
-    tio.c_cflag |=
-        sizes[cfg->data_bits >= 5 && cfg->data_bits <= 8 ? cfg->data_bits - 5 : 3];
-    if (cfg->parity == 'E' || cfg->parity == 'O')
-        tio.c_cflag |= PARENB | (cfg->parity == 'O' ? PARODD : 0);
-    if (cfg->stop_bits == 2)
+    tio.c_cflag |= sizes[cfg->link.data_bits >= 5 && cfg->link.data_bits <= 8
+                             ? cfg->link.data_bits - 5
+                             : 3];
+    if (cfg->link.parity == 'E' || cfg->link.parity == 'O')
+        tio.c_cflag |= PARENB | (cfg->link.parity == 'O' ? PARODD : 0);
+    if (cfg->link.stop_bits == 2)
         tio.c_cflag |= CSTOPB;
     tio.c_cc[VMIN] = 0;
     tio.c_cc[VTIME] = 0;
@@ -703,7 +705,7 @@ static int setup_line(int fd, const md_mbsrv_config *cfg, speed_t speed)
         return -errno;
     tcflush(fd, TCIOFLUSH);
     ioctl(fd, TIOCEXCL); /* a second opener gets EBUSY; best effort */
-    if (cfg->rs485) {
+    if (cfg->link.rs485) {
         struct serial_rs485 rs = {.flags = SER_RS485_ENABLED | SER_RS485_RTS_ON_SEND};
         if (ioctl(fd, TIOCSRS485, &rs) < 0)
             return -errno;
@@ -714,9 +716,9 @@ static int setup_line(int fd, const md_mbsrv_config *cfg, speed_t speed)
 static int open_serial(md_mbsrv *s)
 {
     speed_t speed;
-    if (find_speed(s->cfg.baud, &speed) < 0)
+    if (find_speed(s->cfg.link.baud, &speed) < 0)
         return -MD_MBSRV_EBAUD;
-    int fd = open(s->cfg.device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    int fd = open(s->cfg.link.device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     int rc = setup_line(fd, &s->cfg, speed);
@@ -745,7 +747,7 @@ static void on_retry(md_loop *loop, md_timer *t, void *ud)
         return;
     }
     if (open_serial(s) == 0)
-        md_log_info("modbus server %s: serial line open again", s->cfg.device);
+        md_log_info("modbus server %s: serial line open again", s->cfg.link.device);
     else
         arm_retry(s, RETRY_MS);
 }

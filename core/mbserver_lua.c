@@ -33,6 +33,7 @@
 
 #include "engine.h"
 #include "mbserver.h"
+#include "mblink_lua.h"
 
 #define SRV_MT "moondog.modbus.server"
 
@@ -427,25 +428,12 @@ static const char *open_code(int rc)
 static const char *open_message(lua_State *L, int rc, const md_mbsrv_config *cfg)
 {
     if (rc == -MD_MBSRV_ERESOLVE)
-        return lua_pushfstring(L, "cannot resolve host '%s'", cfg->host);
+        return lua_pushfstring(L, "cannot resolve host '%s'", cfg->link.host);
     if (rc == -MD_MBSRV_EBAUD)
-        return lua_pushfstring(L, "unsupported baud rate %d", cfg->baud);
+        return lua_pushfstring(L, "unsupported baud rate %d", cfg->link.baud);
     if (rc == -ENOTTY)
-        return lua_pushfstring(L, "%s is not a serial device", cfg->device);
+        return lua_pushfstring(L, "%s is not a serial device", cfg->link.device);
     return strerror(-rc);
-}
-
-static int opt_int(lua_State *L, int t, const char *k, int dflt)
-{
-    int v = dflt;
-    if (lua_getfield(L, t, k) != LUA_TNIL) {
-        int isnum;
-        v = (int)lua_tointegerx(L, -1, &isnum);
-        if (!isnum)
-            luaL_error(L, "bad field '%s': expected an integer", k);
-    }
-    lua_pop(L, 1);
-    return v;
 }
 
 static bool opt_bool(lua_State *L, int t, const char *k)
@@ -454,13 +442,6 @@ static bool opt_bool(lua_State *L, int t, const char *k)
     bool v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
-}
-
-static void opt_str(lua_State *L, int t, const char *k, char *out, size_t len)
-{
-    if (lua_getfield(L, t, k) == LUA_TSTRING)
-        snprintf(out, len, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
 }
 
 /* The units field: nil, or an array of ids 1..255. Returns the count. */
@@ -486,39 +467,32 @@ static int opt_units(lua_State *L, int t, uint8_t *units)
     return n;
 }
 
+_Static_assert((int)MD_MBSRV_TCP == MD_MB_LINK_TCP &&
+                   (int)MD_MBSRV_UDP == MD_MB_LINK_UDP &&
+                   (int)MD_MBSRV_RTU == MD_MB_LINK_RTU &&
+                   (int)MD_MBSRV_RTU_TCP == MD_MB_LINK_RTU_TCP &&
+                   (int)MD_MBSRV_RTU_UDP == MD_MB_LINK_RTU_UDP,
+               "transports follow MD_MB_LINK_*");
+
 /* core.open(conf) -> server, or nil, message, code */
 static int srv_open(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     md_mbsrv_config cfg = {0};
-    static const char *const transports[] = {"tcp",     "udp",     "rtu",
-                                             "rtu+tcp", "rtu+udp", NULL};
-    lua_getfield(L, 1, "transport");
-    cfg.transport = (md_mbsrv_transport)luaL_checkoption(L, -1, NULL, transports);
-    lua_pop(L, 1);
-    opt_str(L, 1, "host", cfg.host, sizeof cfg.host);
-    opt_str(L, 1, "path", cfg.device, sizeof cfg.device);
-    cfg.port = opt_int(L, 1, "port", 502);
-    cfg.baud = opt_int(L, 1, "baud", 9600);
-    char parity[4] = "N";
-    opt_str(L, 1, "parity", parity, sizeof parity);
-    cfg.parity = parity[0];
-    cfg.data_bits = opt_int(L, 1, "data", 8);
-    cfg.stop_bits = opt_int(L, 1, "stop", 1);
-    cfg.rs485 = opt_bool(L, 1, "rs485");
+    cfg.transport = (md_mbsrv_transport)md_mb_link_from_table(L, 1, &cfg.link);
     cfg.hook_reads = opt_bool(L, 1, "hook_reads");
     cfg.hook_writes = opt_bool(L, 1, "hook_writes");
     bool strict = opt_bool(L, 1, "strict");
     uint8_t units[255];
     int nunits = opt_units(L, 1, units);
-    if (cfg.port < 0 || cfg.port > 65535)
-        return luaL_error(L, "bad field 'port': %d is outside 0..65535", cfg.port);
+    if (cfg.link.port < 0 || cfg.link.port > 65535)
+        return luaL_error(L, "bad field 'port': %d is outside 0..65535", cfg.link.port);
 
     lsrv *ls = lua_newuserdatauv(L, sizeof *ls, 0);
     memset(ls, 0, sizeof *ls); /* closed until the server exists */
     luaL_setmetatable(L, SRV_MT);
     ls->E = md_engine_of(L);
-    opt_str(L, 1, "url", ls->url, sizeof ls->url);
+    md_mb_opt_str(L, 1, "url", ls->url, sizeof ls->url);
     md_mbsrv *s;
     int rc = md_mbsrv_open(md_engine_loop(ls->E), &cfg, units, nunits, strict, &s);
     if (rc < 0) {

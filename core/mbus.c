@@ -413,8 +413,9 @@ void mbus_connect_failed(md_mbus *b, int err, int64_t now_ms)
 md_mbus *md_mbus_open(md_loop *loop, const md_mbus_config *cfg)
 {
     bool rtu = cfg->transport == MD_MBUS_RTU;
-    if ((rtu && !cfg->device[0]) || (!rtu && (!cfg->host[0] || cfg->port <= 0)) ||
-        cfg->timeout_ms < 0 || cfg->delay_ms < 0) {
+    if ((rtu && !cfg->link.device[0]) ||
+        (!rtu && (!cfg->link.host[0] || cfg->link.port <= 0)) || cfg->timeout_ms < 0 ||
+        cfg->delay_ms < 0) {
         errno = EINVAL;
         return NULL;
     }

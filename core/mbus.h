@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "mblink.h"
 
 typedef struct md_mbus md_mbus;
 
@@ -43,13 +44,7 @@ typedef enum {
 
 typedef struct md_mbus_config {
     md_mbus_transport transport;
-    char host[256];
-    int port;
-    char device[256]; /* serial device for MD_MBUS_RTU */
-    int baud;
-    char parity; /* 'N', 'E' or 'O' */
-    int data_bits, stop_bits;
-    bool rs485;
+    md_mb_link link;
     int timeout_ms;         /* response timeout; 0: adaptive (see mbus.c) */
     int delay_ms;           /* quiet time between transactions */
     int connect_timeout_ms; /* 0: 3000 */

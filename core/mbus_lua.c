@@ -32,6 +32,7 @@
 
 #include "engine.h"
 #include "mbcodec.h"
+#include "mblink_lua.h"
 #include "mbus.h"
 
 #define BUS_MT "moondog.modbus.bus"
@@ -650,20 +651,6 @@ static int bus_tostring(lua_State *L)
 
 /* {===== open ===== */
 
-static int opt_int(lua_State *L, int t, const char *k, int dflt)
-{
-    int ty = lua_getfield(L, t, k);
-    int v = dflt;
-    if (ty != LUA_TNIL) {
-        int isnum;
-        v = (int)lua_tointegerx(L, -1, &isnum);
-        if (!isnum)
-            luaL_error(L, "bad field '%s': expected an integer", k);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 static int opt_ms(lua_State *L, int t, const char *k)
 {
     int ty = lua_getfield(L, t, k);
@@ -674,40 +661,23 @@ static int opt_ms(lua_State *L, int t, const char *k)
     return (int)ceil(s * 1000.0);
 }
 
-static void opt_str(lua_State *L, int t, const char *k, char *out, size_t len)
-{
-    if (lua_getfield(L, t, k) == LUA_TSTRING)
-        snprintf(out, len, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-}
+_Static_assert((int)MD_MBUS_TCP == MD_MB_LINK_TCP && (int)MD_MBUS_UDP == MD_MB_LINK_UDP &&
+                   (int)MD_MBUS_RTU == MD_MB_LINK_RTU &&
+                   (int)MD_MBUS_RTU_TCP == MD_MB_LINK_RTU_TCP &&
+                   (int)MD_MBUS_RTU_UDP == MD_MB_LINK_RTU_UDP,
+               "transports follow MD_MB_LINK_*");
 
 /* core.open(cfg) -> bus, or nil, err, code */
 static int mb_open(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     md_mbus_config cfg = {0};
-    static const char *const transports[] = {"tcp",     "udp",     "rtu",
-                                             "rtu+tcp", "rtu+udp", NULL};
-    lua_getfield(L, 1, "transport");
-    cfg.transport = (md_mbus_transport)luaL_checkoption(L, -1, NULL, transports);
-    lua_pop(L, 1);
-    opt_str(L, 1, "host", cfg.host, sizeof cfg.host);
-    opt_str(L, 1, "path", cfg.device, sizeof cfg.device);
-    cfg.port = opt_int(L, 1, "port", 502);
-    cfg.baud = opt_int(L, 1, "baud", 9600);
-    char parity[4] = "N";
-    opt_str(L, 1, "parity", parity, sizeof parity);
-    cfg.parity = parity[0];
-    cfg.data_bits = opt_int(L, 1, "data", 8);
-    cfg.stop_bits = opt_int(L, 1, "stop", 1);
-    lua_getfield(L, 1, "rs485");
-    cfg.rs485 = lua_toboolean(L, -1);
-    lua_pop(L, 1);
+    cfg.transport = (md_mbus_transport)md_mb_link_from_table(L, 1, &cfg.link);
     cfg.timeout_ms = opt_ms(L, 1, "timeout");
     cfg.delay_ms = opt_ms(L, 1, "delay");
     cfg.connect_timeout_ms = opt_ms(L, 1, "connect_timeout");
     char url[300] = "";
-    opt_str(L, 1, "url", url, sizeof url);
+    md_mb_opt_str(L, 1, "url", url, sizeof url);
 
     lbus *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b); /* closed until the bus exists */

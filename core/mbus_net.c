@@ -522,7 +522,7 @@ static void start_connect(md_mbus *b)
 {
     mbus_net *n = b->net;
     char port[16];
-    snprintf(port, sizeof port, "%d", b->cfg.port);
+    snprintf(port, sizeof port, "%d", b->cfg.link.port);
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC,
         .ai_socktype = mbus_is_datagram(b) ? SOCK_DGRAM : SOCK_STREAM,
@@ -530,7 +530,7 @@ static void start_connect(md_mbus *b)
     };
     /* Blocks only to look a host name up in DNS; see "Connecting" above. */
     struct addrinfo *res;
-    int grc = getaddrinfo(b->cfg.host, port, &hints, &res);
+    int grc = getaddrinfo(b->cfg.link.host, port, &hints, &res);
     if (grc != 0) {
         int err = grc == EAI_SYSTEM ? errno : EHOSTUNREACH;
         connect_failed(b, err);

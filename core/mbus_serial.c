@@ -177,7 +177,8 @@ static int open_libmodbus(md_mbus *b)
 {
     mbus_serial *s = b->serial;
     const md_mbus_config *c = &b->cfg;
-    s->ctx = modbus_new_rtu(c->device, c->baud, c->parity, c->data_bits, c->stop_bits);
+    s->ctx = modbus_new_rtu(c->link.device, c->link.baud, c->link.parity,
+                            c->link.data_bits, c->link.stop_bits);
     if (!s->ctx)
         return -errno;
     int ct = c->connect_timeout_ms ? c->connect_timeout_ms : MBUS_CONNECT_TIMEOUT_MS;
@@ -189,7 +190,7 @@ static int open_libmodbus(md_mbus *b)
         s->ctx = NULL;
         return -err;
     }
-    if (c->rs485 && modbus_rtu_set_serial_mode(s->ctx, MODBUS_RTU_RS485) < 0) {
+    if (c->link.rs485 && modbus_rtu_set_serial_mode(s->ctx, MODBUS_RTU_RS485) < 0) {
         int err = errno;
         modbus_close(s->ctx);
         modbus_free(s->ctx);
