@@ -330,37 +330,4 @@ T.test("serve: one map for every unit, --strict, a bad --regs file, SIGTERM", fu
   assert(err:find("regs.txt:5: 'lots' is not an integer", 1, true), err)
 end, { timeout = 60 })
 
-T.test("serve: one map for every unit, --strict, a bad --regs file, SIGTERM", function()
-  if not has_server() then T.skip("md.modbus.serve is not there yet") end
-  local dir <close> = tmpdir()
-  local regs = dir.path .. "/regs.txt"
-  local f = assert(io.open(regs, "w"))
-  f:write("# a meter\n100 17254 32768\ni5 42\nc3 1\n")
-  f:close()
-  do
-    local srv <close>, url = moondog_serve(dir, "tcp://127.0.0.1:0 --regs " .. q(regs))
-    T.eq(cli(dir, "read " .. url .. " --unit 17 -a 100 --type float32 --json"), "[230.5]\n", "any unit")
-    T.eq(cli(dir, "read " .. url .. " --unit 200 -a 5 --kind input --json"), "[42]\n", "input")
-    T.eq(cli(dir, "read " .. url .. " -a 2 -c 3 --kind coil --json"), "[false,true,false]\n", "coil")
-    T.eq(cli(dir, "read " .. url .. " -a 7 --json"), "[0]\n", "unset addresses read 0")
-    local ok, how, code = srv:stop()
-    T.eq(how, "exit", "serve ended by SIGTERM exits")
-    T.eq(code, 0, "exit code after SIGTERM")
-    assert(ok, "clean exit")
-  end
-  local _srv <close>, url = moondog_serve(dir, "tcp://127.0.0.1:0 --strict --regs " .. q(regs))
-  T.eq(cli(dir, "read " .. url .. " -a 100 -c 2 --json"), "[17254,32768]\n", "strict: loaded")
-  local out, err, code = cli(dir, "read " .. url .. " -a 102")
-  T.eq(code, 1, "strict: unset address")
-  T.eq(out, "", "stdout")
-  one_line(err, "illegal data address", "strict")
-  f = assert(io.open(regs, "a"))
-  f:write("h12 lots\n")
-  f:close()
-  out, err, code = cli(dir, "serve tcp://127.0.0.1:0 --regs " .. q(regs))
-  T.eq(code, 2, "bad --regs file")
-  T.eq(out, "", "no URL printed for a bad file")
-  assert(err:find("regs.txt:5: 'lots' is not an integer", 1, true), err)
-end, { timeout = 60 })
-
 -- }=====
