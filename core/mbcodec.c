@@ -21,6 +21,8 @@
  */
 #include "mbcodec.h"
 
+#include <stdbool.h>
+
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -57,21 +59,38 @@ const char *md_mb_strerror(int code)
     }
 }
 
+/* Each exception: the text people read and the token Lua code tests. */
+static const struct {
+    const char *text, *token;
+} exceptions[] = {
+    [MD_MB_EX_ILLEGAL_FUNCTION] = {"illegal function", "illegal_function"},
+    [MD_MB_EX_ILLEGAL_DATA_ADDRESS] = {"illegal data address", "illegal_data_address"},
+    [MD_MB_EX_ILLEGAL_DATA_VALUE] = {"illegal data value", "illegal_data_value"},
+    [MD_MB_EX_SERVER_DEVICE_FAILURE] = {"server device failure", "server_device_failure"},
+    [MD_MB_EX_ACKNOWLEDGE] = {"acknowledge", "acknowledge"},
+    [MD_MB_EX_SERVER_DEVICE_BUSY] = {"server device busy", "server_device_busy"},
+    [MD_MB_EX_NEGATIVE_ACKNOWLEDGE] = {"negative acknowledge", "negative_acknowledge"},
+    [MD_MB_EX_MEMORY_PARITY_ERROR] = {"memory parity error", "memory_parity_error"},
+    [MD_MB_EX_GATEWAY_PATH_UNAVAILABLE] = {"gateway path unavailable",
+                                           "gateway_path_unavailable"},
+    [MD_MB_EX_GATEWAY_TARGET_FAILED] = {"gateway target device failed to respond",
+                                        "gateway_target_failed"},
+};
+
+static bool known_exception(int code)
+{
+    return code > 0 && code < (int)(sizeof exceptions / sizeof *exceptions) &&
+           exceptions[code].token;
+}
+
 const char *md_mb_exception_name(int code)
 {
-    switch (code) {
-    case MD_MB_EX_ILLEGAL_FUNCTION: return "illegal_function";
-    case MD_MB_EX_ILLEGAL_DATA_ADDRESS: return "illegal_data_address";
-    case MD_MB_EX_ILLEGAL_DATA_VALUE: return "illegal_data_value";
-    case MD_MB_EX_SERVER_DEVICE_FAILURE: return "server_device_failure";
-    case MD_MB_EX_ACKNOWLEDGE: return "acknowledge";
-    case MD_MB_EX_SERVER_DEVICE_BUSY: return "server_device_busy";
-    case MD_MB_EX_NEGATIVE_ACKNOWLEDGE: return "negative_acknowledge";
-    case MD_MB_EX_MEMORY_PARITY_ERROR: return "memory_parity_error";
-    case MD_MB_EX_GATEWAY_PATH_UNAVAILABLE: return "gateway_path_unavailable";
-    case MD_MB_EX_GATEWAY_TARGET_FAILED: return "gateway_target_failed";
-    default: return NULL;
-    }
+    return known_exception(code) ? exceptions[code].token : NULL;
+}
+
+const char *md_mb_exception_text(int code)
+{
+    return known_exception(code) ? exceptions[code].text : NULL;
 }
 
 /* }===== */

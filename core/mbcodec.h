@@ -97,6 +97,9 @@ const char *md_mb_strerror(int code);
 /* The stable lowercase token for an exception code ("illegal_data_address"),
  * for Lua's `nil, message, code` returns; NULL for codes not listed above. */
 const char *md_mb_exception_name(int code);
+/* The text of an exception code for people ("illegal data address"); NULL
+ * for codes not listed above. */
+const char *md_mb_exception_text(int code);
 
 /* }===== */
 

@@ -327,6 +327,19 @@ static void push_names(lua_State *L, const char *(*name)(int), int n)
     }
 }
 
+/* codec.exceptions: token -> code, e.g. illegal_data_address = 2. */
+static void push_exceptions(lua_State *L)
+{
+    lua_newtable(L);
+    for (int code = 1; code < 256; code++) {
+        const char *token = md_mb_exception_name(code);
+        if (token) {
+            lua_pushinteger(L, code);
+            lua_setfield(L, -2, token);
+        }
+    }
+}
+
 int luaopen_moondog_modbus_codec(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
@@ -338,5 +351,7 @@ int luaopen_moondog_modbus_codec(lua_State *L)
     lua_setfield(L, -2, "types");
     push_names(L, md_mb_order_name, MD_MB_ORDER_COUNT);
     lua_setfield(L, -2, "orders");
+    push_exceptions(L);
+    lua_setfield(L, -2, "exceptions");
     return 1;
 }

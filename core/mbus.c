@@ -62,37 +62,6 @@
 
 /* {===== errors ===== */
 
-static const struct {
-    const char *name, *code;
-} exceptions[] = {
-    [1] = {"illegal function", "illegal_function"},
-    [2] = {"illegal data address", "illegal_data_address"},
-    [3] = {"illegal data value", "illegal_data_value"},
-    [4] = {"server device failure", "server_device_failure"},
-    [5] = {"acknowledge", "acknowledge"},
-    [6] = {"server device busy", "server_device_busy"},
-    [7] = {"negative acknowledge", "negative_acknowledge"},
-    [8] = {"memory parity error", "memory_parity_error"},
-    [10] = {"gateway path unavailable", "gateway_path_unavailable"},
-    [11] = {"gateway target device failed to respond", "gateway_target_failed"},
-};
-
-const char *md_mbus_exception_name(int code)
-{
-    if (code > 0 && code < (int)(sizeof exceptions / sizeof *exceptions) &&
-        exceptions[code].name)
-        return exceptions[code].name;
-    return "unknown exception";
-}
-
-const char *md_mbus_exception_code(int code)
-{
-    if (code > 0 && code < (int)(sizeof exceptions / sizeof *exceptions) &&
-        exceptions[code].code)
-        return exceptions[code].code;
-    return "exception";
-}
-
 const char *md_mbus_strerror(int status)
 {
     switch (-status) {

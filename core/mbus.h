@@ -146,9 +146,5 @@ int md_mbus_current_timeout(md_mbus *bus);
 /* Stable text and code token for a status (thread-safe, static strings). */
 const char *md_mbus_strerror(int status);
 const char *md_mbus_errcode(int status);
-/* Name and code token of a Modbus exception code ("illegal data address",
- * "illegal_data_address"); unknown codes give "exception". */
-const char *md_mbus_exception_name(int code);
-const char *md_mbus_exception_code(int code);
 
 #endif

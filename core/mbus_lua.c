@@ -131,6 +131,12 @@ static void recycle(lreq *q)
         q->lb->spare = q;
 }
 
+static const char *exception_text(int code)
+{
+    const char *text = md_mb_exception_text(code);
+    return text ? text : "unknown exception";
+}
+
 /* Push nil, message, code for a failed request. */
 static int push_failure(lua_State *L, lreq *q)
 {
@@ -141,8 +147,9 @@ static int push_failure(lua_State *L, lreq *q)
     switch (-r->status) {
     case MD_MBUS_EEXCEPTION:
         lua_pushfstring(L, "%s at %s: %s (Modbus exception %d)", what, q->lb->url,
-                        md_mbus_exception_name(r->exception), r->exception);
-        lua_pushstring(L, md_mbus_exception_code(r->exception));
+                        exception_text(r->exception), r->exception);
+        const char *token = md_mb_exception_name(r->exception);
+        lua_pushstring(L, token ? token : "exception");
         break;
     case MD_MBUS_ETIMEOUT:
         lua_pushfstring(L, "%s at %s: no response within %f s", what, q->lb->url,

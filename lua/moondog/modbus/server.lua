@@ -66,12 +66,7 @@ Server.__index = Server
 -- not the script keeps a reference, so they must not be collected.
 local live = {}
 
-local exception_codes = {
-  illegal_function = 1, illegal_data_address = 2, illegal_data_value = 3,
-  server_device_failure = 4, acknowledge = 5, server_device_busy = 6,
-  negative_acknowledge = 7, memory_parity_error = 8, gateway_path_unavailable = 10,
-  gateway_target_failed = 11,
-}
+local exception_codes = codec.exceptions -- token -> code
 
 local object_ids = {
   vendor_name = 0, product_code = 1, revision = 2, vendor_url = 3, product_name = 4,
