@@ -71,13 +71,14 @@ run: deps
 
 TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-$(BUILD)/tests/test_loop: tests/c/test_loop.c $(BUILD)/loop.o | $(BUILD)
+# tests/c/test_<name>.c is linked with $(BUILD)/<name>.o and TEST_EXTRA_<name>
+# (more objects and libraries it needs), plus cmocka.
+TEST_EXTRA_loop := -lpthread
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $^ $$(pkg-config --cflags --libs cmocka) -lpthread
-
-$(BUILD)/tests/test_mbcodec: tests/c/test_mbcodec.c $(BUILD)/mbcodec.o | $(BUILD)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $^ $$(pkg-config --cflags --libs cmocka)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Icore -o $@ $< $(BUILD)/$*.o $(TEST_EXTRA_$*) \
+	  $$(pkg-config --cflags --libs cmocka)
 
 test: deps
 	$(MAKE) moondog $(TEST_C)
