@@ -42,9 +42,10 @@ FUZZ_DEPS := clang libclang-rt-14-dev
 all: moondog
 
 # ./moondog is a copy of the plain or sanitizer build, whichever was asked
-# for last; phony so that switching SANITIZE always switches the copy.
+# for last; phony so that switching SANITIZE always switches the copy. The
+# copy is renamed into place, so a running ./moondog never blocks it.
 moondog: $(BUILD)/moondog
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/moondog: $(BUILD)/main.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
