@@ -75,6 +75,7 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # tests/c/test_<name>.c is linked with $(BUILD)/<name>.o and TEST_EXTRA_<name>
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
+TEST_EXTRA_sscodec := -lm
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)
@@ -137,6 +138,7 @@ fuzz-run: $(FUZZ_BIN)
 # Sources a target links besides core/<name>.c: FUZZ_EXTRA_<name>.
 FUZZ_EXTRA_mbserver := core/mbcodec.c
 build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
+FUZZ_EXTRA_sscodec := -lm
 FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c \
                    $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
 build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c

@@ -1149,6 +1149,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.modbus.server_core", luaopen_moondog_modbus_server_core);
     preload(E->L, "moondog.modbus.codec", luaopen_moondog_modbus_codec);
     preload(E->L, "moondog.attach", luaopen_moondog_attach);
+    preload(E->L, "moondog.sunspec.codec", luaopen_moondog_sunspec_codec);
 
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */

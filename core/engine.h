@@ -124,5 +124,6 @@ int luaopen_moondog_log(lua_State *L);
 int luaopen_moondog_modbus_core(lua_State *L);
 int luaopen_moondog_modbus_server_core(lua_State *L);
 int luaopen_moondog_attach(lua_State *L);
+int luaopen_moondog_sunspec_codec(lua_State *L);
 
 #endif

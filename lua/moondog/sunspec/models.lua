@@ -41,13 +41,9 @@
 
 local M = {}
 
--- Registers per value of each type; 0: the definition gives the size (strings).
-local TYPE_SIZE = {
-  int16 = 1, uint16 = 1, count = 1, acc16 = 1, enum16 = 1, bitfield16 = 1, sunssf = 1, pad = 1,
-  raw16 = 1, int32 = 2, uint32 = 2, acc32 = 2, enum32 = 2, bitfield32 = 2, ipaddr = 2,
-  float32 = 2, int64 = 4, uint64 = 4, acc64 = 4, bitfield64 = 4, float64 = 4, eui48 = 4,
-  ipv6addr = 8, string = 0,
-}
+-- Registers per value of each type, from the codec; 0: the definition gives
+-- the size (strings).
+local TYPE_SIZE = require("moondog.sunspec.codec").types
 M.type_size = TYPE_SIZE
 
 local defs = {}    -- id -> normalized model
