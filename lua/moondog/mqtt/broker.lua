@@ -1,0 +1,249 @@
+-- moondog.mqtt.broker: run a mosquitto broker on a free loopback port, for
+-- tests, benchmarks and the demo. Also md.mqtt.broker.
+--
+--   local broker = require "moondog.mqtt.broker"
+--   local b <close> = assert(broker.start{})            -- 127.0.0.1, a free port
+--   local c = md.mqtt.connect{ host = b.host, port = b.port }
+--   b:stop(); b:start()                                 -- same port, same directory
+--
+-- broker.start(opts) options (all optional):
+--   port         a port, or nil for a free one (tries random ports until one binds)
+--   dir          directory for the configuration, log and persistence file;
+--                default: a fresh temporary directory, removed by stop()
+--   persistence  true: keep sessions and queued messages across a restart
+--   users        { name = password, ... }: require these credentials
+--                (password file written with mosquitto_passwd)
+--   tls          { ca_file =, cert_file =, key_file = }: TLS on the listener
+--   conf_extra   more lines for mosquitto.conf
+--   timeout      seconds to wait for the broker to run (default 5)
+-- Returns the broker object, or nil, message, code ("no_broker" when
+-- mosquitto is not installed, "start" when it would not run).
+--
+-- b.host, b.port, b.dir, b.log (log file), b.pid; b:url(); b:running();
+-- b:stop() (SIGTERM, then SIGKILL after 5 s; idempotent; also <close>);
+-- b:start() starts a stopped broker again with the same configuration.
+--
+-- The broker is a child process started through io.popen (`exec`, so the
+-- pid is mosquitto's own); stopping it reaps it. Waiting for it polls its
+-- log with md.sleep, so other tasks run meanwhile.
+
+local mdcore = require "moondog.core"
+
+local M = {}
+
+local Broker = {}
+Broker.__index = Broker
+
+local function quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function shell_ok(cmd)
+  local ok = os.execute(cmd)
+  return ok == true
+end
+
+local function have_mosquitto()
+  return shell_ok("command -v mosquitto >/dev/null 2>&1")
+end
+
+local function random_port()
+  return math.random(20000, 59999)
+end
+
+function Broker:url()
+  return string.format("%s://%s:%d", self.tls and "mqtts" or "mqtt", self.host, self.port)
+end
+
+function Broker:running()
+  if not self.pipe then return false end
+  local stat = read_file("/proc/" .. self.pid .. "/stat")
+  return stat ~= nil and not stat:match("^%d+ %b() Z")
+end
+
+-- mosquitto started as root switches to the user "mosquitto", which could
+-- not write to our directory: stay the user we are.
+local function current_user()
+  local p = io.popen("id -un")
+  local name = p:read("l")
+  p:close()
+  return name
+end
+
+local function conf_text(self)
+  local lines = {
+    "user " .. current_user(),
+    string.format("listener %d %s", self.port, self.host),
+    "log_dest file " .. self.log,
+    "log_type error",
+    "log_type warning",
+    "log_type notice",
+    "log_type information",
+    "connection_messages true",
+  }
+  if self.persistence then
+    lines[#lines + 1] = "persistence true"
+    lines[#lines + 1] = "persistence_location " .. self.dir .. "/"
+  end
+  if self.tls then
+    if self.tls.ca_file then lines[#lines + 1] = "cafile " .. self.tls.ca_file end
+    lines[#lines + 1] = "certfile " .. self.tls.cert_file
+    lines[#lines + 1] = "keyfile " .. self.tls.key_file
+  end
+  if self.users then
+    lines[#lines + 1] = "allow_anonymous false"
+    lines[#lines + 1] = "password_file " .. self.dir .. "/passwd"
+  else
+    lines[#lines + 1] = "allow_anonymous true"
+  end
+  if self.conf_extra then lines[#lines + 1] = self.conf_extra end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function write_passwords(self)
+  local file = self.dir .. "/passwd"
+  os.remove(file)
+  write_file(file, "")
+  local names = {}
+  for name in pairs(self.users) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    if not shell_ok(string.format("mosquitto_passwd -b %s %s %s >/dev/null 2>&1", quote(file),
+        quote(name), quote(self.users[name]))) then
+      return nil, "mosquitto_passwd failed for user " .. name
+    end
+  end
+  return true
+end
+
+-- Start mosquitto on self.port; true once it runs, or nil, reason
+-- ("in_use" when the port is taken).
+local function launch(self, timeout)
+  write_file(self.dir .. "/mosquitto.conf", conf_text(self))
+  local logged = #(read_file(self.log) or "")
+  local pipe = assert(io.popen(string.format("echo $$; exec mosquitto -c %s >>%s 2>&1",
+    quote(self.dir .. "/mosquitto.conf"), quote(self.dir .. "/stderr")), "r"))
+  self.pid = math.tointeger(tonumber(pipe:read("l")))
+  self.pipe = pipe
+  local deadline = mdcore.now() + timeout
+  while mdcore.now() < deadline do
+    local text = (read_file(self.log) or ""):sub(logged + 1)
+    if text:find(" running", 1, true) then
+      return true
+    end
+    if not self:running() then
+      self:stop()
+      if text:find("in use", 1, true) or (read_file(self.dir .. "/stderr") or ""):find("in use", 1, true) then
+        return nil, "in_use"
+      end
+      return nil, "mosquitto exited: " .. text .. (read_file(self.dir .. "/stderr") or "")
+    end
+    mdcore.sleep(0.02)
+  end
+  self:stop()
+  return nil, "mosquitto did not start within " .. timeout .. " s"
+end
+
+--- b:start() starts the broker (again): same port, directory and settings.
+function Broker:start()
+  if self:running() then return true end
+  local ok, err = launch(self, self.timeout)
+  if not ok then
+    return nil, string.format("cannot start mosquitto on %s:%d: %s", self.host, self.port, err), "start"
+  end
+  return true
+end
+
+--- b:stop() stops the broker: SIGTERM (it saves its persistence file), then
+--- SIGKILL after 5 s. Never yields, so it also runs in __close.
+function Broker:stop()
+  if self.pipe then
+    os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
+    for _ = 1, 250 do
+      if not self:running() then break end
+      os.execute("sleep 0.02")
+    end
+    if self:running() then os.execute(string.format("kill -KILL %d 2>/dev/null", self.pid)) end
+    local pipe = self.pipe
+    self.pipe = nil
+    pipe:close()
+  end
+  return true
+end
+
+--- b:close() stops the broker and removes a directory that start() created.
+function Broker:close()
+  self:stop()
+  if self.own_dir then
+    os.execute("rm -rf " .. quote(self.dir))
+    self.own_dir = false
+  end
+end
+Broker.__close = Broker.close
+
+function Broker:__tostring()
+  return string.format("mosquitto on %s:%d%s", self.host, self.port, self:running() and "" or " (stopped)")
+end
+
+function M.start(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("broker.start: expected an options table", 2)
+  end
+  if not have_mosquitto() then
+    return nil, "mosquitto is not installed (Debian package mosquitto; `make deps` installs it)", "no_broker"
+  end
+  local self = setmetatable({
+    host = opts.host or "127.0.0.1",
+    persistence = opts.persistence,
+    users = opts.users,
+    tls = opts.tls,
+    conf_extra = opts.conf_extra,
+    timeout = opts.timeout or 5,
+  }, Broker)
+  if opts.dir then
+    self.dir = opts.dir
+  else
+    local p = io.popen("mktemp -d /tmp/moondog-mosquitto.XXXXXX")
+    self.dir = p:read("l")
+    p:close()
+    self.own_dir = true
+  end
+  self.log = self.dir .. "/mosquitto.log"
+  if self.users then
+    local ok, err = write_passwords(self)
+    if not ok then
+      self:close()
+      return nil, err, "start"
+    end
+  end
+  local tries = opts.port and 1 or 20
+  local err
+  for _ = 1, tries do
+    self.port = opts.port or random_port()
+    local ok
+    ok, err = launch(self, self.timeout)
+    if ok then
+      return self
+    end
+    if err ~= "in_use" then break end
+  end
+  self:close()
+  return nil, string.format("cannot start mosquitto on %s: %s", self.host, err), "start"
+end
+
+return M
