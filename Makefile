@@ -76,6 +76,7 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
 TEST_EXTRA_sscodec := -lm
+TEST_EXTRA_rctcodec := -lm
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)

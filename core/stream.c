@@ -1,0 +1,145 @@
+/*
+ * stream.c - TCP socket helpers for moondog.stream; see stream.h.
+ *
+ * Kept apart from stream_lua.c so that the socket calls, which need care
+ * with errno and address families, stay free of Lua and loop details.
+ * Threads: any; no state.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "stream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int md_stream_resolve(const char *host, int port, bool passive, struct addrinfo **res)
+{
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+    };
+    if (passive && host && (!host[0] || strcmp(host, "*") == 0))
+        host = NULL;
+    int rc = getaddrinfo(host, service, &hints, res);
+    if (rc == 0)
+        return 0;
+    return rc == EAI_SYSTEM ? -errno : -MD_STREAM_ERESOLVE;
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int md_stream_connect_addr(const struct addrinfo *ai, bool *in_progress)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return -errno;
+    set_nodelay(fd);
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    int err = rc < 0 ? errno : 0;
+    if (rc < 0 && err != EINPROGRESS) {
+        close(fd);
+        return -err;
+    }
+    *in_progress = rc < 0;
+    return fd;
+}
+
+int md_stream_connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        return -errno;
+    return -soerr;
+}
+
+int md_stream_listen(const char *host, int port, int backlog)
+{
+    struct addrinfo *res;
+    int rc = md_stream_resolve(host, port, true, &res);
+    if (rc < 0)
+        return rc;
+    int err = EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        /* A restarted server must get its port back despite TIME_WAIT. */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        err = errno;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return -err;
+}
+
+int md_stream_accept(int fd)
+{
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0)
+        return -errno;
+    set_nodelay(c);
+    return c;
+}
+
+int md_stream_local_port(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        return 0;
+    if (sa.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    if (sa.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return 0;
+}
+
+void md_stream_peer_name(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0) {
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            port = ntohs(in->sin_port);
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            port = ntohs(in6->sin6_port);
+        }
+    }
+    if (port == 0)
+        snprintf(buf, len, "?");
+    else if (strchr(host, ':'))
+        snprintf(buf, len, "[%s]:%d", host, port);
+    else
+        snprintf(buf, len, "%s:%d", host, port);
+}

@@ -1,0 +1,906 @@
+/*
+ * stream_lua.c - moondog.stream: TCP connections and listeners for Lua
+ * code on the event loop, for protocols whose framing lives in Lua or in
+ * a codec (RCT Power, simulators, test peers).
+ *
+ *   local stream = require "moondog.stream"
+ *   local conn, err, code = stream.connect("192.168.1.60", 8899, { timeout = 5 })
+ *   conn:write(bytes [, timeout])     --> true, or nil, err, code
+ *   conn:read([max [, timeout]])      --> 1..max bytes as they arrive, or nil, err, code
+ *   conn:peer()                       --> "192.168.1.60:8899"
+ *   conn:keepalive(false)             -- its waits no longer keep the engine running
+ *   conn:close()                      -- also <close> and __gc
+ *
+ *   local l = assert(stream.listen("127.0.0.1", 0))   -- port 0: any free port
+ *   l:port()                          --> the port
+ *   local c, err, code = l:accept([timeout])
+ *   l:close()
+ *
+ * Codes: "timeout" (the engine's wait timed out), "connection_lost" (the
+ * peer closed the connection or it broke), "closed" (closed here while a
+ * task waited), "refused", "unreachable", "connect" (other connect
+ * failures), "in_use" and "permission" (listen), "busy" (more than 4 MB
+ * waiting to be sent), "accept". Timeouts are seconds; none by default,
+ * except 10 s for connect.
+ *
+ * Design. Everything runs on the loop thread with non-blocking sockets and
+ * THE async pattern of engine.h. A read first tries recv() at once and
+ * waits only when nothing is there; a write sends at once and waits only
+ * for what the kernel did not take, which then goes out in order from an
+ * output queue, so writes from several tasks never interleave. Read
+ * interest is switched off lazily: after a read completes it stays on, and
+ * is dropped only when input arrives with no reader, which saves two
+ * epoll_ctl calls per message for a task that reads in a loop.
+ *
+ * Liveness: a connection or listener keeps the engine alive only while a
+ * task waits on it (an idle connection must not stop a script's exit);
+ * conn:keepalive(false) turns that off for background readers.
+ *
+ * Ownership and lifetimes. A connection and a listener are userdata, and
+ * a task waiting on one holds it on its stack, so neither can be collected
+ * under a wait. One reader and one acceptor may wait at a time (a second
+ * raises). Each waiting writer has a small record, a userdata on its own
+ * stack, linked into the connection: when the task dies the record dies
+ * with it, after the engine's cancel callback unlinked it. A result that
+ * completed but was never collected (the task was cancelled in between)
+ * stays with the object: received bytes go to the next read, an accepted
+ * socket to the next accept, or is closed with the object.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "engine.h"
+#include "stream.h"
+
+#define CONN_MT "moondog.stream.conn"
+#define LISTENER_MT "moondog.stream.listener"
+
+enum {
+    READ_DEFAULT = 64 * 1024,
+    READ_MAX = 16 * 1024 * 1024,
+    OUT_MAX = 4 * 1024 * 1024, /* queued output past which a write says "busy" */
+    CONNECT_TIMEOUT_MS = 10000,
+};
+
+typedef struct conn conn;
+
+/* A task waiting until its bytes went out; a userdata on that task's stack. */
+typedef struct writer {
+    md_wait *wait;
+    conn *c;
+    struct writer *prev, *next;
+    uint64_t end; /* done once c->sent reaches it */
+    int err;      /* 0, or errno of a broken connection */
+} writer;
+
+struct conn {
+    md_engine *E;
+    md_loop *loop;
+    int fd;      /* -1: not connected (yet), or closed */
+    bool closed; /* closed by close() or __gc */
+    md_watch *watch;
+    int events;
+    bool keepalive; /* waits keep the engine alive */
+    char peer[80];  /* for messages */
+
+    /* connecting (only inside stream.connect) */
+    struct addrinfo *addrs, *next_addr;
+    int connect_err;
+    md_wait *cwait;
+
+    /* reading */
+    md_wait *rwait;
+    size_t rmax;
+    uint8_t *rbuf; /* owned: rcap bytes; rlen of them received and not handed out */
+    size_t rcap, rlen;
+    int lost; /* 0; -1 the peer closed; else errno of the failure */
+
+    /* writing */
+    uint8_t *out; /* owned: out[out_off..out_len) still to send */
+    size_t out_off, out_len, out_cap;
+    uint64_t sent, queued; /* bytes handed to the kernel / accepted by write() */
+    writer *writers;
+};
+
+typedef struct listener {
+    md_loop *loop;
+    int fd; /* -1 when closed */
+    md_watch *watch;
+    int port;
+    md_wait *await;
+    int ready_fd;   /* accepted for a waiter that has not collected it; -1 */
+    int accept_err; /* errno for the waiter */
+} listener;
+
+/* {===== connections: plumbing ===== */
+
+static void on_conn_io(md_loop *loop, md_watch *w, int fd, int events, void *ud);
+
+/* Interest and liveness follow what waits: see the top of the file. */
+static void update_watch(conn *c, bool keep_read)
+{
+    if (!c->watch)
+        return;
+    int ev = 0;
+    if (c->rwait || (keep_read && (c->events & MD_LOOP_READ)))
+        ev |= MD_LOOP_READ;
+    if (c->cwait || c->out_off < c->out_len)
+        ev |= MD_LOOP_WRITE;
+    if (ev != c->events && md_loop_watch_set(c->loop, c->watch, ev) == 0)
+        c->events = ev;
+    bool waiting = c->rwait || c->writers || c->cwait;
+    md_loop_watch_keepalive(c->loop, c->watch, c->keepalive && waiting);
+}
+
+/* Start watching the connected (or connecting) fd. 0 or -errno. */
+static int watch_fd(conn *c, int events)
+{
+    c->watch = md_loop_watch(c->loop, c->fd, events, on_conn_io, c);
+    if (!c->watch)
+        return -errno;
+    c->events = events;
+    md_loop_watch_keepalive(c->loop, c->watch, false);
+    return 0;
+}
+
+static void drop_fd(conn *c)
+{
+    if (c->watch) {
+        md_loop_unwatch(c->loop, c->watch);
+        c->watch = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    c->events = 0;
+}
+
+/* Wake every waiting writer with err (0: its bytes went out). */
+static void wake_writers(conn *c, int err, bool all)
+{
+    writer *w = c->writers;
+    while (w) {
+        writer *next = w->next;
+        if (all || w->end <= c->sent) {
+            if (w->prev)
+                w->prev->next = w->next;
+            else
+                c->writers = w->next;
+            if (w->next)
+                w->next->prev = w->prev;
+            w->prev = w->next = NULL;
+            w->err = err;
+            md_wait *wait = w->wait;
+            w->wait = NULL;
+            md_task_done(wait);
+        }
+        w = next;
+    }
+}
+
+/* The connection broke (err) or the peer closed it (-1): fail what waits. */
+static void set_lost(conn *c, int err)
+{
+    if (!c->lost)
+        c->lost = err;
+    c->out_off = c->out_len = 0;
+    wake_writers(c, err, true);
+    if (c->rwait) {
+        md_wait *w = c->rwait;
+        c->rwait = NULL;
+        md_task_done(w);
+    }
+    update_watch(c, false);
+}
+
+/* Send queued output. */
+static void flush(conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                set_lost(c, errno);
+            break;
+        }
+        c->out_off += (size_t)n;
+        c->sent += (uint64_t)n;
+    }
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    wake_writers(c, 0, false);
+    update_watch(c, true);
+}
+
+/* recv into rbuf for the waiting reader. */
+static void take_input(conn *c)
+{
+    ssize_t n;
+    do
+        n = recv(c->fd, c->rbuf, c->rmax, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return; /* spurious: keep waiting */
+    if (n <= 0) {
+        set_lost(c, n == 0 ? -1 : errno);
+        return;
+    }
+    c->rlen = (size_t)n;
+    md_wait *w = c->rwait;
+    c->rwait = NULL;
+    update_watch(c, true);
+    md_task_done(w);
+}
+
+static void try_next_addr(conn *c);
+
+static void on_conn_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)fd;
+    conn *c = ud;
+    if (c->cwait) {
+        int rc = md_stream_connect_result(c->fd);
+        if (rc == 0) {
+            freeaddrinfo(c->addrs);
+            c->addrs = c->next_addr = NULL;
+            md_wait *cw = c->cwait;
+            c->cwait = NULL;
+            update_watch(c, false);
+            md_task_done(cw);
+        } else {
+            c->connect_err = -rc;
+            drop_fd(c);
+            try_next_addr(c);
+        }
+        return;
+    }
+    if (events & MD_LOOP_WRITE)
+        flush(c);
+    if (!(events & MD_LOOP_READ) || c->fd < 0)
+        return;
+    if (c->rwait)
+        take_input(c);
+    else
+        update_watch(c, false); /* input with no reader: stop watching until one comes */
+}
+
+static void conn_shutdown(conn *c)
+{
+    c->closed = true;
+    drop_fd(c);
+    if (c->addrs) {
+        freeaddrinfo(c->addrs);
+        c->addrs = c->next_addr = NULL;
+    }
+    wake_writers(c, 0, true);
+    if (c->rwait) {
+        md_wait *w = c->rwait;
+        c->rwait = NULL;
+        md_task_done(w);
+    }
+    free(c->rbuf);
+    free(c->out);
+    c->rbuf = c->out = NULL;
+    c->rcap = c->rlen = c->out_cap = c->out_off = c->out_len = 0;
+}
+
+/* }===== */
+
+/* {===== connections: Lua ===== */
+
+static conn *new_conn(lua_State *L)
+{
+    conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->E = md_engine_of(L);
+    c->loop = md_engine_loop(c->E);
+    c->fd = -1;
+    c->keepalive = true;
+    luaL_setmetatable(L, CONN_MT);
+    return c;
+}
+
+static conn *check_conn(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->closed)
+        luaL_error(L, "attempt to use a closed connection");
+    return c;
+}
+
+/* nil, message, "connection_lost" for a connection that broke. */
+static int push_lost(lua_State *L, conn *c)
+{
+    lua_pushnil(L);
+    if (c->lost == -1)
+        lua_pushfstring(L, "%s closed the connection", c->peer);
+    else
+        lua_pushfstring(L, "connection to %s lost: %s", c->peer, strerror(c->lost));
+    lua_pushliteral(L, "connection_lost");
+    return 3;
+}
+
+static int push_closed(lua_State *L, conn *c)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "connection to %s was closed while waiting", c->peer);
+    lua_pushliteral(L, "closed");
+    return 3;
+}
+
+/* Seconds at idx (nil: none) as milliseconds, -1 for none. */
+static int64_t opt_timeout_ms(lua_State *L, int idx, int64_t dflt)
+{
+    if (lua_isnoneornil(L, idx))
+        return dflt;
+    lua_Number s = luaL_checknumber(L, idx);
+    luaL_argcheck(L, s >= 0 && s <= 1e6, idx, "timeout must be 0..1e6 seconds");
+    return (int64_t)(s * 1000 + 0.5);
+}
+
+/* Hand out up to max of the bytes kept in rbuf. */
+static int push_kept(lua_State *L, conn *c, size_t max)
+{
+    size_t n = c->rlen < max ? c->rlen : max;
+    lua_pushlstring(L, (const char *)c->rbuf, n);
+    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+    c->rlen -= n;
+    return 1;
+}
+
+static int read_results(lua_State *L, void *op)
+{
+    conn *c = op;
+    if (c->rlen > 0)
+        return push_kept(L, c, c->rlen);
+    if (c->closed)
+        return push_closed(L, c);
+    return push_lost(L, c);
+}
+
+static void read_cancel(void *op)
+{
+    conn *c = op;
+    c->rwait = NULL;
+    update_watch(c, true);
+}
+
+/* conn:read([max [, timeout]]) -> bytes | nil, err, code */
+static int conn_read(lua_State *L)
+{
+    conn *c = check_conn(L);
+    lua_Integer max = luaL_optinteger(L, 2, READ_DEFAULT);
+    luaL_argcheck(L, max >= 1 && max <= READ_MAX, 2, "max must be 1..16777216 bytes");
+    int64_t ms = opt_timeout_ms(L, 3, -1);
+    if (c->rwait)
+        return luaL_error(L, "another task is already reading from this connection");
+    md_task_check(L);
+    if (c->rlen > 0)
+        return push_kept(L, c, (size_t)max);
+    if (c->lost)
+        return push_lost(L, c);
+    if (c->rcap < (size_t)max) {
+        uint8_t *b = realloc(c->rbuf, (size_t)max);
+        if (!b)
+            return luaL_error(L, "out of memory");
+        c->rbuf = b;
+        c->rcap = (size_t)max;
+    }
+    ssize_t n;
+    do
+        n = recv(c->fd, c->rbuf, (size_t)max, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        lua_pushlstring(L, (const char *)c->rbuf, (size_t)n);
+        return 1;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        set_lost(c, n == 0 ? -1 : errno);
+        return push_lost(L, c);
+    }
+    c->rmax = (size_t)max;
+    c->rwait = md_task_wait(L, c, read_cancel);
+    char what[128];
+    snprintf(what, sizeof what, "reading from %s", c->peer);
+    md_wait_timeout(c->rwait, ms, what);
+    update_watch(c, true);
+    return md_task_yield(L, c->rwait, read_results);
+}
+
+static int write_results(lua_State *L, void *op)
+{
+    writer *w = op;
+    if (w->c->closed)
+        return push_closed(L, w->c);
+    if (w->err)
+        return push_lost(L, w->c);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void write_cancel(void *op)
+{
+    writer *w = op;
+    conn *c = w->c;
+    if (w->prev)
+        w->prev->next = w->next;
+    else if (c->writers == w)
+        c->writers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->wait = NULL;
+    update_watch(c, true);
+}
+
+/* Append to the output queue. 0 or -ENOMEM. */
+static int enqueue(conn *c, const char *s, size_t len)
+{
+    if (c->out_off > 0 && c->out_len + len > c->out_cap) {
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        uint8_t *b = realloc(c->out, cap);
+        if (!b)
+            return -ENOMEM;
+        c->out = b;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, s, len);
+    c->out_len += len;
+    return 0;
+}
+
+/* conn:write(bytes [, timeout]) -> true | nil, err, code */
+static int conn_write(lua_State *L)
+{
+    conn *c = check_conn(L);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    int64_t ms = opt_timeout_ms(L, 3, -1);
+    md_task_check(L);
+    if (c->lost)
+        return push_lost(L, c);
+    size_t off = 0;
+    if (c->out_off == c->out_len) { /* nothing queued: straight to the kernel */
+        ssize_t n;
+        do
+            n = send(c->fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            set_lost(c, errno);
+            return push_lost(L, c);
+        }
+        off = n > 0 ? (size_t)n : 0;
+        c->sent += off;
+        c->queued += off;
+        if (off == len) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+    }
+    if (c->out_len - c->out_off + (len - off) > OUT_MAX) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
+                        OUT_MAX, c->peer);
+        lua_pushliteral(L, "busy");
+        return 3;
+    }
+    if (enqueue(c, s + off, len - off) < 0)
+        return luaL_error(L, "out of memory");
+    c->queued += len - off;
+    writer *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives on this task's stack */
+    *w = (writer){.c = c, .end = c->queued};
+    w->wait = md_task_wait(L, w, write_cancel);
+    w->next = c->writers; /* linked only once the wait exists: nothing raises after */
+    if (c->writers)
+        c->writers->prev = w;
+    c->writers = w;
+    char what[128];
+    snprintf(what, sizeof what, "writing to %s", c->peer);
+    md_wait_timeout(w->wait, ms, what);
+    update_watch(c, true);
+    return md_task_yield(L, w->wait, write_results);
+}
+
+static int conn_close(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (!c->closed)
+        conn_shutdown(c);
+    return 0;
+}
+
+static int conn_peer(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushstring(L, c->peer);
+    return 1;
+}
+
+/* conn:keepalive(on): whether a task waiting here keeps the engine running */
+static int conn_keepalive(lua_State *L)
+{
+    conn *c = check_conn(L);
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    c->keepalive = lua_toboolean(L, 2);
+    update_watch(c, true);
+    return 0;
+}
+
+static int conn_closed(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, c->closed);
+    return 1;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushfstring(L, "stream connection %s%s", c->peer, c->closed ? " (closed)" : "");
+    return 1;
+}
+
+/* }===== */
+
+/* {===== connect ===== */
+
+static const char *connect_code(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return "refused";
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL:
+    case MD_STREAM_ERESOLVE: return "unreachable";
+    case ETIMEDOUT: return "timeout";
+    default: return "connect";
+    }
+}
+
+static int push_connect_error(lua_State *L, conn *c, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot connect to %s: %s", c->peer,
+                    err == MD_STREAM_ERESOLVE ? "the host name does not resolve"
+                                              : strerror(err));
+    lua_pushstring(L, connect_code(err));
+    return 3;
+}
+
+/* Try the remaining addresses until one connects or is in progress. */
+static void try_next_addr(conn *c)
+{
+    while (c->next_addr) {
+        struct addrinfo *ai = c->next_addr;
+        c->next_addr = ai->ai_next;
+        bool in_progress = false;
+        int fd = md_stream_connect_addr(ai, &in_progress);
+        if (fd < 0) {
+            c->connect_err = -fd;
+            continue;
+        }
+        c->fd = fd;
+        int rc = watch_fd(c, in_progress ? MD_LOOP_WRITE : 0);
+        if (rc < 0) {
+            c->connect_err = -rc;
+            drop_fd(c);
+            continue;
+        }
+        if (in_progress) {
+            update_watch(c, false);
+            return;
+        }
+        break; /* connected at once */
+    }
+    freeaddrinfo(c->addrs);
+    c->addrs = c->next_addr = NULL;
+    if (c->cwait) {
+        md_wait *w = c->cwait;
+        c->cwait = NULL;
+        update_watch(c, false);
+        md_task_done(w);
+    }
+}
+
+static int connect_results(lua_State *L, void *op)
+{
+    conn *c = op;
+    if (c->fd < 0)
+        return push_connect_error(L, c, c->connect_err);
+    update_watch(c, false);
+    lua_pushvalue(L, 4); /* the connection, pushed by stream_connect */
+    return 1;
+}
+
+static void connect_cancel(void *op)
+{
+    conn *c = op;
+    c->cwait = NULL;
+    conn_shutdown(c);
+}
+
+/* stream.connect(host, port [, {timeout = 10}]) -> conn | nil, err, code */
+static int stream_connect(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be 1..65535");
+    int64_t ms = CONNECT_TIMEOUT_MS;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "timeout");
+        ms = opt_timeout_ms(L, -1, CONNECT_TIMEOUT_MS);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 3);
+    md_task_check(L);
+    conn *c = new_conn(L); /* stack: host, port, opts, conn */
+    snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+             (int)port);
+    int rc = md_stream_resolve(host, (int)port, false, &c->addrs);
+    if (rc < 0) {
+        conn_shutdown(c);
+        return push_connect_error(L, c, -rc);
+    }
+    c->next_addr = c->addrs;
+    c->connect_err = EHOSTUNREACH;
+    try_next_addr(c);
+    if (!c->addrs)
+        return connect_results(L, c); /* connected or failed at once */
+    c->cwait = md_task_wait(L, c, connect_cancel);
+    char what[128];
+    snprintf(what, sizeof what, "connecting to %s", c->peer);
+    md_wait_timeout(c->cwait, ms, what);
+    update_watch(c, false);
+    return md_task_yield(L, c->cwait, connect_results);
+}
+
+/* }===== */
+
+/* {===== listeners ===== */
+
+static listener *check_listener(lua_State *L)
+{
+    listener *l = luaL_checkudata(L, 1, LISTENER_MT);
+    if (l->fd < 0)
+        luaL_error(L, "attempt to use a closed listener");
+    return l;
+}
+
+static void listener_watch(listener *l)
+{
+    md_loop_watch_set(l->loop, l->watch, l->await ? MD_LOOP_READ : 0);
+    md_loop_watch_keepalive(l->loop, l->watch, l->await != NULL);
+}
+
+static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)fd, (void)events;
+    listener *l = ud;
+    if (!l->await || l->ready_fd >= 0) {
+        listener_watch(l);
+        return;
+    }
+    int c = md_stream_accept(l->fd);
+    if (c == -EAGAIN || c == -EWOULDBLOCK || c == -EINTR || c == -ECONNABORTED)
+        return;
+    if (c >= 0)
+        l->ready_fd = c;
+    else
+        l->accept_err = -c;
+    md_wait *aw = l->await;
+    l->await = NULL;
+    listener_watch(l);
+    md_task_done(aw);
+}
+
+/* Wrap an accepted socket in a connection and push it. */
+static int push_accepted(lua_State *L, int fd)
+{
+    conn *c = new_conn(L);
+    c->fd = fd;
+    md_stream_peer_name(fd, c->peer, sizeof c->peer);
+    int rc = watch_fd(c, 0);
+    if (rc < 0) {
+        conn_shutdown(c);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot watch an accepted connection: %s", strerror(-rc));
+        lua_pushliteral(L, "accept");
+        return 3;
+    }
+    return 1;
+}
+
+static int accept_results(lua_State *L, void *op)
+{
+    listener *l = op;
+    if (l->ready_fd >= 0) {
+        int fd = l->ready_fd;
+        l->ready_fd = -1;
+        return push_accepted(L, fd);
+    }
+    lua_pushnil(L);
+    if (l->fd < 0) {
+        lua_pushliteral(L, "the listener was closed while waiting");
+        lua_pushliteral(L, "closed");
+    } else {
+        lua_pushfstring(L, "cannot accept a connection: %s", strerror(l->accept_err));
+        lua_pushliteral(L, "accept");
+    }
+    return 3;
+}
+
+static void accept_cancel(void *op)
+{
+    listener *l = op;
+    l->await = NULL;
+    if (l->fd >= 0)
+        listener_watch(l);
+}
+
+/* l:accept([timeout]) -> conn | nil, err, code */
+static int listener_accept(lua_State *L)
+{
+    listener *l = check_listener(L);
+    int64_t ms = opt_timeout_ms(L, 2, -1);
+    if (l->await)
+        return luaL_error(L, "another task is already accepting on this listener");
+    md_task_check(L);
+    if (l->ready_fd >= 0) {
+        int fd = l->ready_fd;
+        l->ready_fd = -1;
+        return push_accepted(L, fd);
+    }
+    int fd = md_stream_accept(l->fd);
+    if (fd >= 0)
+        return push_accepted(L, fd);
+    l->accept_err = 0;
+    l->await = md_task_wait(L, l, accept_cancel);
+    char what[64];
+    snprintf(what, sizeof what, "accepting on port %d", l->port);
+    md_wait_timeout(l->await, ms, what);
+    listener_watch(l);
+    return md_task_yield(L, l->await, accept_results);
+}
+
+static int listener_close(lua_State *L)
+{
+    listener *l = luaL_checkudata(L, 1, LISTENER_MT);
+    if (l->fd < 0)
+        return 0;
+    md_loop_unwatch(l->loop, l->watch);
+    l->watch = NULL;
+    close(l->fd);
+    l->fd = -1;
+    if (l->ready_fd >= 0) {
+        close(l->ready_fd);
+        l->ready_fd = -1;
+    }
+    if (l->await) {
+        md_wait *w = l->await;
+        l->await = NULL;
+        md_task_done(w);
+    }
+    return 0;
+}
+
+static int listener_port(lua_State *L)
+{
+    listener *l = luaL_checkudata(L, 1, LISTENER_MT);
+    lua_pushinteger(L, l->port);
+    return 1;
+}
+
+static int listener_tostring(lua_State *L)
+{
+    listener *l = luaL_checkudata(L, 1, LISTENER_MT);
+    lua_pushfstring(L, "stream listener on port %d%s", l->port,
+                    l->fd < 0 ? " (closed)" : "");
+    return 1;
+}
+
+/* stream.listen(host, port [, {backlog = 64}]) -> listener | nil, err, code */
+static int stream_listen(lua_State *L)
+{
+    const char *host = luaL_optstring(L, 1, "127.0.0.1");
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0..65535");
+    lua_Integer backlog = 64;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "backlog");
+        backlog = luaL_optinteger(L, -1, 64);
+        lua_pop(L, 1);
+    }
+    listener *l = lua_newuserdatauv(L, sizeof *l, 0);
+    *l = (listener){.loop = md_engine_loop(md_engine_of(L)), .fd = -1, .ready_fd = -1};
+    luaL_setmetatable(L, LISTENER_MT);
+    int fd = md_stream_listen(host, (int)port, (int)backlog);
+    if (fd < 0) {
+        int err = -fd;
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on %s port %d: %s", host, (int)port,
+                        err == MD_STREAM_ERESOLVE ? "the host name does not resolve"
+                                                  : strerror(err));
+        lua_pushstring(L, err == EADDRINUSE ? "in_use"
+                          : err == EACCES   ? "permission"
+                          : err == MD_STREAM_ERESOLVE || err == EADDRNOTAVAIL
+                              ? "unreachable"
+                              : "listen");
+        return 3;
+    }
+    l->watch = md_loop_watch(l->loop, fd, 0, on_accept, l);
+    if (!l->watch) {
+        int err = errno;
+        close(fd);
+        return luaL_error(L, "cannot watch a listening socket: %s", strerror(err));
+    }
+    l->fd = fd;
+    l->port = md_stream_local_port(fd);
+    listener_watch(l);
+    return 1;
+}
+
+/* }===== */
+
+int luaopen_moondog_stream(lua_State *L)
+{
+    static const luaL_Reg conn_methods[] = {
+        {"read", conn_read}, {"write", conn_write},         {"close", conn_close},
+        {"peer", conn_peer}, {"keepalive", conn_keepalive}, {"closed", conn_closed},
+        {NULL, NULL},
+    };
+    static const luaL_Reg listener_methods[] = {
+        {"accept", listener_accept},
+        {"port", listener_port},
+        {"close", listener_close},
+        {NULL, NULL},
+    };
+    static const luaL_Reg funcs[] = {
+        {"connect", stream_connect},
+        {"listen", stream_listen},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, CONN_MT);
+    luaL_newlib(L, conn_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, conn_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, LISTENER_MT);
+    luaL_newlib(L, listener_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, listener_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, listener_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, listener_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, funcs);
+    return 1;
+}
