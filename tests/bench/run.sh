@@ -70,3 +70,7 @@ srv_out=$(mktemp)
 for _ in $(seq 100); do [ -s "$srv_out" ] && break; sleep 0.05; done
 ./moondog tests/bench/poll200.lua "$(head -n1 "$srv_out")" 10
 kill $srv; wait $srv 2>/dev/null || true; rm -f "$srv_out"
+
+echo
+echo "== SunSpec points decoded per second: codec.decode against point-by-point md.modbus.decode"
+./moondog tests/bench/sunspec_codec.lua
