@@ -296,13 +296,14 @@ static bool queue_has_room(md_mqtt *m, size_t bytes)
     return m->len == 0 || m->ids_issued - slot(m, 0)->seq < MID_SPAN;
 }
 
-static void note_drop(md_mqtt *m)
+static void note_drop(md_mqtt *m, size_t bytes)
 {
     m->dropped++;
     if (m->drop_burst++ == 0)
-        md_log_warn("mqtt %s: the outgoing queue is full (%d messages, %zu bytes, limits "
-                    "%d and %zu): QoS 1/2 messages are refused until it drains",
-                    m->name, m->queued, m->queued_bytes, m->max_queued,
+        md_log_warn("mqtt %s: the outgoing queue is full: a QoS 1/2 message of %zu bytes "
+                    "does not fit beside %d messages, %zu bytes (limits %d messages, %zu "
+                    "bytes); such messages are refused until it drains",
+                    m->name, bytes, m->queued, m->queued_bytes, m->max_queued,
                     m->max_queued_bytes);
 }
 
@@ -600,7 +601,7 @@ static void on_connect_timeout(md_loop *loop, md_timer *t, void *ud)
             shutdown(fd, SHUT_RDWR);
     }
     char msg[120];
-    snprintf(msg, sizeof msg, "no answer within %d s", m->connect_timeout_ms / 1000);
+    snprintf(msg, sizeof msg, "no answer within %g s", m->connect_timeout_ms / 1000.0);
     conn_ended(m, "connect_timeout", msg);
 }
 
@@ -742,10 +743,15 @@ static int configure(md_mqtt *m, const md_mqtt_config *cfg, char *err, size_t er
     }
     if (cfg->tls) {
         *code = "tls";
-        if (!cfg->ca_file && !cfg->ca_path)
+        /* No CA given: the system's certificates (libmosquitto needs a
+         * file or directory even when told to use them). */
+        const char *ca_path = cfg->ca_path;
+        if (!cfg->ca_file && !cfg->ca_path) {
             mq.int_option(q, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
-        int rc = mq.tls_set(q, cfg->ca_file, cfg->ca_path, cfg->cert_file, cfg->key_file,
-                            NULL);
+            ca_path = "/etc/ssl/certs";
+        }
+        int rc =
+            mq.tls_set(q, cfg->ca_file, ca_path, cfg->cert_file, cfg->key_file, NULL);
         if (rc) {
             snprintf(err, errlen,
                      "cannot set up TLS: %s (check that the CA file, certificate and key "
@@ -841,7 +847,7 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
         return -MD_MQTT_ENOTCONN;
     }
     if (qos > 0 && !queue_has_room(m, bytes)) {
-        note_drop(m);
+        note_drop(m, bytes);
         return -MD_MQTT_EFULL;
     }
     int id = 0;

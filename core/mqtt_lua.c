@@ -301,7 +301,8 @@ static void deliver(lclient *c, sub *s, const char *topic, const void *payload, 
     m->len = (size_t)len;
     m->qos = qos;
     m->retain = retain;
-    memcpy(m->data, payload, (size_t)len);
+    if (len > 0)
+        memcpy(m->data, payload, (size_t)len);
     m->topic = m->data + len;
     memcpy(m->topic, topic, tlen + 1);
     if (s->receiver) {

@@ -102,7 +102,8 @@ local function core_config(opts)
   if tls == true then tls = {} end
   if tls ~= nil and tls ~= false then
     if type(tls) ~= "table" then
-      error("mqtt.connect: option tls must be true or a table {ca_file=, cert_file=, key_file=, insecure=}", 3)
+      error("mqtt.connect: option tls must be true or a table "
+        .. "{ca_file=, cert_file=, key_file=, insecure=}", 3)
     end
     cfg.tls = true
     cfg.ca_file, cfg.ca_path = tls.ca_file, tls.ca_path
@@ -164,7 +165,8 @@ function M.connect(opts)
   end
   state[client] = { subs = {}, handlers = { connect = {}, disconnect = {} } }
   if opts.wait ~= false then
-    local ok, werr, wcode = client:wait_connected(opts.connect_timeout or 10)
+    -- the client's own connect timer reports first, with a better reason
+    local ok, werr, wcode = client:wait_connected((opts.connect_timeout or 10) + 1)
     if not ok then
       c_close(client)
       return nil, werr, wcode

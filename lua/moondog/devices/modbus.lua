@@ -1,0 +1,402 @@
+-- moondog.devices.modbus: the driver for Modbus device profiles
+-- (protocol = "modbus"; see devices/README.md for the device object).
+--
+--   local dev = assert(md.devices.open("sdm630", "tcp://192.168.1.60:502?unit=1"))
+--   local values = dev:read()          -- {l1_voltage = 230.1, import_energy = 1234.5, ...}
+--   dev:write("active_power_limit", 50)
+--
+-- A point's source is a register spec:
+--   source = { kind = "holding" | "input" | "coil" | "discrete", addr = 0..65535,
+--              type = "uint16" (default) | "int16" | "uint32" | "int32" | "uint64" |
+--                     "int64" | "float32" | "float64" | "string",
+--              order = "ABCD" (default) | "CDAB" | "BADC" | "DCBA",
+--              count = registers (strings only), fc16 = true (write one register
+--              with function 16 instead of 6) }
+-- Coils and discrete inputs are bools. A register point may also be a bool
+-- (non-zero) or an enum: `options` names the values 0, 1, 2... unless
+-- `codes` lists the raw value of each option. `scale` multiplies the raw
+-- value (writes divide and round for integer types). Values come back
+-- rounded to what the register holds: float32 to 7 significant digits, a
+-- scaled integer to the decimals of its scale (0.1 -> 1 decimal), so that
+-- 2301 * 0.1 reads 230.1, not 230.10000000000002.
+--
+-- profile.info gives the device facts describe() returns: a string is the
+-- fact itself, a register spec is read (e.g. serial = {kind = "holding",
+-- addr = 64512, type = "uint32"}). profile.max_gap, profile.max_regs and
+-- profile.avoid go to the read planner (moondog.modbus.planner).
+--
+-- Reads are planned once per device with md.modbus.plan: every poll costs
+-- the fewest transactions. A read that the device answers with an
+-- exception (illegal address or function) leaves its points out of the
+-- result; a timeout or a lost connection fails the whole read (nil,
+-- message, code) and marks the device offline.
+--
+-- open(profile, target, opts): target is a Modbus address
+-- ("tcp://host:502?unit=1", "rtu:///dev/ttyUSB0?baud=9600&unit=3", ...) or
+-- an open bus (md.modbus.open) to share; opts.unit, opts.id, opts.timeout.
+--
+-- simulate(profile, url, opts) serves a profile's registers with
+-- md.modbus.serve, for tests and the demo (see the end of this file).
+
+local modbus = require "moondog.modbus"
+local planner = require "moondog.modbus.planner"
+local codec = require "moondog.modbus.codec"
+local point = require "moondog.devices.point"
+
+local M = {}
+
+local format = string.format
+
+local register_types = {
+  int16 = 1, uint16 = 1, int32 = 2, uint32 = 2, int64 = 4, uint64 = 4, float32 = 2, float64 = 4,
+  string = true,
+}
+local orders = { ABCD = true, CDAB = true, BADC = true, DCBA = true }
+local kinds = { holding = true, input = true, coil = true, discrete = true }
+local is_bits = { coil = true, discrete = true }
+-- Exceptions that mean "this device does not have these addresses".
+local not_implemented = { illegal_data_address = true, illegal_function = true, illegal_data_value = true }
+
+-- {===== profile checking =====
+
+-- A register spec as a planner item {kind, address, count, type, order}.
+-- Raises: the profile is part of the program.
+local function source_item(where, s)
+  if type(s) ~= "table" then
+    error(format("%s: source must be a register spec {kind =, addr =, type =}, got %s", where, type(s)), 0)
+  end
+  if not kinds[s.kind] then
+    error(format("%s: source.kind must be holding, input, coil or discrete, got %s", where,
+      tostring(s.kind)), 0)
+  end
+  local addr = math.tointeger(s.addr)
+  if not addr or addr < 0 or addr > 65535 then
+    error(format("%s: source.addr must be an integer 0..65535, got %s", where, tostring(s.addr)), 0)
+  end
+  local item = { kind = s.kind, address = addr, order = (s.order or "ABCD"):upper(), fc16 = s.fc16 }
+  if is_bits[s.kind] then
+    if s.type ~= nil and s.type ~= "bool" then
+      error(format("%s: a %s is a bool; source.type must be nil or 'bool'", where, s.kind), 0)
+    end
+    item.type, item.count = "bool", 1
+    return item
+  end
+  item.type = s.type or "uint16"
+  if not register_types[item.type] then
+    error(format("%s: unknown source.type '%s'", where, tostring(s.type)), 0)
+  end
+  if not orders[item.order] then
+    error(format("%s: source.order must be ABCD, CDAB, BADC or DCBA, got %s", where, tostring(s.order)), 0)
+  end
+  if item.type == "string" then
+    item.count = math.tointeger(s.count)
+    if not item.count or item.count < 1 or item.count > 125 then
+      error(format("%s: a string source needs count = registers (1..125)", where), 0)
+    end
+  else
+    item.count = register_types[item.type]
+  end
+  return item
+end
+
+local function check_point(profile_name, p)
+  local where = format("profile %s, point %s", profile_name, tostring(p.name))
+  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
+    error(format("%s: name must be lowercase letters, digits and _", where), 0)
+  end
+  local item = source_item(where, p.source)
+  item.point = p
+  if p.writable and (item.kind == "input" or item.kind == "discrete") then
+    error(format("%s: %s registers are read-only; a writable point needs a holding register or a coil",
+      where, item.kind), 0)
+  end
+  local kind = point.kind(p)
+  if is_bits[item.kind] and kind ~= "bool" then
+    error(format("%s: a %s holds a bool; set type = 'bool'", where, item.kind), 0)
+  end
+  if kind == "enum" and type(p.options) ~= "table" then
+    error(format("%s: an enum needs options = {...}", where), 0)
+  end
+  if (item.type == "string") ~= (kind == "string") then
+    error(format("%s: a string source goes with type = 'string' and nothing else", where), 0)
+  end
+  return item
+end
+
+-- }=====
+
+-- {===== values =====
+
+-- Decimals that a scale factor gives (0.1 -> 1, 0.001 -> 3, 10 -> 0).
+local function scale_decimals(scale)
+  local d = 0
+  while d < 12 and math.abs(scale * 10 ^ d - math.floor(scale * 10 ^ d + 0.5)) > 1e-9 do
+    d = d + 1
+  end
+  return d
+end
+
+local function significant(v, digits)
+  if v == 0 or v ~= v or v == math.huge or v == -math.huge then return v end
+  return tonumber(format("%." .. digits .. "g", v))
+end
+
+-- Registers (or bits) of one point -> its value, or nil when the raw value
+-- means nothing (an enum code without an option).
+local function decode(item, slice)
+  local p = item.point
+  if item.type == "bool" then
+    return slice[1] and true or false
+  end
+  if item.type == "string" then
+    return codec.decode(slice, "string", item.order, 1, item.count)
+  end
+  local raw = codec.decode(slice, item.type, item.order)
+  local kind = point.kind(p)
+  if kind == "bool" then
+    return raw ~= 0
+  elseif kind == "enum" then
+    for i, option in ipairs(p.options) do
+      if (p.codes and p.codes[i] or i - 1) == raw then return option end
+    end
+    return nil
+  end
+  if item.type == "float32" then
+    raw = significant(raw, 7)
+  end
+  local scale = p.scale
+  if scale == nil or scale == 1 then
+    return raw
+  end
+  local v = raw * scale
+  if item.type == "float32" or item.type == "float64" then
+    return significant(v, item.type == "float32" and 7 or 15)
+  end
+  return tonumber(format("%." .. scale_decimals(scale) .. "f", v))
+end
+
+-- A checked value -> registers to write (or a bool for a coil), or nil,
+-- message, code when it does not fit the register.
+local function encode(item, value)
+  local p = item.point
+  if is_bits[item.kind] then
+    return value and true or false
+  end
+  local kind = point.kind(p)
+  local raw = value
+  if kind == "bool" then
+    raw = value and 1 or 0
+  elseif kind == "enum" then
+    for i, option in ipairs(p.options) do
+      if option == value then raw = p.codes and p.codes[i] or i - 1 end
+    end
+  elseif kind == "number" or kind == "integer" then
+    if p.scale and p.scale ~= 1 then raw = value / p.scale end
+    if item.type ~= "float32" and item.type ~= "float64" then
+      raw = math.floor(raw + 0.5)
+    end
+  end
+  local nregs = item.type == "string" and item.count or nil
+  local ok, regs = pcall(codec.encode, raw, item.type, item.order, nregs)
+  if not ok then
+    return nil, format("point %s: %s does not fit a %s register: %s", p.name, tostring(value), item.type,
+      tostring(regs)), "out_of_range"
+  end
+  return regs
+end
+
+-- }=====
+
+-- {===== the device =====
+
+local Device = {}
+Device.__index = Device
+
+local reader = {
+  holding = "read_holding", input = "read_input", coil = "read_coils", discrete = "read_discrete",
+}
+
+function Device:read()
+  local values = {}
+  for _, r in ipairs(self.reads) do
+    local data, err, code = self.bus[reader[r.kind]](self.bus, self.unit, r.address, r.count)
+    if data then
+      for item, slice in pairs(planner.split(r, data)) do
+        values[item.point.name] = decode(item, slice)
+      end
+    elseif not not_implemented[code] then
+      self._online = false
+      return nil, format("%s: %s", self.id, err), code
+    end
+  end
+  self._online = true
+  return values
+end
+
+function Device:write(name, value)
+  local item = self.items[name]
+  if not item then
+    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
+  end
+  local v, err, code = point.check(item.point, value)
+  if v == nil then
+    return nil, format("%s: %s", self.id, err), code
+  end
+  local regs
+  regs, err, code = encode(item, v)
+  if regs == nil then
+    return nil, format("%s: %s", self.id, err), code
+  end
+  local ok
+  if item.kind == "coil" then
+    ok, err, code = self.bus:write_coil(self.unit, item.address, regs)
+  elseif #regs == 1 and not item.fc16 then
+    ok, err, code = self.bus:write_register(self.unit, item.address, regs[1])
+  else
+    ok, err, code = self.bus:write_registers(self.unit, item.address, regs)
+  end
+  if not ok then
+    return nil, format("%s: writing %s: %s", self.id, name, err), code
+  end
+  return true
+end
+
+local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
+
+function Device:describe()
+  if self._description then return self._description end
+  local profile = self.profile
+  local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
+  for _, field in ipairs(info_fields) do
+    local spec = (profile.info or {})[field]
+    if type(spec) == "string" then
+      d[field] = spec
+    elseif spec ~= nil then
+      local item = source_item(format("profile %s, info.%s", profile.name, field), spec)
+      local data, err, code = self.bus[reader[item.kind]](self.bus, self.unit, item.address, item.count)
+      if data then
+        item.point = { name = field, type = item.type == "string" and "string" or "integer" }
+        local v = decode(item, data)
+        d[field] = v ~= nil and tostring(v) or nil
+      elseif not not_implemented[code] then
+        return nil, format("%s: reading %s: %s", self.id, field, err), code
+      end
+    end
+  end
+  self._description = d
+  return d
+end
+
+function Device:online()
+  return self._online
+end
+
+function Device:close()
+  if self.own_bus and self.bus then
+    self.bus:close()
+  end
+  self.bus = nil
+end
+
+Device.__close = Device.close
+
+function Device:__tostring()
+  return format("modbus device %s (%s)", self.id, self.profile.name or "?")
+end
+
+--- open(profile, target [, opts]) -> device, or nil, message, code
+function M.open(profile, target, opts)
+  opts = opts or {}
+  local items, list = {}, {}
+  for _, p in ipairs(profile.points) do
+    local item = check_point(profile.name or "?", p)
+    if items[p.name] then
+      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 2)
+    end
+    items[p.name] = item
+    list[#list + 1] = item
+  end
+  local reads, perr = planner.plan(list, {
+    max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
+  })
+  if not reads then
+    error(format("profile %s: %s", profile.name or "?", perr), 2)
+  end
+  local bus, own_bus = target, false
+  if type(target) == "string" then
+    local err, code
+    bus, err, code = modbus.open(target, { timeout = opts.timeout })
+    if not bus then return nil, err, code end
+    own_bus = true
+  elseif type(target) ~= "userdata" then
+    error("modbus device: target must be a Modbus address such as 'tcp://host:502?unit=1' or an open bus", 2)
+  end
+  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
+  if not id:match("^[a-z0-9_]+$") then
+    error(format("modbus device: id '%s' must be lowercase letters, digits and _", id), 2)
+  end
+  return setmetatable({
+    id = id, profile = profile, bus = bus, own_bus = own_bus,
+    unit = opts.unit or bus:default_unit(), items = items, reads = reads, _online = false,
+  }, Device)
+end
+
+-- }=====
+
+-- {===== simulator =====
+
+local Sim = {}
+Sim.__index = Sim
+
+--- sim:set(name, value) puts a point's value into the served registers.
+function Sim:set(name, value)
+  local item = self.items[name] or error("simulate: no point " .. tostring(name), 2)
+  local regs = is_bits[item.kind] and { value and true or false } or assert(encode(item, value))
+  self.server:set(self.unit, item.kind, item.address, regs)
+end
+
+--- sim:get(name) -> the value the registers hold now (after writes from clients).
+function Sim:get(name)
+  local item = self.items[name] or error("simulate: no point " .. tostring(name), 2)
+  return decode(item, self.server:get(self.unit, item.kind, item.address, item.count))
+end
+
+function Sim:url() return self.server:url() end
+function Sim:port() return self.server:port() end
+function Sim:close() self.server:close() end
+Sim.__close = Sim.close
+
+--- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
+--- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
+--- with opts.values = {point = value} and opts.info = {serial = "..."}
+--- (for info fields the profile reads from registers); opts.unit (1),
+--- opts.on_write / opts.on_read as for md.modbus.serve.
+function M.simulate(profile, url, opts)
+  opts = opts or {}
+  profile = require("moondog.devices").load(profile)
+  local unit = opts.unit or 1
+  local server, err, code = modbus.serve(url, {
+    units = { unit }, on_write = opts.on_write, on_read = opts.on_read,
+  })
+  if not server then return nil, err, code end
+  local sim = setmetatable({ server = server, unit = unit, items = {} }, Sim)
+  for _, p in ipairs(profile.points) do
+    sim.items[p.name] = check_point(profile.name or "?", p)
+  end
+  for name, value in pairs(opts.values or {}) do
+    sim:set(name, value)
+  end
+  for field, value in pairs(opts.info or {}) do
+    local spec = (profile.info or {})[field]
+    if type(spec) == "table" then
+      local item = source_item("simulate info." .. field, spec)
+      server:set(unit, item.kind, item.address, codec.encode(value, item.type, item.order,
+        item.type == "string" and item.count or nil))
+    end
+  end
+  return sim
+end
+
+-- }=====
+
+return M
