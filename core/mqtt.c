@@ -730,6 +730,7 @@ static int configure(md_mqtt *m, const md_mqtt_config *cfg, char *err, size_t er
     mq.int_option(q, MOSQ_OPT_PROTOCOL_VERSION,
                   cfg->protocol == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
     mq.int_option(q, MOSQ_OPT_SEND_MAXIMUM, cfg->max_inflight);
+    mq.int_option(q, MOSQ_OPT_TCP_NODELAY, 1);
     if (cfg->username && mq.username_pw_set(q, cfg->username, cfg->password)) {
         snprintf(err, errlen, "invalid username or password (they must be UTF-8)");
         return -1;

@@ -94,6 +94,7 @@ local function conf_text(self)
     "log_type notice",
     "log_type information",
     "connection_messages true",
+    "set_tcp_nodelay true",
   }
   if self.persistence then
     lines[#lines + 1] = "persistence true"

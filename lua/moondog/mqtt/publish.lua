@@ -101,8 +101,11 @@ local function differs(a, b, deadband)
   return a ~= b
 end
 
--- Publish one point's value if the policy says so (or force).
-local function consider(self, e, p, v, now, force)
+-- Publish one point's value if the policy says so (or force). The clock
+-- is read per point: a slow read earlier in the cycle must not make a
+-- point look older or younger than it is.
+local function consider(self, e, p, v, force)
+  local now = md.now()
   local last = e.last[p.name]
   if p.state_class == "total_increasing" and v == 0 and last and type(last.value) == "number"
       and last.value > 0 then
@@ -150,10 +153,9 @@ local function cycle(self, e, force_point)
   end
   if not e.announced then announce(self, e) end
   set_available(self, e, true)
-  local now = md.now()
   for _, p in ipairs(e.dev.profile.points) do
     local v = values[p.name]
-    if v ~= nil then consider(self, e, p, v, now, p.name == force_point) end
+    if v ~= nil then consider(self, e, p, v, p.name == force_point) end
   end
   if self.json then
     self:send(format("%s/%s", self.prefix, e.dev.id), cjson.encode(values), false)
