@@ -281,13 +281,12 @@ local function walk(w, read)
         truncate(w, addr, count, err)
         return true
       end
-      if mode == "per_model" and w.mode ~= "per_model" then
-        w.no_cross_model = true
-        log.info("sunspec %s: reading %s was refused (%s); reading one model at a time",
-          w.where, span_label(w, addr, count), err)
+      if mode == "per_model" and w.mode ~= "per_model" then -- confirmed by the next read
+        w.cross_refused = format("reading %s was refused (%s)", span_label(w, addr, count), err)
       end
       w.mode = mode
     else
+      if w.mode == "per_model" then w.no_cross_model = w.cross_refused end
       if #w.blocks == 0 and (w.mem[w.base] == nil) then
         remember(w, addr, bytes)
         if w.mem[w.base] ~= 0x5375 or w.mem[w.base + 1] ~= 0x6E53 then
@@ -328,9 +327,12 @@ function M.run(read, opts)
     local w = new_walk(base, opts.max or plan.MAX, where)
     local ok, err, code = walk(w, read)
     if ok then
+      if w.no_cross_model then
+        log.info("sunspec %s: %s; read one model at a time", where, w.no_cross_model)
+      end
       return {
         base = base, models = w.entries, blocks = w.blocks, warnings = w.warnings,
-        no_cross_model = w.no_cross_model, truncated = w.truncated, end_at = w.end_at,
+        no_cross_model = w.no_cross_model ~= nil, truncated = w.truncated, end_at = w.end_at,
       }
     elseif ok == nil then
       return nil, err, code
