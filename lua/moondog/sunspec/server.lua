@@ -68,7 +68,8 @@ Server.__index = Server
 
 -- Scale factors the simulator picks when none is given, by the units of
 -- the points that use them: two decimals for currents and frequency, one
--- for voltages, temperatures and percentages, whole watts otherwise.
+-- for voltages, temperatures and percentages ("Pct", "% WMax"), whole
+-- watts otherwise.
 local default_sf = { A = -2, Hz = -2, V = -1, C = -1, Pct = -1, PF = -2, ["cos()"] = -3 }
 
 -- Values a device of any model with these points would show at rest.
@@ -260,7 +261,8 @@ local function default_values(self, m)
     if p.type == "count" and d[s.path] == nil then
       d[s.path] = instances_beside(m.inst, s)
     elseif s.sf and d[s.sf.path] == nil then
-      d[s.sf.path] = default_sf[p.units] or 0
+      local units = p.units or ""
+      d[s.sf.path] = default_sf[units] or (units:match("^%%") or units:match("^Pct")) and -1 or 0
     elseif p.mandatory and d[s.path] == nil and p.name ~= "ID" and p.name ~= "L" then
       if p.symbols and p.type:match("^enum") then
         d[s.path] = p.symbols[1].value
@@ -436,8 +438,11 @@ local function build(self, opts)
   for i, m in ipairs(self.models) do
     if m.inst then
       local spec = spec_of(opts.models[i], i)
-      apply_values(self, m, default_values(self, m), 3)
-      if spec.raw then apply_raw(self, m, spec.raw) end
+      if spec.raw then -- a device image: exactly what it says, no defaults
+        apply_raw(self, m, spec.raw)
+      else
+        apply_values(self, m, default_values(self, m), 3)
+      end
       local given = self:model(m.id) == m and (spec_values[m.id] or spec_values[m.name])
       if given then apply_values(self, m, flatten(given, "", {}), 3) end
       if spec.values then apply_values(self, m, flatten(spec.values, "", {}), 3) end
