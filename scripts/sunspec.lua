@@ -131,19 +131,26 @@ local function print_text(dev)
   io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
-local function json_object(tree)
-  local parts = {}
-  local points = {}
+-- "Name":value of each point of a group instance.
+local function points_json(tree)
+  local members = {}
   for _, pt in ipairs(tree.points) do
-    points[#points + 1] = cjson.encode(pt.name) .. ":" .. json_value(pt.value, pt.point)
+    members[#members + 1] = cjson.encode(pt.name) .. ":" .. json_value(pt.value, pt.point)
   end
-  parts[#parts + 1] = '"points":{' .. table.concat(points, ",") .. "}"
+  return members
+end
+
+-- "group":[{...}, ...] of each repeating group; instances are objects of
+-- their points and their own groups. Appended to `into`.
+local function groups_json(tree, into)
   for _, g in ipairs(tree.groups) do
     local list = {}
-    for i, inst in ipairs(g.instances) do list[i] = json_object(inst) end
-    parts[#parts + 1] = cjson.encode(g.name) .. ":[" .. table.concat(list, ",") .. "]"
+    for i, inst in ipairs(g.instances) do
+      list[i] = "{" .. table.concat(groups_json(inst, points_json(inst)), ",") .. "}"
+    end
+    into[#into + 1] = cjson.encode(g.name) .. ":[" .. table.concat(list, ",") .. "]"
   end
-  return "{" .. table.concat(parts, ",") .. "}"
+  return into
 end
 
 local function model_json(m)
@@ -152,7 +159,9 @@ local function model_json(m)
   if m.raw then
     return format('{%s,"points":{},"registers":[%s]}', head, table.concat(m.registers, ","))
   end
-  return "{" .. head .. "," .. json_object(m:tree()):sub(2)
+  local tree = m:tree()
+  local parts = groups_json(tree, { head, '"points":{' .. table.concat(points_json(tree), ",") .. "}" })
+  return "{" .. table.concat(parts, ",") .. "}"
 end
 
 local function print_json(dev)

@@ -183,9 +183,12 @@ function M.float_text(v, single)
   return format("%.17g", v)
 end
 
---- Text of a number: integers as they are, floats in the shortest exact form.
+--- Text of a number: integers, and floats with an integral value (a
+--- scaled 230.0 V), as integers; other floats in the shortest exact form.
 function M.number_text(v, single)
   if math.type(v) == "integer" then return format("%d", v) end
+  local i = math.tointeger(v)
+  if i and math.abs(v) < 2 ^ 53 then return format("%d", i) end
   return M.float_text(v, single)
 end
 

@@ -275,6 +275,11 @@ function M.input(s, v)
     return nil, format("%s must be one of %s, not %s", s.path, table.concat(names, ", "),
       tostring(v)), "range"
   end
+  if p.type:match("^bitfield") and type(v) == "string" then
+    local list = {}
+    for name in v:gmatch("[^,%s]+") do list[#list + 1] = name end
+    v = list -- "A,B" as from a command line
+  end
   if p.type:match("^bitfield") and type(v) == "table" then
     local n = 0
     for _, name in ipairs(v) do
