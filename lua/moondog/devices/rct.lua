@@ -1,0 +1,322 @@
+-- moondog.devices.rct: the driver for RCT Power device profiles
+-- (protocol = "rct"; see devices/README.md for the device object).
+--
+--   local dev = assert(md.devices.open("rct_power", "192.168.1.60:8899"))
+--   local values = dev:read()          -- {battery_soc = 62, grid_power = 120, ...}
+--   dev:write("battery_soc_min", 10)   -- 10 % -> power_mng.soc_min = 0.1
+--
+-- A point's source is an RCT object name from devices/rct/registry.lua.
+-- `scale` multiplies what the device sends (writes divide). FLOAT objects
+-- arrive as float32 and are first rounded to the shortest decimal of that
+-- float32 (0.62, not 0.62000000476837), so 0.62 * 100 reads 62. Enum
+-- points read as the registry's symbols; a profile need not list their
+-- options, the driver fills them in from the registry. Writable points must
+-- be writable in the registry too (moondog's rule, see there), else the
+-- profile is refused when opened.
+--
+-- read() asks for every point at once (one round trip, see
+-- moondog.rct.client). A point that gets no answer or a bad one is left out
+-- of the result; when no point answers, read() fails (nil, message, code)
+-- and the device is offline.
+--
+-- open(profile, target, opts): target is "host[:port]" (port 8899 by
+-- default) or an md.rct client to share; opts.id, opts.timeout,
+-- opts.retries. Opening never waits for the device: the first read
+-- connects (and every read after a drop reconnects).
+--
+-- simulate(profile, "127.0.0.1:0", {values = {point = value}}) serves a
+-- device (md.rct.serve) whose objects hold those point values.
+
+local rct = require "moondog.rct"
+local registry = require "moondog.rct.registry"
+local point = require "moondog.devices.point"
+
+local M = {}
+
+local format = string.format
+
+-- {===== profile checking =====
+
+-- Unique symbols of an enum, in value order, and symbol -> value.
+local function enum_options(e)
+  local keys = {}
+  for k in pairs(e.enum) do
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local options, codes, seen = {}, {}, {}
+  for _, k in ipairs(keys) do
+    local symbol = e.enum[k]
+    if not seen[symbol] then
+      seen[symbol] = true
+      options[#options + 1] = symbol
+      codes[symbol] = k
+    end
+  end
+  return options, codes
+end
+
+-- The point with what the registry knows filled in; raises on a broken
+-- profile (it is part of the program).
+local function check_point(profile_name, p)
+  local where = format("profile %s, point %s", profile_name, tostring(p.name))
+  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
+    error(format("%s: name must be lowercase letters, digits and _", where), 0)
+  end
+  if type(p.source) ~= "string" then
+    error(format("%s: source must be an RCT object name", where), 0)
+  end
+  local e = registry.get(p.source)
+  if not e then
+    error(format("%s: '%s' is not in the RCT registry", where, p.source), 0)
+  end
+  if p.writable and not e.writable then
+    error(format("%s: %s is not writable in devices/rct/registry.lua", where, e.name), 0)
+  end
+  local copy = {}
+  for k, v in pairs(p) do
+    copy[k] = v
+  end
+  local item = { point = copy, entry = e }
+  if point.kind(p) == "enum" then
+    if not e.enum then
+      error(format("%s: %s is not an enumeration", where, e.name), 0)
+    end
+    local options, codes = enum_options(e)
+    copy.options = p.options or options
+    item.codes = codes
+  end
+  return item
+end
+
+-- }=====
+
+-- {===== values =====
+
+local function decode(item, raw)
+  local p = item.point
+  local kind = point.kind(p)
+  if kind == "enum" then
+    return item.entry.enum[raw]
+  elseif kind == "bool" then
+    if type(raw) == "boolean" then return raw end
+    return raw ~= 0
+  elseif kind == "string" then
+    return tostring(raw)
+  end
+  if type(raw) ~= "number" then
+    return nil -- a log or structure: not a point value
+  end
+  local v = rct.tidy(raw)
+  if p.scale and p.scale ~= 1 then
+    -- 15 significant digits hide the binary noise of the multiplication.
+    v = tonumber(format("%.15g", v * p.scale))
+  end
+  return v
+end
+
+-- A checked point value -> the object's value.
+local function encode(item, value)
+  local p = item.point
+  local kind = point.kind(p)
+  if kind == "enum" then
+    return item.codes[value]
+  elseif kind == "bool" then
+    return item.entry.type == "BOOL" and value or (value and 1 or 0)
+  end
+  if type(value) == "number" and p.scale and p.scale ~= 1 then
+    value = value / p.scale
+  end
+  if item.entry.type ~= "FLOAT" and type(value) == "number" then
+    value = math.tointeger(math.floor(value + 0.5))
+  end
+  return value
+end
+
+-- }=====
+
+-- {===== the device =====
+
+local Device = {}
+Device.__index = Device
+
+function Device:read()
+  local values, errors = self.client:read_many(self.sources)
+  local out, answered = {}, false
+  for _, item in ipairs(self.list) do
+    local raw = values[item.point.source]
+    if raw ~= nil then
+      answered = true
+      out[item.point.name] = decode(item, raw)
+    end
+  end
+  if not answered and errors then
+    local _, first = next(errors)
+    self._online = false
+    return nil, format("%s: %s", self.id, first.message), first.code
+  end
+  self._online = true
+  return out
+end
+
+function Device:write(name, value)
+  local item = self.items[name]
+  if not item then
+    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
+  end
+  local v, err, code = point.check(item.point, value)
+  if v == nil then
+    return nil, format("%s: %s", self.id, err), code
+  end
+  local ok, werr, wcode = self.client:write(item.entry.name, encode(item, v))
+  if not ok then
+    return nil, format("%s: writing %s: %s", self.id, name, werr), wcode
+  end
+  return true
+end
+
+local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
+
+function Device:describe()
+  if self._description then return self._description end
+  local profile = self.profile
+  local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
+  local keys, fields = {}, {}
+  for _, field in ipairs(info_fields) do
+    local source = (profile.info or {})[field]
+    if source then
+      keys[#keys + 1] = source
+      fields[#fields + 1] = field
+    end
+  end
+  if #keys > 0 then
+    local values, errors = self.client:read_many(keys)
+    if errors and next(values) == nil then
+      local _, first = next(errors)
+      return nil, format("%s: %s", self.id, first.message), first.code
+    end
+    for i, field in ipairs(fields) do
+      local v = values[keys[i]]
+      if v ~= nil and v ~= "" then
+        d[field] = tostring(v)
+      end
+    end
+  end
+  self._description = d
+  return d
+end
+
+function Device:online()
+  return self._online
+end
+
+function Device:close()
+  if self.own_client and self.client then
+    self.client:close()
+  end
+  self.client = nil
+end
+
+Device.__close = Device.close
+
+function Device:__tostring()
+  return format("rct device %s (%s)", self.id, self.profile.name or "?")
+end
+
+local function prepare(profile)
+  local items, list, points, sources = {}, {}, {}, {}
+  for i, p in ipairs(profile.points) do
+    local item = check_point(profile.name or "?", p)
+    if items[p.name] then
+      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 3)
+    end
+    items[p.name] = item
+    list[i] = item
+    points[i] = item.point
+    sources[i] = item.point.source
+  end
+  local copy = {}
+  for k, v in pairs(profile) do
+    copy[k] = v
+  end
+  copy.points = points
+  return copy, items, list, sources
+end
+
+--- open(profile, target [, opts]) -> device
+function M.open(profile, target, opts)
+  opts = opts or {}
+  local filled, items, list, sources = prepare(profile)
+  local client, own = target, false
+  if type(target) == "string" then
+    local host, port = rct.parse_target(target)
+    if not host then
+      error("rct device: " .. port, 2)
+    end
+    client = rct.client(host, port, { timeout = opts.timeout, retries = opts.retries })
+    own = true
+  elseif getmetatable(target) ~= require("moondog.rct.client").Client then
+    error("rct device: target must be 'host[:port]' or an md.rct client", 2)
+  end
+  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
+  if not id:match("^[a-z0-9_]+$") then
+    error(format("rct device: id '%s' must be lowercase letters, digits and _", id), 2)
+  end
+  return setmetatable({
+    id = id, profile = filled, client = client, own_client = own,
+    items = items, list = list, sources = sources, _online = false,
+  }, Device)
+end
+
+-- }=====
+
+-- {===== simulator =====
+
+local Sim = {}
+Sim.__index = Sim
+
+--- sim:set(point, value) makes the device answer that point value.
+function Sim:set(name, value)
+  local item = self.items[name] or error("simulate: no point " .. tostring(name), 2)
+  self.server:set(item.entry.name, encode(item, value))
+end
+
+--- sim:get(point) -> the point value the device holds now (after writes).
+function Sim:get(name)
+  local item = self.items[name] or error("simulate: no point " .. tostring(name), 2)
+  return decode(item, self.server:get(item.entry.name))
+end
+
+function Sim:port() return self.server:port() end
+function Sim:target() return "127.0.0.1:" .. self.server:port() end
+function Sim:close() self.server:close() end
+Sim.__close = Sim.close
+
+--- simulate(profile, target [, opts]) -> simulator, or nil, message, code.
+--- target "host:port" to listen on ("127.0.0.1:0" picks a port);
+--- opts.values = {point = value}; opts.info = {serial = "..."} sets the
+--- objects the profile's info names; opts.faults as for md.rct.serve.
+function M.simulate(profile, target, opts)
+  opts = opts or {}
+  profile = require("moondog.devices").load(profile)
+  local host, port = (target or "127.0.0.1:0"):match("^(.*):(%d+)$")
+  local server, err, code = rct.serve({
+    host = host or "127.0.0.1", port = tonumber(port) or 0, faults = opts.faults,
+    on_write = opts.on_write,
+  })
+  if not server then return nil, err, code end
+  local _, items = prepare(profile)
+  local sim = setmetatable({ server = server, items = items }, Sim)
+  for name, value in pairs(opts.values or {}) do
+    sim:set(name, value)
+  end
+  for field, value in pairs(opts.info or {}) do
+    local source = (profile.info or {})[field]
+    if source then server:set(source, value) end
+  end
+  return sim
+end
+
+-- }=====
+
+return M

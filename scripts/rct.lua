@@ -1,0 +1,315 @@
+-- moondog rct: read RCT Power devices, search the object registry and run
+-- a simulated device from the shell.
+--
+--   moondog rct read-value --host H [--port 8899] (--name NAME | --id 0xID) [--verbose]
+--   moondog rct list [PATTERN]
+--   moondog rct serve [--port P] [--host H]
+--
+-- read-value prints only the value on stdout, so that scripts can use it;
+-- --verbose puts id, name, type and unit around it. Diagnostics go to
+-- stderr. Exit codes: 0 done, 1 the device or the connection failed (one
+-- line saying what and what to try), 2 the command line is wrong.
+
+local md = require "moondog"
+local rct = require "moondog.rct"
+local registry = require "moondog.rct.registry"
+
+local format = string.format
+local TOOL = "moondog rct"
+
+-- {===== output and exits =====
+
+local function say(fmt, ...)
+  io.stderr:write(format(fmt, ...), "\n")
+end
+
+local function usage_error(cmd, fmt, ...)
+  local who = cmd and (TOOL .. " " .. cmd) or TOOL
+  say("%s: %s", who, format(fmt, ...))
+  say("Try '%s --help'.", who)
+  io.stdout:flush()
+  md.exit(2)
+end
+
+local hints = {
+  refused = "is the device on, and is this its address? RCT devices listen on port 8899",
+  unreachable = "is the host reachable? check the address and the network",
+  connect_timeout = "is the host reachable? check the address and the network",
+  connect = "check the address",
+  timeout = "the device did not answer: it may be busy with another client (RCT devices serve few "
+    .. "at a time), or it does not know this object; try again or raise --timeout",
+  connection_lost = "the device dropped the connection: it serves few clients at a time; "
+    .. "close the vendor app or other tools and try again",
+  malformed = "the device answered with bytes that do not fit the object's type: try again "
+    .. "(devices cut answers short when another client interrupts)",
+}
+
+local function io_error(err, code)
+  local hint = hints[code]
+  say("%s: %s%s", TOOL, tostring(err), hint and (" — " .. hint) or "")
+  io.stdout:flush()
+  md.exit(1)
+end
+
+local function show_help(text)
+  io.stdout:write(text)
+  io.stdout:flush()
+  md.exit(0)
+end
+
+-- }=====
+
+-- {===== options =====
+
+-- spec: name = {arg = "WHAT"} (takes a value) or {} (a flag). Accepts
+-- --opt value, --opt=value and the short forms in spec.short.
+local function parse_args(cmd, args, spec)
+  local opts, pos = {}, {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a:sub(1, 1) ~= "-" or a == "-" then
+      pos[#pos + 1] = a
+    else
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:match("^%-%-(.+)$") or a:match("^%-(.)$")
+      name = spec.short and spec.short[name] or name
+      local s = name and spec[name]
+      if not s or name == "short" then
+        usage_error(cmd, "unknown option '%s'", a)
+      end
+      if s.arg and value == nil then
+        i = i + 1
+        value = args[i]
+        if value == nil then
+          usage_error(cmd, "option --%s needs a value (%s)", name, s.arg)
+        end
+      elseif not s.arg and value ~= nil then
+        usage_error(cmd, "option --%s takes no value", name)
+      end
+      if opts[name] ~= nil then
+        usage_error(cmd, "option --%s given twice", name)
+      end
+      opts[name] = s.arg and value or true
+    end
+    i = i + 1
+  end
+  return opts, pos
+end
+
+local function port_opt(cmd, text, lo)
+  local p = math.tointeger(tonumber(text))
+  if not p or p < lo or p > 65535 then
+    usage_error(cmd, "--port must be an integer %d..65535, got '%s'", lo, text)
+  end
+  return p
+end
+
+local function timeout_opt(cmd, text)
+  local t = tonumber(text)
+  if not t or t <= 0 or t > 3600 then
+    usage_error(cmd, "--timeout must be seconds, 0 < S <= 3600 (e.g. 0.5), got '%s'", text)
+  end
+  return t
+end
+
+-- }=====
+
+-- {===== values as text =====
+
+local function value_text(v, entry)
+  local t = type(v)
+  if t == "boolean" then
+    return tostring(v)
+  elseif t == "number" then
+    if math.type(v) == "integer" then
+      return format("%d", v)
+    end
+    v = rct.tidy(v)
+    if v ~= v then return "nan" end
+    if v == math.huge then return "inf" end
+    if v == -math.huge then return "-inf" end
+    return format("%.9g", v)
+  elseif t == "table" then
+    return require("cjson").encode(v)
+  elseif entry then
+    return v -- a STRING object
+  end
+  return (v:gsub(".", function(c) return format("%02x", c:byte()) end)) -- raw bytes: hex
+end
+
+-- }=====
+
+-- {===== read-value =====
+
+local read_help = [=[
+usage: moondog rct read-value --host HOST [--port 8899] (--name NAME | --id 0xID)
+                              [--verbose] [--timeout S] [--retries N]
+
+Reads one object from an RCT Power device and prints its value alone on
+stdout: a number, true/false, or text (objects the registry does not know:
+their raw bytes in hex; structures: JSON). --verbose prints
+"ID  NAME  TYPE  VALUE [UNIT]" instead. Enumerations print their number;
+--verbose adds the symbol.
+
+  --host H        the device (an IP address or name)
+  --port P        its TCP port (default 8899)
+  --name NAME     the object by registry name, e.g. battery.soc
+  --id 0xID       the object by id, e.g. 0x959930BF (also ids not in the registry)
+  --timeout S     seconds to wait for the answer (default 2)
+  --retries N     tries after a timeout or a garbled answer (default 2)
+  -v, --verbose   id, name, type and unit around the value
+
+Find names with `moondog rct list PATTERN`.
+]=]
+
+local function cmd_read_value(args)
+  local o, pos = parse_args("read-value", args, {
+    host = { arg = "HOST" }, port = { arg = "PORT" }, name = { arg = "NAME" }, id = { arg = "0xID" },
+    verbose = {}, timeout = { arg = "S" }, retries = { arg = "N" }, help = {},
+    short = { v = "verbose", h = "help" },
+  })
+  if o.help then show_help(read_help) end
+  if #pos > 0 then usage_error("read-value", "unexpected argument '%s'", pos[1]) end
+  if not o.host then usage_error("read-value", "missing --host (the device's address)") end
+  if (o.name == nil) == (o.id == nil) then
+    usage_error("read-value", "give exactly one of --name NAME and --id 0xID")
+  end
+  local entry, key
+  if o.id then
+    key = registry.parse_id(o.id) or math.tointeger(tonumber(o.id))
+    if not key or key < 0 or key > 0xFFFFFFFF then
+      usage_error("read-value", "--id must be a 32-bit id such as 0x959930BF, got '%s'", o.id)
+    end
+    entry = registry.get(key)
+  else
+    entry = registry.get(o.name)
+    if not entry then
+      local similar = registry.search(o.name:match("[%w_]+$") or o.name)
+      usage_error("read-value", "no object named '%s' in the registry%s", o.name,
+        #similar > 0 and #similar <= 5 and (" (did you mean " .. similar[1].name .. "?)") or "")
+    end
+    key = entry.id
+  end
+  local retries = o.retries and math.tointeger(tonumber(o.retries))
+  if o.retries and (not retries or retries < 0 or retries > 10) then
+    usage_error("read-value", "--retries must be 0..10, got '%s'", o.retries)
+  end
+  local client = rct.client(o.host, o.port and port_opt("read-value", o.port, 1) or 8899, {
+    timeout = o.timeout and timeout_opt("read-value", o.timeout), retries = retries,
+  })
+  local value, err, code = client:read(key)
+  client:close()
+  if value == nil then
+    io_error(err, code)
+  end
+  local text = value_text(value, entry)
+  if o.verbose then
+    local symbol = registry.symbol(entry, value)
+    io.stdout:write(format("%s  %s  %s  %s%s%s\n", registry.hex(key), entry and entry.name or "(unknown)",
+      entry and entry.response or "raw", text, symbol and (" (" .. symbol .. ")") or "",
+      entry and entry.unit and (" " .. entry.unit) or ""))
+  else
+    io.stdout:write(text, "\n")
+  end
+end
+
+-- }=====
+
+-- {===== list =====
+
+local list_help = [=[
+usage: moondog rct list [PATTERN]
+
+Lists the RCT objects whose name contains PATTERN (any case; all without
+one): id, name, type (request>answer when they differ), unit, and "rw"
+for the objects moondog may write. Exits 1 when nothing matches.
+]=]
+
+local function cmd_list(args)
+  local o, pos = parse_args("list", args, { help = {}, short = { h = "help" } })
+  if o.help then show_help(list_help) end
+  if #pos > 1 then usage_error("list", "give one PATTERN at most (quote it if it has spaces)") end
+  local found = registry.search(pos[1])
+  if #found == 0 then
+    say("%s list: no object name contains '%s'", TOOL, pos[1])
+    md.exit(1)
+  end
+  local types, wname, wtype, wunit = {}, 0, 0, 0
+  for i, e in ipairs(found) do
+    types[i] = e.type == e.response and e.type or (e.type .. ">" .. e.response)
+    wname, wtype = math.max(wname, #e.name), math.max(wtype, #types[i])
+    wunit = math.max(wunit, utf8.len(e.unit or "") or 0)
+  end
+  local out = {}
+  for i, e in ipairs(found) do
+    local unit = e.unit or ""
+    local line = format("%s  %-" .. wname .. "s  %-" .. wtype .. "s  %s%s  %s", registry.hex(e.id), e.name,
+      types[i], unit, (" "):rep(wunit - (utf8.len(unit) or #unit)), e.writable and "rw" or "")
+    out[i] = line:gsub("%s+$", "")
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
+end
+
+-- }=====
+
+-- {===== serve =====
+
+local serve_help = [=[
+usage: moondog rct serve [--port P] [--host H]
+
+Runs a simulated RCT Power device until Ctrl-C: it answers reads of every
+registry object with a plausible value and accepts writes to writable
+objects. Prints "HOST:PORT" on stdout once it listens.
+
+  --port P   TCP port (default 8899; 0 picks a free one)
+  --host H   address to listen on (default 127.0.0.1; * for every address)
+]=]
+
+local function cmd_serve(args)
+  local o, pos = parse_args("serve", args, { port = { arg = "P" }, host = { arg = "H" }, help = {},
+    short = { h = "help" } })
+  if o.help then show_help(serve_help) end
+  if #pos > 0 then usage_error("serve", "unexpected argument '%s'", pos[1]) end
+  local port = o.port and port_opt("serve", o.port, 0) or 8899
+  local host = o.host or "127.0.0.1"
+  local sim, err, code = rct.serve({ host = host, port = port })
+  if not sim then
+    local hint = code == "in_use" and " — another program listens there; pick another --port (0: any)"
+      or code == "permission" and " — ports below 1024 need root"
+      or ""
+    say("%s serve: %s%s", TOOL, tostring(err), hint)
+    md.exit(1)
+  end
+  io.stdout:write(format("%s:%d\n", host, sim:port()))
+  io.stdout:flush()
+  md.log.info("simulated RCT Power device on %s:%d; Ctrl-C stops", host, sim:port())
+end
+
+-- }=====
+
+local help = [=[
+usage: moondog rct COMMAND [options]
+
+  read-value   read one object from a device and print its value
+  list         search the object registry by name
+  serve        run a simulated device
+
+"moondog rct COMMAND --help" explains each command. Exit codes: 0 done,
+1 the device or the connection failed, 2 the command line is wrong.
+]=]
+
+local commands = { ["read-value"] = cmd_read_value, list = cmd_list, serve = cmd_serve }
+
+local args = { ... }
+local cmd = args[1]
+if cmd == nil then
+  io.stderr:write(help)
+  md.exit(2)
+elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
+  show_help(help)
+elseif not commands[cmd] then
+  usage_error(nil, "unknown command '%s' (expected read-value, list or serve)", cmd)
+end
+commands[cmd](table.move(args, 2, #args, 1, {}))
+io.stdout:flush()
