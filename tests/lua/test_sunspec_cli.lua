@@ -147,7 +147,8 @@ T.test("device failures exit 1 with one line on stderr", function()
   local m <close> = T.start(dir, "modbus", format(
     "%s modbus serve tcp://127.0.0.1:0 --strict --regs /dev/null", q(md.paths.exe)))
   local murl = m:first_line()
-  _, err, code = cli(dir, "scan " .. murl .. " --timeout 2")
+  out, err, code = cli(dir, "scan " .. murl .. " --timeout 2")
+  T.eq(out, "", "stdout")
   T.eq(code, 1, "exit code: " .. err)
   one_line(err, "no SunSpec device at " .. murl, "not SunSpec")
   for _, base in ipairs({ "40000 (", "0 (", "50000 (" }) do
