@@ -74,3 +74,6 @@ kill $srv; wait $srv 2>/dev/null || true; rm -f "$srv_out"
 echo
 echo "== SunSpec points decoded per second: codec.decode against point-by-point md.modbus.decode"
 ./moondog tests/bench/sunspec_codec.lua
+
+echo
+./moondog tests/bench/sunspec.lua

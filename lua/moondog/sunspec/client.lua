@@ -638,8 +638,12 @@ function M.open(target, opts)
   local where = format("%s unit %d", bus:url(), unit)
   local ropts = { raw = true, timeout = opts.timeout }
   local wopts = { timeout = opts.timeout }
+  local counters = { reads = 0, registers = 0 } -- what this device moved, for benchmarks
   local function read(addr, count)
-    return bus:read_holding(unit, addr, count, ropts)
+    counters.reads = counters.reads + 1
+    local bytes, err, code = bus:read_holding(unit, addr, count, ropts)
+    if bytes then counters.registers = counters.registers + count end
+    return bytes, err, code
   end
   local found, err, code = discover.run(read, {
     bases = opts.base and { opts.base }, max = opts.max_regs, where = where,
@@ -651,7 +655,7 @@ function M.open(target, opts)
   local dev = setmetatable({
     bus = bus, unit = unit, where = where, base = found.base, models = {},
     warnings = found.warnings, no_cross_model = found.no_cross_model or false,
-    truncated = found.truncated or false, max_regs = opts.max_regs or plan.MAX,
+    truncated = found.truncated or false, max_regs = opts.max_regs or plan.MAX, counters = counters,
     _own_bus = own and bus or nil, _plans = {}, _read = read,
     _write = function(addr, regs) return bus:write_registers(unit, addr, regs, wopts) end,
   }, Device)
