@@ -497,12 +497,6 @@ local function runs(items)
   return list
 end
 
-local function registers_of(bytes)
-  local regs = {}
-  for i = 1, #bytes // 2 do regs[i] = string.unpack(">I2", bytes, 2 * i - 1) end
-  return regs
-end
-
 local function names_of(r)
   local names = {}
   for i, it in ipairs(r.items) do names[i] = it.slot.path end
@@ -574,7 +568,7 @@ function Model:write(a, b, c)
   local dev = self.device
   local list = runs(items)
   for _, r in ipairs(list) do
-    ok, err, code = dev._write(r.addr, registers_of(r.bytes))
+    ok, err, code = dev._write(r.addr, layout.to_registers(r.bytes))
     if not ok then
       return nil, format("sunspec %s: writing %s of model %d (registers %d..%d) failed: %s",
         dev.where, names_of(r), self.id, r.addr, r.addr + r.count - 1, err), code

@@ -304,6 +304,20 @@ end
 
 -- }=====
 
+--- layout.to_registers(bytes) -> array of 16-bit register values.
+function M.to_registers(bytes)
+  local regs = {}
+  for i = 1, #bytes // 2 do regs[i] = string.unpack(">I2", bytes, 2 * i - 1) end
+  return regs
+end
+
+--- layout.to_bytes(regs) -> big-endian bytes of 16-bit register values.
+function M.to_bytes(regs)
+  local parts = {}
+  for i, r in ipairs(regs) do parts[i] = string.pack(">I2", r) end
+  return table.concat(parts)
+end
+
 --- layout.parse_path("module[2].DCW") -> {"module", 2, "DCW"}, or nil.
 --- Accepts the dotted form too: "module.2.DCW".
 function M.parse_path(path)

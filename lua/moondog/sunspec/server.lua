@@ -155,17 +155,7 @@ end
 
 -- {===== registers of the image =====
 
-local function bytes_to_regs(bytes)
-  local regs = {}
-  for i = 1, #bytes // 2 do regs[i] = string.unpack(">I2", bytes, 2 * i - 1) end
-  return regs
-end
-
-local function regs_to_bytes(regs)
-  local parts = {}
-  for i, r in ipairs(regs) do parts[i] = string.pack(">I2", r) end
-  return table.concat(parts)
-end
+local bytes_to_regs, regs_to_bytes = layout.to_registers, layout.to_bytes
 
 function Server:_bytes(addr, count)
   return regs_to_bytes(self.core:get(self.unit, "holding", addr, count))
