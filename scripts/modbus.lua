@@ -27,74 +27,20 @@ local TOOL = "moondog modbus"
 
 -- {===== output and exits =====
 
-local function say(fmt, ...)
-  io.stderr:write(format(fmt, ...), "\n")
-end
+local cli = require "moondog.cli"
+local C = cli.new(TOOL)
+
+-- Shared with the other tools (moondog.cli): one-line exits, hints, exact floats.
+local say, connect_codes, float_text = cli.say, cli.connect_codes, cli.float_text
 
 -- A command-line mistake: one line, a pointer to --help, exit code 2.
 local function usage_error(cmd, fmt, ...)
-  local who = cmd and (TOOL .. " " .. cmd) or TOOL
-  say("%s: %s", who, format(fmt, ...))
-  say("Try '%s --help'.", who)
-  io.stdout:flush()
-  md.exit(2)
+  C:usage_error(cmd, fmt, ...)
 end
-
--- What to try for each failure code of the client.
-local hints = {
-  refused = "is the device on and the port right?",
-  connect_timeout = "is the host reachable? check the address and the network",
-  unreachable = "is the host reachable? check the address and the network",
-  connect = "check the address",
-  no_device = "is the adapter plugged in? (ls /dev/serial/by-id)",
-  permission = "do you have access to the port? (add yourself to the dialout group)",
-  timeout = "check the unit id, the wiring and the line settings (baud, parity), or raise --timeout",
-  crc = "garbled answer: check the baud rate, parity and wiring, and that only one master talks",
-  malformed = "the answer made no sense: is this really a Modbus device, with this framing (tcp vs rtu+tcp)?",
-  wrong_transaction = "a late or foreign answer arrived: raise --timeout, or make sure no other "
-    .. "client shares the link",
-  wrong_unit = "another unit answered: is the unit id unique on the line?",
-  connection_lost = "the device or gateway dropped the connection: is it busy with another client?",
-  illegal_function = "the device does not support this function: try another --kind",
-  illegal_data_address = "the device has no such registers: check --address (0-based) and --kind",
-  illegal_data_value = "the device refused the value or the count: check the count and the value range",
-  server_device_failure = "the device failed to process the request: check its own status display or log",
-  server_device_busy = "the device is busy: try again later",
-  gateway_path_unavailable = "the gateway has no route to this unit: check the gateway's configuration",
-  gateway_target_failed = "the gateway got no answer from the unit: check the unit id and the serial side",
-}
-
-local connect_codes = {
-  refused = true, connect_timeout = true, unreachable = true, connect = true, no_device = true,
-  permission = true,
-}
 
 -- A device or I/O failure: one line with what failed and a hint, exit 1.
 local function io_error(url, err, code)
-  local msg = err
-  if connect_codes[code] then
-    local reason = tostring(err):match(":%s*([^:]+)$") or tostring(err)
-    msg = format("cannot connect to %s: %s", url, reason:lower())
-  end
-  local hint = hints[code]
-  say("%s: %s%s", TOOL, msg, hint and (" — " .. hint) or "")
-  io.stdout:flush()
-  md.exit(1)
-end
-
--- Shortest decimal text that reads back to the same float32 (or float64).
-local function float_text(v, single)
-  if v ~= v then return "nan" end
-  if v == math.huge then return "inf" end
-  if v == -math.huge then return "-inf" end
-  if math.type(v) == "integer" then return format("%d", v) end
-  for digits = 1, 17 do
-    local s = format("%." .. digits .. "g", v)
-    local back = tonumber(s)
-    if single then back = string.unpack("<f", string.pack("<f", back)) end
-    if back == v then return s end
-  end
-  return format("%.17g", v)
+  C:io_error(url, err, code)
 end
 
 local function value_text(v, vtype)
@@ -127,75 +73,17 @@ end
 
 -- {===== options =====
 
--- Option specs: name = {arg = "N" (takes a value; shown in help) or nil
--- (a flag), list = true (repeatable)}. Returns options and positionals.
+-- Options: `--opt value` and `--opt=value`, unknown ones refused (moondog.cli).
 local function parse_args(cmd, args, spec)
-  local opts, pos = {}, {}
-  local i = 1
-  local only_pos = false
-  while i <= #args do
-    local a = args[i]
-    if only_pos or a:sub(1, 1) ~= "-" or a == "-" or a:match("^%-%.?%d") then
-      pos[#pos + 1] = a -- also negative numbers: write URL -a 1 -5
-    elseif a == "--" then
-      only_pos = true
-    else
-      local name, value = a:match("^%-%-([^=]+)=(.*)$")
-      name = name or a:match("^%-%-(.+)$") or a:match("^%-(.)$")
-      if name and spec.short and spec.short[name] then name = spec.short[name] end
-      local s = name and spec[name]
-      if not s then
-        usage_error(cmd, "unknown option '%s'", a)
-      end
-      if s.arg then
-        if value == nil then
-          i = i + 1
-          value = args[i]
-          if value == nil then
-            usage_error(cmd, "option --%s needs a value (%s)", name, s.arg)
-          end
-        end
-      elseif value ~= nil then
-        usage_error(cmd, "option --%s takes no value", name)
-      else
-        value = true
-      end
-      if s.list then
-        opts[name] = opts[name] or {}
-        table.insert(opts[name], value)
-      elseif opts[name] ~= nil then
-        usage_error(cmd, "option --%s given twice", name)
-      else
-        opts[name] = value
-      end
-    end
-    i = i + 1
-  end
-  return opts, pos
+  return C:parse(cmd, args, spec)
 end
 
--- An integer in lo..hi, decimal or 0x hex; raises a usage error otherwise.
 local function int_opt(cmd, name, text, lo, hi)
-  if text == nil then return nil end
-  local n
-  if text:match("^%-?%d+$") then
-    n = math.tointeger(tonumber(text))
-  elseif text:match("^0[xX]%x+$") then
-    n = math.tointeger(tonumber(text:sub(3), 16))
-  end
-  if not n or n < lo or n > hi then
-    usage_error(cmd, "--%s must be an integer %d..%d, got '%s'", name, lo, hi, text)
-  end
-  return n
+  return C:int(cmd, name, text, lo, hi)
 end
 
 local function seconds_opt(cmd, text)
-  if text == nil then return nil end
-  local s = tonumber(text)
-  if not s or s <= 0 or s > 3600 then
-    usage_error(cmd, "--timeout must be seconds, 0 < S <= 3600 (e.g. 0.5), got '%s'", text)
-  end
-  return s
+  return C:seconds(cmd, text)
 end
 
 local kinds = { holding = true, input = true, coil = true, discrete = true }
@@ -245,11 +133,7 @@ local function open_bus(cmd, pos, timeout, default_timeout)
   return bus, parsed
 end
 
-local function show_help(text)
-  io.stdout:write(text)
-  io.stdout:flush()
-  md.exit(0)
-end
+local show_help = cli.show_help
 
 local common_help = [=[
 URL is tcp://HOST[:PORT], udp://HOST[:PORT], rtu+tcp://HOST:PORT,
