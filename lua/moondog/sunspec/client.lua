@@ -71,6 +71,22 @@ Model.__index = function(m, k)
   return rawget(m, "values")[k]
 end
 
+local function method_names(class, into)
+  for k, v in pairs(class) do
+    if type(v) == "function" and not k:match("^__") then into[#into + 1] = k end
+  end
+  return into
+end
+
+-- For the REPL's completion: points and groups, then the methods.
+function Model.__complete(m)
+  local names = {}
+  local tree = m:tree()
+  for _, pt in ipairs(tree and tree.points or {}) do names[#names + 1] = pt.name end
+  for _, g in ipairs(tree and tree.groups or {}) do names[#names + 1] = g.name end
+  return method_names(Model, names)
+end
+
 function Model.__tostring(m)
   return format("SunSpec model %d (%s) at %d, L = %d", m.id, m.name, m.address, m.length)
 end
@@ -184,6 +200,11 @@ Device.__index = function(dev, k)
   return dev:model(k)
 end
 
+-- For the REPL's completion: the methods (models are fields).
+function Device.__complete()
+  return method_names(Device, {})
+end
+
 function Device.__tostring(dev)
   return format("SunSpec device %s, base %d, %d model(s)", dev.where, dev.base, #dev.models)
 end
@@ -212,6 +233,8 @@ local function snake(name)
   return (name:gsub("(%u+)(%u%l)", "%1_%2"):gsub("(%l)(%u)", "%1_%2"):lower())
 end
 
+-- Models by id and name, also as fields of the device itself (dev[103],
+-- dev.inverter), so that the REPL can complete and show them.
 local function index_models(dev)
   dev._by_id, dev._by_name = {}, {}
   for _, m in ipairs(dev.models) do
@@ -221,6 +244,11 @@ local function index_models(dev)
     for _, name in ipairs({ m.name, snake(m.name) }) do
       if dev._by_name[name] == nil then dev._by_name[name] = m end
     end
+  end
+  for id, list in pairs(dev._by_id) do dev[id] = list[1] end
+  for name in pairs(M.aliases) do dev[name] = dev:model(name) end
+  for name, m in pairs(dev._by_name) do
+    if rawget(dev, name) == nil and Device[name] == nil then dev[name] = m end
   end
 end
 
