@@ -19,8 +19,8 @@
  * Codes: "timeout" (the engine's wait timed out), "connection_lost" (the
  * peer closed the connection or it broke), "closed" (closed here while a
  * task waited), "refused", "unreachable", "connect" (other connect
- * failures), "in_use" and "permission" (listen), "busy" (more than 4 MB
- * waiting to be sent), "accept". Timeouts are seconds; none by default,
+ * failures), "in_use" and "permission" (listen), "busy" (a write while
+ * more than 4 MB wait to be sent), "accept". Timeouts are seconds; none by default,
  * except 10 s for connect.
  *
  * Design. Everything runs on the loop thread with non-blocking sockets and
@@ -477,6 +477,14 @@ static int conn_write(lua_State *L)
     md_task_check(L);
     if (c->lost)
         return push_lost(L, c);
+    /* Refuse before anything goes out, so a write is taken whole or not at all. */
+    if (c->out_off < c->out_len && c->out_len - c->out_off + len > OUT_MAX) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
+                        OUT_MAX, c->peer);
+        lua_pushliteral(L, "busy");
+        return 3;
+    }
     size_t off = 0;
     if (c->out_off == c->out_len) { /* nothing queued: straight to the kernel */
         ssize_t n;
@@ -494,13 +502,6 @@ static int conn_write(lua_State *L)
             lua_pushboolean(L, 1);
             return 1;
         }
-    }
-    if (c->out_len - c->out_off + (len - off) > OUT_MAX) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
-                        OUT_MAX, c->peer);
-        lua_pushliteral(L, "busy");
-        return 3;
     }
     if (enqueue(c, s + off, len - off) < 0)
         return luaL_error(L, "out of memory");

@@ -242,11 +242,14 @@ local function cmd_list(args)
     wunit = math.max(wunit, utf8.len(e.unit or "") or 0)
   end
   local out = {}
+  local function pad(text, width) -- by characters: units hold "°"
+    return text .. (" "):rep(width - (utf8.len(text) or #text))
+  end
   for i, e in ipairs(found) do
-    local unit = e.unit or ""
-    local line = format("%s  %-" .. wname .. "s  %-" .. wtype .. "s  %s%s  %s", registry.hex(e.id), e.name,
-      types[i], unit, (" "):rep(wunit - (utf8.len(unit) or #unit)), e.writable and "rw" or "")
-    out[i] = line:gsub("%s+$", "")
+    local cols = { registry.hex(e.id), pad(e.name, wname), pad(types[i], wtype) }
+    if wunit > 0 then cols[#cols + 1] = pad(e.unit or "", wunit) end
+    cols[#cols + 1] = e.writable and "rw" or ""
+    out[i] = table.concat(cols, "  "):gsub("%s+$", "")
   end
   io.stdout:write(table.concat(out, "\n"), "\n")
 end

@@ -8,49 +8,8 @@ local codec = require "moondog.rct.codec"
 
 local format = string.format
 
-local function unhex(h)
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function hex(s)
-  return (s:gsub(".", function(c) return format("%02x", c:byte()) end))
-end
-
--- Rows of a TSV file with a header line, as tables keyed by column name.
-local function read_tsv(path)
-  local f = assert(io.open(path, "r"))
-  local header
-  local rows = {}
-  for line in f:lines() do
-    local cols = {}
-    local pos = 1
-    while true do
-      local tab = line:find("\t", pos, true)
-      cols[#cols + 1] = line:sub(pos, (tab or 0) - 1)
-      if not tab then break end
-      pos = tab + 1
-    end
-    if not header then
-      header = cols
-    else
-      local row = {}
-      for i, name in ipairs(header) do
-        row[name] = cols[i] or ""
-      end
-      rows[#rows + 1] = row
-    end
-  end
-  f:close()
-  return rows
-end
-
-local function reference(file)
-  local dir = T.shared_dir()
-  if not dir then
-    T.skip("../shared is absent")
-  end
-  return read_tsv(dir .. "/reference/rct/" .. file)
-end
+local ref = dofile(md.paths.home .. "/tests/lua/rct_reference.lua")
+local unhex, hex, reference = ref.unhex, ref.hex, ref.rows
 
 -- What a parser makes of bytes fed in chunks of `chunk` bytes: frames as
 -- "command oid address payload" strings and errors as "!code", in order.

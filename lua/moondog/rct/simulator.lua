@@ -310,6 +310,7 @@ function Server:_serve_conn(conn)
     if not data then
       break
     end
+    self.counters.reads = self.counters.reads + 1
     parser:push(data)
     local out = {}
     while true do
@@ -383,7 +384,7 @@ function Server:get(key)
 end
 
 --- sim:stats() -> {requests, answers, writes, pushes, connections, clients,
---- dropped, bad_frames}
+--- dropped, bad_frames, reads (chunks received)}
 function Server:stats()
   local s = {}
   for k, v in pairs(self.counters) do
@@ -447,6 +448,7 @@ function M.serve(opts)
     address = opts.address, on_write = opts.on_write,
     counters = {
       requests = 0, answers = 0, writes = 0, pushes = 0, connections = 0, dropped = 0, bad_frames = 0,
+      reads = 0,
     },
   }, Server)
   for k, v in pairs(opts.values or {}) do
