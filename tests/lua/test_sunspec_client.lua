@@ -390,7 +390,7 @@ T.test("writes to read-only or impossible values are refused before anything is 
   assert(tostring(perr):find("no point 'NoSuchPoint'", 1, true), "unknown point raises: " .. tostring(perr))
 end)
 
-T.test("model 123: limit, revert time and enable; scale factor read fresh; contiguous in one write", function()
+T.test("model 123: limit, revert time and enable; fresh scale factor; contiguous in one write", function()
   local srv <close> = serve({ models = { 1, 103, 120, 121, 123 },
                               values = { [123] = { WMaxLimPct_SF = -1 } } })
   local writes = {}
