@@ -22,8 +22,10 @@
 
 local M = {}
 
-local data -- by_id, by_name, sorted
+local data -- the file's rows indexed; entries are made from rows on first use
 
+-- Indexes over the rows only: a tool that looks up one object (moondog rct
+-- read-value) should not pay for 895 entries, nor for sorting them.
 local function load()
   local path = require("moondog").paths.devices .. "/rct/registry.lua"
   local chunk, err = loadfile(path, "t", {})
@@ -35,24 +37,46 @@ local function load()
   for _, name in ipairs(file.writable) do
     writable[name] = true
   end
-  local by_id, by_name, sorted = {}, {}, {}
-  for i, row in ipairs(file.objects) do
-    local e = {
+  local row_by_id, row_by_name = {}, {}
+  for _, row in ipairs(file.objects) do
+    row_by_id[row[1]] = row
+    row_by_name[row[2]] = row
+  end
+  for name in pairs(writable) do
+    assert(row_by_name[name], "registry: writable object not in the list: " .. name)
+  end
+  data = { file = file, writable = writable, row_by_id = row_by_id, row_by_name = row_by_name,
+           entries = {} }
+  return data
+end
+
+-- The entry of a row, made once.
+local function entry(d, row)
+  if not row then return nil end
+  local e = d.entries[row]
+  if not e then
+    e = {
       id = row[1], name = row[2], group = row[3], type = row[4], unit = row[5],
       response = row.response or row[4],
-      enum = row.enum and assert(file.enums[row.enum], row.enum),
-      writable = writable[row[2]] == true,
+      enum = row.enum and assert(d.file.enums[row.enum], row.enum),
+      writable = d.writable[row[2]] == true,
     }
-    by_id[e.id] = e
-    by_name[e.name] = e
-    sorted[i] = e
-    writable[e.name] = nil
+    d.entries[row] = e
   end
-  local stray = next(writable)
-  assert(stray == nil, "registry: writable object not in the list: " .. tostring(stray))
-  table.sort(sorted, function(a, b) return a.name < b.name end)
-  data = { by_id = by_id, by_name = by_name, sorted = sorted }
-  return data
+  return e
+end
+
+-- Every entry, sorted by name; made on the first search.
+local function sorted(d)
+  if not d.sorted then
+    local list = {}
+    for i, row in ipairs(d.file.objects) do
+      list[i] = entry(d, row)
+    end
+    table.sort(list, function(a, b) return a.name < b.name end)
+    d.sorted = list
+  end
+  return d.sorted
 end
 
 --- "0x959930BF" for an id.
@@ -73,14 +97,14 @@ end
 function M.get(key)
   local d = data or load()
   if math.type(key) == "integer" then
-    return d.by_id[key]
+    return entry(d, d.row_by_id[key])
   end
   assert(type(key) == "string", "registry.get: expected an object name or id")
   local id = M.parse_id(key)
   if id then
-    return d.by_id[id]
+    return entry(d, d.row_by_id[id])
   end
-  return d.by_name[key]
+  return entry(d, d.row_by_name[key])
 end
 
 --- Entries whose name contains `part` (plain text, any case; all when
@@ -89,7 +113,7 @@ function M.search(part)
   local d = data or load()
   part = (part or ""):lower()
   local found = {}
-  for _, e in ipairs(d.sorted) do
+  for _, e in ipairs(sorted(d)) do
     if part == "" or e.name:lower():find(part, 1, true) then
       found[#found + 1] = e
     end
@@ -104,7 +128,7 @@ end
 
 --- Number of objects in the registry.
 function M.count()
-  return #(data or load()).sorted
+  return #(data or load()).file.objects
 end
 
 --- The enum symbol of value for entry e, or nil.
