@@ -36,8 +36,8 @@ int main(int argc, char **argv)
     double t0 = cpu_seconds();
     for (long i = 0; i < n; i++) {
         md_rct_encode_float((double)(i & 0xFFFF) * 0.25, payload);
-        int len = md_rct_build(frame, sizeof frame, MD_RCT_RESPONSE, 0, oids[i & 7], payload,
-                               sizeof payload);
+        int len = md_rct_build(frame, sizeof frame, MD_RCT_RESPONSE, 0, oids[i & 7],
+                               payload, sizeof payload);
         size_t used;
         md_rct_frame f;
         if (len < 0 || md_rct_parse(&p, frame, (size_t)len, &used, &f) != 1) {
