@@ -862,6 +862,23 @@ static int stream_listen(lua_State *L)
 
 /* }===== */
 
+/* A metatable: methods as __index, close as __gc and __close, __tostring. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction close, lua_CFunction tostring)
+{
+    luaL_newmetatable(L, name);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
+
 int luaopen_moondog_stream(lua_State *L)
 {
     static const luaL_Reg conn_methods[] = {
@@ -880,28 +897,8 @@ int luaopen_moondog_stream(lua_State *L)
         {"listen", stream_listen},
         {NULL, NULL},
     };
-    luaL_newmetatable(L, CONN_MT);
-    luaL_newlib(L, conn_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, conn_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, conn_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, conn_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, LISTENER_MT);
-    luaL_newlib(L, listener_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, listener_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, listener_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, listener_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-
+    new_class(L, CONN_MT, conn_methods, conn_close, conn_tostring);
+    new_class(L, LISTENER_MT, listener_methods, listener_close, listener_tostring);
     luaL_newlib(L, funcs);
     return 1;
 }

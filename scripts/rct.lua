@@ -13,24 +13,14 @@
 local md = require "moondog"
 local rct = require "moondog.rct"
 local registry = require "moondog.rct.registry"
+local cli_mod = require "moondog.cli"
 
 local format = string.format
 local TOOL = "moondog rct"
+local cli = cli_mod.new(TOOL)
+local show_help = cli_mod.show_help
 
--- {===== output and exits =====
-
-local function say(fmt, ...)
-  io.stderr:write(format(fmt, ...), "\n")
-end
-
-local function usage_error(cmd, fmt, ...)
-  local who = cmd and (TOOL .. " " .. cmd) or TOOL
-  say("%s: %s", who, format(fmt, ...))
-  say("Try '%s --help'.", who)
-  io.stdout:flush()
-  md.exit(2)
-end
-
+-- What to try for each failure code of the RCT client.
 local hints = {
   refused = "is the device on, and is this its address? RCT devices listen on port 8899",
   unreachable = "is the host reachable? check the address and the network",
@@ -44,101 +34,22 @@ local hints = {
     .. "(devices cut answers short when another client interrupts)",
 }
 
-local function io_error(err, code)
-  local hint = hints[code]
-  say("%s: %s%s", TOOL, tostring(err), hint and (" — " .. hint) or "")
-  io.stdout:flush()
-  md.exit(1)
-end
-
-local function show_help(text)
-  io.stdout:write(text)
-  io.stdout:flush()
-  md.exit(0)
-end
-
--- }=====
-
--- {===== options =====
-
--- spec: name = {arg = "WHAT"} (takes a value) or {} (a flag). Accepts
--- --opt value, --opt=value and the short forms in spec.short.
-local function parse_args(cmd, args, spec)
-  local opts, pos = {}, {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a:sub(1, 1) ~= "-" or a == "-" then
-      pos[#pos + 1] = a
-    else
-      local name, value = a:match("^%-%-([^=]+)=(.*)$")
-      name = name or a:match("^%-%-(.+)$") or a:match("^%-(.)$")
-      name = spec.short and spec.short[name] or name
-      local s = name and spec[name]
-      if not s or name == "short" then
-        usage_error(cmd, "unknown option '%s'", a)
-      end
-      if s.arg and value == nil then
-        i = i + 1
-        value = args[i]
-        if value == nil then
-          usage_error(cmd, "option --%s needs a value (%s)", name, s.arg)
-        end
-      elseif not s.arg and value ~= nil then
-        usage_error(cmd, "option --%s takes no value", name)
-      end
-      if opts[name] ~= nil then
-        usage_error(cmd, "option --%s given twice", name)
-      end
-      opts[name] = s.arg and value or true
-    end
-    i = i + 1
-  end
-  return opts, pos
-end
-
-local function port_opt(cmd, text, lo)
-  local p = math.tointeger(tonumber(text))
-  if not p or p < lo or p > 65535 then
-    usage_error(cmd, "--port must be an integer %d..65535, got '%s'", lo, text)
-  end
-  return p
-end
-
-local function timeout_opt(cmd, text)
-  local t = tonumber(text)
-  if not t or t <= 0 or t > 3600 then
-    usage_error(cmd, "--timeout must be seconds, 0 < S <= 3600 (e.g. 0.5), got '%s'", text)
-  end
-  return t
-end
-
--- }=====
-
--- {===== values as text =====
-
+-- A value as read-value prints it: floats in the shortest form of their
+-- float32 (0.62, not 0.62000000476837), structures as JSON, the raw bytes
+-- of an object the registry does not know in hex.
 local function value_text(v, entry)
   local t = type(v)
   if t == "boolean" then
     return tostring(v)
   elseif t == "number" then
-    if math.type(v) == "integer" then
-      return format("%d", v)
-    end
-    v = rct.tidy(v)
-    if v ~= v then return "nan" end
-    if v == math.huge then return "inf" end
-    if v == -math.huge then return "-inf" end
-    return format("%.9g", v)
+    return cli_mod.number_text(v, true)
   elseif t == "table" then
     return require("cjson").encode(v)
   elseif entry then
     return v -- a STRING object
   end
-  return (v:gsub(".", function(c) return format("%02x", c:byte()) end)) -- raw bytes: hex
+  return (v:gsub(".", function(c) return format("%02x", c:byte()) end))
 end
-
--- }=====
 
 -- {===== read-value =====
 
@@ -164,44 +75,42 @@ Find names with `moondog rct list PATTERN`.
 ]=]
 
 local function cmd_read_value(args)
-  local o, pos = parse_args("read-value", args, {
+  local o, pos = cli:parse("read-value", args, {
     host = { arg = "HOST" }, port = { arg = "PORT" }, name = { arg = "NAME" }, id = { arg = "0xID" },
     verbose = {}, timeout = { arg = "S" }, retries = { arg = "N" }, help = {},
     short = { v = "verbose", h = "help" },
   })
   if o.help then show_help(read_help) end
-  if #pos > 0 then usage_error("read-value", "unexpected argument '%s'", pos[1]) end
-  if not o.host then usage_error("read-value", "missing --host (the device's address)") end
+  if #pos > 0 then cli:usage_error("read-value", "unexpected argument '%s'", pos[1]) end
+  if not o.host then cli:usage_error("read-value", "missing --host (the device's address)") end
   if (o.name == nil) == (o.id == nil) then
-    usage_error("read-value", "give exactly one of --name NAME and --id 0xID")
+    cli:usage_error("read-value", "give exactly one of --name NAME and --id 0xID")
   end
   local entry, key
   if o.id then
     key = registry.parse_id(o.id) or math.tointeger(tonumber(o.id))
     if not key or key < 0 or key > 0xFFFFFFFF then
-      usage_error("read-value", "--id must be a 32-bit id such as 0x959930BF, got '%s'", o.id)
+      cli:usage_error("read-value", "--id must be a 32-bit id such as 0x959930BF, got '%s'", o.id)
     end
     entry = registry.get(key)
   else
     entry = registry.get(o.name)
     if not entry then
       local similar = registry.search(o.name:match("[%w_]+$") or o.name)
-      usage_error("read-value", "no object named '%s' in the registry%s", o.name,
+      cli:usage_error("read-value", "no object named '%s' in the registry%s", o.name,
         #similar > 0 and #similar <= 5 and (" (did you mean " .. similar[1].name .. "?)") or "")
     end
     key = entry.id
   end
-  local retries = o.retries and math.tointeger(tonumber(o.retries))
-  if o.retries and (not retries or retries < 0 or retries > 10) then
-    usage_error("read-value", "--retries must be 0..10, got '%s'", o.retries)
-  end
-  local client = rct.client(o.host, o.port and port_opt("read-value", o.port, 1) or 8899, {
-    timeout = o.timeout and timeout_opt("read-value", o.timeout), retries = retries,
+  local port = cli:int("read-value", "port", o.port, 1, 65535) or 8899
+  local client = rct.client(o.host, port, {
+    timeout = cli:seconds("read-value", o.timeout),
+    retries = cli:int("read-value", "retries", o.retries, 0, 10),
   })
   local value, err, code = client:read(key)
   client:close()
   if value == nil then
-    io_error(err, code)
+    cli:io_error(client.target, err, code, hints)
   end
   local text = value_text(value, entry)
   if o.verbose then
@@ -227,12 +136,12 @@ for the objects moondog may write. Exits 1 when nothing matches.
 ]=]
 
 local function cmd_list(args)
-  local o, pos = parse_args("list", args, { help = {}, short = { h = "help" } })
+  local o, pos = cli:parse("list", args, { help = {}, short = { h = "help" } })
   if o.help then show_help(list_help) end
-  if #pos > 1 then usage_error("list", "give one PATTERN at most (quote it if it has spaces)") end
+  if #pos > 1 then cli:usage_error("list", "give one PATTERN at most (quote it if it has spaces)") end
   local found = registry.search(pos[1])
   if #found == 0 then
-    say("%s list: no object name contains '%s'", TOOL, pos[1])
+    cli_mod.say("%s list: no object name contains '%s'", TOOL, pos[1])
     md.exit(1)
   end
   local types, wname, wtype, wunit = {}, 0, 0, 0
@@ -270,18 +179,18 @@ objects. Prints "HOST:PORT" on stdout once it listens.
 ]=]
 
 local function cmd_serve(args)
-  local o, pos = parse_args("serve", args, { port = { arg = "P" }, host = { arg = "H" }, help = {},
+  local o, pos = cli:parse("serve", args, { port = { arg = "P" }, host = { arg = "H" }, help = {},
     short = { h = "help" } })
   if o.help then show_help(serve_help) end
-  if #pos > 0 then usage_error("serve", "unexpected argument '%s'", pos[1]) end
-  local port = o.port and port_opt("serve", o.port, 0) or 8899
+  if #pos > 0 then cli:usage_error("serve", "unexpected argument '%s'", pos[1]) end
+  local port = cli:int("serve", "port", o.port, 0, 65535) or 8899
   local host = o.host or "127.0.0.1"
   local sim, err, code = rct.serve({ host = host, port = port })
   if not sim then
     local hint = code == "in_use" and " — another program listens there; pick another --port (0: any)"
       or code == "permission" and " — ports below 1024 need root"
       or ""
-    say("%s serve: %s%s", TOOL, tostring(err), hint)
+    cli_mod.say("%s serve: %s%s", TOOL, tostring(err), hint)
     md.exit(1)
   end
   io.stdout:write(format("%s:%d\n", host, sim:port()))
@@ -312,7 +221,7 @@ if cmd == nil then
 elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
   show_help(help)
 elseif not commands[cmd] then
-  usage_error(nil, "unknown command '%s' (expected read-value, list or serve)", cmd)
+  cli:usage_error(nil, "unknown command '%s' (expected read-value, list or serve)", cmd)
 end
 commands[cmd](table.move(args, 2, #args, 1, {}))
 io.stdout:flush()

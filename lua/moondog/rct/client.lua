@@ -345,6 +345,15 @@ function Client:_run(reqs, opts)
   end
 end
 
+-- One request with retries: its value, or nil, err, code.
+function Client:_one(req, opts)
+  self:_run({ req }, opts)
+  if req.err then
+    return nil, req.err, req.code
+  end
+  return req.value
+end
+
 local function read_request(self, key, opts)
   local e, id = resolve(key)
   return {
@@ -357,12 +366,7 @@ end
 --- The value decoded by the registry's type (raw bytes for unknown ids or
 --- with raw = true).
 function Client:read(key, opts)
-  local req = read_request(self, key, opts)
-  self:_run({ req }, opts)
-  if req.err then
-    return nil, req.err, req.code
-  end
-  return req.value
+  return self:_one(read_request(self, key, opts), opts)
 end
 
 --- client:read_many({object, ...} [, opts]) -> values, errors
@@ -446,11 +450,7 @@ function Client:read_log(key, time, opts)
     payload = codec.encode(e.type, math.tointeger(time) or error("time must be an integer", 2)),
     what = "reading the log " .. describe(e, id),
   }
-  self:_run({ req }, opts)
-  if req.err then
-    return nil, req.err, req.code
-  end
-  return req.value
+  return self:_one(req, opts)
 end
 
 --- client:poll(objects, period, fn [, opts]) -> task: every `period`
