@@ -104,9 +104,11 @@ if command -v hyperfine >/dev/null; then
     $py - "$work/hf.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
-rv, lua, md = (x["mean"] * 1000 for x in r)
-sd = r[0]["stddev"] * 1000
-print("read-value %.2f ms (sd %.2f, hyperfine, 300 runs); lua5.4 -e '' %.2f ms; moondog -e '' %.2f ms" % (rv, sd, lua, md))
+# medians: a shared machine adds outliers that would drag the means
+rv, lua, md = (x["median"] * 1000 for x in r)
+mean = r[0]["mean"] * 1000
+print("read-value %.2f ms (median of 300 runs, mean %.2f, hyperfine); lua5.4 -e '' %.2f ms; moondog -e '' %.2f ms"
+      % (rv, mean, lua, md))
 print("ratio read-value/lua5.4 start-up %.2f, read-value/moondog start-up %.2f" % (rv / lua, rv / md))
 PY
 else
