@@ -298,6 +298,60 @@ T.test("no marker anywhere: the error names every address tried", function()
   end
 end)
 
+T.test("garbage after 'SunS' never raises: a device with warnings, or an error", function()
+  math.randomseed(4242) -- the same images every run
+  local known = { 1, 103, 160, 203, 701, 64000 }
+  for round = 1, 40 do
+    local regs = { 0x5375, 0x6E53 }
+    local n = math.random(4, 400)
+    for i = 3, n do
+      -- headers of known models with random lengths now and then, noise otherwise
+      regs[i] = math.random() < 0.05 and known[math.random(#known)] or math.random(0, 0xFFFF)
+      if math.random() < 0.1 then regs[i] = math.random(0, 80) end
+    end
+    local srv <close> = serve({ image = { address = 40000, registers = regs } })
+    local bus <close> = assert(md.modbus.open(srv:url()))
+    local ok, dev, err, code = pcall(sunspec.open, bus, { base = 40000 })
+    assert(ok, format("round %d raised: %s", round, tostring(dev)))
+    if dev then
+      assert(dev:summary(), "summary")
+      local rok, rerr = pcall(dev.read, dev)
+      assert(rok, format("round %d: read raised: %s", round, tostring(rerr)))
+    else
+      assert(type(err) == "string" and type(code) == "string", "nil, message, code")
+    end
+  end
+end)
+
+T.test("chains of real models with wrong lengths and random bodies never raise", function()
+  math.randomseed(777)
+  local ids = sunspec.models.ids()
+  local layout = require "moondog.sunspec.layout"
+  local random_count = setmetatable({}, { __index = function() return math.random(0, 3) end })
+  for round = 1, 60 do
+    local regs = { 0x5375, 0x6E53 }
+    for _ = 1, math.random(1, 6) do
+      local id = ids[math.random(#ids)]
+      local len = layout.length(sunspec.models.get(id), random_count)
+      if math.random() < 0.3 then len = math.max(0, len + math.random(-5, 5)) end
+      regs[#regs + 1], regs[#regs + 1] = id, len
+      for _ = 1, len do
+        regs[#regs + 1] = math.random() < 0.3 and math.random(0, 5) or math.random(0, 0xFFFF)
+      end
+    end
+    if math.random() < 0.8 then regs[#regs + 1], regs[#regs + 1] = 0xFFFF, 0 end
+    local srv <close> = serve({ image = { address = 40000, registers = regs },
+                                strict = math.random() < 0.5 })
+    local bus <close> = assert(md.modbus.open(srv:url()))
+    local ok, dev = pcall(sunspec.open, bus, { base = 40000 })
+    assert(ok, format("round %d raised: %s", round, tostring(dev)))
+    if dev then
+      local rok, rerr = pcall(dev.read, dev, { static = true })
+      assert(rok, format("round %d: read raised: %s", round, tostring(rerr)))
+    end
+  end
+end, { timeout = 120 })
+
 T.test("a timeout during discovery fails open with where it happened", function()
   local srv <close> = serve({
     models = { 1, 103 },

@@ -694,6 +694,9 @@ function M.open(target, opts)
   end
   local first = plan.assign(ranges, slots, dev.max_regs)
   local ok, rerr, rcode = execute(dev, first, function(r) return not r.extra and at[r.addr] end)
+  if ok and #first.orphans > 0 then -- points discovery had to cut: read them whole
+    ok, rerr, rcode = execute(dev, plan.make(first.orphans, { max = dev.max_regs }))
+  end
   if not ok then
     dev:close()
     return nil, rerr, rcode

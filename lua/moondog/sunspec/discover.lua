@@ -297,11 +297,10 @@ local function walk(w, read)
         remember(w, addr, bytes)
       end
       local ok, berr = walk_headers(w)
-      if not ok then
+      if not ok then -- the list ends at this broken header
         warn(w, "%s; using the %d model(s) before it", berr, #w.entries)
         w.truncated = true
-        w.pos = math.min(w.pos, w.next_header)
-        break
+        w.end_at = w.next_header
       end
       local stop = addr + count
       if w.end_at then stop = math.min(stop, w.end_at + 2) end

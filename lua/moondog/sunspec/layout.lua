@@ -158,6 +158,9 @@ local function place(g, addr, parent, path, ctx)
     if not n then return nil, why end
     local list, values = {}, {}
     for i = 1, n do
+      if at > ctx.limit then -- counts that cannot fit L: stop before placing millions
+        return nil, format("the count of group %s (%d) does not fit in L", sub.name, n)
+      end
       local child, after = place(sub, at, ginst, format("%s%s[%d].", path, sub.name, i), ctx)
       if not child then return nil, after end
       list[i], values[i] = child, child.values
@@ -169,8 +172,9 @@ local function place(g, addr, parent, path, ctx)
   return ginst, at
 end
 
-local function attempt(def, addr, count_of, count0)
-  local ctx = { slots = {}, count_of = count_of, count0 = count0, zero_groups = 0 }
+local function attempt(def, addr, len, count_of, count0)
+  local ctx = { slots = {}, count_of = count_of, count0 = count0, zero_groups = 0,
+                limit = addr + len + 2 }
   local root, after = place(def.group, addr, nil, "", ctx)
   if not root then return nil, after end
   return { root = root, slots = ctx.slots, size = after - addr, zero_groups = ctx.zero_groups }
@@ -178,13 +182,15 @@ end
 
 -- Number of instances of the count-0 group that makes the model L long.
 local function solve_count0(def, addr, len, count_of)
-  local none, why = attempt(def, addr, count_of, 0)
+  local none, why = attempt(def, addr, len, count_of, 0)
   if not none then return nil, why end
   if none.zero_groups == 0 then return 0 end
+  if none.size == len + 2 then return 0 end -- no room for any instance
   if none.zero_groups > 1 then
     return nil, "its definition has several groups sized by L, which L alone cannot size"
   end
-  local one = assert(attempt(def, addr, count_of, 1))
+  local one, owhy = attempt(def, addr, len, count_of, 1)
+  if not one then return nil, owhy end
   local per = one.size - none.size
   local room = len + 2 - none.size
   if per <= 0 or room < 0 or room % per ~= 0 then
@@ -216,7 +222,7 @@ function M.build(def, addr, len, count_of)
   local n, why = solve_count0(def, addr, len, count_of)
   if not n then return nil, why end
   local inst
-  inst, why = attempt(def, addr, count_of, n)
+  inst, why = attempt(def, addr, len, count_of, n)
   if not inst then return nil, why end
   if inst.size ~= len + 2 and not (inst.size > len + 2 and drop_trailing_pads(inst, addr + len + 2)) then
     return nil, format("its definition needs L = %d, the device says L = %d", inst.size - 2, len)

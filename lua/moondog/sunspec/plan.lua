@@ -226,21 +226,22 @@ local function extra_reads(torn, max)
   return reads
 end
 
---- plan.assign(ranges, slots [, max]) -> {reads = {...}, post = {...}}
---- Puts each slot in the range holding it (ranges: sorted {addr, count}
---- that hold every slot whole) and compiles each read's codec layout.
+--- plan.assign(ranges, slots [, max]) -> {reads = {...}, post = {...}, orphans = {...}}
+--- Puts each slot in the range holding it (ranges: sorted {addr, count})
+--- and compiles each read's codec layout. Slots no range holds whole are
+--- left out and listed in orphans (plan.make never makes any).
 function M.assign(ranges, slots, max)
   max = max or M.MAX
-  local reads, where = {}, {}
+  local reads, where, orphans = {}, {}, {}
   for i, r in ipairs(ranges) do reads[i] = new_read(r) end
   for _, s in ipairs(slots) do
-    local i = assert(range_of(ranges, s.addr, s.size), "a point is not inside one read")
-    where[s] = i
+    where[s] = range_of(ranges, s.addr, s.size)
+    if not where[s] then orphans[#orphans + 1] = s end
   end
   local torn, post, unscaled = {}, {}, {}
   for _, s in ipairs(slots) do
     local sf = s.sf
-    if sf and where[sf] ~= where[s] then
+    if sf and where[s] and where[sf] ~= where[s] then
       if math.max(s.addr + s.size, sf.addr + 1) - math.min(s.addr, sf.addr) <= max then
         torn[#torn + 1] = s
       else
@@ -264,7 +265,7 @@ function M.assign(ranges, slots, max)
   for _, r in ipairs(extra_reads(torn, max)) do
     out[#out + 1] = compile(r, unscaled)
   end
-  return { reads = out, post = post }
+  return { reads = out, post = post, orphans = orphans }
 end
 
 -- }=====
