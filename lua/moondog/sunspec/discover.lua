@@ -21,13 +21,16 @@
 -- starts there, so no value is ever assembled from two requests.
 --
 -- Devices differ in what they answer, so reading adapts (per base):
---   "blocks"    read 125 registers blindly, past the next unread header;
---   "known"     read only up to and including the next header, after a
---               blind read was refused (maps that end with an exception, or
---               shorter than 125 registers); two refusals keep this mode;
---   "per_model" never read across a model boundary, after a "known" read
---               was refused too (some devices answer reads spanning two
---               models with an exception): header, then body, per model.
+--   "blocks"    read 125 registers, past the next unread header into what
+--               is not known to exist yet. When such a read is refused (a
+--               map that ends there, with an exception as most devices
+--               answer), reads stay within what is known to exist (up to
+--               and including the next header) until that reaches past the
+--               refused read's end; then they read ahead again;
+--   "per_model" never read across a model boundary, after a read of
+--               registers known to exist was refused (some devices answer
+--               reads spanning two models with an exception): header, then
+--               body, per model.
 -- An exception in "per_model" mode ends the walk there: the models before
 -- it are kept, and a warning says where the list broke. A read that fails
 -- for another reason (timeout, lost connection) fails the discovery with
@@ -69,7 +72,7 @@ local function new_walk(base, max, where)
     next_header = base + 2,
     end_at = nil,      -- address of the end marker once seen
     mode = "blocks",
-    refusals = 0,
+    refused_end = nil, -- end of the last read refused past what is known
   }
 end
 
@@ -208,7 +211,7 @@ local function next_count(w)
   if w.mode == "per_model" then
     local _, hi = region(w, pos)
     n = hi - pos
-  elseif w.mode == "known" or w.end_at then
+  elseif w.end_at or (w.refused_end and known_end < w.refused_end) then
     n = known_end - pos
   else
     n = 0x10000 - pos
@@ -232,14 +235,17 @@ end
 
 -- }=====
 
--- After an exception: the next, more careful mode, or nil when there is none.
-local function fall_back(w)
-  if w.mode == "blocks" then
-    w.refusals = w.refusals + 1
-    return "known"
-  elseif w.mode == "known" then
-    return "per_model"
+-- After an exception for a read of count registers at addr: true when
+-- reading goes on more carefully, nil when there is nothing more careful.
+local function fall_back(w, addr, count)
+  if w.mode == "per_model" then return nil end
+  local known_end = (w.end_at or w.next_header) + 2
+  if addr + count > known_end then -- it read ahead: stay within the known
+    w.refused_end = addr + count
+  else -- registers known to exist were refused: one model at a time
+    w.mode = "per_model"
   end
+  return true
 end
 
 -- The models of a walk that ended early: those read whole are kept.
@@ -273,18 +279,15 @@ local function walk(w, read)
       if not is_exception(code) then
         return nil, format("reading %s failed: %s", span_label(w, addr, count), err), code
       end
-      local mode = fall_back(w)
-      if addr == w.base and #w.blocks == 0 and not mode then
-        return false, err
-      elseif not mode then
+      local was = w.mode
+      if not fall_back(w, addr, count) then
         if #w.blocks == 0 then return false, err end
         truncate(w, addr, count, err)
         return true
       end
-      if mode == "per_model" and w.mode ~= "per_model" then -- confirmed by the next read
+      if w.mode ~= was then -- confirmed by the next read that succeeds
         w.cross_refused = format("reading %s was refused (%s)", span_label(w, addr, count), err)
       end
-      w.mode = mode
     else
       if w.mode == "per_model" then w.no_cross_model = w.cross_refused end
       if #w.blocks == 0 and (w.mem[w.base] == nil) then
@@ -305,9 +308,6 @@ local function walk(w, read)
       local stop = addr + count
       if w.end_at then stop = math.min(stop, w.end_at + 2) end
       keep(w, addr, bytes, safe_end(w, stop))
-      if w.mode == "known" and w.refusals < 2 and not w.end_at then
-        w.mode = "blocks" -- one refusal may just have been the end of the map
-      end
     end
   end
   for _, e in ipairs(w.entries) do resolve(w, e) end
