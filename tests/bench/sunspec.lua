@@ -75,7 +75,8 @@ do
   local after_open = dev.counters.registers
   assert(dev:read())
   local size = #srv:image().registers
-  print(format("  registers moved: discovery + full read %d (the map has %d: %.2f x), poll %d",
+  print(format("registers moved (map reading zeros past its end): discovery + full read %d "
+    .. "(the map has %d: %.2f x), poll %d (static points and the common model left out)",
     after_open, size, after_open / size, dev.counters.registers - after_open))
 end
 
