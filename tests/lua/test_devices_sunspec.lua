@@ -1,0 +1,117 @@
+-- The sunspec_inverter and sunspec_meter profiles and the
+-- moondog.devices.sunspec driver: the device object contract of
+-- devices/README.md against the SunSpec simulator (md.sunspec.serve).
+
+local T = require "moondog.testing"
+local devices = require "moondog.devices"
+
+local function inverter(opts)
+  local srv = assert(md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = { 1, 103, 120, 121, 123, { id = 160, count = 2 } },
+    values = {
+      [1] = { Mn = "Acme", Md = "X5", SN = "A123", Vr = "1.2" },
+      [103] = { WH = 123456 }, [121] = { WMax = 5000 },
+      [160] = { module = { { DCW = 2100 }, { DCW = 1900 } } },
+    },
+  }))
+  srv:simulate_inverter { power = 4000 }
+  local dev = devices.open("sunspec_inverter", srv:url(), opts)
+  return setmetatable({ srv = srv, dev = dev }, {
+    __close = function(s) s.dev:close(); s.srv:close() end,
+  })
+end
+
+T.test("profiles: energy totals fit the Energy dashboard, power is W", function()
+  for _, name in ipairs({ "sunspec_inverter", "sunspec_meter" }) do
+    local profile = devices.load(name)
+    T.eq(profile.protocol, "sunspec", name .. " protocol")
+    for _, p in ipairs(profile.points) do
+      if p.device_class == "energy" then
+        T.eq(p.state_class, "total_increasing", p.name)
+        T.eq(p.unit, "kWh", p.name)
+        T.eq(p.scale, 0.001, p.name .. ": SunSpec counts Wh")
+      elseif p.device_class == "power" then
+        T.eq(p.unit, "W", p.name)
+      end
+    end
+  end
+end)
+
+T.test("describe: the device block comes from the common model", function()
+  local s <close> = inverter()
+  local d = assert(s.dev:describe())
+  T.eq(d.manufacturer, "Acme", "Mn")
+  T.eq(d.model, "X5", "Md")
+  T.eq(d.serial, "A123", "SN")
+  T.eq(d.sw_version, "1.2", "Vr")
+  local enabled
+  for _, p in ipairs(d.points) do
+    if p.name == "power_limit_enabled" then enabled = p end
+  end
+  T.eq(table.concat(enabled.options, ","), "DISABLED,ENABLED", "enum options")
+end)
+
+T.test("read: scaled values, kWh, repeating groups, enums; absent when not implemented", function()
+  local s <close> = inverter()
+  assert(not s.dev:online(), "offline before the first read")
+  local v = assert(s.dev:read())
+  assert(s.dev:online(), "online after a read")
+  T.eq(v.power, 4000, "W")
+  T.eq(v.energy, 123.456, "Wh -> kWh")
+  T.eq(v.pv1_power, 2100, "module 1")
+  T.eq(v.pv2_power, 1900, "module 2")
+  T.eq(v.state, "MPPT", "enum symbol")
+  T.eq(v.max_power, 5000, "WMax")
+  T.eq(v.power_limit_revert, nil, "not implemented: absent")
+end)
+
+T.test("write: the power limit reaches the inverter; refusals send nothing", function()
+  local s <close> = inverter()
+  assert(s.dev:read())
+  assert(s.dev:write("power_limit", 50))
+  assert(s.dev:write("power_limit_enabled", "ENABLED"))
+  T.eq(s.srv:get(123, "WMaxLimPct"), 50, "on the device")
+  T.eq(assert(s.dev:read()).power, 2500, "the simulated inverter obeys")
+  local before = s.srv:stats().requests
+  assert(before > 0, "the server counts requests")
+  local ok, err, code = s.dev:write("power_limit", 150)
+  T.eq(ok, nil, "out of range")
+  T.eq(code, "out_of_range", err)
+  ok, err, code = s.dev:write("energy", 1)
+  T.eq(ok, nil, "read-only")
+  T.eq(code, "not_writable", err)
+  ok, err, code = s.dev:write("power_limit_enabled", "MAYBE")
+  T.eq(ok, nil, "bad option")
+  T.eq(code, "bad_option", err)
+  T.eq(s.srv:stats().requests, before, "no request for a refused write")
+end)
+
+T.test("an unreachable device: read fails with a reason, then recovers", function()
+  local srv = assert(md.sunspec.serve("tcp://127.0.0.1:0", { models = { 1, 203 } }))
+  local url = srv:url()
+  srv:close()
+  local dev <close> = devices.open("sunspec_meter", url, { timeout = 0.3 })
+  local v, err, code = dev:read()
+  T.eq(v, nil, "no values")
+  assert(type(err) == "string" and err:find("sunspec_meter", 1, true), err)
+  assert(code, "a code")
+  assert(not dev:online(), "offline")
+  T.eq(dev:describe(), nil, "describe fails too")
+  -- The device comes back on the same address: the next read discovers it.
+  local _again <close> = assert(md.sunspec.serve(url, {
+    models = { 1, 203 }, values = { [203] = { W = 42 } },
+  }))
+  T.eq(assert(dev:read()).power, 42, "read after recovery")
+  assert(dev:online(), "online again")
+end)
+
+T.test("a meter: power and both energy totals", function()
+  local srv <close> = assert(md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = { 1, 203 }, values = { [203] = { W = -1500, TotWhImp = 4000500, TotWhExp = 2000 } },
+  }))
+  local dev <close> = devices.open("sunspec_meter", srv:url())
+  local v = assert(dev:read())
+  T.eq(v.power, -1500, "export")
+  T.eq(v.import_energy, 4000.5, "kWh")
+  T.eq(v.export_energy, 2, "kWh")
+end)
