@@ -1,77 +1,227 @@
--- moondog demo: a small simulated solar site built from tasks and timers.
+-- moondog demo: a simulated solar site, polled and published to MQTT with
+-- Home Assistant discovery.
 --
---   moondog demo [--seconds N]      (N = 0 runs until Ctrl-C; default 10)
+--   moondog demo [--seconds N] [--mqtt HOST[:PORT]] [--prefix P] [--quiet]
 --
--- Three tasks share one engine: the sun moves the PV output, the house load
--- wanders, and a battery task charges from surplus and covers deficits. A
--- fourth task prints the site once a second. While it runs, `moondog attach`
--- opens a REPL inside it (try `site`, `md.tasks()` or `site.load_w = 5000`).
+-- Three simulated devices run inside this engine, each on its own loopback
+-- port and protocol: a SunSpec PV inverter (Modbus TCP, models 1, 103, 120,
+-- 121, 123 and 160), a SunSpec grid meter (model 203) and an RCT Power
+-- battery inverter (RCT protocol). A small site model moves the sun, the
+-- house load and the battery, and feeds the simulators. The engine then
+-- does what it would do on a real site: opens the three devices through
+-- their profiles (devices/), polls them and publishes every point to MQTT
+-- with Home Assistant discovery, and takes commands on .../set topics.
+-- Halfway through, the demo sends itself one such command: a 60 % power
+-- limit for the inverter, which the simulated inverter obeys.
+--
+-- MQTT: --mqtt (or MOONDOG_MQTT=host:port) names a broker to use; without
+-- one the demo starts mosquitto on a free loopback port and stops it at the
+-- end. While it runs, `moondog attach` opens a REPL inside it (try `site`,
+-- `md.tasks()` or `site.load_w = 5000`).
 
 local md = require "moondog"
+local broker = require "moondog.mqtt.broker"
+local rct_device = require "moondog.devices.rct"
 
-local seconds = 10
-local args = { ... }
-for i = 1, #args do
-  if args[i] == "--seconds" then
-    seconds = tonumber(args[i + 1]) or error("--seconds needs a number (0 = run until Ctrl-C)")
-  elseif args[i] == "--help" then
-    print("usage: moondog demo [--seconds N]   (N = 0 runs until Ctrl-C)")
-    return
-  end
+local usage = "usage: moondog demo [--seconds N] [--mqtt HOST[:PORT]] [--prefix P] [--quiet]\n"
+  .. "  --seconds N   run N seconds (default 20; 0 runs until Ctrl-C)\n"
+  .. "  --mqtt H:P    publish to this broker (default: $MOONDOG_MQTT, else start mosquitto here)\n"
+  .. "  --prefix P    topic prefix (default moondog)\n"
+  .. "  --quiet       print the site once a second instead of every message"
+
+local function usage_error(msg)
+  io.stderr:write("moondog demo: ", msg, "\n", usage, "\n")
+  os.exit(2)
 end
 
--- Site state: a global on purpose, so that an attached REPL can see it.
+local opts = { seconds = 20, mqtt = os.getenv("MOONDOG_MQTT"), prefix = "moondog" }
+local args = { ... }
+local i = 1
+while i <= #args do
+  local a = args[i]
+  if a == "--help" or a == "-h" then
+    print(usage)
+    return
+  elseif a == "--quiet" then
+    opts.quiet = true
+  elseif a == "--seconds" or a == "--mqtt" or a == "--prefix" then
+    local v = args[i + 1] or usage_error(a .. " needs a value")
+    if a == "--seconds" then
+      opts.seconds = tonumber(v) or usage_error("--seconds needs a number (0 = run until Ctrl-C), got " .. v)
+    else
+      opts[a:sub(3)] = v
+    end
+    i = i + 1
+  else
+    usage_error("unknown argument '" .. a .. "'")
+  end
+  i = i + 1
+end
+if opts.mqtt == "" then opts.mqtt = nil end
+
+-- {===== the site model =====
+
+-- A global on purpose, so that an attached REPL can see and change it.
 site = {
-  pv_w = 0,
-  load_w = 600,
-  battery_w = 0,      -- > 0 charging, < 0 discharging
-  soc = 50,           -- %
-  grid_w = 0,         -- > 0 import, < 0 export
-  capacity_wh = 10000,
-  max_battery_w = 3000,
+  hour = 9, pv_w = 0, pv_available_w = 0, load_w = 600, battery_w = 0, soc = 50, grid_w = 0,
+  import_wh = 1250000, export_wh = 830000, pv_wh = 2400000, capacity_wh = 10000, max_battery_w = 3000,
 }
 
--- The sun: one simulated day passes in 60 s, a sine between 06:00 and 18:00.
-md.every(0.1, function()
-  local hour = (md.now() / 60 * 24 + 9) % 24
-  local daylight = math.max(0, math.sin((hour - 6) / 12 * math.pi))
-  site.pv_w = math.floor(5000 * daylight + 0.5)
-  site.hour = hour
-end)
+-- One simulated day passes in 120 s; the sun is a sine between 06:00 and 18:00.
+local function sun(now)
+  site.hour = (now / 120 * 24 + 9) % 24
+  local daylight = math.max(0, math.sin((site.hour - 6) / 12 * math.pi))
+  site.pv_available_w = math.floor(5500 * daylight + 0.5)
+end
 
--- The house: a load that wanders around its base value.
-md.every(0.5, function()
-  site.load_w = math.max(150, site.load_w + math.random(-200, 200))
-end)
-
--- The battery controller: absorb surplus, cover deficit, respect limits.
-md.every(0.2, function()
+-- The battery absorbs surplus and covers deficit within its limits; the
+-- grid takes the rest (> 0 import, < 0 export).
+local function balance(dt)
   local surplus = site.pv_w - site.load_w
   local want = math.max(-site.max_battery_w, math.min(site.max_battery_w, surplus))
-  if (want > 0 and site.soc >= 100) or (want < 0 and site.soc <= 10) then
-    want = 0
-  end
+  if (want > 0 and site.soc >= 100) or (want < 0 and site.soc <= 10) then want = 0 end
   site.battery_w = want
-  site.soc = math.min(100, math.max(0, site.soc + want * 0.2 / 3600 / site.capacity_wh * 100 * 60))
+  -- 60x time lapse for the battery, so that its charge visibly moves.
+  site.soc = math.min(100, math.max(0, site.soc + want * dt * 60 / 3600 / site.capacity_wh * 100))
   site.grid_w = site.load_w - site.pv_w + site.battery_w
-end)
+  local wh = math.abs(site.grid_w) * dt / 3600
+  if site.grid_w > 0 then site.import_wh = site.import_wh + wh else site.export_wh = site.export_wh + wh end
+  site.pv_wh = site.pv_wh + site.pv_w * dt / 3600
+end
+
+-- }=====
+
+-- {===== simulated devices =====
+
+local function must(what, ok, err)
+  if not ok then
+    io.stderr:write("moondog demo: cannot start ", what, ": ", tostring(err), "\n")
+    os.exit(1)
+  end
+  return ok
+end
+
+local inverter_sim = must("the SunSpec inverter", md.sunspec.serve("tcp://127.0.0.1:0", {
+  models = { 1, 103, 120, 121, 123, { id = 160, count = 2 } },
+  values = {
+    [1] = { Mn = "moondog", Md = "Simulated PV inverter", SN = "INV-0001", Vr = "1.0" },
+    [121] = { WMax = 6000 },
+  },
+}))
+local pv = inverter_sim:simulate_inverter { power = 0 }
+
+local meter_sim = must("the SunSpec meter", md.sunspec.serve("tcp://127.0.0.1:0", {
+  models = { 1, 203 },
+  values = { [1] = { Mn = "moondog", Md = "Simulated grid meter", SN = "MTR-0001", Vr = "1.0" } },
+}))
+
+local battery_sim = must("the RCT battery inverter", rct_device.simulate("rct_power", "127.0.0.1:0", {
+  info = { serial = "RCT-0001", sw_version = "1.0", model = "Simulated battery inverter" },
+}))
+
+-- Feed the simulators from the site model.
+local start = md.now()
+local last = start
+local function feed()
+  local now = md.now()
+  sun(now - start)
+  inverter_sim:set_power(site.pv_available_w)   -- the inverter caps it at its power limit
+  site.pv_w = math.floor(pv.w + 0.5)
+  site.load_w = math.max(150, site.load_w + math.random(-100, 100))
+  balance(now - last)
+  last = now
+  local share = site.pv_w / 2
+  inverter_sim:set(103, "WH", math.floor(site.pv_wh))
+  inverter_sim:set(160, "module[1].DCW", math.floor(share * 1.04))
+  inverter_sim:set(160, "module[2].DCW", math.floor(share * 1.02))
+  meter_sim:set(203, "W", site.grid_w)
+  meter_sim:set(203, "TotWhImp", math.floor(site.import_wh))
+  meter_sim:set(203, "TotWhExp", math.floor(site.export_wh))
+  battery_sim:set("battery_soc", math.floor(site.soc + 0.5))
+  battery_sim:set("battery_power", -site.battery_w)       -- RCT: > 0 discharges
+  battery_sim:set("grid_power", site.grid_w)
+  battery_sim:set("house_power", site.load_w)
+  battery_sim:set("grid_import_energy", site.import_wh / 1000)
+  battery_sim:set("grid_export_energy", site.export_wh / 1000)
+end
+feed() -- the devices' first reads already see the site
+local feeder = md.every(0.5, feed)
+feeder:name("demo site")
+
+-- }=====
+
+-- {===== MQTT =====
+
+local own_broker
+if not opts.mqtt then
+  local err
+  own_broker, err = broker.start {}
+  must("a mosquitto broker (install it with `make deps`, or give --mqtt HOST:PORT)", own_broker, err)
+  opts.mqtt = own_broker.host .. ":" .. own_broker.port
+  md.log.info("started mosquitto on %s (use --mqtt or MOONDOG_MQTT for your own broker)", opts.mqtt)
+end
+
+local function show(topic, payload)
+  if opts.quiet then return end
+  if #payload > 72 then payload = payload:sub(1, 69) .. "..." end
+  print(string.format("%-58s %s", topic, payload))
+  io.stdout:flush()
+end
+
+local devices = {
+  md.devices.open("sunspec_inverter", inverter_sim:url(), { id = "inverter" }),
+  md.devices.open("sunspec_meter", meter_sim:url(), { id = "grid_meter" }),
+  md.devices.open("rct_power", battery_sim:target(), { id = "battery" }),
+}
+
+local pub = must("publishing to MQTT at " .. opts.mqtt, md.mqtt.publish.start {
+  mqtt = { url = opts.mqtt, client_id = "moondog-demo" }, prefix = opts.prefix, poll = 2, max_interval = 30,
+  on_publish = show, devices = devices,
+})
+
+-- }=====
 
 local attach = md.attach.listen()
 if attach then
   md.log.info("attach with: moondog attach %s", attach:path())
 end
+md.log.info("demo site publishing to %s under %s/...%s", opts.mqtt, opts.prefix,
+  opts.seconds > 0 and (" for " .. opts.seconds .. " s") or "; Ctrl-C to stop")
 
-md.log.info("demo site running%s", seconds > 0 and (" for " .. seconds .. " s") or "; Ctrl-C to stop")
-print(string.format("%5s %7s %7s %9s %6s %8s", "time", "pv W", "load W", "battery W", "soc %", "grid W"))
-local view = md.every(1, function()
-  local h = site.hour or 0
-  print(string.format("%02d:%02d %7d %7d %9d %6.1f %8d", math.floor(h), math.floor(h % 1 * 60),
-    site.pv_w, site.load_w, site.battery_w, site.soc, site.grid_w))
-  io.stdout:flush()
+local view
+if opts.quiet then
+  view = md.every(1, function()
+    print(string.format("%02d:%02d pv %5d W  load %5d W  battery %6d W  soc %5.1f %%  grid %6d W",
+      math.floor(site.hour), math.floor(site.hour % 1 * 60), site.pv_w, site.load_w, site.battery_w,
+      site.soc, site.grid_w))
+    io.stdout:flush()
+  end)
+end
+
+-- Halfway: a command, as Home Assistant would send it.
+local commander = md.spawn(function()
+  md.sleep(opts.seconds > 0 and opts.seconds / 2 or 10)
+  local c <close> = assert(md.mqtt.connect { url = opts.mqtt, client_id = "moondog-demo-commander" })
+  md.log.info("sending %s/inverter/power_limit/set 60 and power_limit_enabled/set ENABLED", opts.prefix)
+  c:publish(opts.prefix .. "/inverter/power_limit/set", "60", { qos = 1, wait = true })
+  c:publish(opts.prefix .. "/inverter/power_limit_enabled/set", "ENABLED", { qos = 1, wait = true })
 end)
 
-if seconds > 0 then
-  md.sleep(seconds)
-  view:cancel()
+local function shutdown()
+  commander:cancel()
+  if view then view:cancel() end
+  pub:close()
+  for _, dev in ipairs(devices) do dev:close() end
+  feeder:cancel()
+  inverter_sim:close()
+  meter_sim:close()
+  battery_sim:close()
+  if own_broker then own_broker:stop() end
+  if attach then attach:close() end
+end
+
+if opts.seconds > 0 then
+  md.sleep(opts.seconds)
+  shutdown()
   md.exit(0)
 end
