@@ -41,7 +41,7 @@ T.test("publishes three devices with discovery to a given broker and obeys a com
   local energy = cjson.decode(assert(seen["homeassistant/sensor/moondog/grid_meter_import_energy/config"]))
   T.eq(energy.device_class .. " " .. energy.state_class .. " " .. energy.unit_of_measurement,
     "energy total_increasing kWh", "Energy dashboard")
-  local result = cjson.decode(assert(seen["moondog/inverter/power_limit/result"], "command result"))
+  local result = cjson.decode((assert(seen["moondog/inverter/power_limit/result"], "command result")))
   T.eq(result.ok, true, "command accepted")
   T.eq(result.value, 60, "command value")
   T.eq(seen["moondog/inverter/power_limit"], "60", "limit read back")
