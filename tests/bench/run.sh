@@ -80,3 +80,6 @@ echo "== SunSpec points decoded per second: codec.decode against point-by-point 
 
 echo
 ./moondog tests/bench/sunspec.lua
+
+echo
+./moondog --log-level warn tests/bench/mqtt.lua
