@@ -22,6 +22,16 @@
  * reconnect in step) and starting again from backoff_min after a
  * connection that lasted 10 s.
  *
+ * Writes. libmosquitto writes every packet with its own write() at once,
+ * and the socket has TCP_NODELAY so that a lone message (a command's
+ * result) never waits 40 ms for a delayed ACK. A burst of publishes would
+ * then send one TCP segment each, which costs the sender and the broker
+ * a packet of kernel work per message (measured: half the rate of
+ * mosquitto_pub, which leaves Nagle on). So a publish, and every socket
+ * event, corks the socket (TCP_CORK), and a timer due at once uncorks it
+ * on the next loop iteration, before the loop sleeps: a burst leaves in
+ * full segments and a lone message leaves without delay.
+ *
  * DNS. mosquitto_connect_async() resolves its host with a blocking
  * getaddrinfo(). A literal address never blocks and is passed as is. A host
  * name is resolved on a short-lived worker thread that hands the address
@@ -58,6 +68,8 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +205,8 @@ struct md_mqtt {
     int fd, events;
     md_watch *watch;
     md_timer *misc_timer, *connect_timer, *backoff_timer;
+    md_timer *uncork_timer; /* set while the socket is corked */
+    bool log_hooked;        /* cb_log is installed */
     int backoff_ms;
     int64_t up_since;
     unsigned seed;
@@ -216,6 +230,7 @@ struct md_mqtt {
 };
 
 static void sync_io(md_mqtt *m);
+static void hook_log(md_mqtt *m, bool on);
 static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud);
 static void begin_attempt(md_mqtt *m);
 static void conn_ended(md_mqtt *m, const char *code, const char *message);
@@ -506,6 +521,7 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     unwatch(m);
     cancel_timer(m, &m->misc_timer);
     cancel_timer(m, &m->connect_timer);
+    cancel_timer(m, &m->uncork_timer);
     m->refusal_code = NULL;
     if (!same)
         set_error(m, code, "%s", message);
@@ -523,6 +539,34 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     if (m->h.state)
         m->h.state(m->ud, was_up ? MD_MQTT_DISCONNECTED : MD_MQTT_ATTEMPT_FAILED, false,
                    code, message);
+}
+
+static void set_cork(md_mqtt *m, int on)
+{
+    int fd = mq.socket(m->mosq);
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
+static void on_uncork(md_loop *loop, md_timer *t, void *ud)
+{
+    (void)loop, (void)t;
+    md_mqtt *m = ud;
+    m->uncork_timer = NULL;
+    if (m->conn)
+        set_cork(m, 0);
+}
+
+/* Cork until the loop comes round (see the top of the file). */
+static void cork(md_mqtt *m)
+{
+    if (m->uncork_timer || !m->up)
+        return;
+    m->uncork_timer = md_loop_timer(m->loop, md_loop_now(m->loop), on_uncork, m);
+    if (m->uncork_timer) {
+        md_loop_timer_keepalive(m->loop, m->uncork_timer, false);
+        set_cork(m, 1);
+    }
 }
 
 static void on_misc(md_loop *loop, md_timer *t, void *ud)
@@ -550,6 +594,8 @@ static void arm_misc(md_mqtt *m)
 /* Bring the fd watch and the misc timer in line with libmosquitto's state. */
 static void sync_io(md_mqtt *m)
 {
+    if (m->up && m->log_hooked && !md_log_enabled(MD_LOG_TRACE))
+        hook_log(m, false);
     if (m->conn && mq.socket(m->mosq) < 0) /* closed without a callback: TLS setup */
         conn_ended(m, "tls", m->last_log[0] ? m->last_log : "TLS handshake failed");
     int fd = m->conn ? mq.socket(m->mosq) : -1;
@@ -578,6 +624,10 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 {
     (void)loop, (void)w, (void)fd;
     md_mqtt *m = ud;
+    /* What libmosquitto writes from here (acknowledgements, queued
+     * messages an acknowledgement lets go, a backlog) leaves in full
+     * segments too. */
+    cork(m);
     /* While connecting, reading is also what moves a TLS handshake on. */
     if ((events & MD_LOOP_READ) || !m->up)
         mq.loop_read(m->mosq, 1);
@@ -696,8 +746,21 @@ static void start_resolve(md_mqtt *m)
     conn_ended(m, "dns", "cannot start a thread to resolve the host name");
 }
 
+/* libmosquitto formats a debug line for every packet once a log callback
+ * is set (vsnprintf per message: a third of the CPU a publish costs), so
+ * cb_log listens only while connecting, when its lines explain failures
+ * (OpenSSL's reasons), or always at log level trace. */
+static void hook_log(md_mqtt *m, bool on)
+{
+    if (on != m->log_hooked) {
+        mq.log_callback_set(m->mosq, on ? cb_log : NULL);
+        m->log_hooked = on;
+    }
+}
+
 static void begin_attempt(md_mqtt *m)
 {
+    hook_log(m, true);
     m->attempts++;
     m->state = ST_CONNECTING;
     m->last_log[0] = '\0';
@@ -770,7 +833,6 @@ static int configure(md_mqtt *m, const md_mqtt_config *cfg, char *err, size_t er
     mq.publish_callback_set(q, cb_publish);
     mq.message_callback_set(q, cb_message);
     mq.subscribe_callback_set(q, cb_subscribe);
-    mq.log_callback_set(q, cb_log);
     return 0;
 }
 
@@ -843,6 +905,11 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
     if (len > MQTT_MAX_PAYLOAD)
         return -MD_MQTT_ETOOLARGE;
     size_t bytes = strlen(topic) + len;
+    if ((qos == 0 && !m->up) || (qos > 0 && !queue_has_room(m, bytes))) {
+        /* libmosquitto is not called: check the topic here */
+        if (md_mqtt_check_topic(topic, false) < 0)
+            return -MD_MQTT_ETOPIC;
+    }
     if (qos == 0 && !m->up) {
         m->not_sent++;
         return -MD_MQTT_ENOTCONN;
@@ -851,6 +918,7 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
         note_drop(m, bytes);
         return -MD_MQTT_EFULL;
     }
+    cork(m);
     int id = 0;
     int rc = mq.publish(m->mosq, &id, topic, (int)len, payload, qos, retain);
     m->ids_issued++;
@@ -974,6 +1042,10 @@ void md_mqtt_close(md_mqtt *m, bool engine_closing)
     cancel_timer(m, &m->misc_timer);
     cancel_timer(m, &m->connect_timer);
     cancel_timer(m, &m->backoff_timer);
+    if (m->uncork_timer) { /* let the DISCONNECT below go out at once */
+        cancel_timer(m, &m->uncork_timer);
+        set_cork(m, 0);
+    }
     if (m->res) {
         resolve *r = m->res;
         r->m = NULL;

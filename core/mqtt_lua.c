@@ -460,7 +460,18 @@ static int publish_failure(lua_State *L, lclient *c, int rc)
     return 3;
 }
 
-/* c:publish(topic, payload, qos, retain [, wait [, timeout]]) */
+static int bad_topic(lua_State *L, const char *topic)
+{
+    return luaL_argerror(L, 2,
+                         lua_pushfstring(L,
+                                         "'%s' is not a topic to publish to (no + or #, "
+                                         "not empty, UTF-8)",
+                                         topic));
+}
+
+/* c:publish(topic, payload, qos, retain [, wait [, timeout]]). Without
+ * wait, libmosquitto checks the topic (once, not twice: this is the path
+ * that bursts take). */
 static int client_publish(lua_State *L)
 {
     lclient *c = check_client(L);
@@ -471,15 +482,11 @@ static int client_publish(lua_State *L)
     bool retain = lua_toboolean(L, 5);
     bool wait = lua_toboolean(L, 6) && qos > 0;
     int64_t ms = opt_timeout_ms(L, 7);
-    if (md_mqtt_check_topic(topic, false) < 0)
-        return luaL_argerror(L, 2,
-                             lua_pushfstring(L,
-                                             "'%s' is not a topic to publish to (no + "
-                                             "or #, not empty, UTF-8)",
-                                             topic));
     if (!wait) {
         int mid = 0;
         int rc = md_mqtt_publish(c->m, topic, payload, len, qos, retain, NULL, &mid);
+        if (rc == -MD_MQTT_ETOPIC)
+            return bad_topic(L, topic);
         if (rc == -MD_MQTT_ETOOLARGE)
             return luaL_argerror(L, 3, "payload too large for MQTT");
         if (rc < 0)
@@ -487,6 +494,8 @@ static int client_publish(lua_State *L)
         lua_pushinteger(L, mid);
         return 1;
     }
+    if (md_mqtt_check_topic(topic, false) < 0)
+        return bad_topic(L, topic);
     op *o = new_op(L, c, OP_PUBLISH);
     int rc = md_mqtt_publish(c->m, topic, payload, len, qos, retain, o, &o->mid);
     if (rc < 0) {

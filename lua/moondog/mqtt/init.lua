@@ -189,8 +189,9 @@ function Client.publish(c, topic, payload, opts)
   if type(topic) ~= "string" then
     error("publish: expected a topic string, got " .. type(topic), 2)
   end
-  opts = opts or {}
-  return c_publish(c, topic, M.payload(payload), opts.qos or 0, opts.retain, opts.wait, opts.timeout)
+  if type(payload) ~= "string" then payload = M.payload(payload) end
+  if not opts then return c_publish(c, topic, payload, 0) end
+  return c_publish(c, topic, payload, opts.qos or 0, opts.retain, opts.wait, opts.timeout)
 end
 
 local Subscription = {}
