@@ -34,6 +34,8 @@ CORE_OBJ := $(CORE_SRC:core/%.c=$(BUILD)/%.o)
 # Debian packages the build, the tests and the demo need.
 DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquitto-dev \
         libcmocka-dev libedit-dev lua-cjson tmux socat valgrind python3-pymodbus mbpoll
+# MQTT tests and bench: a real broker, its clients, a CA made with openssl, /usr/bin/time
+DEPS += mosquitto mosquitto-clients openssl time
 LINT_DEPS := lua-check clang-format cppcheck
 FUZZ_DEPS := clang libclang-rt-14-dev
 
