@@ -1056,13 +1056,12 @@ void md_mqtt_close(md_mqtt *m, bool engine_closing)
             md_loop_run_posted(m->loop);
         }
     }
-    if (was_up) {
+    if (was_up)
         mq.disconnect(m->mosq); /* written at once unless the socket is full */
-        if (m->queued)
-            md_log_warn("mqtt %s: closed with %d message(s) not yet acknowledged by the "
-                        "broker",
-                        m->name, m->queued);
-    }
+    if (m->queued)              /* never silently */
+        md_log_warn("mqtt %s: closed with %d QoS 1/2 message(s) the broker has not "
+                    "acknowledged; they are lost",
+                    m->name, m->queued);
     unwatch(m);
     mq.destroy(m->mosq);
     md_loop_release(m->loop);
