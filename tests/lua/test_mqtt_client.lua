@@ -251,8 +251,17 @@ T.test("QoS 1 messages wait in the queue across a broker restart; QoS 0 ones are
   T.eq(c:stats().queued, 3, "queued")
   T.eq(c:stats().not_sent, 1, "not_sent")
   assert(b:start())
-  rec.wait(4, "the queued messages after the restart")
-  T.eq(table.concat(rec.list, ","), "q/1=before,q/2=during,q/3=during,q/4=during")
+  -- QoS 1 is at least once: the broker may hand q/1 to the subscriber again
+  -- if the stop caught its acknowledgement in flight (seen under valgrind).
+  -- test_mqtt_outage.lua is the test that rules duplicates out.
+  local distinct, seen = {}, {}
+  T.wait_for(function()
+    for _, m in ipairs(rec.list) do
+      if not seen[m] then seen[m] = true; distinct[#distinct + 1] = m end
+    end
+    return #distinct >= 4
+  end, 10, "the queued messages after the restart")
+  T.eq(table.concat(distinct, ","), "q/1=before,q/2=during,q/3=during,q/4=during")
   assert(c:flush(5))
   local s = c:stats()
   T.eq(s.reconnects, 1, "reconnects")

@@ -71,6 +71,7 @@ end
 -- {===== sending =====
 
 function Publisher:send(topic, payload, retain)
+  if self.client:status() == "closed" then return nil, "the MQTT client is closed", "closed" end
   local ok, err, code = self.client:publish(topic, payload, { qos = self.qos, retain = retain })
   if not ok then
     self.counts.failed = self.counts.failed + 1
@@ -296,6 +297,7 @@ function Publisher:close()
   for id in pairs(self.devices) do self:remove(id) end
   for _, s in ipairs(self.subs) do s:close() end
   self:send(self.prefix .. "/status", "offline", true)
+  if self.client:status() == "closed" then return end
   if self.own_client then
     self.client:close(5)
   else
