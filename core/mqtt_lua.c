@@ -108,7 +108,8 @@ struct lclient {
     event *ev_head, *ev_tail;
     int ev_count;
     uint64_t failures, incoming_dropped;
-    bool listening; /* someone called next_event: keep events */
+    bool listening;      /* someone called next_event: keep events */
+    bool ever_connected; /* wait_connected: failures end a wait only before */
     char name[200];
 };
 
@@ -251,11 +252,13 @@ static void on_state(void *ud, md_mqtt_event ev, bool flag, const char *code,
 {
     lclient *c = ud;
     if (ev == MD_MQTT_CONNECTED) {
+        c->ever_connected = true;
         resubscribe(c);
         finish_ops(c, OP_CONNECT, NULL, NULL);
     } else {
         c->failures++;
-        finish_ops(c, OP_CONNECT, code, message);
+        if (!c->ever_connected)
+            finish_ops(c, OP_CONNECT, code, message);
         /* A SUBSCRIBE in flight is sent again after the reconnect; its
          * caller need not wait for that. */
         for (sub *s = c->subs; s; s = s->next)
@@ -392,20 +395,25 @@ static sub *find_sub(lclient *c, lua_Integer id)
 
 /* {===== methods ===== */
 
-static int connected_results(lua_State *L, void *p)
+/* OP_CONNECT and OP_FLUSH give true, OP_PUBLISH the message id. */
+static int done_results(lua_State *L, void *p)
 {
     op *o = p;
     int n = 1;
     if (o->code)
         n = push_failure(L, o);
+    else if (o->kind == OP_PUBLISH)
+        lua_pushinteger(L, o->mid);
     else
         lua_pushboolean(L, 1);
     free(o);
     return n;
 }
 
-/* c:wait_connected([timeout]): true once connected; nil, message, code if
- * an attempt failed (this one, or one before the call while never connected). */
+/* c:wait_connected([timeout]): true once connected. Until the first
+ * connection, a failed attempt (also one before the call) ends the wait
+ * with nil, message, code; after it, the client keeps trying and the wait
+ * lasts until it is back or the timeout. */
 static int client_wait_connected(lua_State *L)
 {
     lclient *c = check_client(L);
@@ -413,7 +421,7 @@ static int client_wait_connected(lua_State *L)
     op *o = new_op(L, c, OP_CONNECT);
     if (md_mqtt_connected(c->m)) {
         op_finish(o, NULL, NULL);
-    } else if (c->failures) {
+    } else if (c->failures && !c->ever_connected) {
         md_mqtt_stats st;
         md_mqtt_get_stats(c->m, &st);
         op_finish(o, st.last_code ? st.last_code : "connect",
@@ -421,19 +429,7 @@ static int client_wait_connected(lua_State *L)
     } else if (ms >= 0) {
         md_wait_timeout(o->wait, ms, "MQTT connect");
     }
-    return md_task_yield(L, o->wait, connected_results);
-}
-
-static int publish_results(lua_State *L, void *p)
-{
-    op *o = p;
-    int n = 1;
-    if (o->code)
-        n = push_failure(L, o);
-    else
-        lua_pushinteger(L, o->mid);
-    free(o);
-    return n;
+    return md_task_yield(L, o->wait, done_results);
 }
 
 static int publish_failure(lua_State *L, lclient *c, int rc)
@@ -509,7 +505,7 @@ static int client_publish(lua_State *L)
     } else if (ms >= 0) {
         md_wait_timeout(o->wait, ms, "MQTT publish");
     }
-    return md_task_yield(L, o->wait, publish_results);
+    return md_task_yield(L, o->wait, done_results);
 }
 
 static int subscribe_results(lua_State *L, void *p)
@@ -708,7 +704,7 @@ static int client_flush(lua_State *L)
         op_finish(o, NULL, NULL);
     else if (ms >= 0)
         md_wait_timeout(o->wait, ms, "MQTT flush");
-    return md_task_yield(L, o->wait, connected_results);
+    return md_task_yield(L, o->wait, done_results);
 }
 
 static int client_status(lua_State *L)
