@@ -1033,7 +1033,7 @@ const char *md_mqtt_strerror(int rc)
     }
 }
 
-void md_mqtt_close(md_mqtt *m, bool engine_closing)
+void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
 {
     if (!m)
         return;
@@ -1056,7 +1056,7 @@ void md_mqtt_close(md_mqtt *m, bool engine_closing)
             md_loop_run_posted(m->loop);
         }
     }
-    if (was_up)
+    if (was_up && graceful)
         mq.disconnect(m->mosq); /* written at once unless the socket is full */
     if (m->queued)              /* never silently */
         md_log_warn("mqtt %s: closed with %d QoS 1/2 message(s) the broker has not "

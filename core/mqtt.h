@@ -152,10 +152,12 @@ int md_mqtt_check_topic(const char *topic, bool is_filter);
 const char *md_mqtt_strerror(int rc);
 
 /*
- * Disconnect cleanly (DISCONNECT: the broker does not send the will) and
- * free the client; no handler runs after this. engine_closing: the loop no
- * longer runs, so a DNS lookup in flight is joined here.
+ * Close and free the client; no handler runs after this. graceful: send
+ * DISCONNECT first, so that the broker does not publish the last will;
+ * otherwise the connection just ends and the broker does publish it.
+ * engine_closing: the loop no longer runs, so a DNS lookup in flight is
+ * joined here.
  */
-void md_mqtt_close(md_mqtt *m, bool engine_closing);
+void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing);
 
 #endif

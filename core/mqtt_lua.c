@@ -764,7 +764,10 @@ static int client_stats(lua_State *L)
     return 1;
 }
 
-/* Idempotent; also __gc and __close. Waiting calls end with "closed". */
+/* Idempotent; also __gc and __close. Waiting calls end with "closed".
+ * While the engine stops (a signal, md.exit, shutdown) the connection just
+ * ends, without DISCONNECT: the engine is going away, and the broker
+ * publishes the last will to say so. Otherwise the close is clean. */
 static int client_close(lua_State *L)
 {
     lclient *c = luaL_checkudata(L, 1, CLIENT_MT);
@@ -783,7 +786,8 @@ static int client_close(lua_State *L)
     c->ev_tail = NULL;
     md_mqtt *m = c->m;
     c->m = NULL;
-    md_mqtt_close(m, md_engine_closing(c->E));
+    bool stopping = md_engine_closing(c->E) || md_loop_stopped(md_engine_loop(c->E));
+    md_mqtt_close(m, !stopping, md_engine_closing(c->E));
     return 0;
 }
 

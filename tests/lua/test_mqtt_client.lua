@@ -363,6 +363,29 @@ T.test("the last will is published when an engine is killed with SIGKILL", funct
   T.eq(rec2.list[1], "will/victim=offline", "the retained will")
 end)
 
+T.test("an engine stopped by SIGTERM without closing its client: the will is published", function()
+  local dir <close> = T.tmpdir()
+  local b <close> = start_broker(dir)
+  local c <close> = connect(b)
+  local rec = recorder(c, "term/#", 1)
+  local script = dir.path .. "/stopped.lua"
+  T.write_file(script, format([[
+    local c = assert(md.mqtt.connect{ host = %q, port = %d,
+      will = { topic = "term/x", payload = "offline", retain = true } })
+    assert(c:publish("term/x", "online", { qos = 1, retain = true, wait = true }))
+    print("ready")
+    io.stdout:flush()
+    md.sleep(60)
+  ]], b.host, b.port))
+  local engine = T.start(dir, "stopped", format("%s %s", q(md.paths.exe), q(script)))
+  T.eq(engine:first_line(10), "ready")
+  rec.wait(1)
+  local _, how, status = engine:stop() -- SIGTERM: a clean shutdown of the engine
+  T.eq(how .. " " .. tostring(status), "exit 0", "the engine exited cleanly")
+  rec.wait(2, "the will")
+  T.eq(rec.list[2], "term/x=offline")
+end)
+
 T.test("a clean close does not send the will", function()
   local dir <close> = T.tmpdir()
   local b <close> = start_broker(dir)
