@@ -497,10 +497,13 @@ static void wait_free(md_wait *w)
     free(w);
 }
 
-/* Abandon a pending wait: the operation is told to forget it. */
+/* Abandon a wait whose task will never take its results: the operation is
+ * told to forget it. That includes a completed operation whose task was
+ * cancelled before it resumed, so that the module frees what its results
+ * function would have freed. A timed-out one was told when it timed out. */
 static void wait_abandon(md_wait *w)
 {
-    if (w->state == WAIT_PENDING && w->cancel)
+    if (w->state != WAIT_TIMEDOUT && w->cancel)
         w->cancel(w->op);
     wait_free(w);
 }

@@ -26,6 +26,9 @@
  *    req_cancel(r) on the loop thread. From then on the module must never
  *    touch the wait again (mark r abandoned if a worker still has it). On
  *    timeout the task gets nil, "<what> timed out after N s", "timeout".
+ *    A task cancelled after md_task_done but before it resumed never runs
+ *    req_results: req_cancel(r) is called then too and must free what
+ *    req_results would have freed.
  *  - Called from a task, md_task_yield yields. Called outside a task (the
  *    main thread, or where a yield is impossible, e.g. inside a table.sort
  *    comparator) it runs the loop until the operation completes, so the same

@@ -54,6 +54,7 @@ struct lreq {
     lbus *lb; /* alive while results are pushed: the call's argument 1 */
     int timeout_ms;
     bool raw;
+    bool completed; /* md_task_done was called: results would free it */
 };
 
 /* {===== requests ===== */
@@ -66,12 +67,17 @@ static void on_request_done(md_loop *loop, void *ud)
         free(q);
         return;
     }
+    q->completed = true;
     md_task_done(q->wait);
 }
 
 static void request_cancel(void *op)
 {
     lreq *q = op;
+    if (q->completed) { /* its task was cancelled before it took the results */
+        free(q);
+        return;
+    }
     q->req.abandoned = true; /* the bus still owns it; freed on completion */
 }
 
