@@ -216,7 +216,7 @@ local function shutdown()
   inverter_sim:close()
   meter_sim:close()
   battery_sim:close()
-  if own_broker then own_broker:stop() end
+  if own_broker then own_broker:close() end
   if attach then attach:close() end
 end
 
