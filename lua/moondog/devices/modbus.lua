@@ -42,6 +42,7 @@ local modbus = require "moondog.modbus"
 local planner = require "moondog.modbus.planner"
 local codec = require "moondog.modbus.codec"
 local point = require "moondog.devices.point"
+local base = require "moondog.devices.base"
 
 local M = {}
 
@@ -209,8 +210,7 @@ end
 
 -- {===== the device =====
 
-local Device = {}
-Device.__index = Device
+local Device = base.class("modbus")
 
 local reader = {
   holding = "read_holding", input = "read_input", coil = "read_coils", discrete = "read_discrete",
@@ -233,32 +233,17 @@ function Device:read()
   return values
 end
 
-function Device:write(name, value)
-  local item = self.items[name]
-  if not item then
-    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
-  end
-  local v, err, code = point.check(item.point, value)
-  if v == nil then
-    return nil, format("%s: %s", self.id, err), code
-  end
-  local regs
-  regs, err, code = encode(item, v)
+function Device:_write(item, value)
+  local regs, err, code = encode(item, value)
   if regs == nil then
-    return nil, format("%s: %s", self.id, err), code
+    return nil, err, code
   end
-  local ok
   if item.kind == "coil" then
-    ok, err, code = self.bus:write_coil(self.unit, item.address, regs)
+    return self.bus:write_coil(self.unit, item.address, regs)
   elseif #regs == 1 and not item.fc16 then
-    ok, err, code = self.bus:write_register(self.unit, item.address, regs[1])
-  else
-    ok, err, code = self.bus:write_registers(self.unit, item.address, regs)
+    return self.bus:write_register(self.unit, item.address, regs[1])
   end
-  if not ok then
-    return nil, format("%s: writing %s: %s", self.id, name, err), code
-  end
-  return true
+  return self.bus:write_registers(self.unit, item.address, regs)
 end
 
 local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
@@ -287,10 +272,6 @@ function Device:describe()
   return d
 end
 
-function Device:online()
-  return self._online
-end
-
 function Device:close()
   if self.own_bus and self.bus then
     self.bus:close()
@@ -298,24 +279,10 @@ function Device:close()
   self.bus = nil
 end
 
-Device.__close = Device.close
-
-function Device:__tostring()
-  return format("modbus device %s (%s)", self.id, self.profile.name or "?")
-end
-
 --- open(profile, target [, opts]) -> device, or nil, message, code
 function M.open(profile, target, opts)
   opts = opts or {}
-  local items, list = {}, {}
-  for _, p in ipairs(profile.points) do
-    local item = check_point(profile.name or "?", p)
-    if items[p.name] then
-      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 2)
-    end
-    items[p.name] = item
-    list[#list + 1] = item
-  end
+  local items, list = base.points(profile, check_point)
   local reads, perr = planner.plan(list, {
     max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
   })
@@ -331,10 +298,7 @@ function M.open(profile, target, opts)
   elseif type(target) ~= "userdata" then
     error("modbus device: target must be a Modbus address such as 'tcp://host:502?unit=1' or an open bus", 2)
   end
-  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
-  if not id:match("^[a-z0-9_]+$") then
-    error(format("modbus device: id '%s' must be lowercase letters, digits and _", id), 2)
-  end
+  local id = base.id(profile, opts, "modbus")
   return setmetatable({
     id = id, profile = profile, bus = bus, own_bus = own_bus,
     unit = opts.unit or bus:default_unit(), items = items, reads = reads, _online = false,

@@ -30,6 +30,7 @@
 local rct = require "moondog.rct"
 local registry = require "moondog.rct.registry"
 local point = require "moondog.devices.point"
+local base = require "moondog.devices.base"
 
 local M = {}
 
@@ -73,10 +74,7 @@ local function check_point(profile_name, p)
   if p.writable and not e.writable then
     error(format("%s: %s is not writable in devices/rct/registry.lua", where, e.name), 0)
   end
-  local copy = {}
-  for k, v in pairs(p) do
-    copy[k] = v
-  end
+  local copy = base.copy(p)
   local item = { point = copy, entry = e }
   if point.kind(p) == "enum" then
     if not e.enum then
@@ -137,8 +135,7 @@ end
 
 -- {===== the device =====
 
-local Device = {}
-Device.__index = Device
+local Device = base.class("rct")
 
 function Device:read()
   local values, errors = self.client:read_many(self.sources)
@@ -159,20 +156,8 @@ function Device:read()
   return out
 end
 
-function Device:write(name, value)
-  local item = self.items[name]
-  if not item then
-    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
-  end
-  local v, err, code = point.check(item.point, value)
-  if v == nil then
-    return nil, format("%s: %s", self.id, err), code
-  end
-  local ok, werr, wcode = self.client:write(item.entry.name, encode(item, v))
-  if not ok then
-    return nil, format("%s: writing %s: %s", self.id, name, werr), wcode
-  end
-  return true
+function Device:_write(item, value)
+  return self.client:write(item.entry.name, encode(item, value))
 end
 
 local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
@@ -206,10 +191,6 @@ function Device:describe()
   return d
 end
 
-function Device:online()
-  return self._online
-end
-
 function Device:close()
   if self.own_client and self.client then
     self.client:close()
@@ -217,30 +198,13 @@ function Device:close()
   self.client = nil
 end
 
-Device.__close = Device.close
-
-function Device:__tostring()
-  return format("rct device %s (%s)", self.id, self.profile.name or "?")
-end
-
 local function prepare(profile)
-  local items, list, points, sources = {}, {}, {}, {}
-  for i, p in ipairs(profile.points) do
-    local item = check_point(profile.name or "?", p)
-    if items[p.name] then
-      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 3)
-    end
-    items[p.name] = item
-    list[i] = item
-    points[i] = item.point
+  local items, list, points = base.points(profile, check_point)
+  local sources = {}
+  for i, item in ipairs(list) do
     sources[i] = item.point.source
   end
-  local copy = {}
-  for k, v in pairs(profile) do
-    copy[k] = v
-  end
-  copy.points = points
-  return copy, items, list, sources
+  return base.profile_with(profile, points), items, list, sources
 end
 
 --- open(profile, target [, opts]) -> device
@@ -258,10 +222,7 @@ function M.open(profile, target, opts)
   elseif getmetatable(target) ~= require("moondog.rct.client").Client then
     error("rct device: target must be 'host[:port]' or an md.rct client", 2)
   end
-  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
-  if not id:match("^[a-z0-9_]+$") then
-    error(format("rct device: id '%s' must be lowercase letters, digits and _", id), 2)
-  end
+  local id = base.id(profile, opts, "rct")
   return setmetatable({
     id = id, profile = filled, client = client, own_client = own,
     items = items, list = list, sources = sources, _online = false,

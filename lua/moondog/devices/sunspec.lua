@@ -21,7 +21,7 @@
 -- model (Mn, Md, SN, Vr) unless profile.info names other sources.
 
 local sunspec = require "moondog.sunspec"
-local point = require "moondog.devices.point"
+local base = require "moondog.devices.base"
 
 local M = {}
 
@@ -47,7 +47,7 @@ local function check_point(profile_name, p)
     error(format("%s: name must be lowercase letters, digits and _", where), 0)
   end
   local model, path = parse_source(where, p.source)
-  return { point = p, model = model, path = path }
+  return { point = base.copy(p), model = model, path = path }
 end
 
 -- {===== values =====
@@ -74,8 +74,7 @@ end
 
 -- }=====
 
-local Device = {}
-Device.__index = Device
+local Device = base.class("sunspec")
 
 -- The discovered SunSpec device, discovering it first when needed.
 function Device:_sunspec()
@@ -131,29 +130,15 @@ function Device:read()
   return out
 end
 
-function Device:write(name, value)
-  local item = self.items[name]
-  if not item then
-    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
-  end
-  local v, err, code = point.check(item.point, value)
-  if v == nil then
-    return nil, format("%s: %s", self.id, err), code
-  end
-  local sdev
-  sdev, err, code = self:_sunspec()
+function Device:_write(item, value)
+  local sdev, err, code = self:_sunspec()
   if not sdev then return nil, err, code end
   local m = sdev:model(item.model)
   if not m then
-    return nil, format("%s: the device has no model %s for point %s (it has %s)", self.id,
-      tostring(item.model), name, sdev:summary()), "unknown_point"
+    return nil, format("the device has no model %s (it has %s)", tostring(item.model), sdev:summary()),
+      "unknown_point"
   end
-  local ok
-  ok, err, code = m:write(item.path, encode(item, v))
-  if not ok then
-    return nil, format("%s: writing %s: %s", self.id, name, err), code
-  end
-  return true
+  return m:write(item.path, encode(item, value))
 end
 
 function Device:describe()
@@ -176,21 +161,11 @@ function Device:describe()
   return d
 end
 
-function Device:online()
-  return self._online
-end
-
 function Device:close()
   if self.sdev then self.sdev:close() end
   self.sdev = nil
   if self.own_bus and self.bus then self.bus:close() end
   self.bus = nil
-end
-
-Device.__close = Device.close
-
-function Device:__tostring()
-  return format("sunspec device %s (%s)", self.id, self.profile.name or "?")
 end
 
 --- open(profile, target [, opts]) -> device. target: a Modbus URL or an
@@ -200,23 +175,9 @@ function M.open(profile, target, opts)
   if type(target) ~= "string" and type(target) ~= "userdata" then
     error("sunspec device: target must be a Modbus address such as 'tcp://host:502?unit=1' or an open bus", 2)
   end
-  local items, list, points = {}, {}, {}
-  for i, p in ipairs(profile.points) do
-    local copy = {}
-    for k, v in pairs(p) do copy[k] = v end
-    local item = check_point(profile.name or "?", copy)
-    if items[p.name] then
-      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 2)
-    end
-    items[p.name], list[i], points[i] = item, item, copy
-  end
-  local filled = {}
-  for k, v in pairs(profile) do filled[k] = v end
-  filled.points = points
-  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
-  if not id:match("^[a-z0-9_]+$") then
-    error(format("sunspec device: id '%s' must be lowercase letters, digits and _", id), 2)
-  end
+  local items, list, points = base.points(profile, check_point)
+  local filled = base.profile_with(profile, points)
+  local id = base.id(profile, opts, "sunspec")
   return setmetatable({
     id = id, profile = filled, target = type(target) == "string" and target or nil,
     bus = type(target) ~= "string" and target or nil, opts = opts,

@@ -1,0 +1,103 @@
+-- moondog.devices.base: what every driver's device object shares (see
+-- devices/README.md for the contract). A driver supplies how to check one
+-- point of a profile and how to write one checked value; the base gives the
+-- id, the point table, write's checks and messages, online and tostring.
+--
+--   local Device = base.class("rct")          -- the driver's metatable
+--   function Device:_write(item, value) ... return true or nil, err, code end
+--   local items, list, points = base.points(profile, check_point)
+--   local id = base.id(profile, opts, "rct")
+
+local point = require "moondog.devices.point"
+
+local M = {}
+
+local format = string.format
+
+--- base.class(kind) -> a device metatable with write, online, __tostring and
+--- __close (which calls the driver's close).
+function M.class(kind)
+  local Device = {}
+  Device.__index = Device
+
+  --- dev:write(name, value): checked against the point before the driver's
+  --- _write(item, value) sends anything.
+  function Device:write(name, value)
+    local item = self.items[name]
+    if not item then
+      return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
+    end
+    local v, err, code = point.check(item.point, value)
+    if v == nil then
+      return nil, format("%s: %s", self.id, err), code
+    end
+    local ok
+    ok, err, code = self:_write(item, v)
+    if not ok then
+      return nil, format("%s: writing %s: %s", self.id, name, err), code
+    end
+    return true
+  end
+
+  function Device:online()
+    return self._online
+  end
+
+  function Device:__tostring()
+    return format("%s device %s (%s)", kind, self.id, self.profile.name or "?")
+  end
+
+  function Device:__close()
+    return self:close()
+  end
+
+  return Device
+end
+
+--- base.points(profile, check_point) -> items by name, items in order, and
+--- the profile's points as the driver completed them (item.point).
+--- check_point(profile_name, p) -> item {point = ..., ...}; it raises on a
+--- broken point, and so does a point listed twice: a profile is part of the
+--- program.
+function M.points(profile, check_point)
+  local items, list, points = {}, {}, {}
+  for i, p in ipairs(profile.points) do
+    local item = check_point(profile.name or "?", p)
+    if items[p.name] then
+      error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 3)
+    end
+    items[p.name], list[i], points[i] = item, item, item.point
+  end
+  return items, list, points
+end
+
+--- base.profile_with(profile, points) -> a copy of the profile with these points.
+function M.profile_with(profile, points)
+  local copy = {}
+  for k, v in pairs(profile) do
+    copy[k] = v
+  end
+  copy.points = points
+  return copy
+end
+
+--- base.id(profile, opts, kind) -> opts.id, else the profile name made
+--- topic-safe; raises when it is not lowercase letters, digits and _.
+function M.id(profile, opts, kind)
+  local id = opts.id or (profile.name or "device"):lower():gsub("[^%w_]", "_")
+  if not id:match("^[a-z0-9_]+$") then
+    error(format("%s device: id '%s' must be lowercase letters, digits and _", kind, id), 3)
+  end
+  return id
+end
+
+--- base.copy(p) -> a shallow copy of a point, for drivers that fill in facts.
+function M.copy(p)
+  local copy = {}
+  for k, v in pairs(p) do
+    copy[k] = v
+  end
+  return copy
+end
+
+return M
