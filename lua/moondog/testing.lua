@@ -58,6 +58,20 @@ function M.sh(cmd)
   return out, code
 end
 
+--- T.have(program) -> whether the program is on PATH.
+function M.have(program)
+  local _, code = M.sh("command -v " .. M.quote(program) .. " >/dev/null 2>&1")
+  return code == 0
+end
+
+--- T.need(program, package): skip the test unless the program is on PATH,
+--- naming the Debian package that has it.
+function M.need(program, package)
+  if not M.have(program) then
+    M.skip(program .. " is not installed (Debian package " .. (package or program) .. ")")
+  end
+end
+
 --- Poll cond() every 10 ms until it returns true or `timeout` s pass.
 function M.wait_for(cond, timeout, what)
   local deadline = md.now() + (timeout or 5)

@@ -7,6 +7,7 @@ local cjson = require "cjson"
 local broker = require "moondog.mqtt.broker"
 
 local function run_demo(dir, args)
+  T.need("mosquitto")
   local proc <close> = T.start(dir, "demo", md.paths.exe .. " demo " .. args)
   T.wait_for(function() return not proc:alive() end, 60, "the demo to finish")
   local _, how, code = proc:stop()

@@ -25,18 +25,9 @@ local format = string.format
 
 local q, read_file = T.quote, T.read_file
 
-local function have(program)
-  local _, code = T.sh("command -v " .. program .. " >/dev/null 2>&1")
-  return code == 0
-end
-
 local function need_pymodbus()
   local _, code = T.sh(PYTHON .. " -c 'import pymodbus' >/dev/null 2>&1")
   if code ~= 0 then T.skip("python3-pymodbus is not installed (" .. PYTHON .. ")") end
-end
-
-local function need(program, package)
-  if not have(program) then T.skip(program .. " is not installed (Debian package " .. package .. ")") end
 end
 
 local function need_server()
@@ -153,7 +144,7 @@ end
 
 T.test("client against pymodbus over rtu on a pty: every function code", function()
   need_pymodbus()
-  need("socat", "socat")
+  T.need("socat", "socat")
   local dir <close> = tmpdir()
   local _pty <close>, a, b = pty_pair(dir)
   local _srv <close> = pymodbus(dir, "rtu", a)
@@ -249,7 +240,7 @@ end
 
 T.test("mbpoll against moondog modbus serve over tcp", function()
   need_server()
-  need("mbpoll", "mbpoll")
+  T.need("mbpoll", "mbpoll")
   local dir <close> = tmpdir()
   local regs = dir.path .. "/regs.txt"
   local f = assert(io.open(regs, "w"))
@@ -262,8 +253,8 @@ end, { timeout = 60 })
 
 T.test("mbpoll against moondog modbus serve over rtu on a pty", function()
   need_server()
-  need("mbpoll", "mbpoll")
-  need("socat", "socat")
+  T.need("mbpoll", "mbpoll")
+  T.need("socat", "socat")
   local dir <close> = tmpdir()
   local regs = dir.path .. "/regs.txt"
   local f = assert(io.open(regs, "w"))

@@ -15,18 +15,9 @@ local broker = require "moondog.mqtt.broker"
 local format = string.format
 local q = T.quote
 
-local function have(program)
-  local _, code = T.sh("command -v " .. program .. " >/dev/null 2>&1")
-  return code == 0
-end
-
-local function need(program, package)
-  if not have(program) then T.skip(program .. " is not installed (Debian package " .. package .. ")") end
-end
-
 -- A broker in dir; skips when mosquitto is missing.
 local function start_broker(dir, opts)
-  need("mosquitto", "mosquitto")
+  T.need("mosquitto", "mosquitto")
   opts = opts or {}
   opts.dir = dir.path
   return assert(broker.start(opts))
@@ -227,7 +218,7 @@ T.test("host names are resolved (off the loop); an unknown name fails with 'dns'
 end)
 
 T.test("a peer that accepts TCP but never answers MQTT: connect_timeout", function()
-  need("socat", "socat")
+  T.need("socat", "socat")
   local dir <close> = T.tmpdir()
   local port = math.random(20000, 59999)
   local _sink <close> = T.start(dir, "sink",
@@ -409,7 +400,7 @@ local function refused_login(code, err)
 end
 
 T.test("a broker with a password file: right, wrong and missing credentials", function()
-  need("mosquitto_passwd", "mosquitto")
+  T.need("mosquitto_passwd", "mosquitto")
   local dir <close> = T.tmpdir()
   local b <close> = start_broker(dir, { users = { site = "s3cret pass" } })
   local c <close> = connect(b, { username = "site", password = "s3cret pass" })
@@ -432,7 +423,7 @@ end)
 -- A CA, and a server certificate it signed for 127.0.0.1 and localhost;
 -- another CA that signed nothing here.
 local function make_pki(d)
-  need("openssl", "openssl")
+  T.need("openssl", "openssl")
   local cmds = {
     "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=moondog-test-ca -keyout ca.key -out ca.crt",
     "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",

@@ -20,11 +20,6 @@ local OUTAGE = 30   -- seconds without a broker
 local PERIOD = 0.1  -- seconds between messages
 local BEFORE, AFTER = 20, 20
 
-local function need(program, package)
-  local _, code = T.sh("command -v " .. program .. " >/dev/null 2>&1")
-  if code ~= 0 then T.skip(program .. " is not installed (Debian package " .. package .. ")") end
-end
-
 local function lines_of(path)
   local out = {}
   for line in (T.read_file(path) or ""):gmatch("[^\n]+") do out[#out + 1] = line end
@@ -32,8 +27,8 @@ local function lines_of(path)
 end
 
 T.test("QoS 1 across a 30 s broker outage: no message lost, none duplicated", function()
-  need("mosquitto", "mosquitto")
-  need("mosquitto_sub", "mosquitto-clients")
+  T.need("mosquitto", "mosquitto")
+  T.need("mosquitto_sub", "mosquitto-clients")
   local dir <close> = T.tmpdir()
   local b <close> = assert(broker.start{ dir = dir.path, persistence = true })
   local checker <close> = T.start(dir, "checker", format(

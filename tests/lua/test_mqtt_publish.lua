@@ -18,13 +18,8 @@ local devices = require "moondog.devices"
 
 local format = string.format
 
-local function need(program, package)
-  local _, code = T.sh("command -v " .. program .. " >/dev/null 2>&1")
-  if code ~= 0 then T.skip(program .. " is not installed (Debian package " .. package .. ")") end
-end
-
 local function start_broker(dir)
-  need("mosquitto", "mosquitto")
+  T.need("mosquitto", "mosquitto")
   return assert(broker.start{ dir = dir.path })
 end
 

@@ -338,8 +338,7 @@ T.test("a pymodbus server holding a SunSpec image, read by our client", function
 end)
 
 T.test("mbpoll reads moondog sunspec serve", function()
-  local _, code = T.sh("command -v mbpoll >/dev/null 2>&1")
-  if code ~= 0 then T.skip("mbpoll is not installed (Debian package mbpoll)") end
+  T.need("mbpoll")
   local tmp <close> = T.tmpdir()
   local p <close> = T.start(tmp, "serve", format(
     "%s sunspec serve tcp://127.0.0.1:0 --models 1,103,123 --set 103.W=2500", q(md.paths.exe)))
