@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stream.h"
 
 enum {
     IN_CAP = 4096,        /* input buffer of a connection (15+ whole ADUs) */
@@ -626,19 +627,6 @@ static int open_socket(md_mbsrv *s, int socktype)
     return -err;
 }
 
-static int bound_port(int fd)
-{
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof sa;
-    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-        return 0;
-    if (sa.ss_family == AF_INET)
-        return ntohs(((struct sockaddr_in *)&sa)->sin_port);
-    if (sa.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
-    return 0;
-}
-
 static int open_network(md_mbsrv *s)
 {
     bool stream = is_stream(s);
@@ -646,7 +634,7 @@ static int open_network(md_mbsrv *s)
     if (fd < 0)
         return fd;
     s->fd = fd;
-    s->port = bound_port(fd);
+    s->port = md_stream_local_port(fd);
     s->watch =
         md_loop_watch(s->loop, fd, MD_LOOP_READ, stream ? on_accept : on_datagram, s);
     return s->watch ? 0 : -errno;
