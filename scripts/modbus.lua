@@ -688,15 +688,4 @@ usage: moondog modbus COMMAND URL [options]
 local commands = { read = cmd_read, write = cmd_write, scan = cmd_scan, info = cmd_info,
                    serve = cmd_serve }
 
-local args = { ... }
-local cmd = args[1]
-if cmd == nil then
-  io.stderr:write(help)
-  md.exit(2)
-elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
-  show_help(help)
-elseif not commands[cmd] then
-  usage_error(nil, "unknown command '%s' (expected read, write, scan, info or serve)", cmd)
-end
-commands[cmd](table.move(args, 2, #args, 1, {}))
-io.stdout:flush()
+C:dispatch(commands, { ... }, help)

@@ -213,15 +213,4 @@ usage: moondog rct COMMAND [options]
 
 local commands = { ["read-value"] = cmd_read_value, list = cmd_list, serve = cmd_serve }
 
-local args = { ... }
-local cmd = args[1]
-if cmd == nil then
-  io.stderr:write(help)
-  md.exit(2)
-elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
-  show_help(help)
-elseif not commands[cmd] then
-  cli:usage_error(nil, "unknown command '%s' (expected read-value, list or serve)", cmd)
-end
-commands[cmd](table.move(args, 2, #args, 1, {}))
-io.stdout:flush()
+cli:dispatch(commands, { ... }, help)

@@ -364,15 +364,4 @@ usage: moondog sunspec COMMAND URL [options]
 
 local commands = { scan = cmd_scan, serve = cmd_serve }
 
-local args = { ... }
-local cmd = args[1]
-if cmd == nil then
-  io.stderr:write(help)
-  md.exit(2)
-elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
-  cli.show_help(help)
-elseif not commands[cmd] then
-  T:usage_error(nil, "unknown command '%s' (expected scan or serve)", cmd)
-end
-commands[cmd](table.move(args, 2, #args, 1, {}))
-io.stdout:flush()
+T:dispatch(commands, { ... }, help)

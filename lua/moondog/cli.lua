@@ -160,6 +160,26 @@ function Cli:seconds(cmd, text)
   return s
 end
 
+--- cli:dispatch(commands, args, help): run commands[args[1]] with the
+--- rest of args. No command: the help on stderr and exit 2; --help, -h or
+--- help: the help on stdout; an unknown one: a usage error naming them.
+function Cli:dispatch(commands, args, help)
+  local cmd = args[1]
+  if cmd == nil then
+    io.stderr:write(help)
+    md.exit(2)
+  elseif cmd == "--help" or cmd == "-h" or cmd == "help" then
+    M.show_help(help)
+  elseif not commands[cmd] then
+    local names = {}
+    for name in pairs(commands) do names[#names + 1] = name end
+    table.sort(names)
+    self:usage_error(nil, "unknown command '%s' (expected %s)", cmd, table.concat(names, ", "))
+  end
+  commands[cmd](table.move(args, 2, #args, 1, {}))
+  io.stdout:flush()
+end
+
 --- Print a help text and exit 0.
 function M.show_help(text)
   io.stdout:write(text)
