@@ -1,10 +1,12 @@
 -- moondog.devices.base: what every driver's device object shares (see
 -- devices/README.md for the contract). A driver supplies how to check one
--- point of a profile and how to write one checked value; the base gives the
--- id, the point table, write's checks and messages, online and tostring.
+-- point of a profile, how to write one checked value and how to read the
+-- device's facts; the base gives the id, the point table, write's checks
+-- and messages, describe, online and tostring.
 --
 --   local Device = base.class("rct")          -- the driver's metatable
 --   function Device:_write(item, value) ... return true or nil, err, code end
+--   function Device:_read_info(sources) ... return {field = value} or nil, err, code end
 --   local items, list, points = base.points(profile, check_point)
 --   local id = base.id(profile, opts, "rct")
 
@@ -39,6 +41,27 @@ function M.class(kind)
     return true
   end
 
+  --- dev:describe(): the profile's facts, and those read from the device
+  --- where profile.info (else the driver's default_info) names a source
+  --- for them; read once, then kept.
+  function Device:describe()
+    if self._description then return self._description end
+    local profile = self.profile
+    local info = profile.info or self.default_info or {}
+    local sources = {}
+    for _, field in ipairs(M.info_fields) do
+      sources[field] = info[field]
+    end
+    local facts, err, code = self:_read_info(sources)
+    if not facts then return nil, err, code end
+    local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
+    for field, v in pairs(facts) do
+      if v ~= "" then d[field] = tostring(v) end
+    end
+    self._description = d
+    return d
+  end
+
   function Device:online()
     return self._online
   end
@@ -54,15 +77,23 @@ function M.class(kind)
   return Device
 end
 
+--- The device facts describe() returns besides the points.
+M.info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
+
 --- base.points(profile, check_point) -> items by name, items in order, and
 --- the profile's points as the driver completed them (item.point).
---- check_point(profile_name, p) -> item {point = ..., ...}; it raises on a
---- broken point, and so does a point listed twice: a profile is part of the
---- program.
+--- check_point(where, p) -> item {point = ..., ...}, where is "profile X,
+--- point Y" for its messages; it raises on a broken point, and so do a
+--- name that is not topic-safe and a point listed twice: a profile is part
+--- of the program.
 function M.points(profile, check_point)
   local items, list, points = {}, {}, {}
   for i, p in ipairs(profile.points) do
-    local item = check_point(profile.name or "?", p)
+    local where = format("profile %s, point %s", profile.name or "?", tostring(p.name))
+    if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
+      error(format("%s: name must be lowercase letters, digits and _", where), 0)
+    end
+    local item = check_point(where, p)
     if items[p.name] then
       error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 3)
     end

@@ -100,11 +100,7 @@ local function source_item(where, s)
   return item
 end
 
-local function check_point(profile_name, p)
-  local where = format("profile %s, point %s", profile_name, tostring(p.name))
-  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
-    error(format("%s: name must be lowercase letters, digits and _", where), 0)
-  end
+local function check_point(where, p)
   local item = source_item(where, p.source)
   item.point = p
   if p.writable and (item.kind == "input" or item.kind == "discrete") then
@@ -246,30 +242,24 @@ function Device:_write(item, value)
   return self.bus:write_registers(self.unit, item.address, regs)
 end
 
-local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
-
-function Device:describe()
-  if self._description then return self._description end
-  local profile = self.profile
-  local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
-  for _, field in ipairs(info_fields) do
-    local spec = (profile.info or {})[field]
+-- Info sources: a string is the fact itself, a register spec is read.
+function Device:_read_info(sources)
+  local facts = {}
+  for field, spec in pairs(sources) do
     if type(spec) == "string" then
-      d[field] = spec
-    elseif spec ~= nil then
-      local item = source_item(format("profile %s, info.%s", profile.name, field), spec)
+      facts[field] = spec
+    else
+      local item = source_item(format("profile %s, info.%s", self.profile.name, field), spec)
       local data, err, code = self.bus[reader[item.kind]](self.bus, self.unit, item.address, item.count)
       if data then
         item.point = { name = field, type = item.type == "string" and "string" or "integer" }
-        local v = decode(item, data)
-        d[field] = v ~= nil and tostring(v) or nil
+        facts[field] = decode(item, data)
       elseif not not_implemented[code] then
         return nil, format("%s: reading %s: %s", self.id, field, err), code
       end
     end
   end
-  self._description = d
-  return d
+  return facts
 end
 
 function Device:close()
@@ -338,15 +328,13 @@ Sim.__close = Sim.close
 function M.simulate(profile, url, opts)
   opts = opts or {}
   profile = require("moondog.devices").load(profile)
+  local items = base.points(profile, check_point)
   local unit = opts.unit or 1
   local server, err, code = modbus.serve(url, {
     units = { unit }, on_write = opts.on_write, on_read = opts.on_read,
   })
   if not server then return nil, err, code end
-  local sim = setmetatable({ server = server, unit = unit, items = {} }, Sim)
-  for _, p in ipairs(profile.points) do
-    sim.items[p.name] = check_point(profile.name or "?", p)
-  end
+  local sim = setmetatable({ server = server, unit = unit, items = items }, Sim)
   for name, value in pairs(opts.values or {}) do
     sim:set(name, value)
   end

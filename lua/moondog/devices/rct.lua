@@ -59,11 +59,7 @@ end
 
 -- The point with what the registry knows filled in; raises on a broken
 -- profile (it is part of the program).
-local function check_point(profile_name, p)
-  local where = format("profile %s, point %s", profile_name, tostring(p.name))
-  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
-    error(format("%s: name must be lowercase letters, digits and _", where), 0)
-  end
+local function check_point(where, p)
   if type(p.source) ~= "string" then
     error(format("%s: source must be an RCT object name", where), 0)
   end
@@ -160,35 +156,24 @@ function Device:_write(item, value)
   return self.client:write(item.entry.name, encode(item, value))
 end
 
-local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
-
-function Device:describe()
-  if self._description then return self._description end
-  local profile = self.profile
-  local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
+-- Info sources are object names, read in one round trip.
+function Device:_read_info(sources)
   local keys, fields = {}, {}
-  for _, field in ipairs(info_fields) do
-    local source = (profile.info or {})[field]
-    if source then
-      keys[#keys + 1] = source
-      fields[#fields + 1] = field
-    end
+  for field, source in pairs(sources) do
+    keys[#keys + 1] = source
+    fields[#fields + 1] = field
   end
-  if #keys > 0 then
-    local values, errors = self.client:read_many(keys)
-    if errors and next(values) == nil then
-      local _, first = next(errors)
-      return nil, format("%s: %s", self.id, first.message), first.code
-    end
-    for i, field in ipairs(fields) do
-      local v = values[keys[i]]
-      if v ~= nil and v ~= "" then
-        d[field] = tostring(v)
-      end
-    end
+  local facts = {}
+  if #keys == 0 then return facts end
+  local values, errors = self.client:read_many(keys)
+  if errors and next(values) == nil then
+    local _, first = next(errors)
+    return nil, format("%s: %s", self.id, first.message), first.code
   end
-  self._description = d
-  return d
+  for i, field in ipairs(fields) do
+    facts[field] = values[keys[i]]
+  end
+  return facts
 end
 
 function Device:close()

@@ -27,8 +27,6 @@ local M = {}
 
 local format = string.format
 
-local default_info = { manufacturer = "1.Mn", model = "1.Md", serial = "1.SN", sw_version = "1.Vr" }
-local info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
 
 -- "160.module[2].DCW" -> model key (160 or "inverter"), point path; raises
 -- on a malformed source (a profile is part of the program).
@@ -41,11 +39,7 @@ local function parse_source(where, source)
   return math.tointeger(tonumber(model)) or model, path
 end
 
-local function check_point(profile_name, p)
-  local where = format("profile %s, point %s", profile_name, tostring(p.name))
-  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
-    error(format("%s: name must be lowercase letters, digits and _", where), 0)
-  end
+local function check_point(where, p)
   local model, path = parse_source(where, p.source)
   return { point = base.copy(p), model = model, path = path }
 end
@@ -141,24 +135,21 @@ function Device:_write(item, value)
   return m:write(item.path, encode(item, value))
 end
 
-function Device:describe()
-  if self._description then return self._description end
+-- Without profile.info the facts come from the common model.
+Device.default_info = { manufacturer = "1.Mn", model = "1.Md", serial = "1.SN", sw_version = "1.Vr" }
+
+-- Info sources are "<model>.<point>" like the points' sources.
+function Device:_read_info(sources)
   local sdev, err, code = self:_sunspec()
   if not sdev then return nil, err, code end
-  local profile = self.profile
-  local d = { manufacturer = profile.manufacturer, model = profile.model, points = profile.points }
-  local info = profile.info or default_info
-  for _, field in ipairs(info_fields) do
-    local source = info[field]
-    if source then
-      local key, path = parse_source("profile " .. tostring(profile.name) .. ", info." .. field, source)
-      local m = sdev:model(key)
-      local got, v = pcall(function() return m and m:get(path) end)
-      if got and v ~= nil and v ~= "" then d[field] = tostring(v) end
-    end
+  local facts = {}
+  for field, source in pairs(sources) do
+    local key, path = parse_source("profile " .. tostring(self.profile.name) .. ", info." .. field, source)
+    local m = sdev:model(key)
+    local got, v = pcall(function() return m and m:get(path) end)
+    if got then facts[field] = v end
   end
-  self._description = d
-  return d
+  return facts
 end
 
 function Device:close()
