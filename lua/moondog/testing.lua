@@ -13,6 +13,7 @@
 -- T.skip(reason) inside a test skips it. `moondog test FILE...` runs files.
 
 local md = require "moondog"
+local process = require "moondog.process"
 
 local M = {}
 
@@ -220,9 +221,7 @@ end
 -- {===== files and helper processes for tests =====
 
 --- Quote a string for the shell.
-function M.quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+M.quote = process.quote
 
 --- The whole file, or nil when it cannot be read.
 function M.read_file(path)
@@ -249,28 +248,23 @@ function M.tmpdir()
   })
 end
 
-local Proc = {}
+local Proc = setmetatable({}, { __index = process.Process })
 Proc.__index = Proc
+Proc.__close = process.Process.__close
 local started = 0
 
 --- Start a helper process (a peer server, a broker, the tool under test)
---- with stdout and stderr in fresh files under dir.path. The pipe's shell
---- execs cmd, so proc.pid is the command's own, and stopping reaps it.
+--- with stdout and stderr in fresh files under dir.path (moondog.process:
+--- proc.pid is the command's own; proc:alive(), proc:stop([grace]) with
+--- SIGKILL after 3 s, which also runs in __close).
 --- Use `local p <close> = T.start(...)` so that it stops with the test.
 function M.start(dir, name, cmd)
   started = started + 1
   local base = string.format("%s/%s-%d", dir.path, name, started)
   local out, err = base .. ".out", base .. ".err"
-  local pipe = assert(io.popen(string.format("echo $$; exec %s >%s 2>%s", cmd, M.quote(out),
-    M.quote(err)), "r"))
-  local pid = math.tointeger(tonumber(pipe:read("l")))
-  assert(pid, "could not start " .. cmd)
-  return setmetatable({ pid = pid, pipe = pipe, out = out, err = err, cmd = cmd, name = name }, Proc)
-end
-
-function Proc:alive()
-  local stat = M.read_file("/proc/" .. self.pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
+  local proc = assert(process.start(string.format("%s >%s 2>%s", cmd, M.quote(out), M.quote(err))))
+  proc.out, proc.err, proc.cmd, proc.name = out, err, cmd, name
+  return setmetatable(proc, Proc)
 end
 
 --- The first line of its stdout, polled for up to `timeout` seconds.
@@ -286,23 +280,6 @@ function Proc:first_line(timeout)
   end, timeout or 10, self.name .. " to print its first line")
   return line
 end
-
---- SIGTERM, then SIGKILL after 3 s; never yields, so it also runs in
---- __close. Returns what io.popen's close says: ok, "exit" or "signal", code.
-function Proc:stop()
-  if not self.pipe then return nil end
-  os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
-  for _ = 1, 150 do
-    if not self:alive() then break end
-    os.execute("sleep 0.02")
-  end
-  if self:alive() then os.execute(string.format("kill -KILL %d 2>/dev/null", self.pid)) end
-  local pipe = self.pipe
-  self.pipe = nil
-  return pipe:close()
-end
-
-Proc.__close = Proc.stop
 
 -- }=====
 

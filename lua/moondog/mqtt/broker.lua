@@ -23,20 +23,19 @@
 -- b:stop() (SIGTERM, then SIGKILL after 5 s; idempotent; also <close>);
 -- b:start() starts a stopped broker again with the same configuration.
 --
--- The broker is a child process started through io.popen (`exec`, so the
--- pid is mosquitto's own); stopping it reaps it. Waiting for it polls its
+-- The broker is a child process (moondog.process: the pid is mosquitto's
+-- own; stopping it reaps it). Waiting for it polls its
 -- log with md.sleep, so other tasks run meanwhile.
 
 local mdcore = require "moondog.core"
+local process = require "moondog.process"
 
 local M = {}
 
 local Broker = {}
 Broker.__index = Broker
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote = process.quote
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -70,9 +69,7 @@ function Broker:url()
 end
 
 function Broker:running()
-  if not self.pipe then return false end
-  local stat = read_file("/proc/" .. self.pid .. "/stat")
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
+  return self.proc ~= nil and self.proc:alive()
 end
 
 -- mosquitto started as root switches to the user "mosquitto", which could
@@ -136,10 +133,9 @@ end
 local function launch(self, timeout)
   write_file(self.dir .. "/mosquitto.conf", conf_text(self))
   local logged = #(read_file(self.log) or "")
-  local pipe = assert(io.popen(string.format("echo $$; exec mosquitto -c %s >>%s 2>&1",
-    quote(self.dir .. "/mosquitto.conf"), quote(self.dir .. "/stderr")), "r"))
-  self.pid = math.tointeger(tonumber(pipe:read("l")))
-  self.pipe = pipe
+  self.proc = assert(process.start(string.format("mosquitto -c %s >>%s 2>&1",
+    quote(self.dir .. "/mosquitto.conf"), quote(self.dir .. "/stderr"))))
+  self.pid = self.proc.pid
   local deadline = mdcore.now() + timeout
   while mdcore.now() < deadline do
     local text = (read_file(self.log) or ""):sub(logged + 1)
@@ -172,16 +168,9 @@ end
 --- b:stop() stops the broker: SIGTERM (it saves its persistence file), then
 --- SIGKILL after 5 s. Never yields, so it also runs in __close.
 function Broker:stop()
-  if self.pipe then
-    os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
-    for _ = 1, 250 do
-      if not self:running() then break end
-      os.execute("sleep 0.02")
-    end
-    if self:running() then os.execute(string.format("kill -KILL %d 2>/dev/null", self.pid)) end
-    local pipe = self.pipe
-    self.pipe = nil
-    pipe:close()
+  if self.proc then
+    self.proc:stop(5)
+    self.proc = nil
   end
   return true
 end
