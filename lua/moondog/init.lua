@@ -36,7 +36,7 @@ function M.every(period, fn, ...)
 end
 
 -- Modules loaded on first use; listed so that the REPL can complete them.
-local lazy = { "attach", "devices", "modbus", "mqtt", "rct", "repl", "sunspec", "testing" }
+local lazy = { "attach", "devices", "modbus", "mqtt", "rct", "repl", "site", "sunspec", "testing" }
 local is_lazy = {}
 for _, name in ipairs(lazy) do
   is_lazy[name] = true

@@ -212,10 +212,32 @@ local reader = {
   holding = "read_holding", input = "read_input", coil = "read_coils", discrete = "read_discrete",
 }
 
-function Device:read()
+-- The read plan for a subset of points (nil: every point), made once per
+-- subset: a site polls points of different intervals in a few recurring
+-- combinations.
+function Device:_plan(names)
+  if names == nil then return self.reads end
+  local key = table.concat(names, ",")
+  local reads = self.plans[key]
+  if reads then return reads end
+  local list = {}
+  for i, name in ipairs(names) do
+    list[i] = self.items[name] or error(format("%s has no point '%s'", self.id, tostring(name)), 3)
+  end
+  reads = assert(planner.plan(list, {
+    max_gap = self.profile.max_gap, max_regs = self.profile.max_regs, avoid = self.profile.avoid,
+  }))
+  self.plans[key] = reads
+  return reads
+end
+
+--- dev:read([names]) -> {point = value}: every point, or only those named
+--- (an array of point names), in the fewest transactions.
+function Device:read(names)
   local values = {}
-  for _, r in ipairs(self.reads) do
+  for _, r in ipairs(self:_plan(names)) do
     local data, err, code = self.bus[reader[r.kind]](self.bus, self.unit, r.address, r.count)
+    self.transactions = self.transactions + 1
     if data then
       for item, slice in pairs(planner.split(r, data)) do
         values[item.point.name] = decode(item, slice)
@@ -291,7 +313,8 @@ function M.open(profile, target, opts)
   local id = base.id(profile, opts, "modbus")
   return setmetatable({
     id = id, profile = profile, bus = bus, own_bus = own_bus,
-    unit = opts.unit or bus:default_unit(), items = items, reads = reads, _online = false,
+    unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = {}, transactions = 0,
+    _online = false,
   }, Device)
 end
 

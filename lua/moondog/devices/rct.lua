@@ -133,10 +133,21 @@ end
 
 local Device = base.class("rct")
 
-function Device:read()
-  local values, errors = self.client:read_many(self.sources)
+--- dev:read([names]) -> {point = value}: every point, or only those named,
+--- in one round trip.
+function Device:read(names)
+  local list, sources = self.list, self.sources
+  if names ~= nil then
+    list, sources = {}, {}
+    for i, name in ipairs(names) do
+      list[i] = self.items[name] or error(format("%s has no point '%s'", self.id, tostring(name)), 2)
+      sources[i] = list[i].point.source
+    end
+  end
+  local values, errors = self.client:read_many(sources)
+  self.transactions = self.transactions + 1
   local out, answered = {}, false
-  for _, item in ipairs(self.list) do
+  for _, item in ipairs(list) do
     local raw = values[item.point.source]
     if raw ~= nil then
       answered = true
@@ -210,7 +221,7 @@ function M.open(profile, target, opts)
   local id = base.id(profile, opts, "rct")
   return setmetatable({
     id = id, profile = filled, client = client, own_client = own,
-    items = items, list = list, sources = sources, _online = false,
+    items = items, list = list, sources = sources, transactions = 0, _online = false,
   }, Device)
 end
 

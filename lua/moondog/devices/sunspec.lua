@@ -95,25 +95,44 @@ function Device:_sunspec()
   return sdev
 end
 
-function Device:read()
+-- The items of these point names (nil: all).
+local function selected(self, names)
+  if names == nil then return self.list end
+  local list = {}
+  for i, name in ipairs(names) do
+    list[i] = self.items[name] or error(format("%s has no point '%s'", self.id, tostring(name)), 3)
+  end
+  return list
+end
+
+--- dev:read([names]) -> {point = value}: every point, or only those named;
+--- reads only the models that hold them.
+function Device:read(names)
   local sdev, err, code = self:_sunspec()
   if not sdev then return nil, err, code end
+  local list = selected(self, names)
   local keys, seen = {}, {}
-  for _, item in ipairs(self.list) do
+  for _, item in ipairs(list) do
     local m = sdev:model(item.model)
     if m and not seen[m] and not m.raw then
       seen[m] = true
       keys[#keys + 1] = m
     end
   end
+  if #keys == 0 then -- none of these points' models is on the device
+    self._online = true
+    return {}
+  end
   local ok
+  local before = sdev.transactions or 0
   ok, err, code = sdev:read(table.unpack(keys))
+  self.transactions = self.transactions + (sdev.transactions or 0) - before
   if not ok then
     self._online = false
     return nil, format("%s: %s", self.id, err), code
   end
   local out = {}
-  for _, item in ipairs(self.list) do
+  for _, item in ipairs(list) do
     local m = seen[sdev:model(item.model) or false] and sdev:model(item.model)
     if m then
       local got, raw = pcall(m.get, m, item.path)
@@ -172,7 +191,7 @@ function M.open(profile, target, opts)
   return setmetatable({
     id = id, profile = filled, target = type(target) == "string" and target or nil,
     bus = type(target) ~= "string" and target or nil, opts = opts,
-    items = items, list = list, _online = false,
+    items = items, list = list, transactions = 0, _online = false,
   }, Device)
 end
 

@@ -138,6 +138,9 @@ local function component_of(p)
   return "sensor"
 end
 
+--- ha.component_of(p) -> the entity kind of a point: "sensor", "number", ...
+M.component_of = component_of
+
 local function device_block(node, dev, desc)
   local profile = dev.profile or {}
   desc = desc or {}
@@ -165,11 +168,70 @@ local function number_config(dev, p, c)
   c.device_class = p.device_class
 end
 
+-- The diagnostic entities of a polled device: its state, last error and
+-- latency, under <prefix>/<device>/diagnostics/. Their availability is the
+-- engine's alone, so that they stay visible while the device is offline:
+-- that is when they matter.
+M.diagnostics = {
+  { name = "device_state", label = "Device state", type = "enum",
+    options = { "starting", "ok", "stale", "offline", "asleep" }, entity_category = "diagnostic" },
+  { name = "last_error", label = "Last error", type = "string", entity_category = "diagnostic" },
+  { name = "poll_latency", label = "Poll latency", unit = "ms", device_class = "duration",
+    state_class = "measurement",
+    precision = 1, entity_category = "diagnostic" },
+}
+
+local function entity(dev, p, component, state_topic, availability, device, origin, node, opts)
+  local c = {
+    name = p.label or humanize(p.name),
+    unique_id = node .. "_" .. dev.id .. "_" .. p.name,
+    state_topic = state_topic,
+    availability = availability,
+    availability_mode = "all",
+    device = device,
+    origin = origin,
+    icon = p.icon,
+    entity_category = p.entity_category,
+  }
+  if p.writable then
+    c.command_topic = state_topic .. "/set"
+  end
+  if component == "sensor" then
+    check_classes(dev, p)
+    if point.kind(p) == "enum" then
+      c.device_class = "enum"
+      c.options = p.options
+    else
+      c.device_class = p.device_class
+      c.state_class = p.state_class
+      c.unit_of_measurement = p.unit
+      c.suggested_display_precision = p.precision
+    end
+    if p.entity_category ~= "diagnostic" then c.expire_after = opts.expire_after end
+  elseif component == "binary_sensor" then
+    c.payload_on, c.payload_off = "ON", "OFF"
+    c.device_class = p.device_class
+    c.expire_after = opts.expire_after
+  elseif component == "number" then
+    number_config(dev, p, c)
+  elseif component == "select" then
+    c.options = p.options
+  elseif component == "switch" then
+    c.payload_on, c.payload_off = "ON", "OFF"
+    c.state_on, c.state_off = "ON", "OFF"
+  elseif component == "text" then
+    c.max = p.max_length or 255
+  end
+  return c
+end
+
 --- ha.entities(dev, desc, opts) -> array of {component, object_id, topic,
 --- config, point}. desc is dev:describe()'s result (nil: the profile's
 --- facts). opts: prefix (state topics, default "moondog"), discovery_prefix
 --- ("homeassistant"), node (default: the prefix made topic-safe),
---- expire_after (seconds, for sensors; nil: none).
+--- expire_after (seconds, for sensors; nil: none), points (the points to
+--- announce; default the profile's), diagnostics (true: add the device's
+--- diagnostic entities), availability (false: the engine status only).
 function M.entities(dev, desc, opts)
   opts = opts or {}
   local prefix = opts.prefix or "moondog"
@@ -180,56 +242,24 @@ function M.entities(dev, desc, opts)
     { topic = prefix .. "/status" },
     { topic = format("%s/%s/availability", prefix, dev.id) },
   }
+  if opts.availability == false then availability = { availability[1] } end
   local origin = { name = "moondog", sw_version = mdcore.version }
   local out = {}
-  for _, p in ipairs(dev.profile.points) do
-    local component = component_of(p)
+  local function add(p, component, state_topic, avail)
     local object_id = dev.id .. "_" .. p.name
-    local state_topic = format("%s/%s/%s", prefix, dev.id, p.name)
-    local c = {
-      name = p.label or humanize(p.name),
-      unique_id = node .. "_" .. object_id,
-      state_topic = state_topic,
-      availability = availability,
-      availability_mode = "all",
-      device = device,
-      origin = origin,
-      icon = p.icon,
-      entity_category = p.entity_category,
-    }
-    if p.writable then
-      c.command_topic = state_topic .. "/set"
-    end
-    if component == "sensor" then
-      check_classes(dev, p)
-      if point.kind(p) == "enum" then
-        c.device_class = "enum"
-        c.options = p.options
-      else
-        c.device_class = p.device_class
-        c.state_class = p.state_class
-        c.unit_of_measurement = p.unit
-        c.suggested_display_precision = p.precision
-      end
-      c.expire_after = opts.expire_after
-    elseif component == "binary_sensor" then
-      c.payload_on, c.payload_off = "ON", "OFF"
-      c.device_class = p.device_class
-      c.expire_after = opts.expire_after
-    elseif component == "number" then
-      number_config(dev, p, c)
-    elseif component == "select" then
-      c.options = p.options
-    elseif component == "switch" then
-      c.payload_on, c.payload_off = "ON", "OFF"
-      c.state_on, c.state_off = "ON", "OFF"
-    elseif component == "text" then
-      c.max = p.max_length or 255
-    end
     out[#out + 1] = {
-      component = component, object_id = object_id, point = p, config = c,
+      component = component, object_id = object_id, point = p,
+      config = entity(dev, p, component, state_topic, avail, device, origin, node, opts),
       topic = format("%s/%s/%s/%s/config", dprefix, component, node, object_id),
     }
+  end
+  for _, p in ipairs(opts.points or dev.profile.points) do
+    add(p, component_of(p), format("%s/%s/%s", prefix, dev.id, p.name), availability)
+  end
+  if opts.diagnostics then
+    for _, p in ipairs(M.diagnostics) do
+      add(p, "sensor", format("%s/%s/diagnostics/%s", prefix, dev.id, p.name), { availability[1] })
+    end
   end
   return out
 end
@@ -252,6 +282,33 @@ end
 function M.announce(client, dev, desc, opts)
   opts = opts or {}
   return publish_all(client, M.entities(dev, desc, opts), function(e) return cjson.encode(e.config) end, opts)
+end
+
+--- ha.device_config(dev, desc, opts [, removed]) -> topic, payload: the
+--- whole device in one message (Home Assistant's device-based discovery,
+--- homeassistant/device/<node>_<device>/config with its components under
+--- cmps). removed: {object_id = component} of entities to take away (sent
+--- as a component with only its platform, which removes it).
+function M.device_config(dev, desc, opts, removed)
+  local list = M.entities(dev, desc, opts)
+  local node = topic_safe(opts.node or opts.prefix or "moondog")
+  local dprefix = opts.discovery_prefix or M.DISCOVERY_PREFIX
+  local cmps, device, origin = {}, nil, nil
+  for _, e in ipairs(list) do
+    local c = {}
+    for k, v in pairs(e.config) do c[k] = v end
+    device, origin = c.device, c.origin
+    c.device, c.origin = nil, nil
+    c.p = e.component
+    cmps[e.object_id] = c
+  end
+  for object_id, component in pairs(removed or {}) do
+    if not cmps[object_id] then cmps[object_id] = { p = component } end
+  end
+  device = device or device_block(node, dev, desc)
+  origin = origin or { name = "moondog", sw_version = mdcore.version }
+  return format("%s/device/%s_%s/config", dprefix, node, dev.id),
+    cjson.encode({ dev = device, o = origin, cmps = cmps })
 end
 
 --- ha.clear(client, dev, opts) -> number of entities: an empty retained

@@ -1,53 +1,63 @@
--- moondog.mqtt.publish: devices to MQTT, with Home Assistant discovery and
--- commands. Also md.mqtt.publish.
+-- moondog.mqtt.publish: a site's devices and values to MQTT, with Home
+-- Assistant discovery and commands. Also md.mqtt.publish; site:publish{}
+-- is the usual way in.
 --
---   local pub = assert(md.mqtt.publish.start{
---     mqtt = { host = "127.0.0.1", port = 1883 },   -- connect options (or client = c)
---     prefix = "moondog",
---   })
+--   site:publish{ mqtt = { host = "127.0.0.1", port = 1883 }, prefix = "moondog" }
+--   -- or, for devices without a site script (the publisher makes a site of its own):
+--   local pub = assert(md.mqtt.publish.start{ mqtt = { host = "127.0.0.1" } })
 --   pub:add(md.devices.open("sdm630", "tcp://192.168.1.60:502?unit=1", { id = "meter" }))
---   ...
---   pub:close()
 --
--- Topics (prefix "moondog", device "meter"):
+-- The publisher reads nothing itself: it follows the site (moondog.site),
+-- which polls every device once for all its consumers, and publishes what
+-- the site has. Topics (prefix "moondog", device "meter", site "home"):
 --   moondog/status                  "online" (retained); the client's last
 --                                   will sets "offline" if the engine dies
---   moondog/meter/availability      "online" / "offline" (retained), following
---                                   whether the device's last read succeeded
+--   moondog/meter/availability      "online" / "offline" (retained): online
+--                                   while the device answers or sleeps
 --   moondog/meter/<point>           the value as plain text (retained): 230.1,
 --                                   ON / OFF, an option name
---   moondog/meter                   with json = true: all values of a cycle as
+--   moondog/meter                   with json = true: the values of a poll as
 --                                   one JSON object
+--   moondog/meter/diagnostics/...   device_state, last_error, poll_latency (ms)
 --   moondog/meter/<point>/set       commands (writable points only)
 --   moondog/meter/<point>/result    the outcome of each command, JSON:
 --                                   {"ok":true,"value":50} or
 --                                   {"ok":false,"error":"...","code":"out_of_range"}
+--   moondog/home/health             ok / degraded / failed (retained), with
+--   moondog/home/health/attributes  {"reasons": [...]} (JSON)
 --
--- Each device is read every `poll` seconds (option, else profile.poll,
--- else 10) in a task of its own. A point is published when its value
--- changed by more than its deadband (point.deadband, else opts.deadband,
--- default 0: any change) but at most every min_interval seconds, and at
--- least every max_interval seconds (default 60) even when unchanged, so
--- that Home Assistant's expire_after (3 x max(max_interval, poll)) never
--- fires on a healthy device. A device that cannot be read is published
--- "offline" and none of its values are sent: an energy total never turns
--- into 0 because a meter went away. A total_increasing point that reads
--- exactly 0 after a positive value is held back and logged (a meter
--- answering while it boots), for the same reason.
+-- A point is published when its value changed by more than its deadband
+-- (point.deadband, else opts.deadband, default 0: any change) but at most
+-- every min_interval seconds, and at least every max_interval seconds
+-- (default 60) even when unchanged (a keeper task republishes values that
+-- no poll refreshed, e.g. an inverter asleep at night), so that Home
+-- Assistant's expire_after (3 x max(max_interval, poll)) never fires on a
+-- healthy device. What the site holds for a device that is down is what is
+-- published: an energy total is never published lower than before (the
+-- site holds it), a sleeping inverter's power is 0.
+--
+-- Discovery is sent after a device's first good read, and only for the
+-- points it implements (a point it turns out not to have later is removed
+-- from Home Assistant). homeassistant = { discovery = "device" } sends one
+-- device-based config per device (homeassistant/device/<node>_<id>/config)
+-- instead of one per entity. Site values (derived points, setpoints) are
+-- announced as soon as they have a value, writable ones as number, select
+-- or switch entities. The site's health is an enum sensor of a device named
+-- after the site.
 --
 -- Commands arrive on <prefix>/+/+/set. The payload is text and only text:
 -- it is parsed with moondog.devices.point.parse against the point
--- (writable, type, min/max/step, options) before dev:write is called, so a
--- refused command never reaches the device. The outcome is logged, sent to
--- the result topic, and after a successful write the device is read again
--- and the new value published.
+-- (writable, type, min/max/step, options) before the site device's write is
+-- called, so a refused command never reaches the device. The outcome is
+-- logged and sent to the result topic; the site reads the point back and
+-- the new value is published.
 --
 -- After every (re)connect the status, availability and discovery are
--- published again and every value is republished on the next cycle (the
--- broker may have restarted without its retained messages); discovery is
--- also re-announced whenever Home Assistant says "online" on
--- homeassistant/status. pub:remove(dev, {clear = true}) removes a device's
--- entities from Home Assistant; nothing else ever does.
+-- published again and every value is republished (the broker may have
+-- restarted without its retained messages); discovery is also re-announced
+-- whenever Home Assistant says "online" on homeassistant/status.
+-- pub:remove(dev, {clear = true}) removes a device's entities from Home
+-- Assistant; nothing else ever does.
 
 local cjson = require "cjson"
 local md = require "moondog"
@@ -84,15 +94,14 @@ function Publisher:send(topic, payload, retain)
   return true
 end
 
-local function set_available(self, e, on, why)
+local function is_up(state)
+  return state == "ok" or state == "stale" or state == "asleep"
+end
+
+local function set_available(self, e, on)
   if e.available == on then return end
   e.available = on
-  self:send(format("%s/%s/availability", self.prefix, e.dev.id), on and "online" or "offline", true)
-  if on then
-    md.log.info("%s is online", e.dev.id)
-  else
-    md.log.warn("%s is offline: %s", e.dev.id, tostring(why))
-  end
+  self:send(format("%s/%s/availability", self.prefix, e.sd.id), on and "online" or "offline", true)
 end
 
 local function differs(a, b, deadband)
@@ -102,64 +111,238 @@ local function differs(a, b, deadband)
   return a ~= b
 end
 
--- Publish one point's value if the policy says so (or force). The clock
--- is read per point: a slow read earlier in the cycle must not make a
--- point look older or younger than it is.
-local function consider(self, e, p, v, force)
+-- Publish one value on topic if the policy says so (or force).
+local function consider(self, e, key, topic, p, v, force)
   local now = md.now()
-  local last = e.last[p.name]
-  if p.state_class == "total_increasing" and v == 0 and last and type(last.value) == "number"
-      and last.value > 0 then
-    self.counts.withheld = self.counts.withheld + 1
-    if not e.zero_warned[p.name] then
-      e.zero_warned[p.name] = true
-      md.log.warn("%s: %s read 0 after %s; not published (a total never falls to 0)", e.dev.id, p.name,
-        tostring(last.value))
-    end
-    return
-  end
-  e.zero_warned[p.name] = nil
+  local last = e.last[key]
   local age = last and now - last.time or math.huge
   local changed = last == nil or differs(v, last.value, p.deadband or self.deadband)
   if force or (changed and age >= self.min_interval) or age >= self.max_interval then
-    if self:send(format("%s/%s/%s", self.prefix, e.dev.id, p.name), point.format(p, v), self.retain) then
-      e.last[p.name] = { value = v, time = now }
+    if self:send(topic, point.format(p, v), self.retain) then
+      e.last[key] = { value = v, time = now }
     end
   end
 end
 
-local function announce(self, e)
-  if not self.ha then return end
-  local desc, err = e.dev:describe()
-  if not desc then
-    md.log.debug("%s: no description yet, discovery waits: %s", e.dev.id, tostring(err))
-    return
+local function publish_point(self, e, name, force)
+  local v = e.sd._v[name]
+  if v == nil or not e.announced[name] then return end
+  consider(self, e, name, format("%s/%s/%s", self.prefix, e.sd.id, name), e.sd._points[name], v, force)
+end
+
+local diag_points = {}
+for _, p in ipairs(ha.diagnostics) do diag_points[p.name] = p end
+
+local function publish_diag(self, e, name, v, force)
+  if not e.polled or v == nil then return end
+  consider(self, e, "diagnostics/" .. name, format("%s/%s/diagnostics/%s", self.prefix, e.sd.id, name),
+    diag_points[name], v, force)
+end
+
+-- }=====
+
+-- {===== discovery =====
+
+-- The points to announce: those the device has shown it implements (a
+-- site value: those that have a value).
+local function implemented(e)
+  local list = {}
+  for _, p in ipairs(e.sd:points()) do
+    if e.sd._impl[p.name] == true then list[#list + 1] = p end
   end
-  local opts = setmetatable({ expire_after = math.ceil(3 * math.max(self.max_interval, e.poll)) },
-    { __index = self.ha_opts })
-  local n, aerr = ha.announce(self.client, e.dev, desc, opts)
-  if n then
-    e.announced = true
+  return list
+end
+
+local function ha_options(self, e, list)
+  local poll = 0
+  for _, s in pairs(e.sd._intervals) do poll = math.max(poll, s) end
+  return setmetatable({
+    points = list, diagnostics = e.polled,
+    expire_after = math.ceil(3 * math.max(self.max_interval, poll)),
+  }, { __index = self.ha_opts })
+end
+
+-- Announce (again) every implemented point; with `removed`, also take those
+-- entities away. Returns true once sent.
+local function announce(self, e, removed)
+  if not self.ha then
+    e.announced = {}
+    for _, p in ipairs(implemented(e)) do e.announced[p.name] = true end
+    e.announced_once = true
+    return true
+  end
+  local desc = { manufacturer = e.sd.profile.manufacturer, model = e.sd.profile.model }
+  if e.polled then
+    local err
+    desc, err = e.sd:describe()
+    if not desc then
+      md.log.debug("%s: no description yet, discovery waits: %s", e.sd.id, tostring(err))
+      return false
+    end
+  end
+  local list = implemented(e)
+  if #list == 0 and not e.polled then return false end
+  local opts = ha_options(self, e, list)
+  local ok, aerr
+  if self.ha_mode == "device" then
+    local topic, payload = ha.device_config(e.sd, desc, opts, removed)
+    ok, aerr = self.client:publish(topic, payload, { qos = 1, retain = true })
+    if ok and self.on_publish then self.on_publish(topic, payload) end
   else
-    md.log.warn("%s: discovery not sent: %s", e.dev.id, tostring(aerr))
+    ok, aerr = ha.announce(self.client, e.sd, desc, opts)
+    for object_id, component in pairs(removed or {}) do
+      local topic = format("%s/%s/%s/%s/config", opts.discovery_prefix or ha.DISCOVERY_PREFIX, component,
+        (opts.node or self.prefix):gsub("[^%w_%-]", "_"), object_id)
+      self:send(topic, "", true)
+    end
+  end
+  if not ok then
+    md.log.warn("%s: discovery not sent: %s", e.sd.id, tostring(aerr))
+    return false
+  end
+  e.announced = {}
+  for _, p in ipairs(list) do e.announced[p.name] = true end
+  e.announced_once = true
+  return true
+end
+
+-- Points the device now has that were not announced: announce again.
+local function announce_new(self, e, names)
+  for _, name in ipairs(names) do
+    if e.sd._impl[name] == true and not e.announced[name] then
+      announce(self, e)
+      return
+    end
   end
 end
 
--- One poll of a device: read, availability, discovery, values.
-local function cycle(self, e, force_point)
-  local values, err = e.dev:read()
-  if not values then
-    set_available(self, e, false, err)
-    return
+local function announce_health(self)
+  if not self.ha or not self.site_health then return end
+  local node = (self.ha_opts.node or self.prefix):gsub("[^%w_%-]", "_")
+  local dprefix = self.ha_opts.discovery_prefix or ha.DISCOVERY_PREFIX
+  local name = self.site.name
+  local topic = format("%s/sensor/%s/%s_health/config", dprefix, node, name)
+  local config = cjson.encode({
+    name = "Health", unique_id = format("%s_%s_health", node, name),
+    state_topic = format("%s/%s/health", self.prefix, name),
+    json_attributes_topic = format("%s/%s/health/attributes", self.prefix, name),
+    device_class = "enum", options = { "ok", "degraded", "failed" }, icon = "mdi:heart-pulse",
+    availability = { { topic = self.prefix .. "/status" } },
+    device = { identifiers = { node .. "_" .. name }, name = name, manufacturer = "moondog",
+               model = "site", sw_version = md.version },
+    origin = { name = "moondog", sw_version = md.version },
+  })
+  local ok = self.client:publish(topic, config, { qos = 1, retain = true })
+  if ok and self.on_publish then self.on_publish(topic, config) end
+end
+
+local function publish_health(self, state, reasons)
+  if not self.site_health then return end
+  local name = self.site.name
+  self:send(format("%s/%s/health", self.prefix, name), state, true)
+  self:send(format("%s/%s/health/attributes", self.prefix, name),
+    #reasons > 0 and cjson.encode({ reasons = reasons }) or '{"reasons":[]}', true)
+end
+
+-- }=====
+
+-- {===== following the site =====
+
+local function entry(self, sd)
+  local e = self.devices[sd.id]
+  if e then return e end
+  for _, p in ipairs(sd:points()) do
+    if p.name == "availability" or p.name == "diagnostics" then
+      error(format("publish: device %s: a point may not be called '%s' (the topic is taken)", sd.id,
+        p.name), 0)
+    end
   end
-  if not e.announced then announce(self, e) end
-  set_available(self, e, true)
-  for _, p in ipairs(e.dev.profile.points) do
-    local v = values[p.name]
-    if v ~= nil then consider(self, e, p, v, p.name == force_point) end
+  if self.ha then
+    -- raises on a profile Home Assistant would refuse
+    ha.entities(sd, nil, setmetatable({ points = sd:points() }, { __index = self.ha_opts }))
   end
-  if self.json then
-    self:send(format("%s/%s", self.prefix, e.dev.id), cjson.encode(values), false)
+  e = { sd = sd, last = {}, announced = {}, polled = rawget(sd, "_dev") ~= nil }
+  self.devices[sd.id] = e
+  return e
+end
+
+local function on_sample(self, sd, names, changed)
+  local e = self.devices[sd.id]
+  if not e then return end
+  if e.polled then
+    set_available(self, e, is_up(sd._state))
+  end
+  if not e.announced_once then
+    if not announce(self, e) then return end
+  else
+    announce_new(self, e, changed)
+  end
+  for _, name in ipairs(names) do publish_point(self, e, name) end
+  if e.polled then
+    publish_diag(self, e, "device_state", sd._state)
+    if sd._latency then
+      publish_diag(self, e, "poll_latency", tonumber(format("%.1f", sd._latency * 1000)))
+    end
+  end
+  if self.json and e.polled then
+    local values = {}
+    for _, name in ipairs(names) do values[name] = sd._v[name] end
+    self:send(format("%s/%s", self.prefix, sd.id), cjson.encode(values), false)
+  end
+end
+
+local function listener(self)
+  return {
+    device = function(sd) entry(self, sd) end,
+    points = function(sd)
+      local e = self.devices[sd.id]
+      if e and self.ha then
+        ha.entities(sd, nil, setmetatable({ points = sd:points() }, { __index = self.ha_opts }))
+      end
+    end,
+    sample = function(sd, names, changed) on_sample(self, sd, names, changed) end,
+    state = function(sd, _, new)
+      local e = self.devices[sd.id]
+      if not e then return end
+      set_available(self, e, is_up(new))
+      publish_diag(self, e, "device_state", new, true)
+    end,
+    error = function(sd, err)
+      local e = self.devices[sd.id]
+      if e then publish_diag(self, e, "last_error", tostring(err):sub(1, 255)) end
+    end,
+    unimplemented = function(sd, names)
+      local e = self.devices[sd.id]
+      if not e or not e.announced_once then return end
+      local removed = {}
+      for _, name in ipairs(names) do
+        if e.announced[name] then
+          local p = sd._points[name]
+          removed[sd.id .. "_" .. name] = ha.component_of(p)
+          self:send(format("%s/%s/%s", self.prefix, sd.id, name), "", true)
+        end
+      end
+      if next(removed) then
+        md.log.info("%s: removing %d Home Assistant entities of points the device does not have", sd.id,
+          #names)
+        announce(self, e, removed)
+      end
+    end,
+    removed = function(sd) self:_forget(sd.id) end,
+    health = function(state, reasons) publish_health(self, state, reasons) end,
+  }
+end
+
+-- Republish what no poll refreshed within max_interval (a device asleep or
+-- down, site values that rarely change).
+local function keeper(self)
+  local period = math.max(1, self.max_interval / 3)
+  for _ in md.every(period) do
+    for _, e in pairs(self.devices) do
+      if e.announced_once and (not e.polled or e.available) then
+        for name in pairs(e.announced) do publish_point(self, e, name) end
+      end
+    end
   end
 end
 
@@ -176,7 +359,7 @@ local function command(self, topic, payload)
   if not dev_id then return end
   self.counts.commands = self.counts.commands + 1
   local e = self.devices[dev_id]
-  local p = e and e.points[name]
+  local p = e and e.sd._points[name]
   local value, err, code
   if not e then
     err, code = format("no device '%s' is published here", dev_id), "unknown_device"
@@ -192,7 +375,7 @@ local function command(self, topic, payload)
     md.log.warn("command %s refused: %s", topic, err)
     return result(self, dev_id, name, { ok = false, error = err, code = code })
   end
-  local ok, werr, wcode = e.dev:write(name, value)
+  local ok, werr, wcode = e.sd:write(name, value)
   if not ok then
     self.counts.failed_writes = self.counts.failed_writes + 1
     md.log.warn("command %s = %s failed: %s", topic, point.format(p, value), werr)
@@ -200,7 +383,7 @@ local function command(self, topic, payload)
   end
   md.log.info("command %s = %s written", topic, point.format(p, value))
   result(self, dev_id, name, { ok = true, value = value })
-  cycle(self, e, name) -- show the new state at once
+  publish_point(self, e, name, true) -- show the new state at once
 end
 
 -- }=====
@@ -218,46 +401,53 @@ end
 local function on_connect(self)
   if self.closed then return end
   self:send(self.prefix .. "/status", "online", true)
+  announce_health(self)
+  if self.site_health then publish_health(self, self.site:health()) end
   for _, e in pairs(self.devices) do
     if e.available ~= nil then
-      self:send(format("%s/%s/availability", self.prefix, e.dev.id),
-        e.available and "online" or "offline", true)
+      self:send(format("%s/%s/availability", self.prefix, e.sd.id), e.available and "online" or "offline",
+        true)
     end
     e.last = {}
-    e.announced = false
-    if e.available then announce(self, e) end
+    if e.announced_once then
+      e.announced_once = false
+      if announce(self, e) then
+        for name in pairs(e.announced) do publish_point(self, e, name, true) end
+      end
+    end
   end
 end
 
 --- pub:add(dev [, {poll = s}]) starts publishing a device (an md.devices
---- object). Raises if its profile cannot be announced to Home Assistant or
---- the id is taken.
+--- object) that has no site: the publisher's own site polls it. Raises if
+--- its profile cannot be announced to Home Assistant or the id is taken.
 function Publisher:add(dev, opts)
   opts = opts or {}
   assert(type(dev) == "table" and type(dev.id) == "string" and dev.profile, "add: expected a device object")
+  if not self.own_site then
+    error("add: this publisher follows site " .. self.site.name .. "; add the device to the site instead", 2)
+  end
   if self.devices[dev.id] then
     error(format("add: a device with id '%s' is already published", dev.id), 2)
   end
-  local points = {}
   for _, p in ipairs(dev.profile.points) do
     if p.name == "availability" then
       error(format("add: device %s: a point may not be called 'availability' (the topic is taken)",
         dev.id), 2)
     end
-    points[p.name] = p
   end
   if self.ha then
     ha.entities(dev, nil, self.ha_opts) -- raises on a profile Home Assistant would refuse
   end
-  local e = { dev = dev, points = points, last = {}, zero_warned = {},
-              poll = opts.poll or self.poll or dev.profile.poll or 10 }
-  self.devices[dev.id] = e
-  e.task = md.spawn(function()
-    cycle(self, e)
-    for _ in md.every(e.poll) do cycle(self, e) end
-  end)
-  e.task:name("mqtt publish " .. dev.id)
+  self.site:add(dev.id, dev, { poll = opts.poll or self.poll })
   return self
+end
+
+function Publisher:_forget(id)
+  local e = self.devices[id]
+  if not e then return nil end
+  self.devices[id] = nil
+  return e
 end
 
 --- pub:remove(dev_or_id [, {clear = true}]): stop publishing it; "offline"
@@ -265,14 +455,20 @@ end
 --- retained values.
 function Publisher:remove(dev, opts)
   local id = type(dev) == "table" and dev.id or dev
-  local e = self.devices[id]
+  local e = self:_forget(id)
   if not e then return false end
-  self.devices[id] = nil
-  e.task:cancel()
+  if self.own_site then self.site:remove(id, { keep_open = true }) end
   local base = format("%s/%s", self.prefix, id)
   if opts and opts.clear then
-    if self.ha then ha.clear(self.client, e.dev, self.ha_opts) end
-    for _, p in ipairs(e.dev.profile.points) do self:send(base .. "/" .. p.name, "", true) end
+    if self.ha then
+      if self.ha_mode == "device" then
+        local topic = ha.device_config(e.sd, nil, ha_options(self, e, {}))
+        self:send(topic, "", true)
+      else
+        ha.clear(self.client, e.sd, ha_options(self, e, e.sd:points()))
+      end
+    end
+    for _, p in ipairs(e.sd:points()) do self:send(base .. "/" .. p.name, "", true) end
     self:send(base .. "/availability", "", true)
   else
     self:send(base .. "/availability", "offline", true)
@@ -286,6 +482,9 @@ function Publisher:stats()
   for k, v in pairs(self.counts) do s[k] = v end
   s.devices = 0
   for _ in pairs(self.devices) do s.devices = s.devices + 1 end
+  local held = 0
+  for _, e in pairs(self.devices) do held = held + (rawget(e.sd, "_held") or 0) end
+  s.withheld = held
   return s
 end
 
@@ -294,7 +493,12 @@ end
 function Publisher:close()
   if self.closed then return end
   self.closed = true
-  for id in pairs(self.devices) do self:remove(id) end
+  self.unlisten()
+  self.keeper:cancel()
+  local ids = {}
+  for id in pairs(self.devices) do ids[#ids + 1] = id end
+  for _, id in ipairs(ids) do self:remove(id) end
+  if self.own_site then self.site:close() end
   for _, s in ipairs(self.subs) do s:close() end
   self:send(self.prefix .. "/status", "offline", true)
   if self.client:status() == "closed" then return end
@@ -307,11 +511,13 @@ end
 Publisher.__close = Publisher.close
 
 --- publish.start(opts) -> publisher, or nil, message, code (connecting).
---- opts: mqtt (connect options; the will is added) or client (connected
---- with will = publish.will(prefix)); prefix ("moondog"); qos (1); retain
---- (true); json (false); deadband (0); min_interval (0 s); max_interval
---- (60 s); poll (default per device: profile.poll or 10 s); homeassistant
---- (true, or {discovery_prefix =, node =}); commands (true); on_publish
+--- opts: site (the site to follow; without one the publisher has a site of
+--- its own for pub:add), mqtt (connect options; the will is added) or
+--- client (connected with will = publish.will(prefix)); prefix
+--- ("moondog"); qos (1); retain (true); json (false); deadband (0);
+--- min_interval (0 s); max_interval (60 s); poll (for pub:add: profile.poll
+--- or 10 s); homeassistant (true, or {discovery_prefix =, node =,
+--- discovery = "entity" | "device"}); commands (true); on_publish
 --- (fn(topic, payload), e.g. to print what goes out); devices ({dev, ...}).
 function M.start(opts)
   opts = opts or {}
@@ -319,13 +525,31 @@ function M.start(opts)
   if type(prefix) ~= "string" or not mqtt.check_topic(prefix) or prefix:find("/$") then
     error("publish.start: prefix must be a topic such as 'moondog' or 'site/garage'", 2)
   end
+  local hopts = type(opts.homeassistant) == "table" and opts.homeassistant or {}
+  if hopts.discovery ~= nil and hopts.discovery ~= "entity" and hopts.discovery ~= "device" then
+    error("publish.start: homeassistant.discovery must be \"entity\" or \"device\"", 2)
+  end
   local self = setmetatable({
     prefix = prefix, qos = opts.qos or 1, retain = opts.retain ~= false, json = opts.json,
     deadband = opts.deadband or 0, min_interval = opts.min_interval or 0,
     max_interval = opts.max_interval or 60, poll = opts.poll, on_publish = opts.on_publish,
-    devices = {}, subs = {},
+    devices = {}, subs = {}, ha_mode = hopts.discovery or "entity",
     counts = { published = 0, failed = 0, withheld = 0, commands = 0, refused = 0, failed_writes = 0 },
   }, Publisher)
+  if opts.homeassistant ~= false then
+    self.ha = true
+    self.ha_opts = {
+      prefix = prefix, discovery_prefix = hopts.discovery_prefix, node = hopts.node,
+      on_publish = opts.on_publish,
+    }
+  end
+  if opts.site then
+    self.site, self.site_health = opts.site, true
+  else
+    self.site = require("moondog.site").new { name = "publisher" }
+    self.own_site = true
+  end
+  for _, sd in ipairs(self.site:devices()) do entry(self, sd) end -- raises on a refused profile
   if opts.client then
     self.client = opts.client
   else
@@ -333,19 +557,19 @@ function M.start(opts)
     for k, v in pairs(opts.mqtt or {}) do conn[k] = v end
     conn.will = conn.will or M.will(prefix)
     local client, err, code = mqtt.connect(conn)
-    if not client then return nil, err, code end
+    if not client then
+      if self.own_site then self.site:close() end
+      return nil, err, code
+    end
     self.client, self.own_client = client, true
   end
-  if opts.homeassistant ~= false then
-    local hopts = type(opts.homeassistant) == "table" and opts.homeassistant or {}
-    self.ha = true
-    self.ha_opts = {
-      prefix = prefix, discovery_prefix = hopts.discovery_prefix, node = hopts.node,
-      on_publish = opts.on_publish,
-    }
+  if self.ha then
     self:listen(ha.on_online(self.client, function()
       md.log.info("Home Assistant is online: announcing %s's devices again", prefix)
-      for _, e in pairs(self.devices) do announce(self, e) end
+      announce_health(self)
+      for _, e in pairs(self.devices) do
+        if e.announced_once then announce(self, e) end
+      end
     end, self.ha_opts))
   end
   if opts.commands ~= false then
@@ -354,7 +578,18 @@ function M.start(opts)
     end, { qos = 1 }))
   end
   self.client:on("connect", function() on_connect(self) end)
+  self.unlisten = self.site:_listen(listener(self))
+  self.keeper = md.spawn(keeper, self)
+  self.keeper:name("mqtt keeper " .. prefix)
   for _, dev in ipairs(opts.devices or {}) do self:add(dev) end
+  -- Values the site already has (a publisher started after the site).
+  for _, e in pairs(self.devices) do
+    if e.sd._state ~= "starting" then
+      local names = {}
+      for _, p in ipairs(e.sd:points()) do names[#names + 1] = p.name end
+      on_sample(self, e.sd, names, names)
+    end
+  end
   return self
 end
 

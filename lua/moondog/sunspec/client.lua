@@ -356,6 +356,7 @@ local function execute(dev, p, bytes_of)
     local err, code
     if not bytes then
       bytes, err, code = dev._read(r.addr, r.count)
+      dev.transactions = (dev.transactions or 0) + 1
     end
     if not bytes then
       return nil, format("sunspec %s: reading %s failed: %s", dev.where, read_label(dev, r), err),

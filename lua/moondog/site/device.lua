@@ -1,0 +1,591 @@
+-- moondog.site.device: one device of a site: its poll task, the latest
+-- value of every point with its time and state, and the device's life
+-- cycle. Made by site:add; consumers reach it as site.<id>.
+--
+--   site.meter.power                        -- the value (nil when unknown)
+--   local w, age, state = site.meter:get("power")
+--   local w = site.meter:wait("power", { newer_than = t, timeout = 5 })
+--   site.meter:refresh{ "power" }           -- one read now, shared by callers
+--   site.pv:write("power_limit", 50)        -- or write{ power_limit = 50, ... }
+--   site.pv:stats()                         -- polls, errors by code, latency ...
+--
+-- Life cycle. A device starts "starting"; its first good read makes it
+-- "ok". A failed poll makes it "stale" (values kept, marked old); after
+-- `offline_after` failed polls in a row (default 3) it is "offline", or
+-- "asleep" when its profile says it sleeps (`sleeps = true`: an inverter
+-- at night) and the failures are silence (timeouts, refused connections).
+-- A device that does not answer its very first poll is down at once
+-- (absent at start): it is kept, reported once, and tried again with
+-- backoff, `retry = {min, max}` seconds (default 10 growing to 300), never
+-- dropped; a device that went down later is tried the same way. It comes
+-- back by itself on its next good read. While a device is down its points
+-- show what their policy says (moondog.site.policy: zero, hold or nothing).
+--
+-- One owner: every read and write of the device goes through its site
+-- device, one at a time (a per-device lock), so a refresh, a write and the
+-- poll never interleave on the device; the bus below serialises the
+-- transactions of all devices that share it.
+--
+-- Values. A reading that is NaN or infinite is no value (logged once per
+-- point). A total that reads lower than before is held back (logged once)
+-- unless the point says it `resets`. A point the device does not implement
+-- (absent from two good reads in a row) is no longer polled and is
+-- reported to consumers (Home Assistant drops its entity); it is looked at
+-- again when the device comes back from being down.
+
+local md = require "moondog"
+local event = require "moondog.event"
+local point = require "moondog.devices.point"
+local policy = require "moondog.site.policy"
+local schedule = require "moondog.site.schedule"
+
+local M = {}
+
+local format = string.format
+
+-- Names that are the device's own and cannot be point names.
+M.reserved = {
+  id = true, profile = true, get = true, wait = true, refresh = true, write = true, stats = true,
+  describe = true, points = true,
+}
+
+local Device = {}
+
+-- {===== lock =====
+
+-- A FIFO lock over the device's driver calls. Waiters queue on events.
+local function lock(self)
+  if not self._busy then
+    self._busy = true
+    return
+  end
+  local ev = event.new()
+  self._queue[#self._queue + 1] = ev
+  ev:wait()
+end
+
+local function unlock(self)
+  local ev = table.remove(self._queue, 1)
+  if ev then
+    ev:set() -- hand over: _busy stays true
+  else
+    self._busy = false
+  end
+end
+
+-- Run fn(...) holding the lock; errors raised by fn still release it.
+local function locked(self, fn, ...)
+  lock(self)
+  local r = table.pack(pcall(fn, ...))
+  unlock(self)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- }=====
+
+-- {===== values =====
+
+local function emit(self, what, ...)
+  self._site:_emit(what, self, ...)
+end
+
+local function wake(self, name, ...)
+  local ev = self._events[name]
+  if ev then
+    self._events[name] = nil
+    ev:set(...)
+  end
+end
+
+local function wake_all(self, ...)
+  local events = self._events
+  self._events = {}
+  for _, ev in pairs(events) do ev:set(...) end
+end
+
+-- One point's new reading. Returns true when what consumers see changed.
+local function take(self, p, raw, now)
+  local name = p.name
+  if not policy.is_number_value(raw) then
+    if not self._nan[name] then
+      self._nan[name] = true
+      md.log.warn("%s.%s read %s; that is no value, so the point has none until a real reading",
+        self.id, name, tostring(raw))
+    end
+    local changed = self._v[name] ~= nil
+    self._v[name] = nil
+    return changed
+  end
+  self._nan[name] = nil
+  local good = self._good[name]
+  if good ~= nil and type(raw) == "number" and raw < good and policy.monotonic(p) then
+    self._held = self._held + 1
+    if not self._lower[name] then
+      self._lower[name] = true
+      md.log.warn("%s.%s read %s after %s; holding %s (a total never goes down: set resets = true on "
+        .. "the point if this counter can reset)", self.id, name, point.format(p, raw),
+        point.format(p, good), point.format(p, good))
+    end
+    self._t[name] = now
+    local changed = self._v[name] ~= good
+    self._v[name] = good
+    return changed
+  end
+  self._lower[name] = nil
+  local changed = self._v[name] ~= raw
+  self._good[name], self._v[name], self._t[name] = raw, raw, now
+  return changed
+end
+
+-- Points absent from two good reads in a row are not implemented.
+local function note_absent(self, names, values)
+  local gone
+  for _, name in ipairs(names) do
+    if values[name] == nil then
+      local n = (self._absent[name] or 0) + 1
+      self._absent[name] = n
+      if n >= 2 and self._impl[name] ~= false then
+        self._impl[name] = false
+        self._v[name] = nil
+        gone = gone or {}
+        gone[#gone + 1] = name
+      end
+    else
+      self._absent[name] = nil
+      self._impl[name] = true
+    end
+  end
+  if gone then
+    md.log.info("%s does not implement %s; no longer polled", self.id, table.concat(gone, ", "))
+    self:_reschedule()
+    emit(self, "unimplemented", gone)
+  end
+end
+
+-- Apply a good read of `names`: values, waiters, listeners, derived points.
+local function apply(self, names, values, now)
+  local changed = {}
+  for _, name in ipairs(names) do
+    local raw = values[name]
+    if raw ~= nil then
+      if take(self, self._points[name], raw, now) then changed[#changed + 1] = name end
+      wake(self, name, self._v[name], 0, "ok")
+    end
+  end
+  note_absent(self, names, values)
+  emit(self, "sample", names, changed)
+  return changed
+end
+
+-- Every point shows its policy's value for a device that went down.
+local function apply_down(self, state)
+  local names, changed = {}, {}
+  for _, p in ipairs(self._order) do
+    local v = policy.apply(p, state, self._good[p.name])
+    if self._impl[p.name] == false then v = nil end
+    if v ~= self._v[p.name] then changed[#changed + 1] = p.name end
+    self._v[p.name] = v
+    names[#names + 1] = p.name
+  end
+  emit(self, "sample", names, changed)
+end
+
+-- }=====
+
+-- {===== life cycle =====
+
+local function set_state(self, state, err)
+  local old = self._state
+  if old == state then return end
+  self._state = state
+  if state == "ok" then
+    if old == "starting" then
+      md.log.info("%s is online", self.id)
+    else
+      md.log.info("%s is back (%s before)", self.id, old)
+    end
+  elseif state == "offline" then
+    if old == "starting" then
+      md.log.warn("%s does not answer at start: %s; trying again in %g s (it is kept, not dropped)",
+        self.id, tostring(err), self._retry_in)
+    else
+      md.log.warn("%s is offline: %s; trying again in %g s", self.id, tostring(err), self._retry_in)
+    end
+  elseif state == "asleep" then
+    md.log.info("%s is asleep (%s); its profile says it sleeps, as an inverter does at night. "
+      .. "Checking again every %g-%g s", self.id, tostring(err), self._retry[1], self._retry[2])
+  end
+  if state == "offline" or state == "asleep" then
+    apply_down(self, state)
+    wake_all(self, nil, format("%s is %s: %s", self.id, state, tostring(err)), state)
+  end
+  emit(self, "state", old, state, err)
+end
+
+local function down(self, err, code)
+  local state = (self._profile.sleeps and policy.is_no_answer(code)) and "asleep" or "offline"
+  self._retry_in = self._retry[1]
+  self._retry_at = md.now() + self._retry_in
+  set_state(self, state, err)
+end
+
+local function succeeded(self, names, values, t0)
+  local now = md.now()
+  local s = self._stats
+  s.polls = s.polls + 1
+  local latency = now - t0
+  s.latency_sum, s.latency_n = s.latency_sum + latency, s.latency_n + 1
+  s.latency_max = math.max(s.latency_max, latency)
+  s.last_good = md.time()
+  self._fails = 0
+  self._latency = latency
+  if self._state ~= "ok" then
+    local was_down = self._retry_at ~= nil
+    self._retry_at = nil
+    if was_down then -- look at every point again, on the normal schedule from now
+      self._absent = {}
+      for name, impl in pairs(self._impl) do
+        if impl == false then self._impl[name] = nil end
+      end
+      self:_reschedule(now)
+    end
+    set_state(self, "ok")
+  end
+  apply(self, names, values, now)
+end
+
+local function failed(self, err, code)
+  local s = self._stats
+  s.polls, s.failed = s.polls + 1, s.failed + 1
+  s.errors[code or "error"] = (s.errors[code or "error"] or 0) + 1
+  self._fails = self._fails + 1
+  self._last_error, self._last_code = err, code
+  local state = self._state
+  if state == "starting" then
+    down(self, err, code)
+  elseif state == "ok" or state == "stale" then
+    if self._fails >= self._offline_after then
+      down(self, err, code)
+    else
+      set_state(self, "stale", err)
+    end
+  else -- already down: back off further
+    self._retry_in = math.min(self._retry_in * 2, self._retry[2])
+    self._retry_at = md.now() + self._retry_in
+  end
+  emit(self, "error", err, code)
+end
+
+-- One read of `names` on the device, under the lock.
+local function read(self, names)
+  local t0 = md.now()
+  local before = self._dev.transactions or 0
+  local values, err, code = locked(self, self._dev.read, self._dev, names)
+  self._stats.transactions = self._stats.transactions + (self._dev.transactions or 0) - before
+  if values then
+    succeeded(self, names, values, t0)
+    return true
+  end
+  failed(self, err, code)
+  return nil, err, code
+end
+
+-- The points not polled: not implemented ones.
+local function skip_set(self)
+  local skip = {}
+  for name, impl in pairs(self._impl) do
+    if impl == false then skip[name] = true end
+  end
+  return skip
+end
+
+function Device:_reschedule(start)
+  local sched = self._sched
+  self._sched = schedule.new(self._order, {
+    poll = self._poll, profile_poll = self._profile.poll, phase = self._phase, skip = skip_set(self),
+    start = start or (sched and sched.origin) or md.now(),
+  })
+  if sched then self._sched.skipped = sched.skipped end
+end
+
+local function sleep_until(t)
+  local d = t - md.now()
+  if d > 0 then md.sleep(d) else md.sleep(0) end
+end
+
+-- The poll task: on schedule while up, with backoff while down.
+local function run(self)
+  while true do
+    if self._retry_at then
+      sleep_until(self._retry_at)
+      local names = {}
+      for _, p in ipairs(self._order) do names[#names + 1] = p.name end
+      read(self, names)
+    else
+      local t = self._sched:next_due()
+      if t == math.huge then return end -- a device with nothing to poll
+      sleep_until(t)
+      local names = self._sched:due(md.now())
+      if names then
+        read(self, names)
+        if not self._retry_at then self._sched:advance(md.now()) end
+      end
+    end
+  end
+end
+
+function Device:_start()
+  self._task = md.spawn(run, self)
+  self._task:name("site poll " .. self.id)
+end
+
+function Device:_stop()
+  if self._task then self._task:cancel() end
+  self._task = nil
+  wake_all(self, nil, self.id .. " was removed from the site", "closed")
+end
+
+-- }=====
+
+-- {===== consumers' API =====
+
+--- dev:get(name) -> value, age in seconds, state ("ok", "stale", "offline",
+--- "asleep"). The value is nil when unknown; age is nil before a first
+--- reading.
+function Device:get(name)
+  local p = self._points[name]
+  if not p then error(format("%s has no point '%s'", self.id, tostring(name)), 2) end
+  local t = self._t[name]
+  local age = t and md.now() - t or nil
+  local state = self._state
+  if state == "starting" then
+    state = "stale"
+  elseif state == "ok" and age and age > 2.5 * (self._intervals[name] or 10) + 1 then
+    state = "stale"
+  end
+  return self._v[name], age, state
+end
+
+--- dev:wait(name [, {newer_than = t, timeout = s}]) -> value, age, state
+--- of the next sample (one newer than engine time t, default now), or nil,
+--- message, code ("timeout", "offline", "asleep", "closed").
+function Device:wait(name, opts)
+  local p = self._points[name]
+  if not p then error(format("%s has no point '%s'", self.id, tostring(name)), 2) end
+  opts = opts or {}
+  local t = self._t[name]
+  if opts.newer_than and t and t > opts.newer_than then
+    return self:get(name)
+  end
+  local ev = self._events[name]
+  if not ev then
+    ev = event.new()
+    self._events[name] = ev
+  end
+  local v, err, code = ev:wait(opts.timeout, format("waiting for %s.%s", self.id, name))
+  if v == nil and err ~= nil and code ~= nil then
+    return nil, err, code
+  end
+  return self:get(name)
+end
+
+-- The refresh in flight, shared by callers that ask while it runs.
+local function refresh_once(self, names)
+  local r = { names = {}, done = event.new() }
+  for _, n in ipairs(names) do r.names[n] = true end
+  self._refreshing = r
+  local ok, err, code = read(self, names)
+  self._refreshing = nil
+  r.done:set(ok, err, code)
+  return ok, err, code
+end
+
+--- dev:refresh([names]) -> true, or nil, message, code: read these points
+--- (default all) now, in one read. Callers asking while a refresh of the
+--- same points runs share it.
+function Device:refresh(names)
+  if self._dev == nil then return true end -- virtual: nothing to read
+  if type(names) == "string" then names = { names } end
+  if names == nil then
+    names = {}
+    for _, p in ipairs(self._order) do names[#names + 1] = p.name end
+  end
+  for _, n in ipairs(names) do
+    if not self._points[n] then error(format("%s has no point '%s'", self.id, tostring(n)), 2) end
+  end
+  local r = self._refreshing
+  if r then
+    local covered = true
+    for _, n in ipairs(names) do covered = covered and r.names[n] == true end
+    if covered then return r.done:wait() end
+  end
+  return refresh_once(self, names)
+end
+
+local function write_one(self, name, value)
+  local p = self._points[name]
+  if not p then
+    return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
+  end
+  if self._dev == nil then -- a site value: the site holds it
+    local v, err, code = point.check(p, value)
+    if v == nil then return nil, format("%s: %s", self.id, err), code end
+    local now = md.now()
+    local changed = self._v[name] ~= v
+    self._good[name], self._v[name], self._t[name] = v, v, now
+    self._impl[name] = true
+    wake(self, name, v, 0, "ok")
+    emit(self, "sample", { name }, changed and { name } or {})
+    return true
+  end
+  return locked(self, self._dev.write, self._dev, name, value)
+end
+
+--- dev:write(name, value) or dev:write{name = value, ...} -> true, or nil,
+--- message, code. Checked against the point before anything is sent; the
+--- written points are read back at once so that every consumer sees them.
+function Device:write(name, value)
+  local names = {}
+  if type(name) == "table" then
+    for n in pairs(name) do names[#names + 1] = n end
+    table.sort(names)
+    for _, n in ipairs(names) do
+      local ok, err, code = write_one(self, n, name[n])
+      if not ok then return nil, err, code end
+    end
+  else
+    local ok, err, code = write_one(self, name, value)
+    if not ok then return nil, err, code end
+    names[1] = name
+  end
+  if self._dev then self:refresh(names) end
+  return true
+end
+
+--- dev:describe() -> the device's facts (manufacturer, model, serial, ...).
+function Device:describe()
+  if self._dev == nil then
+    return { manufacturer = "moondog", model = "site values", points = self._order }
+  end
+  return locked(self, self._dev.describe, self._dev)
+end
+
+--- dev:points() -> the profile's points, in order (the profile's tables).
+function Device:points()
+  return self._order
+end
+
+--- dev:stats() -> {state, polls, failed, transactions, errors = {code = n},
+--- latency_mean_ms, latency_max_ms, last_good (wall-clock time), skipped,
+--- held, last_error, last_code, retry_in}.
+function Device:stats()
+  local s = self._stats
+  local errors = {}
+  for k, v in pairs(s.errors) do errors[k] = v end
+  return {
+    id = self.id, profile = self._profile.name, state = self._state, polls = s.polls,
+    failed = s.failed, transactions = s.transactions, errors = errors,
+    latency_mean_ms = s.latency_n > 0 and s.latency_sum / s.latency_n * 1000 or nil,
+    latency_max_ms = s.latency_n > 0 and s.latency_max * 1000 or nil,
+    latency_ms = self._latency and self._latency * 1000 or nil,
+    last_good = s.last_good, skipped = self._sched and self._sched.skipped or 0, held = self._held,
+    last_error = self._last_error, last_code = self._last_code,
+    retry_in = self._retry_at and math.max(0, self._retry_at - md.now()) or nil,
+  }
+end
+
+-- }=====
+
+-- {===== the object =====
+
+local function index(t, k)
+  local m = Device[k]
+  if m ~= nil then return m end
+  local points = rawget(t, "_points")
+  if points[k] then return rawget(t, "_v")[k] end
+  if type(k) == "string" and k:sub(1, 1) == "_" then return nil end
+  error(format("%s has no point '%s' (points: %s)", rawget(t, "id"), tostring(k),
+    table.concat(rawget(t, "_names"), ", ")), 2)
+end
+
+local mt = {
+  __index = index,
+  __newindex = function(t, k, v)
+    if type(k) == "string" and k:sub(1, 1) == "_" then return rawset(t, k, v) end
+    error(format("%s.%s is read-only here; use %s:write(\"%s\", value)", rawget(t, "id"), tostring(k),
+      rawget(t, "id"), tostring(k)), 2)
+  end,
+  __tostring = function(t)
+    return format("site device %s (%s): %s", t.id, t.profile.name or "?", t._state)
+  end,
+  __complete = function(t)
+    local names = {}
+    for k in pairs(Device) do
+      if k:sub(1, 1) ~= "_" then names[#names + 1] = k end
+    end
+    for _, n in ipairs(rawget(t, "_names")) do names[#names + 1] = n end
+    return names
+  end,
+}
+
+--- device.new(site, id, dev, opts) -> site device (not yet polling: _start).
+--- dev: a driver device (md.devices), or nil for a device of site values.
+--- opts: poll, offline_after (3), retry = {min, max} (10, 300), index
+--- (phase spreading), profile (for a site-values device).
+function M.new(site, id, dev, opts)
+  local profile = dev and dev.profile or opts.profile
+  local self = {
+    id = id, profile = profile, _site = site, _dev = dev, _profile = profile, _points = {},
+    _order = {}, _names = {}, _v = {}, _good = {}, _t = {}, _impl = {}, _absent = {}, _nan = {},
+    _lower = {}, _events = {}, _queue = {}, _intervals = {}, _held = 0, _fails = 0,
+    _state = dev and "starting" or "ok",
+    _poll = opts.poll, _offline_after = opts.offline_after or 3,
+    _retry = opts.retry or { 10, 300 }, _phase = schedule.phase(opts.index or 1),
+    _stats = { polls = 0, failed = 0, transactions = 0, errors = {}, latency_sum = 0, latency_n = 0,
+               latency_max = 0 },
+  }
+  self._retry_in = self._retry[1]
+  if type(self._retry) ~= "table" or type(self._retry[1]) ~= "number" or type(self._retry[2]) ~= "number"
+      or self._retry[1] <= 0 or self._retry[2] < self._retry[1] then
+    error(format("device %s: retry must be {min, max} seconds with 0 < min <= max", id), 3)
+  end
+  setmetatable(self, mt)
+  for _, p in ipairs(profile.points) do
+    M.add_point(self, p)
+  end
+  if dev then self:_reschedule() end
+  return self
+end
+
+--- device.add_point(sd, p): one more point (site values, derived points).
+function M.add_point(self, p)
+  if M.reserved[p.name] then
+    error(format("device %s: a point may not be called '%s' (a method of every site device has that "
+      .. "name); rename it in the profile", self.id, p.name), 0)
+  end
+  if self._points[p.name] then
+    error(format("device %s already has a point '%s'", self.id, p.name), 0)
+  end
+  policy.check(p)
+  self._points[p.name] = p
+  self._order[#self._order + 1] = p
+  self._names[#self._names + 1] = p.name
+  self._intervals[p.name] = schedule.interval(p, self._poll, self._profile.poll)
+end
+
+-- Internal, for site values and derived points: set a value the site holds.
+function Device:_set(name, v, state)
+  local now = md.now()
+  local changed = self._v[name] ~= v
+  if v ~= nil then self._good[name], self._t[name] = v, now end
+  self._v[name] = v
+  self._impl[name] = v ~= nil or self._impl[name]
+  if state then self._vstate = state end
+  if v ~= nil then wake(self, name, v, 0, "ok") end
+  emit(self, "sample", { name }, changed and { name } or {})
+end
+
+M.Device = Device
+
+return M

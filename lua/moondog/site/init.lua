@@ -1,0 +1,570 @@
+-- moondog.site: a site owns its devices. It polls each point once, at the
+-- rate its consumers need, keeps the latest value with its time and state,
+-- and every consumer (MQTT and Home Assistant, control logic, the REPL)
+-- reads from it. Also md.site.
+--
+--   local site = md.site.new{ name = "home" }
+--   site:add("meter", "sdm630", "rtu:///dev/ttyUSB0?baud=9600&unit=1", { poll = 1 })
+--   site:add("pv", "sunspec_inverter", "tcp://192.168.1.50?unit=1")
+--   site:add("battery", "rct_power", "192.168.1.60")
+--   site:derive("house.load", { unit = "W", device_class = "power", state_class = "measurement" },
+--     function(v) return v.meter.power + v.pv.power - v.battery.power end)
+--   site:publish{ mqtt = { host = "127.0.0.1" } }     -- MQTT + Home Assistant from the site
+--   site:spawn(function() ... end, { critical = true, name = "control" })
+--   print(site.meter.power, site.meter:get("power"))  -- value; value, age, state
+--   print(site:status())                              -- a table per device, bus and task
+--
+-- Buses. Devices whose addresses name the same serial line or the same
+-- TCP/UDP endpoint share one bus: one connection, one master, whoever
+-- opened it (moondog.modbus.shared; a script's own md.modbus.open bus is
+-- found too). RCT Power devices at one host:port share one connection.
+-- Another program holding a serial line makes site:add fail ("busy").
+--
+-- Devices and their values: moondog.site.device. Poll timing:
+-- moondog.site.schedule. Offline/asleep values and totals:
+-- moondog.site.policy. Supervised tasks and health: moondog.site.supervise.
+--
+-- Consumers that follow the site (the MQTT publisher) register with
+-- site:_listen(listener): listener.device(sd), .sample(sd, names, changed),
+-- .state(sd, old, new, err), .unimplemented(sd, names), .error(sd, err,
+-- code), .health(state, reasons), .removed(sd) are called, when present,
+-- synchronously from the task that made the change; they must not wait.
+
+local md = require "moondog"
+local devices = require "moondog.devices"
+local event = require "moondog.event"
+local base = require "moondog.devices.base"
+local device = require "moondog.site.device"
+local supervise = require "moondog.site.supervise"
+local status = require "moondog.site.status"
+
+local M = {}
+
+local format = string.format
+
+local Site = {}
+
+local function check_id(what, id)
+  if type(id) ~= "string" or not id:match("^[a-z0-9_]+$") then
+    error(format("%s must be lowercase letters, digits and _ (it becomes an MQTT topic level), got %s",
+      what, tostring(id)), 3)
+  end
+end
+
+-- {===== buses =====
+
+-- RCT connections by "host:port", shared by every site in the process.
+local rct_clients = setmetatable({}, { __mode = "v" })
+
+local function modbus_bus(self, url)
+  local modbus = require "moondog.modbus"
+  local shared = modbus.shared or modbus.open
+  local bus, err, code = shared(url)
+  if not bus then return nil, err, code end
+  local key = modbus.endpoint and modbus.endpoint(url) or url:gsub("%?.*$", "")
+  local b = self._buses[key]
+  if not b then
+    b = { endpoint = key, kind = "modbus", handle = bus, devices = 0 }
+    self._buses[key] = b
+    self._bus_order[#self._bus_order + 1] = b
+  end
+  b.devices = b.devices + 1
+  return bus, key
+end
+
+local function rct_client(self, target)
+  local rct = require "moondog.rct"
+  local host, port = rct.parse_target(target)
+  if not host then return nil, "rct: " .. port, "bad_address" end
+  local key = format("rct://%s:%d", host, port)
+  local client = rct_clients[key]
+  if not client then
+    client = rct.client(host, port, {})
+    rct_clients[key] = client
+  end
+  local b = self._buses[key]
+  if not b then
+    b = { endpoint = key, kind = "rct", handle = client, devices = 0 }
+    self._buses[key] = b
+    self._bus_order[#self._bus_order + 1] = b
+  end
+  b.devices = b.devices + 1
+  return client, key
+end
+
+-- The driver device for a profile at target, on the site's shared buses.
+local function open_device(self, id, profile, target, opts)
+  local protocol = profile.protocol
+  local handle, key, err, code
+  local unit = opts.unit
+  if protocol == "modbus" or protocol == "sunspec" then
+    if type(target) ~= "string" then
+      error(format("site:add: device %s: target must be a Modbus address such as "
+        .. "'tcp://192.168.1.50?unit=1'", id), 3)
+    end
+    local cfg, perr = require("moondog.modbus.address").parse(target)
+    if not cfg then return nil, format("%s: %s", id, perr), "bad_address" end
+    unit = unit or cfg.unit or 1
+    handle, key, code = modbus_bus(self, target)
+    if not handle then return nil, format("%s: %s", id, key), code end
+  elseif protocol == "rct" then
+    if type(target) ~= "string" then
+      error(format("site:add: device %s: target must be 'host[:port]' of an RCT Power inverter", id), 3)
+    end
+    handle, key, code = rct_client(self, target)
+    if not handle then return nil, format("%s: %s", id, key), code end
+  else
+    handle = target
+  end
+  local dev
+  dev, err, code = devices.open(profile, handle, {
+    id = id, unit = unit, timeout = opts.timeout, base = opts.base, retries = opts.retries,
+  })
+  if not dev then return nil, err, code end
+  dev.site_bus = key
+  return dev
+end
+
+-- }=====
+
+-- {===== devices =====
+
+--- site:add(id, profile, target [, opts]) -> the site device, or nil,
+--- message, code. profile: a name under devices/, a path or a table;
+--- target: the device's address (Modbus URL with ?unit=N, or "host[:port]"
+--- for RCT Power). Or site:add(id, dev [, opts]) with a device already
+--- opened by md.devices.open. opts: poll (seconds, for points without their
+--- own), offline_after (failed polls, 3), retry = {min, max} (seconds
+--- between tries while down, 10 and 300), timeout, base (SunSpec).
+--- A wrong argument or a broken profile raises; a device that cannot be
+--- reached is added all the same and tried again with backoff.
+function Site:add(id, profile, target, opts)
+  check_id("site:add: the device id", id)
+  if self._devices[id] then error(format("site:add: the site already has a device '%s'", id), 2) end
+  if Site[id] ~= nil or id == self.name then
+    error(format("site:add: '%s' is a name the site uses itself; pick another device id", id), 2)
+  end
+  local dev
+  if type(profile) == "table" and profile.profile and profile.read then
+    dev, opts = profile, target
+  else
+    if profile == "auto" then
+      error("site:add: profile 'auto' needs device probing, which moondog does not have yet; name the "
+        .. "profile (see `ls devices/`)", 2)
+    end
+    opts = opts or {}
+    local p = devices.load(profile)
+    local err, code
+    dev, err, code = open_device(self, id, p, target, opts)
+    if not dev then
+      md.log.error("site %s: cannot add %s: %s", self.name, id, tostring(err))
+      return nil, err, code
+    end
+  end
+  opts = opts or {}
+  self._index = self._index + 1
+  local sd = device.new(self, id, dev, {
+    poll = opts.poll, offline_after = opts.offline_after or self._defaults.offline_after,
+    retry = opts.retry or self._defaults.retry, index = self._index,
+  })
+  self._devices[id] = sd
+  self._order[#self._order + 1] = sd
+  self:_emit("device", sd)
+  sd:_start()
+  return sd
+end
+
+-- A device of site values (derived points, setpoints), made on first use.
+local function values_device(self, id)
+  local sd = self._devices[id]
+  if sd then
+    if rawget(sd, "_dev") ~= nil then
+      error(format("site: '%s' is a polled device; site values need a name of their own", id), 3)
+    end
+    return sd
+  end
+  check_id("site: a site value's device", id)
+  if Site[id] ~= nil then error(format("site: '%s' is a name the site uses itself", id), 3) end
+  sd = device.new(self, id, nil, { profile = { name = "site values", points = {} } })
+  self._devices[id] = sd
+  self._order[#self._order + 1] = sd
+  self:_emit("device", sd)
+  return sd
+end
+
+local function split_name(name)
+  local id, pname = tostring(name):match("^([a-z0-9_]+)%.([a-z0-9_]+)$")
+  if not id then
+    error(format("site: expected 'device.point' (lowercase letters, digits and _), got %s",
+      tostring(name)), 3)
+  end
+  return id, pname
+end
+
+local function point_def(def, pname)
+  local p = base.copy(def or {})
+  p.name = pname
+  return p
+end
+
+--- site:value("device.point", def [, initial]) -> the site device holding
+--- it. A value the site holds rather than reads (a control script's
+--- setpoint): published and announced like any point; def is a profile
+--- point without source (writable = true with min/max/step makes it a
+--- Home Assistant number whose commands are checked). Set it with
+--- site.device:write("point", v).
+function Site:value(name, def, initial)
+  local id, pname = split_name(name)
+  local sd = values_device(self, id)
+  device.add_point(sd, point_def(def, pname))
+  self:_emit("points", sd)
+  if initial ~= nil then assert(sd:write(pname, initial)) end
+  return sd
+end
+
+-- }=====
+
+-- {===== derived points =====
+
+local function dep_view(self, deps)
+  return setmetatable({}, {
+    __index = function(_, id)
+      local sd = self._devices[id] or error(format("the site has no device '%s'", tostring(id)), 2)
+      return setmetatable({}, {
+        __index = function(_, pname)
+          deps[id .. "." .. tostring(pname)] = true
+          return sd[pname]
+        end,
+      })
+    end,
+  })
+end
+
+local function compute(self, d)
+  local deps = {}
+  local ok, v = pcall(d.fn, dep_view(self, deps))
+  for key in pairs(d.deps) do
+    if self._dependents[key] then self._dependents[key][d] = nil end
+  end
+  d.deps = deps
+  for key in pairs(deps) do
+    self._dependents[key] = self._dependents[key] or {}
+    self._dependents[key][d] = true
+  end
+  if not ok then
+    if d.last_error ~= v then
+      d.last_error = v
+      md.log.debug("site %s: %s has no value: %s", self.name, d.full, tostring(v))
+    end
+    v = nil
+  elseif type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+    v = nil
+  else
+    d.last_error = nil
+  end
+  d.sd:_set(d.name, v)
+end
+
+--- site:derive("device.point", def, fn) -> the site device holding it.
+--- fn(v) computes the value from other site values (v.meter.power ...);
+--- it runs again whenever one of the values it read changes. An error in
+--- fn, or a missing input, leaves the point without a value.
+function Site:derive(name, def, fn)
+  assert(type(fn) == "function", "site:derive: third argument must be a function")
+  local id, pname = split_name(name)
+  local sd = values_device(self, id)
+  local p = point_def(def, pname)
+  if p.writable then error("site:derive: a derived point is computed, not writable", 2) end
+  device.add_point(sd, p)
+  local d = { sd = sd, name = pname, fn = fn, deps = {}, full = name }
+  self._derived[#self._derived + 1] = d
+  self:_emit("points", sd)
+  compute(self, d)
+  return sd
+end
+
+-- }=====
+
+-- {===== watchers =====
+
+local function start_watcher(self, name, fn)
+  local w = { pending = {}, keys = {}, ev = event.new(), fn = fn }
+  w.task = md.spawn(function()
+    while true do
+      w.ev:wait()
+      w.ev = event.new()
+      local batch = w.pending
+      w.pending, w.keys = {}, {}
+      for _, args in ipairs(batch) do
+        local ok, err = xpcall(fn, debug.traceback, table.unpack(args, 1, args.n))
+        if not ok then
+          w.failures = (w.failures or 0) + 1
+          md.log.error("site %s: %s raised: %s", self.name, name, tostring(err))
+        end
+      end
+    end
+  end)
+  w.task:name(name)
+  self._watchers[#self._watchers + 1] = w
+  return w
+end
+
+-- Queue a call of the watcher; a key already queued is updated in place,
+-- so a slow handler sees the latest value once, not every change.
+local function notify(w, key, ...)
+  local i = w.keys[key]
+  if i then
+    w.pending[i] = table.pack(...)
+  else
+    w.pending[#w.pending + 1] = table.pack(...)
+    w.keys[key] = #w.pending
+  end
+  w.ev:set()
+end
+
+--- site:watch("device.point", fn) -> handle with :cancel(). fn(value, age,
+--- state) runs as a task whenever the point's value changes (and when its
+--- device goes down). An error in fn is logged; the watch goes on.
+function Site:watch(name, fn)
+  assert(type(fn) == "function", "site:watch: second argument must be a function")
+  local id, pname = split_name(name)
+  local sd = self._devices[id] or error(format("site:watch: the site has no device '%s'", id), 2)
+  sd:get(pname) -- raises on an unknown point
+  local w = start_watcher(self, "watch " .. name, fn)
+  w.match = name
+  return { cancel = function() w.task:cancel(); w.cancelled = true end }
+end
+
+--- site:on_change(fn) -> handle with :cancel(). fn(device_id, point,
+--- value, state) runs as a task for every point whose value changes.
+function Site:on_change(fn)
+  assert(type(fn) == "function", "site:on_change: expected a function")
+  local w = start_watcher(self, "on_change handler", fn)
+  return { cancel = function() w.task:cancel(); w.cancelled = true end }
+end
+
+-- }=====
+
+-- {===== events to consumers =====
+
+local function recompute(self, sd, changed)
+  self._depth = self._depth + 1
+  if self._depth <= 8 then -- derived points of derived points, never a loop forever
+    local todo, list = {}, {}
+    for _, name in ipairs(changed) do
+      for d in pairs(self._dependents[sd.id .. "." .. name] or {}) do
+        if not todo[d] then
+          todo[d] = true
+          list[#list + 1] = d
+        end
+      end
+    end
+    for _, d in ipairs(list) do compute(self, d) end
+  end
+  self._depth = self._depth - 1
+end
+
+local function watchers_see(self, sd, changed)
+  for _, w in ipairs(self._watchers) do
+    if not w.cancelled then
+      for _, name in ipairs(changed) do
+        local key = sd.id .. "." .. name
+        if w.match == nil then
+          local v, _, st = sd:get(name)
+          notify(w, key, sd.id, name, v, st)
+        elseif w.match == key then
+          notify(w, key, sd:get(name))
+        end
+      end
+    end
+  end
+end
+
+function Site:_emit(what, sd, ...)
+  for _, l in ipairs(self._listeners) do
+    local fn = l[what]
+    if fn then fn(sd, ...) end
+  end
+  if what == "sample" then
+    local _, changed = ...
+    if #changed > 0 then
+      recompute(self, sd, changed)
+      watchers_see(self, sd, changed)
+    end
+  elseif what == "state" then
+    self:_health_changed()
+  end
+end
+
+function Site:_health_changed()
+  if #self._listeners == 0 then return end
+  local state, reasons = self:health()
+  for _, l in ipairs(self._listeners) do
+    if l.health then l.health(state, reasons) end
+  end
+end
+
+--- site:_listen(listener) -> function that stops listening.
+function Site:_listen(l)
+  self._listeners[#self._listeners + 1] = l
+  return function()
+    for i, x in ipairs(self._listeners) do
+      if x == l then table.remove(self._listeners, i) return end
+    end
+  end
+end
+
+-- }=====
+
+-- {===== supervision, status =====
+
+--- site:spawn(fn [, {critical = true, name = "..."}], ...) -> handle with
+--- :cancel() and :status(). fn(...) runs supervised: a critical task that
+--- raises is restarted with backoff and the site's health says so.
+function Site:spawn(fn, opts, ...)
+  return self._sup:spawn(fn, opts, ...)
+end
+
+--- site:health() -> "ok" | "degraded" | "failed", reasons (sentences).
+function Site:health()
+  return self._sup:health(self._order)
+end
+
+--- site:devices() -> the site's devices in the order they were added.
+function Site:devices()
+  return table.move(self._order, 1, #self._order, 1, {})
+end
+
+local function bus_row(b)
+  local row = { endpoint = b.endpoint, kind = b.kind, devices = b.devices }
+  if b.kind == "modbus" and b.handle.stats then
+    local ok, s = pcall(b.handle.stats, b.handle)
+    if ok and s then
+      row.transactions, row.failed = s.requests, s.failed
+      row.latency_mean_ms, row.latency_max_ms, row.errors = s.latency_mean_ms, s.latency_max_ms, s.errors
+    end
+  end
+  return row
+end
+
+--- site:status() -> {name, health, reasons, devices = {...}, buses = {...},
+--- tasks = {...}}; per device its dev:stats(), per bus its transactions,
+--- failures and latency. Printed (REPL, attach) it is an aligned table.
+function Site:status()
+  local health, reasons = self:health()
+  local devs, buses = {}, {}
+  for _, sd in ipairs(self._order) do
+    if rawget(sd, "_dev") then devs[#devs + 1] = sd:stats() end
+  end
+  for _, b in ipairs(self._bus_order) do buses[#buses + 1] = bus_row(b) end
+  return status.make {
+    name = self.name, health = health, reasons = reasons, devices = devs, buses = buses,
+    tasks = self._sup:list(),
+  }
+end
+
+--- site:publish(opts) -> publisher, or nil, message, code: every device and
+--- site value to MQTT with Home Assistant discovery, read from the site
+--- (options as md.mqtt.publish.start; the site's health is published too).
+function Site:publish(opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.site = self
+  local pub, err, code = require("moondog.mqtt.publish").start(o)
+  if not pub then
+    md.log.error("site %s: cannot publish to MQTT: %s", self.name, tostring(err))
+    return nil, err, code
+  end
+  self._publishers[#self._publishers + 1] = pub
+  return pub
+end
+
+--- site:remove(id [, {keep_open = true}]) -> true, or false when there is
+--- no such device: it is no longer polled, its consumers drop it, and its
+--- connection is closed unless keep_open (a device the caller opened).
+function Site:remove(id, opts)
+  local sd = self._devices[id]
+  if not sd then return false end
+  self._devices[id] = nil
+  for i, x in ipairs(self._order) do
+    if x == sd then table.remove(self._order, i) break end
+  end
+  sd:_stop()
+  self:_emit("removed", sd)
+  local dev = rawget(sd, "_dev")
+  if dev and not (opts and opts.keep_open) then dev:close() end
+  return true
+end
+
+--- site:close(): stop polling, publishing and supervised tasks; close the
+--- connections the site opened.
+function Site:close()
+  if self._closed then return end
+  self._closed = true
+  for i = #self._publishers, 1, -1 do self._publishers[i]:close() end
+  self._sup:close()
+  for _, w in ipairs(self._watchers) do w.task:cancel() end
+  for _, sd in ipairs(self._order) do
+    sd:_stop()
+    local dev = rawget(sd, "_dev")
+    if dev then dev:close() end
+  end
+  for _, b in ipairs(self._bus_order) do
+    if b.kind == "modbus" then
+      b.handle:close()
+    elseif b.kind == "rct" then
+      b.handle:close()
+      rct_clients[b.endpoint] = nil
+    end
+  end
+end
+
+-- }=====
+
+local mt = {
+  __index = function(t, k)
+    local m = Site[k]
+    if m ~= nil then return m end
+    local sd = rawget(t, "_devices")[k]
+    if sd then return sd end
+    if type(k) == "string" and k:sub(1, 1) == "_" then return nil end
+    local ids = {}
+    for _, d in ipairs(rawget(t, "_order")) do ids[#ids + 1] = d.id end
+    error(format("site %s has no device '%s' (devices: %s)", rawget(t, "name"), tostring(k),
+      #ids > 0 and table.concat(ids, ", ") or "none yet"), 2)
+  end,
+  __tostring = function(t) return format("site %s (%d devices)", t.name, #t._order) end,
+  __close = function(t) t:close() end,
+  __complete = function(t)
+    local names = {}
+    for k in pairs(Site) do
+      if k:sub(1, 1) ~= "_" then names[#names + 1] = k end
+    end
+    for _, d in ipairs(rawget(t, "_order")) do names[#names + 1] = d.id end
+    return names
+  end,
+}
+
+--- site.new{name = "home" [, exit_after = N] [, offline_after = 3]
+--- [, retry = {10, 300}]} -> site. name: lowercase letters, digits and _
+--- (used in topics and logs). exit_after: exit the engine (code 3) after
+--- the N-th failure of a critical task.
+function M.new(opts)
+  opts = opts or {}
+  local name = opts.name or "site"
+  check_id("site.new: name", name)
+  local self = setmetatable({
+    name = name, _devices = {}, _order = {}, _buses = {}, _bus_order = {}, _listeners = {},
+    _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _index = 0, _depth = 0,
+    _defaults = { offline_after = opts.offline_after, retry = opts.retry },
+  }, mt)
+  self._sup = supervise.new(name, {
+    exit_after = opts.exit_after, on_health = function() self:_health_changed() end,
+  })
+  local current = md.current()
+  if current and current:name() == "main chunk" then self._sup:watch_main(current) end
+  return self
+end
+
+return M
