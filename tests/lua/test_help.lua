@@ -1,14 +1,15 @@
 -- Tests for moondog.help: help.text of Lua functions (the `---` block above
 -- the definition, file:line), of modules (opening comment, function list),
 -- of objects (methods), of C functions (docs by name in lua/moondog/init.lua),
--- and odd inputs that must neither raise nor run user code. Fixture files
--- are written to a temporary directory and loaded with loadfile, so that
--- the tests do not depend on the wording of the library's own comments
--- except where that is the point.
+-- odd inputs that must neither raise nor run user code, and help() in a
+-- REPL session. Fixture files are written to a temporary directory and
+-- loaded with loadfile, so that the tests do not depend on the wording of
+-- the library's own comments except where that is the point.
 
 local T = require "moondog.testing"
 local md = require "moondog"
 local help = require "moondog.help"
+local repl = require "moondog.repl"
 
 local function has(text, plain)
   assert(text:find(plain, 1, true), "expected " .. plain .. " in:\n" .. text)
@@ -239,6 +240,30 @@ T.test("help() with no argument shows where to start", function()
   has(text, "md.mqtt")
   has(text, "README.md")
   has(text, "docs/")
+end)
+
+-- }=====
+
+-- {===== the REPL =====
+
+T.test("typing help(md.modbus.open) in a session prints its doc", function()
+  local buf = {}
+  local env = setmetatable({}, { __index = _G })
+  local sess = repl.session{ env = env, write = function(s) buf[#buf + 1] = s end }
+  sess:eval_line("help(md.modbus.open)")
+  local out = table.concat(buf)
+  has(out, "modbus.open(url [, opts]) -> bus, or nil, err, code\n")
+  has(out, "defined in lua/moondog/modbus/init.lua:")
+  lacks(out, "function: ") -- help returns nothing, so no value is printed
+  buf = {}
+  sess:eval_line("help()")
+  has(table.concat(buf), "md.modbus")
+  -- the session's help is its own: the env is not touched, and Tab finds it
+  assert(rawget(env, "help") == nil and rawget(_G, "help") == nil)
+  assert(sess:complete("hel")[1] == "help")
+  buf = {}
+  sess:eval_line("x_from_help_test = 1")
+  assert(rawget(env, "x_from_help_test") == 1, "assignments reach the env")
 end)
 
 -- }=====
