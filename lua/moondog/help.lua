@@ -199,11 +199,24 @@ local function find_block(path, names)
   return nil
 end
 
--- The name in a definition line: "function Bus.read_value(" -> "read_value".
+-- The names in a definition line: "function Bus.read_value(" -> "read_value",
+-- "Bus"; the table part is nil for a plain or local function.
 local function defined_name(line)
-  local name = line and (line:match("function%s+[%w_.:]-([%a_][%w_]*)%s*%(")
-    or line:match("([%a_][%w_]*)%s*=%s*function%s*%("))
-  return name
+  if not line then return nil end
+  local owner, name = line:match("function%s+([%w_.:]-)[.:]([%a_][%w_]*)%s*%(")
+  if name then return name, owner:match("([%a_][%w_]*)$") end
+  name = line:match("function%s+([%a_][%w_]*)%s*%(")
+    or line:match("([%a_][%w_]*)%s*=%s*function%s*%(")
+  return name, nil
+end
+
+-- Whether a doc key ("bus:read_device_info") names the function defined
+-- as owner.name: the same name, and the owner the key's prefix in lower
+-- case (Bus -> bus) or M, the module table, whose prefix is the module's.
+local function key_names(key, name, owner)
+  local prefix, last = key:match("^(.-)[.:]([%a_][%w_]*)$")
+  if last ~= name then return false end
+  return owner == nil or owner == "M" or owner:lower() == prefix:lower()
 end
 
 -- }=====
@@ -336,9 +349,9 @@ local function lua_doc(f)
   if not d.src or info.linedefined < 1 then return d end
   d.lines, d.first = doc_above(d.src, info.linedefined)
   if #d.lines == 0 then
-    local name = defined_name(d.src[info.linedefined])
+    local name, owner = defined_name(d.src[info.linedefined])
     for _, b in ipairs(name and doc_blocks(d.path) or {}) do
-      if b.key and not b.def and b.key:match("[.:]" .. name .. "$") then
+      if b.key and not b.def and key_names(b.key, name, owner) then
         d.lines, d.first = b.lines, b.first
         break
       end

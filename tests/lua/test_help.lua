@@ -60,6 +60,10 @@ function Thing:poke() return "poked" end
 
 function M.new() return setmetatable({}, Thing) end
 
+--- other:later(): documents a method of another table.
+
+function Thing:later() end
+
 return M
 ]]
 
@@ -93,10 +97,10 @@ end)
 T.test("a doc block naming the function may stand apart from it", function()
   local M, _, _dir <close> = fixture(FIXTURE)
   has(help.text(M.later), "fixture.later(x): documented away from its definition.")
-  -- the library's own case: the doc sits above a table before the function
-  local bus = assert(md.modbus.open("tcp://127.0.0.1:1")) -- connects on first use
-  has(help.text(bus.read_device_info), "bus:read_device_info(unit [, code = 1])")
-  bus:close()
+  -- the same name on another table is not this function's doc
+  local text = help.text(M.Thing.later)
+  has(text, "no documentation")
+  lacks(text, "another table")
 end)
 
 T.test("a function defined outside a file", function()
@@ -130,6 +134,17 @@ T.test("task methods are found through the task's metatable", function()
   has(text, "moondog.task")
   has(text, "  join([timeout]) -> ")
   t:join()
+end)
+
+T.test("C methods of a userdata: documented in their module's file", function()
+  local bus <close> = assert(md.modbus.open("tcp://127.0.0.1:1")) -- connects on first use
+  local text = help.text(bus.write_coil)
+  has(text, "bus:write_coil(unit, addr, bool [, opts]) -> true")
+  has(text, "written in C; documented in lua/moondog/modbus/init.lua:")
+  text = help.text(bus)
+  has(text, "moondog.modbus.bus")
+  has(text, "\n  write_coil(unit, addr, bool [, opts]) -> true")  -- C
+  has(text, "\n  read_holding(unit, addr, count [, opts]) -> ") -- Lua, on the same table
 end)
 
 T.test("an undocumented C function says where to look", function()
@@ -169,9 +184,9 @@ T.test("a module table found from its functions' file, with its class", function
   has(text, "fixture: a module for the help tests.\nSecond line of the opening comment.")
   has(text, "  add(a, b) -> a + b")
   has(text, "  later(x): documented away")
-  has(text, "Thing methods:\n  poke() -> \"poked\"")
+  has(text, "Thing methods:\n  later\n  poke() -> \"poked\"")
   -- an object of the class: its methods
-  has(help.text(M.new()), "methods:\n  poke() -> \"poked\"")
+  has(help.text(M.new()), "methods:\n  later\n  poke() -> \"poked\"")
 end)
 
 T.test("every library module has an opening comment that help shows", function()
