@@ -27,7 +27,8 @@
 --
 -- How it works. debug.getinfo(f, "S") gives a Lua function's file and the
 -- line of its definition; files are read once and kept by path (at most
--- 1 MiB each). A table is a module when package.loaded holds it, or else
+-- 1 MiB each). The reads are plain io.open on the loop thread: a few small
+-- local files, once each, when a person asks. A table is a module when package.loaded holds it, or else
 -- its file is the one most of its functions come from. A C function is
 -- named by looking for it in md, the loaded modules and the __index tables
 -- of the metatables in the registry.
@@ -699,7 +700,9 @@ local function orientation(out)
   local names = ok and type(md) == "table" and lazy_names(md) or {}
   sort(names)
   for _, name in ipairs(names) do
-    out:line(format("  md.%-12s %s", name, summary("moondog." .. name)))
+    local text = summary("moondog." .. name)
+    if text == "" then text = "(written in C) help(md." .. name .. ")" end
+    out:line(format("  md.%-12s %s", name, text))
   end
   out:line("  md             spawn, sleep, every, now, time, exit, tasks, log: help(md)")
   out:line("")

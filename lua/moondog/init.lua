@@ -35,9 +35,10 @@ function M.every(period, fn, ...)
   end)
 end
 
--- {===== the C functions of moondog.core, documented for help() =====
+-- {===== C functions, documented for help() =====
 -- help(md.sleep) finds a C function's doc by its name: the `---` block whose
--- first line starts with "md.<name>(" or, for a task's methods, "task:<name>(".
+-- first line starts with "md.<name>(", "md.attach.<name>(", or for methods
+-- "task:<name>(" (metatable moondog.task), "listener:<name>(" (moondog.attach.listener).
 
 --- md.spawn(fn, ...) -> task: runs fn(...) as a new task, first on the next
 --- loop iteration. An error in it is logged with its traceback; the engine
@@ -77,6 +78,21 @@ end
 
 --- task:name([new]) -> the task's name, used in logs; sets it first when
 --- new is given.
+
+--- md.attach.listen([path]) -> listener, or nil, message, code: lets
+--- `moondog attach [path]` open REPL sessions into this engine over a unix
+--- socket (mode 0600). The default path is md.attach.default_path(). Codes:
+--- "in_use" (another engine listens there), "exists", "io".
+
+--- md.attach.default_path() -> $MOONDOG_ATTACH, else
+--- $XDG_RUNTIME_DIR/moondog.sock, else /tmp/moondog-<uid>.sock.
+
+--- listener:path() -> the socket's path.
+
+--- listener:sessions() -> the number of clients attached through it now.
+
+--- listener:close() -> true: stops listening and removes the socket file; attached
+--- sessions go on until their clients leave.
 
 -- }=====
 

@@ -121,6 +121,7 @@ T.test("md.sleep and the other C functions of moondog.core", function()
   for _, name in ipairs{ "spawn", "now", "time", "exit", "current", "tasks", "stats", "watchdog" } do
     has(help.text(md[name]), "md." .. name .. "(")
   end
+  has(help.text(md.attach.listen), "md.attach.listen([path]) -> listener")
   -- md.every is Lua; its C half is documented by the same block
   has(help.text(require("moondog.core").every), "md.every(s) -> iterator")
 end)
