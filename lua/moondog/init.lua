@@ -35,6 +35,67 @@ function M.every(period, fn, ...)
   end)
 end
 
+-- {===== C functions, documented for help() =====
+-- help(md.sleep) finds a C function's doc by its name: the `---` block whose
+-- first line starts with "md.<name>(", "md.attach.<name>(", or for methods
+-- "task:<name>(" (metatable moondog.task), "listener:<name>(" (moondog.attach.listener).
+
+--- md.spawn(fn, ...) -> task: runs fn(...) as a new task, first on the next
+--- loop iteration. An error in it is logged with its traceback; the engine
+--- keeps running. `local t <close> = md.spawn(...)` cancels it at scope end.
+
+--- md.sleep(s): lets other tasks run for s seconds (loop time: simulated time
+--- replaces it in tests); md.sleep(0) only yields. Outside a task it runs the
+--- engine until the time has passed.
+
+--- md.now() -> monotonic seconds (a float), for intervals and timeouts.
+
+--- md.time() -> wall-clock seconds since 1970 (a float), for timestamps.
+
+--- md.exit([code]): stops the engine cleanly with this exit code (0; true is
+--- 0, false is 1): the calling task unwinds, the others are cancelled and
+--- their <close> variables run.
+
+--- md.current() -> the running task, or nothing outside a task.
+
+--- md.tasks() -> array of the unfinished tasks, in spawn order.
+
+--- md.stats() -> {tasks, timers, watches, holds, lua_kb}: what the engine
+--- holds now. Tests use it to find leaks.
+
+--- md.watchdog([s]) -> the previous limit: a task busy in Lua for more than
+--- s seconds (default 30) without yielding is stopped with an error; 0 turns
+--- the watchdog off.
+
+--- task:join([timeout]) -> the task's return values, or nil, err, code with
+--- code "error", "cancelled" or "timeout". A task cannot join itself.
+
+--- task:cancel() -> true if the task was still alive: stops it where it
+--- waits; its <close> variables run. A task may cancel itself.
+
+--- task:status() -> "ready", "running", "waiting", "done", "failed" or
+--- "cancelled".
+
+--- task:name([new]) -> the task's name, used in logs; sets it first when
+--- new is given.
+
+--- md.attach.listen([path]) -> listener, or nil, message, code: lets
+--- `moondog attach [path]` open REPL sessions into this engine over a unix
+--- socket (mode 0600). The default path is md.attach.default_path(). Codes:
+--- "in_use" (another engine listens there), "exists", "io".
+
+--- md.attach.default_path() -> $MOONDOG_ATTACH, else
+--- $XDG_RUNTIME_DIR/moondog.sock, else /tmp/moondog-<uid>.sock.
+
+--- listener:path() -> the socket's path.
+
+--- listener:sessions() -> the number of clients attached through it now.
+
+--- listener:close() -> true: stops listening and removes the socket file; attached
+--- sessions go on until their clients leave.
+
+-- }=====
+
 -- Modules loaded on first use; listed so that the REPL can complete them.
 local lazy = { "attach", "devices", "modbus", "mqtt", "rct", "repl", "site", "sunspec", "testing" }
 local is_lazy = {}

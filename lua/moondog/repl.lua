@@ -10,6 +10,10 @@
 --   sess:reset()           -- Ctrl-C: drop a pending multi-line statement
 --   sess:complete(word)    -- candidates for tab completion
 --
+-- Lines run in the session's env: a proxy of the env given, with help(x)
+-- (moondog.help) in front, so that `moondog repl` and `moondog attach`
+-- both have it.
+--
 -- The rules follow lua.c. A line is first compiled as "return <line>" so that
 -- expressions print their values, then as a statement. A statement that ends
 -- too early ("... near <eof>") waits for more lines. Chunks run through
@@ -23,6 +27,8 @@
 --
 -- Pure Lua, no globals. Output goes only through the session's write
 -- callback (io.stdout by default). Needs the debug library.
+
+local help = require "moondog.help"
 
 local M = {}
 
@@ -415,10 +421,16 @@ local function stack_depth()
   return low
 end
 
+-- The name of fn in env or the tables behind it (a session's env is a
+-- proxy: its own help in front, the user's env behind through __index).
 local function env_name(fn, env)
-  if type(env) ~= "table" then return nil end
-  for k, x in next, env do
-    if rawequal(x, fn) and is_ident(k) then return k end
+  for _ = 1, 10 do
+    if type(env) ~= "table" then return nil end
+    for k, x in next, env do
+      if rawequal(x, fn) and is_ident(k) then return k end
+    end
+    local mt = metatable(env)
+    env = mt and rawget(mt, "__index")
   end
   return nil
 end
@@ -508,10 +520,13 @@ end
 local Session = {}
 Session.__index = Session
 
+-- A session's lines run in a proxy of the env it was given: help(x) is the
+-- session's own (moondog.help, written through the session's write
+-- callback), and every other name is read from and assigned to the given
+-- env. A `help` global of the env is shadowed in the session.
 function M.session(opts)
   opts = opts or {}
-  return setmetatable({
-    env = opts.env or _G,
+  local sess = setmetatable({
     write = opts.write or function(s)
       io.stdout:write(s)
       io.stdout:flush()
@@ -519,6 +534,10 @@ function M.session(opts)
     chunkname = opts.chunkname or "=stdin",
     buffer = nil,
   }, Session)
+  local env = opts.env or _G
+  local help_fn = help.printer(function(text) sess.write(text) end)
+  sess.env = setmetatable({ help = help_fn }, { __index = env, __newindex = env })
+  return sess
 end
 
 function Session:prompt()

@@ -117,6 +117,18 @@ T.test("a runtime error goes to the client and the engine keeps running", functi
   wait_no_sessions(l)
 end)
 
+T.test("help() prints documentation to the client", function()
+  local dir, _ <close> = tmpdir()
+  local l <close> = listen(dir .. "/e.sock")
+  local c = start_client(dir, "c", l:path(), "help(md.sleep)\nhelp(md.modbus.open)\n")
+  local rc, out = c.wait()
+  T.eq(rc, 0, "client exit code")
+  assert(out:find("md.sleep(s):", 1, true), out)
+  assert(out:find("defined in lua/moondog/modbus/init.lua:", 1, true), out)
+  T.eq(rawget(_G, "help"), nil, "a help global in the engine")
+  wait_no_sessions(l)
+end)
+
 T.test("two sessions at once", function()
   local dir, _ <close> = tmpdir()
   local l <close> = listen(dir .. "/e.sock")

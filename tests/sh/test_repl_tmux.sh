@@ -80,6 +80,12 @@ piped_tests() {
     printf 'md.exit(3)\n' | HOME=$dir "$bin" repl >/dev/null 2>&1
     [ $? = 3 ]
     report $? "md.exit(3) leaves with exit code 3"
+    out=$(printf 'help(md.sleep)\nhelp == nil\n' | HOME=$dir "$bin" repl 2>&1)
+    case "$out" in
+    *"md.sleep(s): "*"documented in lua/moondog/init.lua:"*false) true ;;
+    *) false ;;
+    esac
+    report $? "help(md.sleep) prints its documentation"
 }
 
 if ! command -v tmux >/dev/null; then

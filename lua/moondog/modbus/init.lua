@@ -90,20 +90,68 @@ local function with_retries(bus, fn, ...)
   return a, b, c
 end
 
+-- {===== the bus methods written in C (core/mbus_lua.c), documented for help() =====
+-- Every one takes an optional last argument opts = {timeout = s, raw = true}
+-- (raw: the response's data bytes as a string) and returns nil, err, code
+-- on a device or I/O failure.
+
+--- bus:read(unit, kind, addr, count [, opts]) -> array of registers (kind
+--- "holding" or "input") or booleans ("coil", "discrete"); no retries.
+
+--- bus:write_coil(unit, addr, bool [, opts]) -> true (FC 5)
+
+--- bus:write_register(unit, addr, value [, opts]) -> true (FC 6)
+
+--- bus:write_coils(unit, addr, {bools} [, opts]) -> true (FC 15)
+
+--- bus:write_registers(unit, addr, {values} [, opts]) -> true (FC 16)
+
+--- bus:mask_write(unit, addr, and_mask, or_mask [, opts]) -> true (FC 22)
+
+--- bus:write_read(unit, waddr, {values}, raddr, rcount [, opts]) -> the
+--- registers read (FC 23)
+
+--- bus:report_server_id(unit [, opts]) -> the raw bytes after the byte count (FC 17)
+
+--- bus:read_device_id(unit [, code = 1 [, object = 0]] [, opts]) -> one response:
+--- {conformity, more, next_object, objects = {[id] = text}} (FC 43/14).
+--- bus:read_device_info reads them all.
+
+--- bus:stats([unit]) -> the counters of the whole bus, or of one unit (nil
+--- for a unit never used): {requests, ok, failed, timeouts, errors = {timeout,
+--- exception, crc, malformed, connection, other}, latency_mean_ms,
+--- latency_max_ms, timeout}.
+
+--- bus:timeout() -> the response timeout in seconds (it adapts to the
+--- device unless the URL or open() set one).
+
+--- bus:url() -> the address the bus was opened with.
+
+--- bus:close(): closes the connection; the bus is unusable afterwards.
+--- Also on garbage collection and for a `<close>` variable.
+
+-- }=====
+
 local read = Bus.read
 
+--- bus:read_holding(unit, addr, count [, opts]) -> array of registers
+--- (integers 0..65535), retried on transient errors as the URL says.
 function Bus.read_holding(bus, unit, addr, count, opts)
   return with_retries(bus, read, unit, "holding", addr, count, opts)
 end
 
+--- bus:read_input(unit, addr, count [, opts]) -> array of input registers.
 function Bus.read_input(bus, unit, addr, count, opts)
   return with_retries(bus, read, unit, "input", addr, count, opts)
 end
 
+--- bus:read_coils(unit, addr, count [, opts]) -> array of booleans.
 function Bus.read_coils(bus, unit, addr, count, opts)
   return with_retries(bus, read, unit, "coil", addr, count, opts)
 end
 
+--- bus:read_discrete(unit, addr, count [, opts]) -> array of booleans
+--- (discrete inputs).
 function Bus.read_discrete(bus, unit, addr, count, opts)
   return with_retries(bus, read, unit, "discrete", addr, count, opts)
 end
@@ -139,12 +187,13 @@ function Bus.write_value(bus, unit, addr, value, vtype, opts)
   return bus:write_registers(unit, addr, regs, opts)
 end
 
---- bus:read_device_info(unit [, code = 1]) -> {vendor_name=, product_code=, ...}
---- Reads every object of the level (FC 43/14), following "more follows".
 local object_names = {
   [0] = "vendor_name", "product_code", "revision", "vendor_url", "product_name",
   "model_name", "user_application_name",
 }
+
+--- bus:read_device_info(unit [, code = 1]) -> {vendor_name=, product_code=, ...}
+--- Reads every object of the level (FC 43/14), following "more follows".
 function Bus.read_device_info(bus, unit, level, opts)
   local info, object = { objects = {} }, 0
   for _ = 1, 64 do -- a device that never stops saying "more" is broken
@@ -171,6 +220,8 @@ end
 local Unit = {}
 Unit.__index = Unit
 
+--- bus:unit(id) -> a unit handle: the bus's methods with the unit id bound
+--- in (unit:read_holding(addr, count), unit:read_value(addr, type), ...).
 function Bus.unit(bus, id)
   if math.type(id) ~= "integer" or id < 0 or id > 255 then
     error("bus:unit: unit id must be an integer 0..255", 2)
