@@ -256,6 +256,7 @@ function Device:_write(item, value)
   if regs == nil then
     return nil, err, code
   end
+  self.transactions = self.transactions + 1
   if item.kind == "coil" then
     return self.bus:write_coil(self.unit, item.address, regs)
   elseif #regs == 1 and not item.fc16 then
@@ -273,6 +274,7 @@ function Device:_read_info(sources)
     else
       local item = source_item(format("profile %s, info.%s", self.profile.name, field), spec)
       local data, err, code = self.bus[reader[item.kind]](self.bus, self.unit, item.address, item.count)
+      self.transactions = self.transactions + 1
       if data then
         item.point = { name = field, type = item.type == "string" and "string" or "integer" }
         facts[field] = decode(item, data)

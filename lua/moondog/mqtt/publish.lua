@@ -238,6 +238,9 @@ end
 
 local function publish_health(self, state, reasons)
   if not self.site_health then return end
+  local text = state .. "\n" .. table.concat(reasons, "\n")
+  if text == self.last_health then return end
+  self.last_health = text
   local name = self.site.name
   self:send(format("%s/%s/health", self.prefix, name), state, true)
   self:send(format("%s/%s/health/attributes", self.prefix, name),
@@ -338,6 +341,7 @@ end
 local function keeper(self)
   local period = math.max(1, self.max_interval / 3)
   for _ in md.every(period) do
+    if self.site_health then publish_health(self, self.site:health()) end -- a restart ages
     for _, e in pairs(self.devices) do
       if e.announced_once and (not e.polled or e.available) then
         for name in pairs(e.announced) do publish_point(self, e, name) end
@@ -402,6 +406,7 @@ local function on_connect(self)
   if self.closed then return end
   self:send(self.prefix .. "/status", "online", true)
   announce_health(self)
+  self.last_health = nil
   if self.site_health then publish_health(self, self.site:health()) end
   for _, e in pairs(self.devices) do
     if e.available ~= nil then

@@ -277,12 +277,19 @@ local function failed(self, err, code)
   emit(self, "error", err, code)
 end
 
--- One read of `names` on the device, under the lock.
+-- A driver call under the lock, its transactions counted.
+local function counted(self, fn, ...)
+  local before = self._dev.transactions or 0
+  local r = table.pack(pcall(locked, self, fn, self._dev, ...))
+  self._stats.transactions = self._stats.transactions + (self._dev.transactions or 0) - before
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- One read of `names` on the device.
 local function read(self, names)
   local t0 = md.now()
-  local before = self._dev.transactions or 0
-  local values, err, code = locked(self, self._dev.read, self._dev, names)
-  self._stats.transactions = self._stats.transactions + (self._dev.transactions or 0) - before
+  local values, err, code = counted(self, self._dev.read, names)
   if values then
     succeeded(self, names, values, t0)
     return true
@@ -439,7 +446,7 @@ local function write_one(self, name, value)
     emit(self, "sample", { name }, changed and { name } or {})
     return true
   end
-  return locked(self, self._dev.write, self._dev, name, value)
+  return counted(self, self._dev.write, name, value)
 end
 
 --- dev:write(name, value) or dev:write{name = value, ...} -> true, or nil,
@@ -468,7 +475,7 @@ function Device:describe()
   if self._dev == nil then
     return { manufacturer = "moondog", model = "site values", points = self._order }
   end
-  return locked(self, self._dev.describe, self._dev)
+  return counted(self, self._dev.describe)
 end
 
 --- dev:points() -> the profile's points, in order (the profile's tables).
@@ -528,6 +535,11 @@ local mt = {
     return names
   end,
 }
+
+-- The methods on the metatable too, so that help(site.meter) lists them.
+for k, v in pairs(Device) do
+  if k:sub(1, 1) ~= "_" then mt[k] = v end
+end
 
 --- device.new(site, id, dev, opts) -> site device (not yet polling: _start).
 --- dev: a driver device (md.devices), or nil for a device of site values.

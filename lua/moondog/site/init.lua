@@ -546,6 +546,11 @@ local mt = {
   end,
 }
 
+-- The methods on the metatable too, so that help(site) lists them.
+for k, v in pairs(Site) do
+  if k:sub(1, 1) ~= "_" then mt[k] = v end
+end
+
 --- site.new{name = "home" [, exit_after = N] [, offline_after = 3]
 --- [, retry = {10, 300}]} -> site. name: lowercase letters, digits and _
 --- (used in topics and logs). exit_after: exit the engine (code 3) after

@@ -9,7 +9,8 @@
 -- Each point is polled at its own interval: the point's `poll`, else the
 -- device's (site:add's option), else the profile's, else 10 s. Points of
 -- one interval form a group. All groups of a device count from one origin,
--- origin = start + phase * shortest interval, so a 5 s group falls on
+-- origin = start + phase * min(shortest interval, 1 s) (a device polled
+-- every minute is still read at once when added), so a 5 s group falls on
 -- every fifth tick of a 1 s group and both are read in one go: the read
 -- planner then fetches them in the fewest transactions.
 --
@@ -76,7 +77,7 @@ end
 --- s:restart(start, phase): count every group from a new origin (after a
 --- device came back, so that it is read at once).
 function Schedule:restart(start, phase)
-  self.origin = start + (phase or 0) * self.shortest
+  self.origin = start + (phase or 0) * math.min(self.shortest, 1)
   for _, g in ipairs(self.groups) do
     g.n = 0
   end

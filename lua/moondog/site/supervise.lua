@@ -77,6 +77,7 @@ local function run_supervised(self, s)
     s.restarts = s.restarts + 1
     backoff = math.min(backoff * 2, 60)
     md.log.info("site %s: task '%s' restarted", self.name, s.name)
+    changed(self)
   end
 end
 
