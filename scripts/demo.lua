@@ -14,10 +14,14 @@
 -- Halfway through, the demo sends itself one such command: a 60 % power
 -- limit for the inverter, which the simulated inverter obeys.
 --
+-- The three devices are one site (md.site): each is polled once, at its
+-- own rate, and MQTT, the house-load derived point and anyone attached
+-- read from it.
+--
 -- MQTT: --mqtt (or MOONDOG_MQTT=host:port) names a broker to use; without
 -- one the demo starts mosquitto on a free loopback port and stops it at the
--- end. While it runs, `moondog attach` opens a REPL inside it (try `site`,
--- `md.tasks()` or `site.load_w = 5000`).
+-- end. While it runs, `moondog attach` opens a REPL inside it (try
+-- `site:status()`, `site.grid_meter.power`, `plant` or `plant.load_w = 5000`).
 
 local md = require "moondog"
 local broker = require "moondog.mqtt.broker"
@@ -61,32 +65,33 @@ if opts.mqtt == "" then opts.mqtt = nil end
 
 -- {===== the site model =====
 
--- A global on purpose, so that an attached REPL can see and change it.
-site = {
+-- The simulated plant. A global on purpose, so that an attached REPL can
+-- see and change it.
+plant = {
   hour = 9, pv_w = 0, pv_available_w = 0, load_w = 600, battery_w = 0, soc = 50, grid_w = 0,
   import_wh = 1250000, export_wh = 830000, pv_wh = 2400000, capacity_wh = 10000, max_battery_w = 3000,
 }
 
 -- One simulated day passes in 120 s; the sun is a sine between 06:00 and 18:00.
 local function sun(now)
-  site.hour = (now / 120 * 24 + 9) % 24
-  local daylight = math.max(0, math.sin((site.hour - 6) / 12 * math.pi))
-  site.pv_available_w = math.floor(5500 * daylight + 0.5)
+  plant.hour = (now / 120 * 24 + 9) % 24
+  local daylight = math.max(0, math.sin((plant.hour - 6) / 12 * math.pi))
+  plant.pv_available_w = math.floor(5500 * daylight + 0.5)
 end
 
 -- The battery absorbs surplus and covers deficit within its limits; the
 -- grid takes the rest (> 0 import, < 0 export).
 local function balance(dt)
-  local surplus = site.pv_w - site.load_w
-  local want = math.max(-site.max_battery_w, math.min(site.max_battery_w, surplus))
-  if (want > 0 and site.soc >= 100) or (want < 0 and site.soc <= 10) then want = 0 end
-  site.battery_w = want
+  local surplus = plant.pv_w - plant.load_w
+  local want = math.max(-plant.max_battery_w, math.min(plant.max_battery_w, surplus))
+  if (want > 0 and plant.soc >= 100) or (want < 0 and plant.soc <= 10) then want = 0 end
+  plant.battery_w = want
   -- 60x time lapse for the battery, so that its charge visibly moves.
-  site.soc = math.min(100, math.max(0, site.soc + want * dt * 60 / 3600 / site.capacity_wh * 100))
-  site.grid_w = site.load_w - site.pv_w + site.battery_w
-  local wh = math.abs(site.grid_w) * dt / 3600
-  if site.grid_w > 0 then site.import_wh = site.import_wh + wh else site.export_wh = site.export_wh + wh end
-  site.pv_wh = site.pv_wh + site.pv_w * dt / 3600
+  plant.soc = math.min(100, math.max(0, plant.soc + want * dt * 60 / 3600 / plant.capacity_wh * 100))
+  plant.grid_w = plant.load_w - plant.pv_w + plant.battery_w
+  local wh = math.abs(plant.grid_w) * dt / 3600
+  if plant.grid_w > 0 then plant.import_wh = plant.import_wh + wh else plant.export_wh = plant.export_wh + wh end
+  plant.pv_wh = plant.pv_wh + plant.pv_w * dt / 3600
 end
 
 -- }=====
@@ -105,7 +110,9 @@ local inverter_sim = must("the SunSpec inverter", md.sunspec.serve("tcp://127.0.
   models = { 1, 103, 120, 121, 123, { id = 160, count = 2 } },
   values = {
     [1] = { Mn = "moondog", Md = "Simulated PV inverter", SN = "INV-0001", Vr = "1.0" },
+    [103] = { TmpCab = 38.5 },
     [121] = { WMax = 6000 },
+    [123] = { WMaxLimPct = 100, WMaxLimPct_RvrtTms = 0, WMaxLim_Ena = "DISABLED" },
   },
 }))
 local pv = inverter_sim:simulate_inverter { power = 0 }
@@ -125,24 +132,31 @@ local last = start
 local function feed()
   local now = md.now()
   sun(now - start)
-  inverter_sim:set_power(site.pv_available_w)   -- the inverter caps it at its power limit
-  site.pv_w = math.floor(pv.w + 0.5)
-  site.load_w = math.max(150, site.load_w + math.random(-100, 100))
+  inverter_sim:set_power(plant.pv_available_w)   -- the inverter caps it at its power limit
+  plant.pv_w = math.floor(pv.w + 0.5)
+  plant.load_w = math.max(150, plant.load_w + math.random(-100, 100))
   balance(now - last)
   last = now
-  local share = site.pv_w / 2
-  inverter_sim:set(103, "WH", math.floor(site.pv_wh))
+  local share = plant.pv_w / 2
+  inverter_sim:set(103, "WH", math.floor(plant.pv_wh))
+  inverter_sim:set(103, "DCW", math.floor(plant.pv_w * 1.03))
+  inverter_sim:set(103, "A", math.floor(plant.pv_w / 230 * 10 + 0.5) / 10)
   inverter_sim:set(160, "module[1].DCW", math.floor(share * 1.04))
   inverter_sim:set(160, "module[2].DCW", math.floor(share * 1.02))
-  meter_sim:set(203, "W", site.grid_w)
-  meter_sim:set(203, "TotWhImp", math.floor(site.import_wh))
-  meter_sim:set(203, "TotWhExp", math.floor(site.export_wh))
-  battery_sim:set("battery_soc", math.floor(site.soc + 0.5))
-  battery_sim:set("battery_power", -site.battery_w)       -- RCT: > 0 discharges
-  battery_sim:set("grid_power", site.grid_w)
-  battery_sim:set("house_power", site.load_w)
-  battery_sim:set("grid_import_energy", site.import_wh / 1000)
-  battery_sim:set("grid_export_energy", site.export_wh / 1000)
+  meter_sim:set(203, "W", plant.grid_w)
+  local phase = math.floor(plant.grid_w / 3)
+  meter_sim:set(203, "WphA", phase)
+  meter_sim:set(203, "WphB", phase)
+  meter_sim:set(203, "WphC", plant.grid_w - 2 * phase)
+  meter_sim:set(203, "A", math.floor(math.abs(plant.grid_w) / 230 * 10 + 0.5) / 10)
+  meter_sim:set(203, "TotWhImp", math.floor(plant.import_wh))
+  meter_sim:set(203, "TotWhExp", math.floor(plant.export_wh))
+  battery_sim:set("battery_soc", math.floor(plant.soc + 0.5))
+  battery_sim:set("battery_power", -plant.battery_w)       -- RCT: > 0 discharges
+  battery_sim:set("grid_power", plant.grid_w)
+  battery_sim:set("house_power", plant.load_w)
+  battery_sim:set("grid_import_energy", plant.import_wh / 1000)
+  battery_sim:set("grid_export_energy", plant.export_wh / 1000)
 end
 feed() -- the devices' first reads already see the site
 local feeder = md.every(0.5, feed)
@@ -168,15 +182,19 @@ local function show(topic, payload)
   io.stdout:flush()
 end
 
-local devices = {
-  md.devices.open("sunspec_inverter", inverter_sim:url(), { id = "inverter" }),
-  md.devices.open("sunspec_meter", meter_sim:url(), { id = "grid_meter" }),
-  md.devices.open("rct_power", battery_sim:target(), { id = "battery" }),
-}
+-- The site: a global too, for an attached REPL (site:status()).
+site = md.site.new { name = "demo" }
+must("the inverter", site:add("inverter", "sunspec_inverter", inverter_sim:url(), { poll = 2 }))
+must("the grid meter", site:add("grid_meter", "sunspec_meter", meter_sim:url(), { poll = 1 }))
+must("the battery", site:add("battery", "rct_power", battery_sim:target(), { poll = 2 }))
+site:derive("house.load", { label = "House load", unit = "W", device_class = "power",
+  state_class = "measurement" }, function(v)
+  return v.grid_meter.power + v.inverter.power + v.battery.battery_power
+end)
 
-local pub = must("publishing to MQTT at " .. opts.mqtt, md.mqtt.publish.start {
-  mqtt = { url = opts.mqtt, client_id = "moondog-demo" }, prefix = opts.prefix, poll = 2, max_interval = 30,
-  on_publish = show, devices = devices,
+local pub = must("publishing to MQTT at " .. opts.mqtt, site:publish {
+  mqtt = { url = opts.mqtt, client_id = "moondog-demo" }, prefix = opts.prefix, max_interval = 30,
+  on_publish = show,
 })
 
 -- }=====
@@ -192,8 +210,8 @@ local view
 if opts.quiet then
   view = md.every(1, function()
     print(string.format("%02d:%02d pv %5d W  load %5d W  battery %6d W  soc %5.1f %%  grid %6d W",
-      math.floor(site.hour), math.floor(site.hour % 1 * 60), site.pv_w, site.load_w, site.battery_w,
-      site.soc, site.grid_w))
+      math.floor(plant.hour), math.floor(plant.hour % 1 * 60), plant.pv_w, plant.load_w, plant.battery_w,
+      plant.soc, plant.grid_w))
     io.stdout:flush()
   end)
 end
@@ -211,7 +229,7 @@ local function shutdown()
   commander:cancel()
   if view then view:cancel() end
   pub:close()
-  for _, dev in ipairs(devices) do dev:close() end
+  site:close()
   feeder:cancel()
   inverter_sim:close()
   meter_sim:close()

@@ -50,6 +50,38 @@ T.test("publishes three devices with discovery to a given broker and obeys a com
   assert(tonumber(seen["moondog/grid_meter/import_energy"]) > 1000, "meter total")
 end, { timeout = 90 })
 
+T.test("every entity the demo announces receives a state within 10 s", function()
+  local b <close> = assert(broker.start {})
+  local first = {} -- topic -> time of its first message
+  local configs = {}
+  local t0 = md.now()
+  local c <close> = assert(md.mqtt.connect { host = b.host, port = b.port, client_id = "demo-watcher" })
+  local sub = assert(c:subscribe("#", function(topic, payload)
+    first[topic] = first[topic] or md.now()
+    if topic:match("^homeassistant/.*/config$") and payload ~= "" then
+      configs[topic] = cjson.decode(payload)
+    end
+  end, { qos = 1 }))
+  local dir <close> = T.tmpdir()
+  local how, code, _, err = run_demo(dir, string.format("--seconds 12 --mqtt %s:%d", b.host, b.port))
+  T.eq(how .. " " .. code, "exit 0", "exit status; stderr: " .. tostring(err))
+  sub:close()
+  local n = 0
+  for topic, cfg in pairs(configs) do
+    n = n + 1
+    local at = first[cfg.state_topic]
+    assert(at, topic .. ": announced but its state topic " .. cfg.state_topic .. " never got a value")
+    assert(at - first[topic] <= 10, string.format("%s: first state %.1f s after the config", topic,
+      at - first[topic]))
+    if #cfg.availability == 2 then
+      assert(first[cfg.availability[2].topic], topic .. ": its availability topic was never published")
+    end
+  end
+  assert(n >= 40, "entities announced: " .. n)
+  assert(first["moondog/demo/health"], "the site's health")
+  assert(md.now() - t0 < 60)
+end, { timeout = 90 })
+
 T.test("starts its own broker when none is given, and prints what it publishes", function()
   local dir <close> = T.tmpdir()
   local how, code, out, err = run_demo(dir, "--seconds 3")

@@ -157,7 +157,7 @@ local function ha_options(self, e, list)
   local poll = 0
   for _, s in pairs(e.sd._intervals) do poll = math.max(poll, s) end
   return setmetatable({
-    points = list, diagnostics = e.polled,
+    points = list, diagnostics = e.polled, availability = e.polled,
     expire_after = math.ceil(3 * math.max(self.max_interval, poll)),
   }, { __index = self.ha_opts })
 end
@@ -283,6 +283,7 @@ local function on_sample(self, sd, names, changed)
   for _, name in ipairs(names) do publish_point(self, e, name) end
   if e.polled then
     publish_diag(self, e, "device_state", sd._state)
+    publish_diag(self, e, "last_error", sd._last_error and tostring(sd._last_error):sub(1, 255) or "none")
     if sd._latency then
       publish_diag(self, e, "poll_latency", tonumber(format("%.1f", sd._latency * 1000)))
     end
@@ -464,6 +465,7 @@ function Publisher:remove(dev, opts)
   if not e then return false end
   if self.own_site then self.site:remove(id, { keep_open = true }) end
   local base = format("%s/%s", self.prefix, id)
+  local avail = e.polled and base .. "/availability" or nil
   if opts and opts.clear then
     if self.ha then
       if self.ha_mode == "device" then
@@ -474,9 +476,9 @@ function Publisher:remove(dev, opts)
       end
     end
     for _, p in ipairs(e.sd:points()) do self:send(base .. "/" .. p.name, "", true) end
-    self:send(base .. "/availability", "", true)
-  else
-    self:send(base .. "/availability", "offline", true)
+    if avail then self:send(avail, "", true) end
+  elseif avail then
+    self:send(avail, "offline", true)
   end
   return true
 end

@@ -140,7 +140,7 @@ end
 
 -- Points absent from two good reads in a row are not implemented.
 local function note_absent(self, names, values)
-  local gone
+  local gone, back
   for _, name in ipairs(names) do
     if values[name] == nil then
       local n = (self._absent[name] or 0) + 1
@@ -153,9 +153,11 @@ local function note_absent(self, names, values)
       end
     else
       self._absent[name] = nil
+      if self._impl[name] == false then back = true end -- a write made it appear
       self._impl[name] = true
     end
   end
+  if back then self:_reschedule() end
   if gone then
     md.log.info("%s does not implement %s; no longer polled", self.id, table.concat(gone, ", "))
     self:_reschedule()
