@@ -90,7 +90,11 @@ local function balance(dt)
   plant.soc = math.min(100, math.max(0, plant.soc + want * dt * 60 / 3600 / plant.capacity_wh * 100))
   plant.grid_w = plant.load_w - plant.pv_w + plant.battery_w
   local wh = math.abs(plant.grid_w) * dt / 3600
-  if plant.grid_w > 0 then plant.import_wh = plant.import_wh + wh else plant.export_wh = plant.export_wh + wh end
+  if plant.grid_w > 0 then
+    plant.import_wh = plant.import_wh + wh
+  else
+    plant.export_wh = plant.export_wh + wh
+  end
   plant.pv_wh = plant.pv_wh + plant.pv_w * dt / 3600
 end
 

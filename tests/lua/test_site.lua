@@ -66,7 +66,7 @@ end
 
 -- {===== pure parts =====
 
-T.test("schedule: groups share one origin, later ones fall on earlier ticks, missed ticks are skipped", function()
+T.test("schedule: one origin for every group, later groups on earlier ticks, missed ticks skipped", function()
   local points = {
     { name = "fast", poll = 1 }, { name = "mid", poll = 5 }, { name = "slow", poll = 60 }, { name = "dflt" },
   }
@@ -237,7 +237,7 @@ T.test("a device absent at start is kept and appears when it starts, without a r
   T.wait_for(function() return pv:stats().polls >= 3 end, 5, "tried again")
   local retry = pv:stats().retry_in
   assert(retry and retry <= 0.4, "backoff capped at retry[2]: " .. tostring(retry))
-  local sim <close> = simulate("sim_inverter", INVERTER, format("tcp://127.0.0.1:%d", port))
+  local _sim <close> = simulate("sim_inverter", INVERTER, format("tcp://127.0.0.1:%d", port))
   T.wait_for(function() return pv.ac_power == 3120 end, 10, "the device appears")
   T.eq(pv:stats().state, "ok", "ok")
   T.eq(site:health(), "ok", "healthy again")
