@@ -44,7 +44,8 @@ typedef struct lbus {
     md_engine *E;
     bool rtu_framing; /* unit 0 is a broadcast: writes only, no answer */
     char url[300];
-    lreq *spare; /* a finished request kept for the next call; owned here */
+    char device[256]; /* serial line (rtu), for messages; "" for sockets */
+    lreq *spare;      /* a finished request kept for the next call; owned here */
 } lbus;
 
 struct lreq {
@@ -91,6 +92,7 @@ static const char *connect_code(int err)
     case ENOENT: return "no_device";
     case EACCES:
     case EPERM: return "permission";
+    case EBUSY: return "busy";
     default: return "connect";
     }
 }
@@ -164,6 +166,13 @@ static int push_failure(lua_State *L, lreq *q)
         break;
     case MD_MBUS_ECONNECT:
     case MD_MBUS_ECONNLOST:
+        if (r->status == -MD_MBUS_ECONNECT && r->sys_errno == EBUSY && q->lb->device[0]) {
+            lua_pushfstring(L, "%s at %s: ", what, q->lb->url);
+            md_mb_push_busy_message(L, q->lb->device);
+            lua_concat(L, 2);
+            lua_pushliteral(L, "busy");
+            break;
+        }
         lua_pushfstring(L, "%s at %s: %s: %s", what, q->lb->url,
                         md_mbus_strerror(r->status),
                         r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
@@ -699,6 +708,8 @@ static int mb_open(lua_State *L)
     b->rtu_framing = cfg.transport == MD_MBUS_RTU || cfg.transport == MD_MBUS_RTU_TCP ||
                      cfg.transport == MD_MBUS_RTU_UDP;
     memcpy(b->url, url, sizeof b->url);
+    if (cfg.transport == MD_MBUS_RTU)
+        memcpy(b->device, cfg.link.device, sizeof b->device);
     b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
     if (!b->bus) {
         lua_pushnil(L);

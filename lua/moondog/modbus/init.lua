@@ -16,6 +16,7 @@
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
 -- "wrong_transaction", "wrong_unit", "connection_lost", "refused",
 -- "unreachable", "connect_timeout", "no_device", "permission", "closed",
+-- "busy" (a serial line another program or bus holds: see modbus.shared),
 -- and for Modbus exceptions their names: "illegal_function",
 -- "illegal_data_address", "illegal_data_value", "server_device_failure",
 -- "acknowledge", "server_device_busy", "gateway_path_unavailable",
