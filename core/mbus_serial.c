@@ -264,17 +264,15 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
 {
     if (b->serial->ctx)
         return 0;
-    if (mono_ms() < b->next_connect_ms) {
-        r->sys_errno = b->last_connect_errno;
+    if (mbus_backing_off(b, r, mono_ms()) < 0)
         return -MD_MBUS_ECONNECT;
-    }
     int rc = open_libmodbus(b);
     if (rc < 0) {
         mbus_connect_failed(b, -rc, mono_ms());
         r->sys_errno = -rc;
         return -MD_MBUS_ECONNECT;
     }
-    b->backoff_ms = 0;
+    mbus_connected(b);
     return 0;
 }
 

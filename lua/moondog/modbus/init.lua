@@ -12,11 +12,21 @@
 -- calling task waits and the engine goes on (sockets on the event loop, a
 -- serial line in a worker thread).
 --
+-- Connecting. A bus connects on its first request. After a failed connect
+-- it waits `backoff` seconds (default 0.5) before the next attempt, then
+-- twice as long after each further failure, up to `backoff_max` (default
+-- 5); both are URL parameters (tcp://10.0.0.5?backoff=0.2&backoff_max=2)
+-- and open() options. Requests in between fail at once with the last
+-- attempt's code and a message saying "not connected; next connect attempt
+-- in 1.6 s (last attempt: Connection refused)". bus:stats() has
+-- `connects`, `connect_failures` and, while backing off, `reconnect_in`
+-- (seconds to the next attempt; nil otherwise).
+--
 -- Errors: a wrong argument raises; a device or I/O failure returns
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
 -- "wrong_transaction", "wrong_unit", "connection_lost", "refused",
 -- "unreachable", "connect_timeout", "no_device", "permission", "closed",
--- "busy" (a serial line another program or bus holds: see modbus.shared),
+-- "busy" (a serial line another program or bus holds),
 -- and for Modbus exceptions their names: "illegal_function",
 -- "illegal_data_address", "illegal_data_value", "server_device_failure",
 -- "acknowledge", "server_device_busy", "gateway_path_unavailable",
@@ -57,7 +67,8 @@ local transient = {
 }
 
 --- modbus.open(url [, opts]) -> bus, or nil, err, code
---- opts override the URL's parameters: unit, timeout, delay, retries, connect_timeout.
+--- opts override the URL's parameters: unit, timeout, delay, retries,
+--- backoff, backoff_max (seconds), connect_timeout.
 function M.open(url, opts)
   if type(url) ~= "string" then
     error("modbus.open: expected an address string such as 'tcp://host:502', got " .. type(url), 2)
@@ -71,6 +82,7 @@ function M.open(url, opts)
     transport = cfg.scheme, host = cfg.host, port = cfg.port, path = cfg.path,
     baud = cfg.baud, parity = cfg.parity, data = cfg.data, stop = cfg.stop, rs485 = cfg.rs485,
     timeout = opts.timeout or cfg.timeout, delay = opts.delay or cfg.delay,
+    backoff = opts.backoff or cfg.backoff, backoff_max = opts.backoff_max or cfg.backoff_max,
     connect_timeout = opts.connect_timeout, url = cfg.url,
   }
   local bus, oerr, code = core.open(conf)
