@@ -17,6 +17,16 @@ void md_mb_opt_str(lua_State *L, int t, const char *k, char *out, size_t len)
     lua_pop(L, 1);
 }
 
+const char *md_mb_push_busy_message(lua_State *L, const char *device)
+{
+    return lua_pushfstring(L,
+                           "serial line %s is in use by another program (moondog or "
+                           "another Modbus master); two masters on one RS-485 line "
+                           "corrupt each other's frames: stop the other program, or "
+                           "share one bus in this one (md.modbus.shared)",
+                           device);
+}
+
 static int opt_int(lua_State *L, int t, const char *k, int dflt)
 {
     int v = dflt;

@@ -18,6 +18,10 @@
  * the wrong type. */
 int md_mb_link_from_table(lua_State *L, int t, md_mb_link *link);
 
+/* Push and return the message for a serial line that another opener holds
+ * (EBUSY from the exclusive open), the same for clients and servers. */
+const char *md_mb_push_busy_message(lua_State *L, const char *device);
+
 /* Copy the string field k of the table at t into out, if there is one. */
 void md_mb_opt_str(lua_State *L, int t, const char *k, char *out, size_t len);
 

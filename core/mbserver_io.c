@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
@@ -709,6 +710,13 @@ static int open_serial(md_mbsrv *s)
     int fd = open(s->cfg.link.device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    /* One party per line, as for client buses (mbus_serial.c): lock before
+     * setup_line changes the settings of a line another program uses. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        close(fd);
+        return err == EWOULDBLOCK ? -EBUSY : -err;
+    }
     int rc = setup_line(fd, &s->cfg, speed);
     conn *c = rc == 0 ? conn_new(s, fd, true) : NULL;
     if (c)

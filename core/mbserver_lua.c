@@ -408,8 +408,8 @@ static int srv_tostring(lua_State *L)
 static const char *open_code(int rc)
 {
     switch (-rc) {
-    case EADDRINUSE:
-    case EBUSY: return "in_use";
+    case EADDRINUSE: return "in_use";
+    case EBUSY: return "busy"; /* a serial line another opener holds */
     case EACCES:
     case EPERM: return "permission";
     case ENOENT:
@@ -433,6 +433,8 @@ static const char *open_message(lua_State *L, int rc, const md_mbsrv_config *cfg
         return lua_pushfstring(L, "unsupported baud rate %d", cfg->link.baud);
     if (rc == -ENOTTY)
         return lua_pushfstring(L, "%s is not a serial device", cfg->link.device);
+    if (rc == -EBUSY && cfg->transport == MD_MBSRV_RTU)
+        return md_mb_push_busy_message(L, cfg->link.device);
     return strerror(-rc);
 }
 

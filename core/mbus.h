@@ -48,6 +48,8 @@ typedef struct md_mbus_config {
     int timeout_ms;         /* response timeout; 0: adaptive (see mbus.c) */
     int delay_ms;           /* quiet time between transactions */
     int connect_timeout_ms; /* 0: 3000 */
+    int backoff_ms;         /* first wait after a failed connect; 0: 500 */
+    int backoff_max_ms;     /* the wait doubles up to this; 0: 5000 (>= backoff_ms) */
 } md_mbus_config;
 
 /* Errors, as negative numbers in md_mbus_req.status. */
@@ -97,6 +99,8 @@ struct md_mbus_req {
     int status;        /* 0, or -MD_MBUS_E* */
     int exception;     /* Modbus exception code when status is -MD_MBUS_EEXCEPTION */
     int sys_errno;     /* errno behind ECONNECT / ECONNLOST, when known */
+    int retry_in_ms;   /* ECONNECT while the bus backs off (no attempt made):
+                        * ms to its next attempt; sys_errno is the last one's */
     uint8_t data[256]; /* response data: register bytes (big-endian) or packed
                         * bits for reads, the PDU after the function code for
                         * FC 17 and 43 */
@@ -142,6 +146,14 @@ void md_mbus_close(md_mbus *bus, bool wait);
 bool md_mbus_get_stats(md_mbus *bus, int unit, md_mbus_stats *out);
 /* The response timeout the bus uses now (configured or adaptive), in ms. */
 int md_mbus_current_timeout(md_mbus *bus);
+
+/* The bus's connection attempts: how many succeeded and failed, and while
+ * it backs off after a failure, the time to its next attempt. */
+typedef struct md_mbus_connect_stats {
+    uint64_t connects, connect_failures;
+    int reconnect_in_ms; /* -1: not backing off */
+} md_mbus_connect_stats;
+void md_mbus_get_connect_stats(md_mbus *bus, md_mbus_connect_stats *out);
 
 /* Stable text and code token for a status (thread-safe, static strings). */
 const char *md_mbus_strerror(int status);

@@ -27,7 +27,7 @@
 #define MBUS_MIN_TIMEOUT_MS 1000
 #define MBUS_MAX_TIMEOUT_MS 10000
 #define MBUS_FIRST_BACKOFF_MS 500
-#define MBUS_MAX_BACKOFF_MS 30000
+#define MBUS_MAX_BACKOFF_MS 5000
 #define MBUS_CONNECT_TIMEOUT_MS 3000
 
 typedef struct mbus_unit_stats {
@@ -66,6 +66,9 @@ struct md_mbus {
     int64_t next_connect_ms;
     int backoff_ms;
     int last_connect_errno;
+    /* next_connect_ms is also read by the loop thread (stats): both it and
+     * these counters are written under the lock */
+    uint64_t connects, connect_failures;
 
     struct mbus_net *net;       /* socket buses */
     struct mbus_serial *serial; /* serial buses */
@@ -124,8 +127,15 @@ void mbus_adapt_timeout(md_mbus *b, double rtt_ms);
 int mbus_request_timeout(md_mbus *b, const md_mbus_req *r);
 /* Count a finished request in the bus's and its unit's statistics. */
 void mbus_record(md_mbus *b, const md_mbus_req *r);
-/* A connect failed with err at now_ms: back off 0.5 s, 1 s, 2 s ... 30 s. */
+/* A connect failed with err at now_ms: back off cfg.backoff_ms (0.5 s),
+ * then twice as long each time up to cfg.backoff_max_ms (5 s). */
 void mbus_connect_failed(md_mbus *b, int err, int64_t now_ms);
+/* A connect succeeded: the next failure starts the backoff over. */
+void mbus_connected(md_mbus *b);
+/* Fail r at once while the bus backs off (now_ms < next_connect_ms), with
+ * the last attempt's error: returns -MD_MBUS_ECONNECT, or 0 when it is
+ * time to try again. now_ms is on the clock the transport backs off by. */
+int mbus_backing_off(md_mbus *b, md_mbus_req *r, int64_t now_ms);
 
 /* }===== */
 

@@ -2,11 +2,12 @@
  * mbus_lua.c - moondog.modbus.core: Modbus client buses for Lua.
  *
  *   local bus = core.open{transport = "tcp", host = "127.0.0.1", port = 502,
- *                         timeout = 1.5, delay = 0, url = "tcp://..."}
+ *                         timeout = 1.5, delay = 0, backoff = 0.5,
+ *                         backoff_max = 5, url = "tcp://..."}
  *   bus:read(unit, "holding", addr, count [, {timeout = s, raw = true}])
  *   bus:write_coil / write_register / write_coils / write_registers /
  *       mask_write / write_read / report_server_id / read_device_id
- *   bus:stats([unit]), bus:timeout(), bus:close()
+ *   bus:stats([unit]), bus:timeout(), bus:closed(), bus:close()
  *
  * lua/moondog/modbus/init.lua builds the user-facing API on top (address
  * parsing, unit handles, typed values). Every call follows the engine's
@@ -44,7 +45,8 @@ typedef struct lbus {
     md_engine *E;
     bool rtu_framing; /* unit 0 is a broadcast: writes only, no answer */
     char url[300];
-    lreq *spare; /* a finished request kept for the next call; owned here */
+    char device[256]; /* serial line (rtu), for messages; "" for sockets */
+    lreq *spare;      /* a finished request kept for the next call; owned here */
 } lbus;
 
 struct lreq {
@@ -91,6 +93,7 @@ static const char *connect_code(int err)
     case ENOENT: return "no_device";
     case EACCES:
     case EPERM: return "permission";
+    case EBUSY: return "busy";
     default: return "connect";
     }
 }
@@ -143,6 +146,31 @@ static const char *exception_text(int code)
     return text ? text : "unknown exception";
 }
 
+/* Push the message and code of a failed connect: a serial line that
+ * another opener holds, or a bus that backs off after a failed attempt
+ * (then when it tries again, and what the last attempt got). */
+static void push_connect_failure(lua_State *L, lreq *q, const char *what)
+{
+    md_mbus_req *r = &q->req;
+    int top = lua_gettop(L);
+    lua_pushfstring(L, "%s at %s: ", what, q->lb->url);
+    bool busy = r->sys_errno == EBUSY && q->lb->device[0];
+    if (busy)
+        md_mb_push_busy_message(L, q->lb->device);
+    if (r->retry_in_ms) {
+        char in[32]; /* tenths of a second, rounded up: never "in 0.0 s" */
+        snprintf(in, sizeof in, "%.1f", ceil(r->retry_in_ms / 100.0) / 10.0);
+        if (busy)
+            lua_pushfstring(L, "; next attempt in %s s", in);
+        else
+            lua_pushfstring(
+                L, "not connected; next connect attempt in %s s (last attempt: %s)", in,
+                r->sys_errno ? strerror(r->sys_errno) : "failed");
+    }
+    lua_concat(L, lua_gettop(L) - top);
+    lua_pushstring(L, connect_code(r->sys_errno));
+}
+
 /* Push nil, message, code for a failed request. */
 static int push_failure(lua_State *L, lreq *q)
 {
@@ -164,6 +192,10 @@ static int push_failure(lua_State *L, lreq *q)
         break;
     case MD_MBUS_ECONNECT:
     case MD_MBUS_ECONNLOST:
+        if (r->status == -MD_MBUS_ECONNECT && (r->sys_errno == EBUSY || r->retry_in_ms)) {
+            push_connect_failure(L, q, what);
+            break;
+        }
         lua_pushfstring(L, "%s at %s: %s: %s", what, q->lb->url,
                         md_mbus_strerror(r->status),
                         r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
@@ -622,6 +654,18 @@ static int bus_stats(lua_State *L)
     push_stats(L, &s);
     lua_pushnumber(L, md_mbus_current_timeout(b->bus) / 1000.0);
     lua_setfield(L, -2, "timeout");
+    if (unit < 0) {
+        md_mbus_connect_stats c;
+        md_mbus_get_connect_stats(b->bus, &c);
+        lua_pushinteger(L, (lua_Integer)c.connects);
+        lua_setfield(L, -2, "connects");
+        lua_pushinteger(L, (lua_Integer)c.connect_failures);
+        lua_setfield(L, -2, "connect_failures");
+        if (c.reconnect_in_ms >= 0) {
+            lua_pushnumber(L, c.reconnect_in_ms / 1000.0);
+            lua_setfield(L, -2, "reconnect_in");
+        }
+    }
     return 1;
 }
 
@@ -629,6 +673,14 @@ static int bus_timeout(lua_State *L)
 {
     lbus *b = check_bus(L);
     lua_pushnumber(L, md_mbus_current_timeout(b->bus) / 1000.0);
+    return 1;
+}
+
+/* bus:closed() -> true once the bus was closed (never raises) */
+static int bus_closed(lua_State *L)
+{
+    lbus *b = luaL_checkudata(L, 1, BUS_MT);
+    lua_pushboolean(L, b->bus == NULL);
     return 1;
 }
 
@@ -689,6 +741,8 @@ static int mb_open(lua_State *L)
     cfg.timeout_ms = opt_ms(L, 1, "timeout");
     cfg.delay_ms = opt_ms(L, 1, "delay");
     cfg.connect_timeout_ms = opt_ms(L, 1, "connect_timeout");
+    cfg.backoff_ms = opt_ms(L, 1, "backoff");
+    cfg.backoff_max_ms = opt_ms(L, 1, "backoff_max");
     char url[300] = "";
     md_mb_opt_str(L, 1, "url", url, sizeof url);
 
@@ -699,6 +753,8 @@ static int mb_open(lua_State *L)
     b->rtu_framing = cfg.transport == MD_MBUS_RTU || cfg.transport == MD_MBUS_RTU_TCP ||
                      cfg.transport == MD_MBUS_RTU_UDP;
     memcpy(b->url, url, sizeof b->url);
+    if (cfg.transport == MD_MBUS_RTU)
+        memcpy(b->device, cfg.link.device, sizeof b->device);
     b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
     if (!b->bus) {
         lua_pushnil(L);
@@ -722,6 +778,7 @@ static const luaL_Reg bus_methods[] = {
     {"stats", bus_stats},
     {"timeout", bus_timeout},
     {"url", bus_url},
+    {"closed", bus_closed},
     {"close", bus_close},
     {NULL, NULL},
 };

@@ -413,7 +413,7 @@ static void connected(md_mbus *b)
         connect_failed(b, -rc);
         return;
     }
-    b->backoff_ms = 0;
+    mbus_connected(b);
     send_request(b, md_loop_now(b->loop));
 }
 
@@ -610,8 +610,7 @@ static void pump(md_mbus *b)
             disconnect(b);
         if (n->fd >= 0) {
             send_request(b, now);
-        } else if (now < b->next_connect_ms) {
-            r->sys_errno = b->last_connect_errno;
+        } else if (mbus_backing_off(b, r, now) < 0) {
             finish(b, -MD_MBUS_ECONNECT);
         } else {
             start_connect(b);

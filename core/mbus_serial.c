@@ -13,6 +13,15 @@
  * broadcasts go over the same tty with this bus's own framing (read/write
  * on libmodbus's fd, waiting with poll).
  *
+ * One master per line. Two masters on one RS-485 line corrupt each other's
+ * frames, so the worker takes an exclusive flock() on the device before
+ * libmodbus opens it, through an fd of its own that it keeps while the
+ * line is open: modbus_connect() sets the line up (tcsetattr) at once, and
+ * a second master must fail before it touches a line in use, not after.
+ * Another opener (another process, or a second bus on the same device in
+ * this process) so fails with EBUSY. TIOCEXCL is set as well, for programs
+ * that do not use flock(); root ignores it, flock() holds for root too.
+ *
  * Ownership. A queued or running request belongs to the bus until its
  * completion is posted; the loop thread then owns it again. The bus is
  * freed on the loop thread once the worker has exited (md_mbus_close).
@@ -23,9 +32,13 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +54,7 @@ typedef struct mbus_serial {
 
     /* worker only */
     modbus_t *ctx; /* NULL while closed */
+    int lock_fd;   /* holds the flock() on the device while ctx is open; -1 */
     int64_t last_end_ms;
 
     md_completion exited; /* posted by the worker as it exits (async close) */
@@ -173,14 +187,44 @@ static int own_transact(md_mbus *b, int fd, md_mbus_req *r, int timeout_ms)
 
 /* {===== libmodbus ===== */
 
+/* Take the line for this bus alone (see "One master per line" above):
+ * the locked fd, or -EBUSY when another opener holds it, or -errno. */
+static int lock_line(const char *device)
+{
+    int fd = open(device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == EBUSY ? -EBUSY : -errno; /* EBUSY: TIOCEXCL, not root */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int err = errno;
+        close(fd);
+        return err == EWOULDBLOCK ? -EBUSY : -err;
+    }
+    return fd;
+}
+
+static void unlock_line(mbus_serial *s)
+{
+    if (s->lock_fd >= 0) {
+        close(s->lock_fd);
+        s->lock_fd = -1;
+    }
+}
+
 static int open_libmodbus(md_mbus *b)
 {
     mbus_serial *s = b->serial;
     const md_mbus_config *c = &b->cfg;
+    int fd = lock_line(c->link.device);
+    if (fd < 0)
+        return fd;
+    s->lock_fd = fd;
     s->ctx = modbus_new_rtu(c->link.device, c->link.baud, c->link.parity,
                             c->link.data_bits, c->link.stop_bits);
-    if (!s->ctx)
-        return -errno;
+    if (!s->ctx) {
+        int err = errno;
+        unlock_line(s);
+        return -err;
+    }
     int ct = c->connect_timeout_ms ? c->connect_timeout_ms : MBUS_CONNECT_TIMEOUT_MS;
     modbus_set_response_timeout(s->ctx, (uint32_t)(ct / 1000),
                                 (uint32_t)(ct % 1000) * 1000);
@@ -188,13 +232,16 @@ static int open_libmodbus(md_mbus *b)
         int err = errno;
         modbus_free(s->ctx);
         s->ctx = NULL;
+        unlock_line(s);
         return -err;
     }
+    ioctl(modbus_get_socket(s->ctx), TIOCEXCL); /* best effort: not a tty, root */
     if (c->link.rs485 && modbus_rtu_set_serial_mode(s->ctx, MODBUS_RTU_RS485) < 0) {
         int err = errno;
         modbus_close(s->ctx);
         modbus_free(s->ctx);
         s->ctx = NULL;
+        unlock_line(s);
         return -err;
     }
     return 0;
@@ -204,10 +251,12 @@ static void disconnect(md_mbus *b)
 {
     mbus_serial *s = b->serial;
     if (s->ctx) {
+        ioctl(modbus_get_socket(s->ctx), TIOCNXCL); /* the tty may outlive us (a pty) */
         modbus_close(s->ctx);
         modbus_free(s->ctx);
         s->ctx = NULL;
     }
+    unlock_line(s);
 }
 
 /* Open the line if needed; honours the backoff after failures. */
@@ -215,17 +264,15 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
 {
     if (b->serial->ctx)
         return 0;
-    if (mono_ms() < b->next_connect_ms) {
-        r->sys_errno = b->last_connect_errno;
+    if (mbus_backing_off(b, r, mono_ms()) < 0)
         return -MD_MBUS_ECONNECT;
-    }
     int rc = open_libmodbus(b);
     if (rc < 0) {
         mbus_connect_failed(b, -rc, mono_ms());
         r->sys_errno = -rc;
         return -MD_MBUS_ECONNECT;
     }
-    b->backoff_ms = 0;
+    mbus_connected(b);
     return 0;
 }
 
@@ -393,6 +440,7 @@ int mbus_serial_open(md_mbus *b)
     mbus_serial *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
+    s->lock_fd = -1;
     b->serial = s;
     pthread_cond_init(&s->wake, NULL);
     int rc = pthread_create(&s->thread, NULL, worker, b);

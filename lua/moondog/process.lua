@@ -58,6 +58,8 @@ function Process:stop(grace)
   return pipe:close()
 end
 
-Process.__close = Process.stop
+-- As a to-be-closed variable: __close also gets the error object, which
+-- must not pass for the grace time.
+function Process.__close(p) p:stop() end
 
 return M

@@ -193,6 +193,16 @@ T.test("timeout, delay and retries", function()
   T.eq(t.url, "tcp://h:502?timeout=0.5&delay=0.05&retries=3")
 end)
 
+T.test("backoff and backoff_max: seconds > 0, in the canonical URL", function()
+  local t = parse("tcp://h?backoff_max=2&backoff=0.2&unit=1")
+  T.eq(t.backoff, 0.2); T.eq(t.backoff_max, 2)
+  T.eq(t.url, "tcp://h:502?unit=1&backoff=0.2&backoff_max=2")
+  T.eq(parse("rtu:///dev/ttyS0?backoff=1").backoff, 1)
+  fails("tcp://h?backoff=0", "bad backoff '0'", "backoff=0.5")
+  fails("tcp://h?backoff_max=-1", "bad backoff_max '-1'", "backoff_max=5")
+  fails("tcp://h?backof=1", "did you mean backoff?")
+end)
+
 T.test("timeout forms: integer, decimal, leading dot", function()
   T.eq(parse("tcp://h?timeout=2").timeout, 2)
   T.eq(parse("tcp://h?timeout=2").url, "tcp://h:502?timeout=2")
@@ -311,9 +321,11 @@ end)
 
 T.test("unknown parameter lists the expected ones", function()
   local err = fails("rtu:///dev/ttyUSB0?bau=9600", "unknown parameter 'bau'", "'rtu:///dev/ttyUSB0?bau=9600'",
-    "did you mean baud?", "expected baud, parity, data, stop, rs485, unit, timeout, delay, retries")
+    "did you mean baud?",
+    "expected baud, parity, data, stop, rs485, unit, timeout, delay, retries, backoff, backoff_max")
   assert(err:find("^unknown parameter 'bau' in 'rtu:///dev/ttyUSB0%?bau=9600' %("), err)
-  fails("tcp://h?slave=1", "unknown parameter 'slave'", "expected unit, timeout, delay, retries")
+  fails("tcp://h?slave=1", "unknown parameter 'slave'",
+    "expected unit, timeout, delay, retries, backoff, backoff_max")
   fails("tcp://h?UNIT=1", "unknown parameter 'UNIT'", "did you mean unit?")
   fails("tcp://h?tiemout=1", "did you mean timeout?")
   fails("tcp://h?slave=1", "did you mean unit?")

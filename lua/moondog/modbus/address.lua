@@ -16,6 +16,8 @@
 -- | `timeout=S` | all | response timeout in seconds, > 0 (`0.5`) | the client's |
 -- | `delay=S` | all | pause between transactions in seconds, >= 0 | the client's |
 -- | `retries=N` | all | retries after a failed transaction, >= 0 | the client's |
+-- | `backoff=S` | all | client: first wait after a failed connect, seconds > 0 | 0.5 |
+-- | `backoff_max=S` | all | client: the wait doubles up to this, seconds > 0 | 5 |
 -- | `baud=N` | `rtu://` | any positive integer | 9600 |
 -- | `parity=P` | `rtu://` | `N`, `E` or `O` (any case) | `N` |
 -- | `data=N` | `rtu://` | data bits, 5..8 | 8 |
@@ -31,12 +33,12 @@
 --
 -- parse returns {scheme, transport ("tcp", "udp" or "serial"), framing ("mbap"
 -- or "rtu"), host and port (network), path, baud, parity, data, stop, rs485
--- (serial), unit, timeout, delay, retries (nil when not given), url}. `url` is
--- the canonical form: lowercase scheme and host, the port always written,
--- every serial line setting written, parameters in the order of the table
--- above. URLs that differ only in spelling (case, a default port or serial
--- setting left out, parameter order) share one canonical form, and
--- parse(t.url) gives back t. IPv6 addresses are lowercased, not compressed.
+-- (serial), unit, timeout, delay, retries, backoff, backoff_max (nil when
+-- not given), url}. `url` is the canonical form: lowercase scheme and host,
+-- the port always written, every serial line setting written, parameters in
+-- the order of the table above. URLs that differ only in spelling (case, a
+-- default port or serial setting left out, parameter order) share one
+-- canonical form, and parse(t.url) gives back t. IPv6 addresses are lowercased, not compressed.
 --
 -- A malformed URL is user input: parse returns nil and a message that says
 -- what is wrong and shows a correct URL. Passing something that is not a
@@ -60,7 +62,7 @@ local schemes = {
 }
 local scheme_list = "tcp, udp, rtu+tcp, rtu+udp or rtu"
 
-local common_params = { "unit", "timeout", "delay", "retries" }
+local common_params = { "unit", "timeout", "delay", "retries", "backoff", "backoff_max" }
 local serial_params = { "baud", "parity", "data", "stop", "rs485" }
 -- Names other tools use for our parameters: hints only, never accepted, so
 -- that there stays one spelling.
@@ -218,6 +220,10 @@ local param_rules = {
             hint = "expected seconds >= 0, e.g. delay=0.05" },
   retries = { read = function(v) return int_param(v, 0) end,
               hint = "expected a count >= 0, e.g. retries=2" },
+  backoff = { read = function(v) return seconds_param(v, false) end,
+              hint = "expected seconds > 0, e.g. backoff=0.5" },
+  backoff_max = { read = function(v) return seconds_param(v, false) end,
+                  hint = "expected seconds > 0, e.g. backoff_max=5" },
   baud = { read = function(v) return int_param(v, 1) end,
            hint = "expected a positive integer, e.g. baud=9600" },
   parity = { read = function(v)

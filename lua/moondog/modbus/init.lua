@@ -12,10 +12,39 @@
 -- calling task waits and the engine goes on (sockets on the event loop, a
 -- serial line in a worker thread).
 --
+-- One bus per endpoint. A device takes one master: two masters on an
+-- RS-485 line corrupt each other's frames, and many inverters accept one
+-- Modbus TCP client. modbus.shared(url) returns the bus this process
+-- already has open for the URL's endpoint (modbus.endpoint(url): scheme,
+-- host and port, or the serial device; not the unit), opening one only
+-- when there is none, so that every consumer of a device goes through one
+-- connection:
+--
+--   local meter = assert(modbus.shared("rtu:///dev/ttyUSB0?baud=9600&unit=1"))
+--   local pv = assert(modbus.shared("rtu:///dev/ttyUSB0?baud=9600&unit=2"))
+--   assert(meter == pv)   -- one line, one bus: pass the unit to each call
+--
+-- Every bus from modbus.open counts too. The same serial device with other
+-- line settings (baud, parity, data, stop, rs485) is refused with code
+-- "conflict". A serial line is opened exclusively: a second process, or a
+-- second modbus.open of the device, fails at its first request with code
+-- "busy".
+--
+-- Connecting. A bus connects on its first request. After a failed connect
+-- it waits `backoff` seconds (default 0.5) before the next attempt, then
+-- twice as long after each further failure, up to `backoff_max` (default
+-- 5); both are URL parameters (tcp://10.0.0.5?backoff=0.2&backoff_max=2)
+-- and open() options. Requests in between fail at once with the last
+-- attempt's code and a message saying "not connected; next connect attempt
+-- in 1.6 s (last attempt: Connection refused)". bus:stats() has
+-- `connects`, `connect_failures` and, while backing off, `reconnect_in`
+-- (seconds to the next attempt; nil otherwise).
+--
 -- Errors: a wrong argument raises; a device or I/O failure returns
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
 -- "wrong_transaction", "wrong_unit", "connection_lost", "refused",
 -- "unreachable", "connect_timeout", "no_device", "permission", "closed",
+-- "busy" (a serial line another program or bus holds: see modbus.shared),
 -- and for Modbus exceptions their names: "illegal_function",
 -- "illegal_data_address", "illegal_data_value", "server_device_failure",
 -- "acknowledge", "server_device_busy", "gateway_path_unavailable",
@@ -55,13 +84,57 @@ local transient = {
   connection_lost = true, server_device_busy = true,
 }
 
---- modbus.open(url [, opts]) -> bus, or nil, err, code
---- opts override the URL's parameters: unit, timeout, delay, retries, connect_timeout.
-function M.open(url, opts)
-  if type(url) ~= "string" then
-    error("modbus.open: expected an address string such as 'tcp://host:502', got " .. type(url), 2)
+-- {===== endpoints: one bus each =====
+
+-- The open bus of each endpoint in this process; weak, so that a bus nobody
+-- holds is still collected (and closed).
+local by_endpoint = setmetatable({}, { __mode = "v" })
+
+local function host_text(host)
+  return host:find(":", 1, true) and "[" .. host .. "]" or host
+end
+
+local function endpoint_of(cfg)
+  if cfg.transport == "serial" then
+    return "rtu://" .. cfg.path
   end
-  local cfg, err = address.parse(url)
+  return string.format("%s://%s:%d", cfg.scheme, host_text(cfg.host), cfg.port)
+end
+
+-- A serial line's settings as written in a URL.
+local function line_settings(cfg)
+  return string.format("baud=%d&parity=%s&data=%d&stop=%d%s", cfg.baud, cfg.parity, cfg.data,
+    cfg.stop, cfg.rs485 and "&rs485=1" or "")
+end
+
+local function parse(fname, url)
+  if type(url) ~= "string" then
+    error(string.format("modbus.%s: expected an address string such as 'tcp://host:502', got %s",
+      fname, type(url)), 3)
+  end
+  return address.parse(url)
+end
+
+--- modbus.endpoint(url) -> the endpoint key of a Modbus URL, or nil, err.
+--- The same key means the same connection: scheme, host and port for socket
+--- transports ("tcp://127.0.0.1:1502"), the device for serial lines
+--- ("rtu:///dev/ttyUSB0"); the unit and every other parameter are left out.
+function M.endpoint(url)
+  local cfg, err = parse("endpoint", url)
+  if not cfg then
+    return nil, err
+  end
+  return endpoint_of(cfg)
+end
+
+-- }=====
+
+--- modbus.open(url [, opts]) -> bus, or nil, err, code
+--- opts override the URL's parameters: unit, timeout, delay, retries,
+--- backoff, backoff_max (seconds), connect_timeout. Always a new bus; see
+--- modbus.shared for the bus of an endpoint.
+function M.open(url, opts)
+  local cfg, err = parse("open", url)
   if not cfg then
     return nil, err, "bad_address"
   end
@@ -70,13 +143,48 @@ function M.open(url, opts)
     transport = cfg.scheme, host = cfg.host, port = cfg.port, path = cfg.path,
     baud = cfg.baud, parity = cfg.parity, data = cfg.data, stop = cfg.stop, rs485 = cfg.rs485,
     timeout = opts.timeout or cfg.timeout, delay = opts.delay or cfg.delay,
+    backoff = opts.backoff or cfg.backoff, backoff_max = opts.backoff_max or cfg.backoff_max,
     connect_timeout = opts.connect_timeout, url = cfg.url,
   }
   local bus, oerr, code = core.open(conf)
   if not bus then
     return nil, oerr, code
   end
-  settings[bus] = { unit = opts.unit or cfg.unit or 1, retries = opts.retries or cfg.retries or 0 }
+  settings[bus] = {
+    unit = opts.unit or cfg.unit or 1, retries = opts.retries or cfg.retries or 0, address = cfg,
+  }
+  local key = endpoint_of(cfg)
+  local held = by_endpoint[key]
+  if not held or held:closed() then
+    by_endpoint[key] = bus
+  end
+  return bus
+end
+
+--- modbus.shared(url [, opts]) -> bus, or nil, err, code
+--- The bus this process has open for the URL's endpoint (modbus.endpoint),
+--- whoever opened it, or a new one from modbus.open(url, opts) (opts only
+--- apply then). A shared bus keeps the settings it was opened with
+--- (timeout, backoff, ...) and its own default unit: callers take their
+--- unit from their URL (address.parse(url).unit) and pass it to each call
+--- or to bus:unit(id).
+--- A serial device open with other line settings: nil, err, "conflict".
+function M.shared(url, opts)
+  local cfg, err = parse("shared", url)
+  if not cfg then
+    return nil, err, "bad_address"
+  end
+  local bus = by_endpoint[endpoint_of(cfg)]
+  if not bus or bus:closed() then
+    return M.open(url, opts)
+  end
+  local held = settings[bus].address
+  if cfg.transport == "serial" and line_settings(held) ~= line_settings(cfg) then
+    return nil, string.format(
+      "serial line %s is already open in this process with %s, and %s asks for %s: a line "
+      .. "has one speed and framing for all its devices; write the same settings in both "
+      .. "addresses", cfg.path, line_settings(held), url, line_settings(cfg)), "conflict"
+  end
   return bus
 end
 

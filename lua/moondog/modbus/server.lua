@@ -49,7 +49,8 @@
 --
 -- Errors: wrong arguments raise; failing to serve (port in use, no such
 -- device) returns nil, message, code with code "bad_address", "in_use",
--- "permission", "no_device" or "open".
+-- "busy" (a serial line another program holds), "permission", "no_device"
+-- or "open".
 
 local core = require "moondog.modbus.server_core"
 local address = require "moondog.modbus.address"
