@@ -504,3 +504,44 @@ T.test("status(): one row per device, bus and task, printed aligned", function()
 end)
 
 -- }=====
+
+-- {===== serial lines =====
+
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+T.test("two devices on one pty share one bus; a second process's site gets 'busy'", function()
+  T.need("socat")
+  local dir <close> = T.tmpdir()
+  local a, b = dir.path .. "/pty_a", dir.path .. "/pty_b"
+  local _socat <close> = T.start(dir, "socat",
+    format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s", q(a), q(b)))
+  T.wait_for(function() return os.execute("test -e " .. q(a) .. " -a -e " .. q(b)) == true end, 5,
+    "socat's pty pair")
+  local srv <close> = assert(md.modbus.serve("rtu://" .. a .. "?baud=9600")) -- every unit, one map
+  srv:set(nil, "input", 0x34, { 0x4400, 0x0000 }) -- power 512.0 W
+  local site <close> = md.site.new { name = "rs485" }
+  local m1 = assert(site:add("m1", "sdm630", "rtu://" .. b .. "?baud=9600&unit=1", { poll = 0.2 }))
+  local m2 = assert(site:add("m2", "sdm630", "rtu://" .. b .. "?baud=9600&unit=2", { poll = 0.2 }))
+  T.wait_for(function() return m1.power == 512 and m2.power == 512 end, 10, "both read")
+  local st = site:status()
+  T.eq(#st.buses, 1, "one bus for the line")
+  T.eq(st.buses[1].endpoint, "rtu://" .. b, "the line")
+  local script = dir.path .. "/second.lua"
+  T.write_file(script, format([[
+    local site = md.site.new { name = "second" }
+    local m = assert(site:add("m", "sdm630", %q, { poll = 0.2 }))
+    for _ = 1, 100 do
+      if m:stats().state ~= "starting" then break end
+      md.sleep(0.05)
+    end
+    local s = m:stats()
+    print(s.state, s.last_code, s.last_error)
+    md.exit(0)
+  ]], "rtu://" .. b .. "?baud=9600&unit=1"))
+  local out = T.sh(format("%s %s 2>/dev/null", q(md.paths.exe), q(script)))
+  assert(out:find("^offline\tbusy\t"), out)
+  assert(out:find("in use by another program", 1, true), out)
+  T.eq(m1:stats().state, "ok", "the first site is undisturbed")
+end)
+
+-- }=====

@@ -161,6 +161,15 @@ function M.open(url, opts)
   return bus
 end
 
+--- modbus.held(url) -> the open bus of the URL's endpoint in this process,
+--- or nil (whatever its line settings).
+function M.held(url)
+  local cfg = parse("held", url)
+  local bus = cfg and by_endpoint[endpoint_of(cfg)]
+  if bus and not bus:closed() then return bus end
+  return nil
+end
+
 --- modbus.shared(url [, opts]) -> bus, or nil, err, code
 --- The bus this process has open for the URL's endpoint (modbus.endpoint),
 --- whoever opened it, or a new one from modbus.open(url, opts) (opts only

@@ -58,13 +58,14 @@ local rct_clients = setmetatable({}, { __mode = "v" })
 
 local function modbus_bus(self, url)
   local modbus = require "moondog.modbus"
-  local shared = modbus.shared or modbus.open
-  local bus, err, code = shared(url)
+  local existed = modbus.held(url) ~= nil
+  local bus, err, code = modbus.shared(url)
   if not bus then return nil, err, code end
-  local key = modbus.endpoint and modbus.endpoint(url) or url:gsub("%?.*$", "")
+  local key = modbus.endpoint(url)
   local b = self._buses[key]
   if not b then
-    b = { endpoint = key, kind = "modbus", handle = bus, devices = 0 }
+    -- a bus the script opened itself stays open when the site closes
+    b = { endpoint = key, kind = "modbus", handle = bus, devices = 0, own = not existed }
     self._buses[key] = b
     self._bus_order[#self._bus_order + 1] = b
   end
@@ -512,7 +513,7 @@ function Site:close()
   end
   for _, b in ipairs(self._bus_order) do
     if b.kind == "modbus" then
-      b.handle:close()
+      if b.own then b.handle:close() end
     elseif b.kind == "rct" then
       b.handle:close()
       rct_clients[b.endpoint] = nil
