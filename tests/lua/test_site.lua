@@ -545,3 +545,32 @@ T.test("two devices on one pty share one bus; a second process's site gets 'busy
 end)
 
 -- }=====
+
+T.test("a point that disappears later is no longer polled and its entity is removed", function()
+  local dir <close> = T.tmpdir()
+  local b <close> = start_broker(dir)
+  local w <close> = watcher(b, { "homeassistant/#", "g/#" })
+  local gone = false
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0", {
+    on_read = function(_, kind, addr)
+      if gone and kind == "holding" and addr <= 100 then return "illegal_data_address" end
+    end,
+  }))
+  srv:set(1, "input", 0, { 0, 3120 })
+  srv:set(1, "holding", 100, { 80, 1 })
+  local site <close> = md.site.new { name = "gone" }
+  local pv = assert(site:add("pv", "sim_inverter", srv:url() .. "?unit=1", { poll = 0.1 }))
+  assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "g" })
+  local topic = "homeassistant/number/g/pv_active_power_limit/config"
+  w.wait(topic)
+  w.wait("g/pv/active_power_limit", "80")
+  gone = true -- a firmware update took the register away
+  w.wait(topic, "", "the entity removed")
+  T.eq(w.last["g/pv/active_power_limit"], "", "its retained value cleared")
+  local n = srv:stats().requests
+  md.sleep(0.5)
+  local per_poll = (srv:stats().requests - n) / 5
+  assert(per_poll < 3, "the refused range is no longer read: " .. per_poll .. " requests per poll")
+  T.eq(pv.active_power_limit, nil, "no value")
+  T.eq(pv.ac_power, 3120, "the rest goes on")
+end)
