@@ -78,8 +78,10 @@ end)
 
 T.test("md.exit(code) stops everything; to-be-closed and __gc run", function()
   local dir = tmpdir()
+  -- kept in a global: only the engine's exit may collect it (garbage could be
+  -- collected any time before, and the order below would depend on the collector)
   write(dir .. "/s.lua", [[
-    setmetatable({}, { __gc = function() print("gc") end })
+    kept = setmetatable({}, { __gc = function() print("gc") end })
     md.spawn(function()
       local h <close> = setmetatable({}, { __close = function() print("closed") end })
       md.sleep(60)
