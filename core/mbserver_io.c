@@ -712,10 +712,9 @@ static int open_serial(md_mbsrv *s)
         return -errno;
     /* One party per line, as for client buses (mbus_serial.c): lock before
      * setup_line changes the settings of a line another program uses. */
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int err = errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
         close(fd);
-        return err == EWOULDBLOCK ? -EBUSY : -err;
+        return -EBUSY; /* other errors: no lock support there, serve anyway */
     }
     int rc = setup_line(fd, &s->cfg, speed);
     conn *c = rc == 0 ? conn_new(s, fd, true) : NULL;

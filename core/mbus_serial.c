@@ -194,10 +194,11 @@ static int lock_line(const char *device)
     int fd = open(device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return errno == EBUSY ? -EBUSY : -errno; /* EBUSY: TIOCEXCL, not root */
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int err = errno;
+    /* Only a held lock refuses the line: where locks are not supported
+     * (ENOLCK, EINVAL) the line still opens, as it did before. */
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
         close(fd);
-        return err == EWOULDBLOCK ? -EBUSY : -err;
+        return -EBUSY;
     }
     return fd;
 }

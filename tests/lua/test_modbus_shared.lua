@@ -81,6 +81,8 @@ T.test("a second bus on one serial line in the same process: busy", function()
   T.eq(assert(first:read_holding(1, 0, 1))[1], 7)
   local second <close> = assert(modbus.open("rtu://" .. b .. "?baud=19200"))
   fails("busy", BUSY_TEXT, second:read_holding(1, 0, 1))
+  fails("busy", "; next attempt in ", second:read_holding(1, 0, 1)) -- backing off
+  T.eq(second:stats().connect_failures, 1, "one attempt")
   T.eq(assert(first:read_holding(1, 0, 1))[1], 7, "the first bus goes on")
 end)
 
