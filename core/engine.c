@@ -946,9 +946,45 @@ static int core_now(lua_State *L)
 
 static int core_time(lua_State *L)
 {
+    md_loop *loop = md_engine_of(L)->loop;
+    if (md_loop_simulated(loop)) {
+        lua_pushnumber(L, (lua_Number)md_loop_wall_ms(loop) / 1000.0);
+        return 1;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int64_t log_wall_ms(void *ud)
+{
+    return md_loop_wall_ms(ud);
+}
+
+void md_engine_simulate_time(md_engine *E, int64_t wall_ms, int quiet_ms)
+{
+    md_loop_simulate(E->loop, wall_ms, quiet_ms);
+    md_log_set_clock(log_wall_ms, E->loop);
+}
+
+/* core.simulate_time(wall_s, quiet_s): simulated time from now on (see
+ * loop.h); core.simulated() -> whether time is simulated. */
+static int core_simulate_time(lua_State *L)
+{
+    lua_Number wall = luaL_checknumber(L, 1);
+    lua_Number quiet = luaL_optnumber(L, 2, 0);
+    luaL_argcheck(L, wall >= 0 && wall < 1e12, 1,
+                  "wall-clock start must be seconds since 1970");
+    luaL_argcheck(L, quiet >= 0 && quiet <= 10, 2, "quiet time must be 0..10 seconds");
+    md_engine_simulate_time(md_engine_of(L), (int64_t)(wall * 1000),
+                            (int)(quiet * 1000 + 0.5));
+    return 0;
+}
+
+static int core_simulated(lua_State *L)
+{
+    lua_pushboolean(L, md_loop_simulated(md_engine_of(L)->loop));
     return 1;
 }
 
@@ -1030,10 +1066,19 @@ static int core_watchdog(lua_State *L)
 }
 
 static const luaL_Reg core_funcs[] = {
-    {"spawn", core_spawn},     {"sleep", core_sleep}, {"every", core_every},
-    {"now", core_now},         {"time", core_time},   {"exit", core_exit},
-    {"current", core_current}, {"tasks", core_tasks}, {"watchdog", core_watchdog},
-    {"stats", core_stats},     {NULL, NULL},
+    {"spawn", core_spawn},
+    {"sleep", core_sleep},
+    {"every", core_every},
+    {"now", core_now},
+    {"time", core_time},
+    {"exit", core_exit},
+    {"current", core_current},
+    {"tasks", core_tasks},
+    {"watchdog", core_watchdog},
+    {"stats", core_stats},
+    {"simulate_time", core_simulate_time},
+    {"simulated", core_simulated},
+    {NULL, NULL},
 };
 
 int luaopen_moondog_core(lua_State *L)
@@ -1210,6 +1255,7 @@ void md_engine_free(md_engine *E)
     signal(WATCHDOG_SIGNAL, SIG_IGN);
     if (signal_engine == E)
         signal_engine = NULL;
+    md_log_set_clock(NULL, NULL); /* the simulated clock goes with the loop */
     md_loop_free(E->loop);
     free(E);
 }

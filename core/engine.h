@@ -64,6 +64,8 @@ void md_engine_free(md_engine *E);
 
 lua_State *md_engine_lua(md_engine *E);
 md_loop *md_engine_loop(md_engine *E);
+/* Simulated time from now on, log timestamps included (see loop.h). */
+void md_engine_simulate_time(md_engine *E, int64_t wall_ms, int quiet_ms);
 /* The engine of any thread of its Lua state. */
 md_engine *md_engine_of(lua_State *L);
 

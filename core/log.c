@@ -68,11 +68,25 @@ int md_log_enabled(int level)
     return level <= current_level;
 }
 
+static int64_t (*log_clock)(void *ud);
+static void *log_clock_ud;
+
+void md_log_set_clock(int64_t (*wall_ms)(void *ud), void *ud)
+{
+    log_clock = wall_ms;
+    log_clock_ud = ud;
+}
+
 /* "2026-11-21 08:30:01.123 warn  " */
 static size_t format_prefix(char *buf, size_t size, int level)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
+    if (log_clock) {
+        int64_t ms = log_clock(log_clock_ud);
+        tv.tv_sec = (time_t)(ms / 1000);
+        tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+    }
     struct tm tm;
     localtime_r(&tv.tv_sec, &tm);
     size_t n = strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);

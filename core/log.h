@@ -8,6 +8,7 @@
 #define MD_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 enum md_log_level {
     MD_LOG_ERROR,
@@ -25,6 +26,9 @@ void md_log_set_level(int level);
 int md_log_get_level(void);
 /* Log to this file (appending) instead of stderr. Returns 0 or -errno. */
 int md_log_open(const char *path);
+/* The clock of the timestamps: wall-clock ms since the epoch (simulated
+ * time gives its own); NULL: the real clock. Loop thread only. */
+void md_log_set_clock(int64_t (*wall_ms)(void *ud), void *ud);
 void md_log_close(void);
 
 int md_log_enabled(int level);

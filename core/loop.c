@@ -81,6 +81,11 @@ struct md_loop {
 
     md_clock_fn clock;
     void *clock_ud;
+    bool sim;           /* simulated time: the clock is sim_now */
+    int64_t sim_now;    /* virtual md_loop_now() */
+    int64_t sim_wall;   /* wall-clock ms at sim_now == sim_origin */
+    int64_t sim_origin; /* sim_now when the simulation started */
+    int sim_quiet_ms;   /* real ms to wait for outside peers before a jump */
 
     int watches_alive; /* watches with keepalive and events != 0 */
     md_watch *watches; /* live list */
@@ -114,7 +119,39 @@ static int64_t monotonic_ms(void *ud)
 
 int64_t md_loop_now(md_loop *loop)
 {
-    return loop->clock(loop->clock_ud);
+    return loop->sim ? loop->sim_now : loop->clock(loop->clock_ud);
+}
+
+/* The virtual clock starts at the same md_loop_now() in every run, so that
+ * a simulation repeats exactly; the timers already set move with it. */
+#define SIM_ORIGIN_MS 1000000
+
+void md_loop_simulate(md_loop *loop, int64_t wall_ms, int quiet_ms)
+{
+    if (!loop->sim) {
+        int64_t shift = SIM_ORIGIN_MS - loop->clock(loop->clock_ud);
+        for (size_t i = 0; i < loop->ntimers; i++)
+            loop->heap[i]->due += shift; /* one shift for all keeps the heap's order */
+        loop->sim_now = SIM_ORIGIN_MS;
+        loop->sim = true;
+    }
+    loop->sim_origin = loop->sim_now;
+    loop->sim_wall = wall_ms;
+    loop->sim_quiet_ms = quiet_ms < 0 ? 0 : quiet_ms;
+}
+
+bool md_loop_simulated(md_loop *loop)
+{
+    return loop->sim;
+}
+
+int64_t md_loop_wall_ms(md_loop *loop)
+{
+    if (loop->sim)
+        return loop->sim_wall + (loop->sim_now - loop->sim_origin);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void md_loop_set_clock(md_loop *loop, md_clock_fn fn, void *ud)
@@ -672,11 +709,37 @@ static int dispatch_events(md_loop *loop, int timeout_ms)
     return ran;
 }
 
+/* Simulated time: nothing ran, so look for I/O without waiting (or wait the
+ * quiet time, or for another thread's work in real time); when there is
+ * none either, jump to the next timer. Returns what dispatch returned. */
+static int sim_idle(md_loop *loop, int timeout_ms)
+{
+    int n = dispatch_events(loop, loop->holds > 0 ? -1 : loop->sim_quiet_ms);
+    if (n != 0 || loop->defer_head || posts_pending(loop) || loop->stopped)
+        return n;
+    if (loop->ntimers > 0) {
+        if (loop->heap[0]->due > loop->sim_now)
+            loop->sim_now = loop->heap[0]->due;
+        return 0;
+    }
+    /* no timer: only outside I/O can bring work; wait for it in real time */
+    return timeout_ms == 0 ? 0 : dispatch_events(loop, timeout_ms);
+}
+
 int md_loop_run_once(md_loop *loop, int timeout_ms)
 {
     int ran = run_deferred(loop);
     ran += run_posted(loop);
     ran += run_timers(loop);
+    if (loop->sim) {
+        loop->dispatch_depth++;
+        int n = ran > 0 ? dispatch_events(loop, 0) : sim_idle(loop, timeout_ms);
+        if (--loop->dispatch_depth == 0)
+            free_zombies(loop);
+        if (n < 0)
+            return n;
+        return ran + n + run_posted(loop);
+    }
     loop->dispatch_depth++;
     int n = dispatch_events(loop, wait_timeout(loop, ran > 0 ? 0 : timeout_ms));
     if (--loop->dispatch_depth == 0) /* an outer batch may still name a zombie */

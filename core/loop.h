@@ -13,6 +13,17 @@
  *
  * Time is milliseconds on the monotonic clock, read through md_loop_now(),
  * which a test can replace with md_loop_set_clock().
+ *
+ * Simulated time (md_loop_simulate): md_loop_now() then reads a virtual
+ * clock that stands still while anything can run and, when nothing is
+ * runnable, no fd is ready and no other thread holds work in flight, jumps
+ * to the next timer (the autojump of Trio's MockClock). Real sockets still
+ * carry the traffic, so a site and its simulated devices run the code a
+ * real site runs, a day in seconds, the same way every time. Loopback
+ * traffic between sockets of this process is ready the moment it is sent,
+ * so "no fd is ready" is known without waiting; with peers in other
+ * processes (a broker) give a quiet time, the real time to wait for them
+ * before the clock jumps.
  */
 #ifndef MD_LOOP_H
 #define MD_LOOP_H
@@ -51,9 +62,23 @@ md_loop *md_loop_new(void);
  * callbacks are not called). Posted completions not yet run are dropped. */
 void md_loop_free(md_loop *loop);
 
-/* Milliseconds on the monotonic clock (or the test clock). */
+/* Milliseconds on the monotonic clock (or the test clock, or simulated). */
 int64_t md_loop_now(md_loop *loop);
 void md_loop_set_clock(md_loop *loop, md_clock_fn fn, void *ud);
+
+/*
+ * Switch to simulated time, from now on. The virtual clock starts at the
+ * same value in every run (timers already set move with it; times that
+ * modules kept from the real clock do not, so switch before opening
+ * anything); wall_ms
+ * is the wall-clock time (ms since the epoch) the simulation starts at
+ * (md_loop_wall_ms), quiet_ms the real time to wait for outside peers
+ * before each jump (0: none). Calling it again changes wall_ms and quiet_ms.
+ */
+void md_loop_simulate(md_loop *loop, int64_t wall_ms, int quiet_ms);
+bool md_loop_simulated(md_loop *loop);
+/* Wall-clock milliseconds since the epoch: real, or the simulation's. */
+int64_t md_loop_wall_ms(md_loop *loop);
 
 /*
  * Watch fd for events (MD_LOOP_READ|MD_LOOP_WRITE). Returns NULL with errno

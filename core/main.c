@@ -47,6 +47,8 @@ static const char usage[] =
     "  -e CODE             run CODE (may be repeated; runs before a script)\n"
     "  --log-level LEVEL   error, warn, info (default), debug or trace\n"
     "  --log-file FILE     append the log to FILE instead of stderr\n"
+    "  --simulated-time    run on a virtual clock that jumps to the next timer\n"
+    "                      whenever nothing can run (see md.clock)\n"
     "  --version           print the version and exit\n"
     "  --help              print this help and exit\n"
     "\n"
@@ -148,6 +150,7 @@ int main(int argc, char **argv)
 {
     const char *log_file = NULL;
     int first_e = 0, i;
+    bool simulated = false;
     char home[PATH_MAX];
     find_home(home, sizeof home);
 
@@ -172,6 +175,8 @@ int main(int argc, char **argv)
             md_log_set_level(level);
         } else if (strcmp(a, "--log-file") == 0 && i + 1 < argc) {
             log_file = argv[++i];
+        } else if (strcmp(a, "--simulated-time") == 0) {
+            simulated = true;
         } else if (strcmp(a, "-e") == 0 && i + 1 < argc) {
             if (!first_e)
                 first_e = i;
@@ -227,6 +232,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "moondog: %s\n", err);
         return 1;
     }
+    if (simulated)
+        md_engine_simulate_time(E, md_loop_wall_ms(md_engine_loop(E)), 0);
     lua_State *L = md_engine_lua(E);
     int rc = make_md_global(E);
     set_arg_table(L, argv, argc, command && !repl ? i : argc - 1);

@@ -1134,6 +1134,56 @@ static void signal_runs_fn_on_loop_and_async_in_handler(void **state)
 
 /* }===== */
 
+/* {===== simulated time ===== */
+
+/* Idle, the virtual clock jumps straight to the next timer: the fake real
+ * clock never moves, yet every timer fires in order, at its own time. */
+static void simulated_time_jumps_to_each_timer_in_turn(void **state)
+{
+    struct fixture *f = *state;
+    struct tag tags[3];
+    static const int want[] = {1, 2, 3};
+
+    add_timer(f, &tags[1], 2, EPOCH + 60000);
+    md_loop_simulate(f->loop, 1700000000000, 0);
+    assert_true(md_loop_simulated(f->loop));
+    int64_t origin = md_loop_now(f->loop);
+    add_timer(f, &tags[0], 1, origin + 1000);
+    add_timer(f, &tags[2], 3, origin + 3600000);
+    assert_int_equal(md_loop_run(f->loop), 0);
+    assert_log(f, want, 3);
+    assert_int_equal(md_loop_now(f->loop), origin + 3600000);
+    assert_int_equal(md_loop_wall_ms(f->loop), 1700000000000 + 3600000);
+    assert_int_equal(f->now, EPOCH); /* no real time passed */
+}
+
+/* A readable fd is served before the clock jumps past a timer. */
+static void simulated_time_serves_ready_io_before_jumping(void **state)
+{
+    struct fixture *f = *state;
+    struct tag tag;
+    struct probe probe = {.drain = true};
+    int p[2];
+
+    md_loop_simulate(f->loop, 0, 0);
+    int64_t origin = md_loop_now(f->loop);
+    make_pipe(f, p);
+    add_watch(f, &probe, p[0], MD_LOOP_READ);
+    add_timer(f, &tag, 1, origin + 5000);
+    put_byte(p[1]);
+    assert_int_equal(md_loop_run_once(f->loop, -1), 1);
+    assert_int_equal(probe.calls, 1);
+    assert_int_equal(md_loop_now(f->loop), origin);     /* no jump while I/O was ready */
+    assert_int_equal(md_loop_run_once(f->loop, -1), 0); /* idle: jump */
+    assert_int_equal(md_loop_now(f->loop), origin + 5000);
+    md_loop_unwatch(f->loop, probe.w);
+    probe.w = NULL;
+    assert_int_equal(md_loop_run(f->loop), 0);
+    assert_int_equal(f->nlog, 1);
+}
+
+/* }===== */
+
 #define FAKE(test) cmocka_unit_test_setup_teardown(test, setup_fake_clock, teardown)
 #define REAL(test) cmocka_unit_test_setup_teardown(test, setup_real_clock, teardown)
 
@@ -1173,6 +1223,8 @@ int main(int argc, char **argv)
         FAKE(unwatch_inside_nested_run_until_is_safe),
         REAL(wake_from_thread_ends_blocking_run_once),
         FAKE(signal_runs_fn_on_loop_and_async_in_handler),
+        FAKE(simulated_time_jumps_to_each_timer_in_turn),
+        FAKE(simulated_time_serves_ready_io_before_jumping),
     };
     struct sigaction sa = {.sa_handler = on_alarm};
 
