@@ -9,7 +9,9 @@
 -- is model 123's WMaxLimPct (percent of WMax, model 121); it only takes
 -- effect while power_limit_enabled is ENABLED, and the inverter drops it
 -- after power_limit_revert seconds unless it is written again (0: vendor
--- specific, often "never").
+-- specific, often "never"), going back to full power. Model 704's
+-- der_limit reverts to der_failsafe_limit instead, which is what keeps a
+-- site under its export limit when the controller stops.
 
 return {
   protocol = "sunspec",
@@ -45,5 +47,17 @@ return {
       options = { "DISABLED", "ENABLED" } },
     { name = "power_limit_revert", source = "controls.WMaxLimPct_RvrtTms", writable = true,
       min = 0, max = 3600, step = 1, unit = "s", device_class = "duration" },
+    -- export limiting (model 704, IEEE 1547 DER controls): the limit reverts to
+    -- der_failsafe_limit (when der_failsafe_enabled) after der_revert seconds
+    { name = "der_limit", source = "704.WMaxLimPct", writable = true,
+      min = 0, max = 100, step = 0.1, unit = "%" },
+    { name = "der_limit_enabled", source = "704.WMaxLimPctEna", writable = true, type = "enum",
+      options = { "DISABLED", "ENABLED" } },
+    { name = "der_failsafe_limit", source = "704.WMaxLimPctRvrt", writable = true,
+      min = 0, max = 100, step = 0.1, unit = "%" },
+    { name = "der_failsafe_enabled", source = "704.WMaxLimPctEnaRvrt", writable = true, type = "enum",
+      options = { "DISABLED", "ENABLED" } },
+    { name = "der_revert", source = "704.WMaxLimPctRvrtTms", writable = true,
+      min = 0, max = 86400, step = 1, unit = "s", device_class = "duration" },
   },
 }
