@@ -97,7 +97,9 @@ end
 -- }=====
 
 -- Modules loaded on first use; listed so that the REPL can complete them.
-local lazy = { "attach", "clock", "devices", "modbus", "mqtt", "rct", "repl", "site", "sunspec", "testing" }
+local lazy = {
+  "attach", "clock", "control", "devices", "modbus", "mqtt", "rct", "repl", "site", "sunspec", "testing",
+}
 local is_lazy = {}
 for _, name in ipairs(lazy) do
   is_lazy[name] = true

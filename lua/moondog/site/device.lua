@@ -46,7 +46,7 @@ local format = string.format
 -- Names that are the device's own and cannot be point names.
 M.reserved = {
   id = true, profile = true, get = true, wait = true, refresh = true, write = true, stats = true,
-  describe = true, points = true,
+  describe = true, points = true, own = true, owner = true,
 }
 
 local Device = {}
@@ -432,10 +432,15 @@ function Device:refresh(names)
   return refresh_once(self, names)
 end
 
-local function write_one(self, name, value)
+local function write_one(self, name, value, owner)
   local p = self._points[name]
   if not p then
     return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
+  end
+  local held_by = self._owners[name]
+  if held_by and held_by ~= owner then
+    return nil, format("%s.%s is driven by %s; change its settings instead of writing the point", self.id,
+      name, held_by), "owned"
   end
   if self._dev == nil then -- a site value: the site holds it
     local v, err, code = point.check(p, value)
@@ -451,25 +456,49 @@ local function write_one(self, name, value)
   return counted(self, self._dev.write, name, value)
 end
 
---- dev:write(name, value) or dev:write{name = value, ...} -> true, or nil,
---- message, code. Checked against the point before anything is sent; the
---- written points are read back at once so that every consumer sees them.
-function Device:write(name, value)
+--- dev:write(name, value [, opts]) or dev:write({name = value, ...} [, opts])
+--- -> true, or nil, message, code. Checked against the point before
+--- anything is sent; the written points are read back at once so that
+--- every consumer sees them. A point a controller owns (dev:own) is
+--- written only with opts.owner naming it; others get code "owned".
+function Device:write(name, value, opts)
   local names = {}
   if type(name) == "table" then
+    opts = value
     for n in pairs(name) do names[#names + 1] = n end
     table.sort(names)
     for _, n in ipairs(names) do
-      local ok, err, code = write_one(self, n, name[n])
+      local ok, err, code = write_one(self, n, name[n], opts and opts.owner)
       if not ok then return nil, err, code end
     end
   else
-    local ok, err, code = write_one(self, name, value)
+    local ok, err, code = write_one(self, name, value, opts and opts.owner)
     if not ok then return nil, err, code end
     names[1] = name
   end
   if self._dev then self:refresh(names) end
   return true
+end
+
+--- dev:own(names, owner) -> true: from now on only writes naming owner
+--- (a controller's name) change these points; dev:own(names, nil) frees
+--- them. Raises when another owner holds one.
+function Device:own(names, owner)
+  if type(names) == "string" then names = { names } end
+  for _, n in ipairs(names) do
+    if not self._points[n] then error(format("%s has no point '%s'", self.id, tostring(n)), 2) end
+    local held = self._owners[n]
+    if owner and held and held ~= owner then
+      error(format("%s.%s is already driven by %s", self.id, n, held), 2)
+    end
+  end
+  for _, n in ipairs(names) do self._owners[n] = owner end
+  return true
+end
+
+--- dev:owner(name) -> the controller that drives the point, or nil.
+function Device:owner(name)
+  return self._owners[name]
 end
 
 --- dev:describe() -> the device's facts (manufacturer, model, serial, ...).
@@ -552,7 +581,7 @@ function M.new(site, id, dev, opts)
   local self = {
     id = id, profile = profile, _site = site, _dev = dev, _profile = profile, _points = {},
     _order = {}, _names = {}, _v = {}, _good = {}, _t = {}, _impl = {}, _absent = {}, _nan = {},
-    _lower = {}, _events = {}, _queue = {}, _intervals = {}, _held = 0, _fails = 0,
+    _lower = {}, _events = {}, _queue = {}, _intervals = {}, _owners = {}, _held = 0, _fails = 0,
     _state = dev and "starting" or "ok",
     _poll = opts.poll, _offline_after = opts.offline_after or 3,
     _retry = opts.retry or { 10, 300 }, _phase = schedule.phase(opts.index or 1),

@@ -1,0 +1,438 @@
+-- moondog.control.export_limit: keep the power exported to the grid under a
+-- limit by curtailing PV inverters, from a grid meter's reading; fail-safe.
+-- Also md.control.export_limit.
+--
+--   local ctl = md.control.export_limit {
+--     site = site, grid = "meter.power", inverters = { "pv" }, limit_w = 0,
+--   }
+--   ctl:status()   --> {state = "limiting", setpoint_pct = 41.5, excursions = 0, ...}
+--
+-- How it acts. On every new sample of the grid meter (site:wait, not a
+-- timer) it computes the PV output the limit allows:
+--
+--   allowed = pv_measured + grid + limit_w - margin_w + I
+--
+-- grid > 0 is import. The first three terms are the feed-forward: the
+-- house takes grid + pv, and the inverters may make that plus the limit
+-- (OpenEMS's rule, from measured values, so it is right in one step
+-- whatever the inverter's lag). I is a slow PI trim that takes out what
+-- the feed-forward cannot see (an inverter that runs 2 % over its limit);
+-- it only integrates while the inverters are limited and is bounded
+-- (anti-windup). The setpoint, a percentage of the inverters' total
+-- rating shared by all of them, is cut at once and relaxed at most
+-- `slew_pct` per second; it is written only when it moved by
+-- `min_change_pct` or more (limit registers are often kept in flash), and
+-- re-written every revert/2 s so that the inverter's revert timer never
+-- fires while moondog runs.
+--
+-- Fail-safe. When the meter value is older than `failsafe_after` seconds
+-- (default 3), a write fails, or the controller itself raises, every
+-- inverter is set to the fail-safe output: the limit itself (the worst
+-- case is a house load of 0), and it stays there until fresh samples have
+-- come for `recover_s` seconds (default 10). When moondog itself stops the
+-- inverter must end safe on its own: with SunSpec model 704 the
+-- controller sets WMaxLimPctRvrt to the fail-safe level and a revert time
+-- (`revert_s`, default 30), so the inverter falls back to it by itself;
+-- with model 123 alone the inverter reverts to FULL power, which the log
+-- says loudly at start: configure the inverter's own export limit as the
+-- backstop.
+--
+-- Excursions: export above limit_w + tolerance_w for longer than
+-- excursion_s (default 15 s, UK G100's "typically within 15 s") is one
+-- excursion, counted with its start, duration and peak, and kept in
+-- `state_file` (JSON, written atomically) across restarts.
+--
+-- Ownership: the inverters' limit points are owned by the controller
+-- (dev:own): MQTT commands to them are refused ("owned"). Home Assistant
+-- gets the controller's own entities instead, as site values of the
+-- device `name` (default "export_limit"): limit (number, W), enabled
+-- (switch), state (normal / limiting / fail-safe / disabled), headroom
+-- (W of export still allowed), excursions (count).
+--
+-- The controller runs as a critical supervised task of the site: an error
+-- puts the inverters in fail-safe first, then the site restarts it and
+-- its health says so.
+
+local md = require "moondog"
+local cjson = require "cjson"
+
+local M = {}
+
+local format = string.format
+
+-- {===== inverters =====
+
+-- How to limit one inverter: model 704 when the device implements it
+-- (reverts to a fail-safe level), else model 123 (reverts to full power).
+local function adapter(sd)
+  if sd._points.der_limit and sd._v.der_limit ~= nil then
+    return {
+      mode = 704, points = { "der_limit", "der_limit_enabled", "der_failsafe_limit", "der_failsafe_enabled",
+                             "der_revert" },
+      limit = function(pct) return { der_limit = pct, der_limit_enabled = "ENABLED" } end,
+      revert = function(pct, s)
+        return { der_failsafe_limit = pct, der_failsafe_enabled = "ENABLED", der_revert = s }
+      end,
+      step = 0.1,
+    }
+  end
+  return {
+    mode = 123, points = { "power_limit", "power_limit_enabled", "power_limit_revert" },
+    limit = function(pct) return { power_limit = pct, power_limit_enabled = "ENABLED" } end,
+    revert = function(_, s) return { power_limit_revert = s } end,
+    step = 1,
+  }
+end
+
+local function quantize(pct, step, down)
+  local q = pct / step
+  q = down and math.floor(q + 1e-9) or math.floor(q + 0.5)
+  return math.max(0, math.min(100, q * step))
+end
+
+-- }=====
+
+-- {===== state file =====
+
+local function load_state(path)
+  if not path then return {} end
+  local f = io.open(path)
+  if not f then return {} end
+  local text = f:read("a")
+  f:close()
+  local ok, t = pcall(cjson.decode, text)
+  if not ok or type(t) ~= "table" then
+    md.log.warn("export limit: state file %s is unreadable; counting excursions from 0", path)
+    return {}
+  end
+  return t
+end
+
+-- Write to a temporary file, then rename: a crash leaves the old file or
+-- the new one, never half of one.
+local function save_state(path, t)
+  if not path then return true end
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "w")
+  if not f then return nil, err end
+  f:write(cjson.encode(t))
+  local ok, werr = f:close()
+  if not ok then return nil, werr end
+  return os.rename(tmp, path)
+end
+
+-- }=====
+
+local Ctl = {}
+Ctl.__index = Ctl
+
+local function set_state(self, state, why)
+  if self.state == state then return end
+  local old = self.state
+  self.state = state
+  if state == "fail-safe" then
+    md.log.warn("export limit: fail-safe (%s): inverters at %.1f %%", tostring(why), self.failsafe_pct)
+  elseif old == "fail-safe" then
+    md.log.info("export limit: fresh data for %g s; normal control again", self.recover_s)
+  end
+  self.values:_set("state", state)
+end
+
+-- Write a setpoint (percent) to every inverter. Returns true, or nil, err.
+local function write_all(self, pct)
+  for _, inv in ipairs(self.inverters) do
+    local q = quantize(pct, inv.adapter.step, true)
+    local ok, err, code = inv.sd:write(inv.adapter.limit(q), { owner = self.name })
+    self.writes = self.writes + 1
+    if not ok then return nil, format("%s: %s", inv.sd.id, tostring(err)), code end
+  end
+  self.written_pct, self.written_at = pct, md.now()
+  return true
+end
+
+local function failsafe(self, why)
+  self.fresh_since = nil
+  self.setpoint_pct = self.failsafe_pct
+  self.integral = 0
+  set_state(self, "fail-safe", why)
+  local ok, err = write_all(self, self.failsafe_pct)
+  if not ok then
+    self.write_errors = self.write_errors + 1
+    md.log.error("export limit: cannot even write the fail-safe limit: %s", tostring(err))
+  end
+end
+
+local function excursion_check(self, export_w, now)
+  local over = export_w > self.limit_w + self.tolerance_w
+  local e = self.excursion
+  if over then
+    if not e then
+      e = { start = now, wall = md.time(), peak = export_w, counted = false }
+      self.excursion = e
+    end
+    e.peak = math.max(e.peak, export_w)
+    if not e.counted and now - e.start >= self.excursion_s then
+      e.counted = true
+      local st = self.persist
+      st.excursions = (st.excursions or 0) + 1
+      st.last = { start = e.wall, peak_w = e.peak }
+      md.log.warn("export limit: excursion %d: export %.0f W over the limit of %.0f W for %g s",
+        st.excursions,
+        e.peak, self.limit_w, self.excursion_s)
+      local ok, err = save_state(self.state_file, st)
+      if not ok then md.log.error("export limit: cannot save %s: %s", self.state_file, tostring(err)) end
+      self.values:_set("excursions", st.excursions)
+    end
+  elseif e then
+    if e.counted then
+      self.persist.last.duration_s = now - e.start
+      save_state(self.state_file, self.persist)
+    end
+    self.excursion = nil
+  end
+end
+
+-- One control step on a fresh grid sample.
+local function step(self, grid_w, now, grid_t)
+  local rating = self.rating_w
+  local pv = 0
+  for _, inv in ipairs(self.inverters) do
+    local w = inv.sd:get(inv.power)
+    pv = pv + (w or 0)
+  end
+  self.values:_set("headroom", math.floor(self.limit_w + grid_w + 0.5))
+  local err = grid_w + self.limit_w - self.margin_w
+  local limited = self.setpoint_pct < 100
+  local dt = self.last_step and math.min(now - self.last_step, 5) or 0
+  self.last_step = now
+  -- Settling after a cut: until the inverters are down at their setpoint
+  -- and a meter sample taken after that has come (at most hold_s).
+  local moving = pv > self.setpoint_pct / 100 * rating + self.tolerance_w
+  if moving then
+    self.settled_at = nil
+  elseif not self.settled_at then
+    self.settled_at = now
+  end
+  local settling = self.cut_at and now - self.cut_at < self.hold_s
+    and (moving or not self.settled_at or (grid_t or now) <= self.settled_at)
+  -- PI trim: only while curtailing in a settled state, on small errors, bounded
+  if limited and not settling and math.abs(err) < 0.05 * rating then
+    self.integral = math.max(-0.05 * rating, math.min(0.05 * rating, self.integral + self.ki * err * dt))
+  elseif not limited then
+    self.integral = 0
+  end
+  local allowed = pv + err + self.integral
+  local pct = math.max(0, math.min(100, allowed / rating * 100))
+  -- After a cut, the meter and the inverter are read at different moments
+  -- while the inverter's output falls: a grid value from before with a PV
+  -- value from after gives a wrong answer either way. Hold the setpoint
+  -- while the inverter follows, unless the export grows meanwhile.
+  if settling and -grid_w <= self.export_at_cut + self.tolerance_w then
+    pct = self.setpoint_pct
+  elseif pct < self.setpoint_pct - 0.5 then
+    self.cut_at, self.export_at_cut, self.settled_at = now, -grid_w, nil
+  end
+  if pct > self.setpoint_pct then -- relax slowly
+    pct = math.min(pct, self.setpoint_pct + self.slew_pct * math.max(dt, 0.1))
+  end
+  md.log.debug("export limit: grid %.0f W, pv %.0f W, trim %.0f W -> %.2f %%", grid_w, pv, self.integral, pct)
+  self.setpoint_pct = pct
+  local due_refresh = self.written_at == nil or now - self.written_at >= self.revert_s / 2
+  local moved = self.written_pct == nil or math.abs(pct - self.written_pct) >= self.min_change_pct
+    or (pct >= 100 and self.written_pct < 100) or (pct < self.written_pct and self.written_pct - pct >= 0.5)
+  if moved or due_refresh then
+    local ok, werr = write_all(self, pct)
+    if not ok then
+      self.write_errors = self.write_errors + 1
+      return failsafe(self, "a write failed: " .. tostring(werr))
+    end
+  end
+  set_state(self, pct < 100 and "limiting" or "normal")
+  if self.on_step then self.on_step(self:status(), grid_w, pv) end
+end
+
+-- Setup: ratings, adapters, revert settings, ownership.
+local function prepare(self)
+  local total = 0
+  for _, inv in ipairs(self.inverters) do
+    local sd = inv.sd
+    if not inv.rating then
+      local w = sd:wait("max_power", { timeout = 60 })
+      inv.rating = sd.max_power or w
+      if not inv.rating then
+        error(format("export limit: inverter %s has no rating (max_power); give rating = W", sd.id), 0)
+      end
+    end
+    if not inv.adapter then
+      sd:refresh()
+      inv.adapter = adapter(sd)
+      sd:own(inv.adapter.points, self.name)
+      if inv.adapter.mode == 123 then
+        md.log.warn("export limit: inverter %s has only SunSpec model 123: if moondog stops it goes back to "
+          .. "FULL power after %g s. Set the inverter's own export limit as the backstop.", sd.id,
+          self.revert_s)
+      end
+    end
+    total = total + inv.rating
+  end
+  self.rating_w = total
+  self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
+  self.prepared = true
+end
+
+-- The inverters' own fall-back: revert time and level. Tried again every
+-- 5 s while it fails (the controller is in fail-safe meanwhile).
+local function set_reverts(self, now)
+  if self.reverts_ok or (self.reverts_tried and now - self.reverts_tried < 5) then return self.reverts_ok end
+  self.reverts_tried = now
+  for _, inv in ipairs(self.inverters) do
+    local pct = quantize(self.failsafe_pct, inv.adapter.step, true)
+    local ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    if not ok then
+      self.write_errors = self.write_errors + 1
+      md.log.error("export limit: cannot set the revert settings of %s: %s", inv.sd.id, tostring(err))
+      return false
+    end
+  end
+  self.reverts_ok = true
+  return true
+end
+
+local function run(self)
+  if not self.prepared then
+    local ok, err = pcall(prepare, self)
+    if not ok then failsafe(self, err) error(err, 0) end
+  end
+  local dev, point = self.grid_dev, self.grid_point
+  local last_t = 0
+  while true do
+    local limit = self.values.limit
+    if limit ~= self.limit_w then
+      self.limit_w = limit
+      self.failsafe_pct = math.max(0, math.min(100, limit / self.rating_w * 100))
+      self.reverts_ok, self.reverts_tried = false, nil -- the inverters' fall-back level changes too
+    end
+    if not set_reverts(self, md.now()) then
+      if self.state ~= "fail-safe" then failsafe(self, "the inverter refuses its settings") end
+    end
+    if self.values.enabled == false then
+      if self.state ~= "disabled" then
+        set_state(self, "disabled")
+        write_all(self, 100)
+      end
+      md.sleep(1)
+    else
+      local _, age = dev:get(point)
+      local budget = self.failsafe_after - (age or self.failsafe_after)
+      local v, err = dev:wait(point, { newer_than = last_t, timeout = math.max(0.05, budget) })
+      local now = md.now()
+      local _, vage, vstate = dev:get(point)
+      if v == nil or vstate ~= "ok" or (vage or math.huge) > self.failsafe_after then
+        if self.state ~= "fail-safe" then failsafe(self, err or "the meter value is too old") end
+        if self.written_at and now - self.written_at >= self.revert_s / 2 then
+          write_all(self, self.failsafe_pct)
+        end
+        if v == nil then md.sleep(0.1) end
+      else
+        last_t = now - vage
+        excursion_check(self, -v, now)
+        if not self.reverts_ok then
+          md.sleep(0) -- fail-safe until the inverter takes its revert settings
+        elseif self.state == "fail-safe" then
+          self.fresh_since = self.fresh_since or now
+          if now - self.fresh_since >= self.recover_s then
+            self.setpoint_pct = self.failsafe_pct
+            step(self, v, now, last_t)
+          elseif now - (self.written_at or 0) >= self.revert_s / 2 then
+            write_all(self, self.failsafe_pct)
+          end
+        else
+          step(self, v, now, last_t)
+        end
+      end
+    end
+  end
+end
+
+--- ctl:status() -> {state, limit_w, setpoint_pct, rating_w, writes,
+--- write_errors, excursions, last_excursion}
+function Ctl:status()
+  return {
+    state = self.state, limit_w = self.limit_w, setpoint_pct = self.setpoint_pct, rating_w = self.rating_w,
+    writes = self.writes, write_errors = self.write_errors, excursions = self.persist.excursions or 0,
+    last_excursion = self.persist.last,
+  }
+end
+
+--- ctl:stop(): stop controlling; the inverters keep their last setting
+--- (and their revert timers run out to the fail-safe level with 704).
+function Ctl:stop()
+  self.handle.cancel()
+  for _, inv in ipairs(self.inverters) do
+    if inv.adapter then inv.sd:own(inv.adapter.points, nil) end
+  end
+end
+
+--- export_limit{site =, grid = "meter.power", inverters = {"pv", ...} or
+--- {{id = "pv", rating = W, power = "power"}, ...}, limit_w = 0 [, name =
+--- "export_limit"] [, failsafe_after = 3] [, recover_s = 10] [, revert_s =
+--- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
+--- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path]}
+--- -> controller. on_step(status, grid_w, pv_w) runs after each control
+--- step (a log, a plot); an error in it is an error of the controller.
+--- hold_s: after a cut, the longest the controller waits for
+--- the inverters to reach it (and for a meter sample taken after that)
+--- before it acts again, unless the export grows meanwhile.
+function M.export_limit(opts)
+  assert(type(opts) == "table", "export_limit: expected a table of options")
+  local site = opts.site or error("export_limit: site = the md.site to control", 2)
+  local gdev, gpoint = tostring(opts.grid or ""):match("^([a-z0-9_]+)%.([a-z0-9_]+)$")
+  if not gdev then error("export_limit: grid must be 'device.point', e.g. 'meter.power'", 2) end
+  local grid_dev = site[gdev]
+  grid_dev:get(gpoint) -- raises on an unknown point
+  if type(opts.limit_w) ~= "number" or opts.limit_w < 0 then
+    error("export_limit: limit_w must be a number of watts >= 0 (0: no export)", 2)
+  end
+  local name = opts.name or "export_limit"
+  local self = setmetatable({
+    site = site, name = name, grid_dev = grid_dev, grid_point = gpoint, limit_w = opts.limit_w,
+    failsafe_after = opts.failsafe_after or 3, recover_s = opts.recover_s or 10,
+    revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
+    slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
+    hold_s = opts.hold_s or 10, on_step = opts.on_step,
+    state_file = opts.state_file, inverters = {}, setpoint_pct = 100, integral = 0, writes = 0,
+    write_errors = 0, state = "starting",
+  }, Ctl)
+  local total = 0
+  for _, x in ipairs(opts.inverters or error("export_limit: inverters = {\"pv\", ...}", 2)) do
+    local spec = type(x) == "table" and x or { id = x }
+    local sd = site[spec.id]
+    self.inverters[#self.inverters + 1] = { sd = sd, rating = spec.rating, power = spec.power or "power" }
+    total = total + (spec.rating or 0)
+  end
+  self.margin_w = opts.margin_w or math.max(20, 0.01 * total)
+  self.tolerance_w = opts.tolerance_w or math.max(50, 0.02 * total)
+  self.persist = load_state(self.state_file)
+  self.values = site:value(name .. ".limit", { label = "Export limit", writable = true, min = 0,
+    max = 1000000,
+    step = 1, unit = "W", device_class = "power" }, opts.limit_w)
+  site:value(name .. ".enabled", { label = "Export limiting", writable = true, type = "bool" }, true)
+  site:value(name .. ".state", { label = "Export limiter state", type = "enum",
+    options = { "starting", "normal", "limiting", "fail-safe", "disabled" } })
+  site:value(name .. ".headroom", { label = "Export headroom", unit = "W", device_class = "power",
+    state_class = "measurement" })
+  site:value(name .. ".excursions", { label = "Export excursions", type = "integer",
+    state_class = "total_increasing" })
+  self.values:_set("state", "starting")
+  self.values:_set("excursions", self.persist.excursions or 0)
+  self.handle = site:spawn(function()
+    local ok, err = xpcall(run, debug.traceback, self)
+    if not ok then
+      pcall(failsafe, self, "the controller raised")
+      error(err, 0)
+    end
+  end, { critical = true, name = "export limit" })
+  return self
+end
+
+return M
