@@ -43,6 +43,7 @@ local planner = require "moondog.modbus.planner"
 local codec = require "moondog.modbus.codec"
 local point = require "moondog.devices.point"
 local base = require "moondog.devices.base"
+local now = require("moondog.core").now
 
 local M = {}
 
@@ -239,6 +240,13 @@ function Device:read(names)
     local data, err, code = self.bus[reader[r.kind]](self.bus, self.unit, r.address, r.count)
     self.transactions = self.transactions + 1
     if data then
+      -- the registers as read, for a gateway in front of the device (moondog.site.gateway)
+      local b = self.blocks[r]
+      if not b then
+        b = { kind = r.kind, address = r.address, count = r.count }
+        self.blocks[r] = b
+      end
+      b.data, b.time = data, now()
       for item, slice in pairs(planner.split(r, data)) do
         values[item.point.name] = decode(item, slice)
       end
@@ -316,6 +324,7 @@ function M.open(profile, target, opts)
   return setmetatable({
     id = id, profile = profile, bus = bus, own_bus = own_bus,
     unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = {}, transactions = 0,
+    blocks = {},
     _online = false,
   }, Device)
 end

@@ -498,12 +498,28 @@ function Site:remove(id, opts)
   return true
 end
 
+--- site:serve_modbus{listen = "tcp://0.0.0.0:1502", ...} -> gateway, or
+--- nil, message, code: the site's Modbus devices served to any number of
+--- Modbus clients from the site's one connection to each (cached
+--- registers, merged requests, an allow-list for writes); see
+--- moondog.site.gateway for the options.
+function Site:serve_modbus(opts)
+  local gw, err, code = require("moondog.site.gateway").for_site(self, opts)
+  if not gw then
+    md.log.error("site %s: cannot serve Modbus: %s", self.name, tostring(err))
+    return nil, err, code
+  end
+  self._gateways[#self._gateways + 1] = gw
+  return gw
+end
+
 --- site:close(): stop polling, publishing and supervised tasks; close the
 --- connections the site opened.
 function Site:close()
   if self._closed then return end
   self._closed = true
   for i = #self._publishers, 1, -1 do self._publishers[i]:close() end
+  for _, gw in ipairs(self._gateways) do gw:close() end
   self._sup:close()
   for _, w in ipairs(self._watchers) do w.task:cancel() end
   for _, sd in ipairs(self._order) do
@@ -562,7 +578,7 @@ function M.new(opts)
   check_id("site.new: name", name)
   local self = setmetatable({
     name = name, _devices = {}, _order = {}, _buses = {}, _bus_order = {}, _listeners = {},
-    _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _index = 0, _depth = 0,
+    _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _gateways = {}, _index = 0, _depth = 0,
     _defaults = { offline_after = opts.offline_after, retry = opts.retry },
   }, mt)
   self._sup = supervise.new(name, {
