@@ -83,3 +83,7 @@ echo
 
 echo
 ./moondog --log-level warn tests/bench/mqtt.lua
+
+echo
+echo "== Modbus gateway (site:serve_modbus / moondog.site.gateway) against reading the device directly"
+tests/bench/gateway.sh

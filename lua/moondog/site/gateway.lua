@@ -180,8 +180,8 @@ local function on_read(self, unit, kind, addr, count, srv)
   end
   local now, out = md.now(), {}
   local max_age = self.max_age or t.poll
-  if (t.driver_blocks and lookup(t.driver_blocks, kind, addr, count, now, max_age, out))
-      or lookup(t.blocks, kind, addr, count, now, max_age, out) then
+  if max_age > 0 and ((t.driver_blocks and lookup(t.driver_blocks, kind, addr, count, now, max_age, out))
+      or lookup(t.blocks, kind, addr, count, now, max_age, out)) then
     self.counts.hits = self.counts.hits + 1
     srv:set(unit, kind, addr, out)
     return nil
