@@ -15,7 +15,7 @@ f:write(gw:port(), "\n")
 f:close()
 assert(os.rename(portfile .. ".tmp", portfile))
 md.log.level("warn")
-local closer <close> = setmetatable({}, { __close = function()
+local _closer <close> = setmetatable({}, { __close = function()
   local s = gw:stats()
   io.stderr:write(string.format("gateway reads %d hits %d forwarded %d merged %d\n", s.reads, s.hits,
     s.forwarded, s.merged))
