@@ -96,6 +96,9 @@ T.test("writes: allowed ones reach the device, others are refused or dropped, al
   local _, _, fcode = f:write_register(1, 101, 2)
   T.eq(fcode, "illegal_function", "exception 01 by configuration")
   T.eq(gw:stats().refused, 1, "counted")
+  local text = tostring(site:status())
+  assert(text:find("gateway%s+clients%s+reads"), text)
+  assert(text:find(gw:url(), 1, true), text)
 end)
 
 T.test("a device killed mid-run: 0x0B at once, recovery after; a slow one never hangs a client", function()

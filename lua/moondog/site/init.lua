@@ -458,9 +458,17 @@ function Site:status()
     if rawget(sd, "_dev") then devs[#devs + 1] = sd:stats() end
   end
   for _, b in ipairs(self._bus_order) do buses[#buses + 1] = bus_row(b) end
+  local gateways = {}
+  for _, gw in ipairs(self._gateways) do
+    if gw.server then
+      local s = gw:stats()
+      s.listen = gw:url()
+      gateways[#gateways + 1] = s
+    end
+  end
   return status.make {
     name = self.name, health = health, reasons = reasons, devices = devs, buses = buses,
-    tasks = self._sup:list(),
+    tasks = self._sup:list(), gateways = gateways,
   }
 end
 

@@ -86,6 +86,18 @@ local function render(st)
     parts[#parts + 1] = ""
     parts[#parts + 1] = M.table({ "bus", "devices", "trans", "failed", "lat ms", "max ms" }, rows)
   end
+  if st.gateways and #st.gateways > 0 then
+    rows = {}
+    for _, g in ipairs(st.gateways) do
+      rows[#rows + 1] = {
+        g.listen, tostring(g.clients or "-"), tostring(g.reads), tostring(g.hits), tostring(g.forwarded),
+        tostring(g.merged), tostring(g.writes), tostring(g.refused), tostring(g.failed),
+      }
+    end
+    parts[#parts + 1] = ""
+    parts[#parts + 1] = M.table({ "gateway", "clients", "reads", "hits", "forwarded", "merged", "writes",
+      "refused", "failed" }, rows)
+  end
   if #st.tasks > 0 then
     rows = {}
     for _, t in ipairs(st.tasks) do
