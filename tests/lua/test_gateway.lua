@@ -35,9 +35,15 @@ T.test("pymodbus, mbpoll and moondog read at once through the gateway; the devic
   local _, pycode = T.sh(PYTHON .. " -c 'import pymodbus' >/dev/null 2>&1")
   if pycode ~= 0 then T.skip("python3-pymodbus is not installed") end
   local dir <close> = T.tmpdir()
-  local sim <close> = assert(modbus_dev.simulate("sim_inverter", "tcp://127.0.0.1:0", { values = INVERTER }))
+  local sim <close> = assert(modbus_dev.simulate("sim_inverter", "tcp://127.0.0.1:0", { values = INVERTER,
+    device_id = { vendor_name = "ACME Solar", product_code = "INV-5K" } }))
   local site <close> = site_with_inverter(sim:url() .. "?unit=1")
   local gw <close> = assert(site:serve_modbus { listen = "tcp://127.0.0.1:0", max_age = 5 })
+  do
+    local c <close> = assert(md.modbus.open(gw:url()))
+    local info = assert(c:read_device_info(1))
+    T.eq(info.vendor_name .. " " .. info.product_code, "ACME Solar INV-5K", "43/14 from the device")
+  end
   local port = gw:port()
   T.write_file(dir.path .. "/client.py", format([[
 from pymodbus.client import ModbusTcpClient

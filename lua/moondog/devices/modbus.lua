@@ -358,14 +358,14 @@ Sim.__close = Sim.close
 --- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
 --- with opts.values = {point = value} and opts.info = {serial = "..."}
 --- (for info fields the profile reads from registers); opts.unit (1),
---- opts.on_write / opts.on_read as for md.modbus.serve.
+--- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
 function M.simulate(profile, url, opts)
   opts = opts or {}
   profile = require("moondog.devices").load(profile)
   local items = base.points(profile, check_point)
   local unit = opts.unit or 1
   local server, err, code = modbus.serve(url, {
-    units = { unit }, on_write = opts.on_write, on_read = opts.on_read,
+    units = { unit }, on_write = opts.on_write, on_read = opts.on_read, device_id = opts.device_id,
   })
   if not server then return nil, err, code end
   local sim = setmetatable({ server = server, unit = unit, items = items }, Sim)

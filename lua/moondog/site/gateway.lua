@@ -32,9 +32,10 @@
 -- a client that sends garbage is closed by the server without disturbing
 -- the others.
 --
--- What the hooks cannot see is left out: counters per client (the server
--- counts clients; the gateway counts requests), and function code 43/14 is
--- answered from the upstream device's identification read once at start.
+-- Function 43/14 is answered from the upstream device's identification,
+-- read once at start. What the hooks cannot see is left out: counters per
+-- client (the server counts clients; the gateway counts requests), and a
+-- forwarded single-register write always goes out as function 6.
 
 local md = require "moondog"
 local event = require "moondog.event"
@@ -277,8 +278,20 @@ local function start(targets, opts)
   local units = {}
   for u in pairs(targets) do units[#units + 1] = u end
   table.sort(units)
+  -- Function 43/14: the upstream device's identification, read once (many
+  -- devices have none: then the server's own).
+  local device_id
+  local first = targets[units[1]]
+  local info = first.bus:read_device_info(first.device_unit, 1, { timeout = 1 })
+  if info then
+    device_id = {}
+    for _, k in ipairs({ "vendor_name", "product_code", "revision", "vendor_url", "product_name",
+      "model_name", "user_application_name" }) do
+      if type(info[k]) == "string" and #info[k] <= 244 then device_id[k] = info[k] end
+    end
+  end
   local srv, err, code = md.modbus.serve(opts.listen, {
-    units = units,
+    units = units, device_id = device_id,
     on_read = function(unit, kind, addr, count, s) return on_read(self, unit, kind, addr, count, s) end,
     on_write = function(unit, kind, addr, values) return on_write(self, unit, kind, addr, values) end,
     idle_timeout = opts.idle_timeout, max_clients = opts.max_clients,
