@@ -197,3 +197,14 @@ T.test("garbage from one client does not disturb the others", function()
   assert(code ~= "timeout", "and was closed, not left hanging: " .. tostring(err))
   bad:close()
 end)
+
+T.test("the other listener transports: UDP and RTU over TCP", function()
+  local sim <close> = assert(modbus_dev.simulate("sim_inverter", "tcp://127.0.0.1:0", { values = INVERTER }))
+  local site <close> = site_with_inverter(sim:url() .. "?unit=1")
+  for _, scheme in ipairs({ "udp", "rtu+tcp" }) do
+    local gw <close> = assert(site:serve_modbus { listen = scheme .. "://127.0.0.1:0" })
+    local c <close> = assert(md.modbus.open(gw:url()))
+    T.eq(assert(c:read_input(1, 0, 2))[2], 3120, scheme)
+  end
+  T.eq(sim.server:stats().accepted, 1, "still one connection to the device")
+end)
