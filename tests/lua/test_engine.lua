@@ -78,8 +78,10 @@ end)
 
 T.test("md.exit(code) stops everything; to-be-closed and __gc run", function()
   local dir = tmpdir()
+  -- `keep` holds the object to the end: unreferenced, a collection could
+  -- run its __gc at any allocation, before the task is closed.
   write(dir .. "/s.lua", [[
-    setmetatable({}, { __gc = function() print("gc") end })
+    local keep = setmetatable({}, { __gc = function() print("gc") end })
     md.spawn(function()
       local h <close> = setmetatable({}, { __close = function() print("closed") end })
       md.sleep(60)

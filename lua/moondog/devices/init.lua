@@ -4,20 +4,87 @@
 
 local M = {}
 
-local function devices_dir()
-  return require("moondog").paths.devices
+local format = string.format
+
+-- A profile name: `sdm630` or `vendor/model`, letters, digits, _ and -.
+local function is_name(spec)
+  return not spec:find("%.lua$") and (spec:match("^[%w_%-]+$") or spec:match("^[%w_%-]+/[%w_%-]+$")) ~= nil
 end
 
---- devices.load(name_or_path) -> profile table. Raises on a missing or broken file:
---- a profile is part of the program, not input from a device.
+-- Whether path is a file that can be read: a folder opens, but reading
+-- it fails with an error (an empty file reads nil without one).
+local function readable(path)
+  local f = io.open(path, "r")
+  if not f then return false end
+  local _, err = f:read(0)
+  f:close()
+  return err == nil
+end
+
+--- devices.path() -> the folders searched for a profile name, in order,
+--- each {dir = ..., from = ...}: $MOONDOG_DEVICES (colon-separated, from
+--- "MOONDOG_DEVICES"), ~/.config/moondog/devices ("user"; $XDG_CONFIG_HOME
+--- when set), /etc/moondog/devices ("system"), the folder of the site
+--- script being run ("script", md.paths.script), then the profiles that
+--- ship with moondog ("shipped"). Read anew on every call.
+function M.path()
+  local md = require "moondog"
+  local list = {}
+  local function add(dir, from)
+    if dir and dir ~= "" then list[#list + 1] = { dir = (dir:gsub("(.)/+$", "%1")), from = from } end
+  end
+  for dir in (os.getenv("MOONDOG_DEVICES") or ""):gmatch("[^:]+") do
+    add(dir, "MOONDOG_DEVICES")
+  end
+  local config = os.getenv("XDG_CONFIG_HOME")
+  if not config or config == "" then
+    local home = os.getenv("HOME")
+    config = home and home ~= "" and home .. "/.config" or nil
+  end
+  add(config and config .. "/moondog/devices", "user")
+  add("/etc/moondog/devices", "system")
+  local script = md.paths.script
+  if script then
+    add(script:match("^(.*)/[^/]*$") or ".", "script")
+  end
+  add(md.paths.devices, "shipped")
+  return list
+end
+
+--- devices.find(name) -> the file of a profile name (`sdm630`,
+--- `eastron/sdm120`) and the place it came from ({dir, from} of
+--- devices.path()), or nil and the files that were looked for.
+function M.find(name)
+  local tried = {}
+  for _, place in ipairs(M.path()) do
+    local file = place.dir .. "/" .. name .. ".lua"
+    if readable(file) then return file, place end
+    tried[#tried + 1] = file
+  end
+  return nil, tried
+end
+
+--- devices.load(name_or_path) -> profile table. A name (`sdm630`,
+--- `eastron/sdm120`) is looked for on devices.path(); anything else that is
+--- a string is a file path. Raises on a profile that is not found (naming
+--- every place searched) and on a broken file: a profile is part of the
+--- program, not input from a device. Sets profile.name (the name, else the
+--- file's base name) and profile.file (the file it came from).
 function M.load(spec)
   if type(spec) == "table" then
     return spec
   end
-  assert(type(spec) == "string", "devices.load: expected a profile name, path or table")
+  if type(spec) ~= "string" then
+    error("devices.load: expected a profile name, path or table, got " .. type(spec), 2)
+  end
   local path = spec
-  if not spec:find("/", 1, true) and not spec:find("%.lua$") then
-    path = devices_dir() .. "/" .. spec .. ".lua"
+  if is_name(spec) then
+    local tried
+    path, tried = M.find(spec)
+    if not path then
+      error(format("devices.load: no profile '%s'; looked for %s (set MOONDOG_DEVICES to a folder of your "
+        .. "own profiles, or give a path)", spec, table.concat(tried, ", ")), 2)
+    end
   end
   local chunk, err = loadfile(path, "t", {})
   if not chunk then
@@ -27,7 +94,8 @@ function M.load(spec)
   if type(profile) ~= "table" or type(profile.points) ~= "table" then
     error("devices.load: profile " .. spec .. " must return a table with a points list", 2)
   end
-  profile.name = profile.name or spec:match("([^/]+)%.lua$") or spec
+  profile.name = profile.name or (is_name(spec) and spec) or spec:match("([^/]+)%.lua$") or spec
+  profile.file = profile.file or path
   return profile
 end
 
