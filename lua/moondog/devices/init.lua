@@ -99,6 +99,85 @@ function M.load(spec)
   return profile
 end
 
+-- "point X: message" (the site's checks) -> "message".
+local function strip_point(err)
+  return (tostring(err):gsub("^point [%w_]+: ", ""))
+end
+
+--- devices.check(profile) -> mistakes, profile: every check a profile goes
+--- through when it is opened and used, with all mistakes collected (an
+--- array of one-line messages; empty when the profile is clean): the
+--- driver's own (each point's source against its protocol, for SunSpec
+--- against the model definitions; the read plan; info sources), a site's
+--- (offline/asleep policies, poll, names a site device keeps for its
+--- methods) and Home Assistant discovery's (device_class with state_class
+--- and unit; min, max and step of writable numbers). profile: a name, a
+--- path or a table; a file that does not load is one mistake.
+function M.check(spec)
+  local loaded, profile = pcall(M.load, spec)
+  if not loaded then
+    return { (tostring(profile):gsub("^devices%.load: ", "")) }
+  end
+  local name = profile.name or "?"
+  local mistakes = {}
+  local function add(fmt, ...)
+    mistakes[#mistakes + 1] = format(fmt, ...)
+  end
+  local driver
+  if type(profile.protocol) ~= "string" then
+    add("profile %s: protocol must be \"modbus\", \"sunspec\" or \"rct\", got %s", name,
+      tostring(profile.protocol))
+  else
+    local found, d = pcall(require, "moondog.devices." .. profile.protocol)
+    if found and type(d) == "table" and d.check then
+      driver = d
+    else
+      add("profile %s: no driver for protocol '%s' (moondog has modbus, sunspec and rct)", name,
+        profile.protocol)
+    end
+  end
+  local poll = profile.poll
+  if poll ~= nil and (type(poll) ~= "number" or poll ~= poll or poll <= 0) then
+    add("profile %s: poll must be a number of seconds > 0, got %s", name, tostring(profile.poll))
+  end
+  if profile.sleeps ~= nil and type(profile.sleeps) ~= "boolean" then
+    add("profile %s: sleeps must be true or false, got %s", name, tostring(profile.sleeps))
+  end
+  for _, field in ipairs { "manufacturer", "model" } do
+    if profile[field] ~= nil and type(profile[field]) ~= "string" then
+      add("profile %s: %s must be text, got %s", name, field, type(profile[field]))
+    end
+  end
+  if not driver then return mistakes, profile end
+  local found, items = driver.check(profile)
+  table.move(found, 1, #found, #mistakes + 1, mistakes)
+  local ha = require "moondog.mqtt.homeassistant"
+  local policy = require "moondog.site.policy"
+  local schedule = require "moondog.site.schedule"
+  local reserved = require("moondog.site.device").reserved
+  local taken = {}
+  for word in pairs(reserved) do taken[#taken + 1] = word end
+  table.sort(taken)
+  for _, item in ipairs(items) do
+    local p = item.point
+    local where = format("profile %s, point %s", name, p.name)
+    if reserved[p.name] then
+      add("%s: a site device has a method of this name (%s are taken); rename the point", where,
+        table.concat(taken, ", "))
+    end
+    local ok, err = pcall(policy.check, p)
+    if not ok then add("%s: %s", where, strip_point(err)) end
+    if p.poll ~= nil then
+      ok, err = pcall(schedule.interval, p)
+      if not ok then add("%s: %s", where, strip_point(err)) end
+    end
+    for _, mistake in ipairs(ha.check(p)) do
+      add("%s: %s", where, mistake)
+    end
+  end
+  return mistakes, profile
+end
+
 --- devices.open(profile, target [, opts]) -> device. target is what the
 --- driver connects to (a Modbus URL, "host:port" for RCT, ...).
 function M.open(spec, target, opts)

@@ -120,6 +120,36 @@ local function check_point(where, p)
   return item
 end
 
+-- Info fields in a stable order, for messages.
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+--- check(profile) -> mistakes, items: what open() checks (every point, the
+--- read plan) and the register specs of profile.info, with every mistake
+--- collected as a message instead of raising at the first.
+function M.check(profile)
+  local mistakes, list = base.check(profile, check_point)
+  if #mistakes == 0 then
+    local reads, err = planner.plan(list, {
+      max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
+    })
+    if not reads then mistakes[#mistakes + 1] = format("profile %s: %s", profile.name or "?", err) end
+  end
+  local info = type(profile.info) == "table" and profile.info or {}
+  for _, field in ipairs(sorted_keys(info)) do
+    if type(info[field]) ~= "string" then
+      local where = format("profile %s, info.%s", profile.name or "?", field)
+      local ok, err = pcall(source_item, where, info[field])
+      if not ok then mistakes[#mistakes + 1] = tostring(err) end
+    end
+  end
+  return mistakes, list
+end
+
 -- }=====
 
 -- {===== values =====
