@@ -223,3 +223,26 @@ T.test("the SunSpec driver checks sources against the definitions when it opens 
   T.eq((open("controls.WMaxLimPct", { writable = true, min = 0, max = 100, step = 1 })), true, "an RW point")
   T.eq((open("inverter.W", { writable = true })), false, "a read-only point cannot be writable")
 end)
+
+T.test("check: the probe's tests", function()
+  local mistakes = devices.check {
+    name = "p", protocol = "modbus",
+    points = { { name = "x", source = { kind = "input", addr = 0 } } },
+    probe = {
+      { source = { kind = "holding", addr = 0xFC02 }, equals = 0x89 },
+      { source = { kind = "holding", addr = 1 } },
+      { source = { kind = "input", addr = 2, type = "float32" }, mask = 0xFF, min = 1 },
+      { source = { kind = "input", addr = 4 }, match = "^MIN" },
+      { source = { kind = "holding", addr = 70000 }, equals = 1 },
+      "equals 1",
+    },
+  }
+  T.eq(table.concat(mistakes, "\n"), table.concat({
+    "profile p, probe[2]: needs a condition: equals, one_of, min/max or match",
+    "profile p, probe[3]: mask takes an integer and an integer source",
+    "profile p, probe[4]: match takes a Lua pattern and a string source",
+    "profile p, probe[5]: source.addr must be an integer 0..65535, got 70000",
+    "profile p, probe[6]: a probe test is a table {source = {...}, equals = ...}",
+  }, "\n"), "one line per broken test")
+  T.eq(#devices.check { name = "p", protocol = "modbus", points = {}, probe = {} }, 1, "an empty probe")
+end)
