@@ -35,6 +35,10 @@
 -- ("tcp://host:502?unit=1", "rtu:///dev/ttyUSB0?baud=9600&unit=3", ...) or
 -- an open bus (md.modbus.open) to share; opts.unit, opts.id, opts.timeout.
 --
+-- check(profile) collects every mistake open() would raise at, and more
+-- (info sources, probe); identify(profile, bus, unit) runs the profile's
+-- probe (devices/README.md) against a device.
+--
 -- simulate(profile, url, opts) serves a profile's registers with
 -- md.modbus.serve, for tests and the demo (see the end of this file).
 
