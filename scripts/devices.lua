@@ -26,64 +26,19 @@ local TOOL = "moondog devices"
 local cli = cli_mod.new(TOOL)
 local show_help = cli_mod.show_help
 
-local function quote(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
 -- {===== list =====
-
--- The .lua files of a folder and its subfolders, as profile names
--- ("sdm630", "eastron/sdm120"), sorted.
-local function names_in(dir)
-  local p = io.popen(format("find -L %s -mindepth 1 -maxdepth 2 -type f -name '*.lua' 2>/dev/null",
-    quote(dir)), "r")
-  local out = p:read("a")
-  p:close()
-  local names = {}
-  for file in out:gmatch("[^\n]+") do
-    local name = file:sub(#dir + 2):match("^(.+)%.lua$")
-    if name and (name:match("^[%w_%-]+$") or name:match("^[%w_%-]+/[%w_%-]+$")) then
-      names[#names + 1] = name
-    end
-  end
-  table.sort(names)
-  return names
-end
-
--- The profile in a file, false for a data file, or nil and why it does not load.
-local function read_profile(file)
-  local chunk, err = loadfile(file, "t", {})
-  if not chunk then return nil, err end
-  local ok, t = pcall(chunk)
-  if not ok then return nil, tostring(t) end
-  if type(t) ~= "table" or type(t.points) ~= "table" then return false end
-  return t
-end
 
 -- Rows {name, manufacturer, model, protocol, from, file} of every profile
 -- that a name opens, and the files that do not load.
 local function profiles()
-  local rows, broken, seen = {}, {}, {}
-  for _, place in ipairs(devices.path()) do
-    for _, name in ipairs(names_in(place.dir)) do
-      if not seen[name] then
-        local file = place.dir .. "/" .. name .. ".lua"
-        local p, err = read_profile(file)
-        if p then
-          seen[name] = true
-          rows[#rows + 1] = {
-            name, tostring(p.manufacturer or "-"), tostring(p.model or "-"), tostring(p.protocol or "?"),
-            place.from, file,
-          }
-        elseif p == nil then
-          seen[name] = true
-          broken[#broken + 1] = format("%s: does not load: %s", file, err)
-        end
-      end
-    end
+  local rows, broken = devices.list()
+  local out = {}
+  for i, r in ipairs(rows) do
+    local p = r.profile
+    out[i] = { r.name, tostring(p.manufacturer or "-"), tostring(p.model or "-"), tostring(p.protocol or "?"),
+      r.from, r.file }
   end
-  table.sort(rows, function(a, b) return a[1] < b[1] end)
-  return rows, broken
+  return out, broken
 end
 
 -- Rows as columns padded to their widest cell, the last one unpadded.

@@ -99,6 +99,62 @@ function M.load(spec)
   return profile
 end
 
+-- The .lua files of a folder and of its subfolders, as profile names
+-- ("sdm630", "eastron/sdm120"), sorted.
+local function names_in(dir)
+  local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
+  local p = io.popen("find -L " .. quoted .. " -mindepth 1 -maxdepth 2 -type f -name '*.lua' 2>/dev/null",
+    "r")
+  local out = p:read("a")
+  p:close()
+  local names = {}
+  for file in out:gmatch("[^\n]+") do
+    local name = file:sub(#dir + 2):match("^(.+)%.lua$")
+    if name and is_name(name) then names[#names + 1] = name end
+  end
+  table.sort(names)
+  return names
+end
+
+-- The profile in a file, false for a data file (a table without points),
+-- or nil and why it does not load.
+local function read_profile(file)
+  local chunk, err = loadfile(file, "t", {})
+  if not chunk then return nil, err end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, tostring(t) end
+  if type(t) ~= "table" or type(t.points) ~= "table" then return false end
+  return t
+end
+
+--- devices.list() -> rows, broken: every profile a name opens on
+--- devices.path(), sorted by name, each {name =, profile =, file =, from =}
+--- (a name found in an earlier folder hides the later ones, as for load);
+--- and "file: why" for the files that do not load. Files that return a
+--- table without points (SunSpec definitions, the RCT registry) are data,
+--- not profiles, and are left out.
+function M.list()
+  local rows, broken, seen = {}, {}, {}
+  for _, place in ipairs(M.path()) do
+    for _, name in ipairs(names_in(place.dir)) do
+      if not seen[name] then
+        local file = place.dir .. "/" .. name .. ".lua"
+        local p, err = read_profile(file)
+        if p then
+          seen[name] = true
+          p.name, p.file = p.name or name, p.file or file
+          rows[#rows + 1] = { name = name, profile = p, file = file, from = place.from }
+        elseif p == nil then
+          seen[name] = true
+          broken[#broken + 1] = format("%s: does not load: %s", file, err)
+        end
+      end
+    end
+  end
+  table.sort(rows, function(a, b) return a.name < b.name end)
+  return rows, broken
+end
+
 -- "point X: message" (the site's checks) -> "message".
 local function strip_point(err)
   return (tostring(err):gsub("^point [%w_]+: ", ""))
