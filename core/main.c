@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -58,6 +59,14 @@ static const char usage[] =
 static bool file_exists(const char *path)
 {
     return access(path, R_OK) == 0;
+}
+
+/* A script must be a readable regular file: `moondog devices` run in a
+ * source tree names both the tool and the devices/ folder. */
+static bool is_script_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && file_exists(path);
 }
 
 /* Where lua/, scripts/ and devices/ live. */
@@ -114,6 +123,18 @@ static void set_arg_table(lua_State *L, char **argv, int argc, int script)
         lua_rawseti(L, -2, i - script);
     }
     lua_setglobal(L, "arg");
+}
+
+/* md.paths.script: the file of the site script being run (not a tool, not
+ * stdin), so that the library finds the files kept next to it, such as
+ * device profiles (moondog.devices). */
+static void set_script_path(lua_State *L, const char *script)
+{
+    lua_getglobal(L, "md");        /* stack: md */
+    lua_getfield(L, -1, "paths");  /* stack: md, paths */
+    lua_pushstring(L, script);     /* stack: md, paths, script */
+    lua_setfield(L, -2, "script"); /* stack: md, paths */
+    lua_pop(L, 2);
 }
 
 /* Compile and spawn a main-chunk task. Returns 0, or 1 after printing a
@@ -208,9 +229,11 @@ int main(int argc, char **argv)
     /* A script path, or a tool name when no such file exists. */
     char script[PATH_MAX + 64] = "";
     bool repl = command && strcmp(command, "repl") == 0;
+    bool user_script = false;
     if (command && !repl) {
-        if (strcmp(command, "-") == 0 || file_exists(command)) {
+        if (strcmp(command, "-") == 0 || is_script_file(command)) {
             snprintf(script, sizeof script, "%s", command);
+            user_script = strcmp(command, "-") != 0;
         } else {
             snprintf(script, sizeof script, "%s/scripts/%s.lua", home, command);
             if (strchr(command, '/') || strstr(command, ".lua") || !file_exists(script)) {
@@ -237,6 +260,8 @@ int main(int argc, char **argv)
     lua_State *L = md_engine_lua(E);
     int rc = make_md_global(E);
     set_arg_table(L, argv, argc, command && !repl ? i : argc - 1);
+    if (rc == 0 && user_script)
+        set_script_path(L, script);
 
     /* -e chunks first, in order, then the script; each is a task. */
     for (int k = first_e; rc == 0 && k && k < (command ? i : argc); k++) {

@@ -7,7 +7,10 @@
 -- sends fractions for states of charge (0.62) and Wh for energy totals;
 -- `scale` turns them into % and kWh. Power signs are the device's own:
 -- grid_power > 0 draws from the grid, battery_power > 0 discharges the
--- battery. Enumerations (inverter_state, battery_strategy) read as their
+-- battery. battery_charge_energy and battery_discharge_energy are the
+-- battery's lifetime totals in and out (battery.stored_energy and
+-- battery.used_energy), for the Energy dashboard's battery section.
+-- Enumerations (inverter_state, battery_strategy) read as their
 -- registry symbols; their options come from the registry too.
 
 return {
@@ -24,6 +27,10 @@ return {
       unit = "W", device_class = "power", state_class = "measurement" },
     { name = "battery_voltage", source = "battery.voltage",
       unit = "V", device_class = "voltage", state_class = "measurement" },
+    { name = "battery_charge_energy", source = "battery.stored_energy", scale = 0.001, poll = 60,
+      unit = "kWh", device_class = "energy", state_class = "total_increasing" },
+    { name = "battery_discharge_energy", source = "battery.used_energy", scale = 0.001, poll = 60,
+      unit = "kWh", device_class = "energy", state_class = "total_increasing" },
     { name = "battery_temperature", source = "battery.temperature",
       unit = "°C", device_class = "temperature", state_class = "measurement" },
     -- grid

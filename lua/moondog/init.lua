@@ -10,6 +10,9 @@ for name, value in pairs(core) do
 end
 M.log = require "moondog.log"
 
+-- Where moondog's files are. main.c adds `script`: the file of the site
+-- script being run (not set for tools, the REPL or -e), whose folder is on
+-- the profile search path (moondog.devices).
 M.paths = {
   exe = core.exe,
   home = core.home,

@@ -1,4 +1,4 @@
--- The sunspec_inverter and sunspec_meter profiles and the
+-- The sunspec_inverter, sunspec_meter and sunspec_storage profiles and the
 -- moondog.devices.sunspec driver: the device object contract of
 -- devices/README.md against the SunSpec simulator (md.sunspec.serve).
 
@@ -114,4 +114,43 @@ T.test("a meter: power and both energy totals", function()
   T.eq(v.power, -1500, "export")
   T.eq(v.import_energy, 4000.5, "kWh")
   T.eq(v.export_energy, 2, "kWh")
+end)
+
+T.test("sunspec_storage: battery (802) and storage controls (124) from raw register values", function()
+  -- Raw integers and scale factors as a device image holds them, set on the
+  -- simulator by model point (not through the profile).
+  local srv <close> = assert(md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = {
+      1,
+      { id = 124, raw = { ChaState = 655, ChaState_SF = -1, WChaMax = 5000, WChaMax_SF = 0,
+                          InWRte = 500, OutWRte = -250, InOutWRte_SF = -1, InOutWRte_RvrtTms = 600,
+                          MinRsvPct = 200, MinRsvPct_SF = -1, StorCtl_Mod = 1 } },
+      { id = 802, raw = { SoC = 655, SoC_SF = -1, SoH = 98, SoH_SF = 0, V = 5123, V_SF = -1,
+                          A = -105, A_SF = -1, W = -5380, W_SF = 0, State = 3, ChaSt = 4,
+                          WHRtg = 1020, WHRtg_SF = 1, NCyc = 321 } },
+    },
+  }))
+  local dev <close> = devices.open("sunspec_storage", srv:url())
+  local v = assert(dev:read())
+  T.eq(v.battery_soc, 65.5, "SoC")
+  T.eq(v.battery_soh, 98, "SoH")
+  T.eq(v.battery_voltage, 512.3, "V")
+  T.eq(v.battery_current, -10.5, "A")
+  T.eq(v.battery_power, -5380, "W")
+  T.eq(v.battery_state, "CONNECTED", "State 3")
+  T.eq(v.charge_status, "CHARGING", "ChaSt 4")
+  T.eq(v.battery_capacity, 10.2, "WHRtg 1020 x 10 Wh in kWh")
+  T.eq(v.battery_cycles, 321, "NCyc")
+  T.eq(v.storage_soc, 65.5, "ChaState")
+  T.eq(v.max_charge_power, 5000, "WChaMax")
+  T.eq(v.charge_rate, 50, "InWRte")
+  T.eq(v.discharge_rate, -25, "OutWRte")
+  T.eq(v.rate_revert, 600, "InOutWRte_RvrtTms")
+  T.eq(v.min_reserve, 20, "MinRsvPct")
+  T.eq(v.storage_mode, "CHARGE", "StorCtl_Mod bit 0")
+  assert(dev:write("charge_rate", 75.5))
+  T.eq(srv:get(124, "InWRte"), 75.5, "InWRte written with its scale factor")
+  local ok, _, code = dev:write("charge_rate", 150)
+  T.eq(ok, nil, "refused")
+  T.eq(code, "out_of_range", "above 100 %")
 end)

@@ -133,3 +133,21 @@ T.test("broken profiles and targets raise", function()
   assert(not pcall(devices.open, "rct_power", "host:1:2"), "bad target")
   assert(not pcall(devices.open, "rct_power", 42), "bad target type")
 end)
+
+T.test("battery energy in and out: the Energy dashboard's battery totals", function()
+  -- The device's own objects, set by name on a plain RCT simulator (not
+  -- through the profile): Wh as float32.
+  local srv <close> = assert(md.rct.serve {
+    port = 0, values = { ["battery.stored_energy"] = 2500000.0, ["battery.used_energy"] = 1750000.5 },
+  })
+  local dev <close> = devices.open("rct_power", "127.0.0.1:" .. srv:port(), { timeout = 0.3, retries = 0 })
+  local v = assert(dev:read { "battery_charge_energy", "battery_discharge_energy" })
+  T.eq(v.battery_charge_energy, 2500, "battery.stored_energy in kWh")
+  T.eq(v.battery_discharge_energy, 1750.0005, "battery.used_energy in kWh")
+  for _, p in ipairs(devices.load("rct_power").points) do
+    if p.name:match("^battery_.*_energy$") then
+      T.eq(p.state_class, "total_increasing", p.name .. ": a total")
+      T.eq(p.device_class, "energy", p.name .. ": energy")
+    end
+  end
+end)

@@ -80,6 +80,20 @@ end
 --- The device facts describe() returns besides the points.
 M.info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" }
 
+-- One point through the checks every driver shares and the driver's own;
+-- raises with "profile X, point Y: ..." on the first mistake.
+local function check_one(profile, i, p, check_point)
+  if type(p) ~= "table" then
+    error(format("profile %s: points[%d] must be a table {name =, source =, ...}, got %s",
+      profile.name or "?", i, type(p)), 0)
+  end
+  local where = format("profile %s, point %s", profile.name or "?", tostring(p.name))
+  if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
+    error(format("%s: name must be lowercase letters, digits and _", where), 0)
+  end
+  return check_point(where, p)
+end
+
 --- base.points(profile, check_point) -> items by name, items in order, and
 --- the profile's points as the driver completed them (item.point).
 --- check_point(where, p) -> item {point = ..., ...}, where is "profile X,
@@ -89,17 +103,34 @@ M.info_fields = { "manufacturer", "model", "serial", "sw_version", "hw_version" 
 function M.points(profile, check_point)
   local items, list, points = {}, {}, {}
   for i, p in ipairs(profile.points) do
-    local where = format("profile %s, point %s", profile.name or "?", tostring(p.name))
-    if type(p.name) ~= "string" or not p.name:match("^[a-z0-9_]+$") then
-      error(format("%s: name must be lowercase letters, digits and _", where), 0)
-    end
-    local item = check_point(where, p)
+    local item = check_one(profile, i, p, check_point)
     if items[p.name] then
       error(format("profile %s: point %s is listed twice", profile.name or "?", p.name), 3)
     end
     items[p.name], list[i], points[i] = item, item, item.point
   end
   return items, list, points
+end
+
+--- base.check(profile, check_point) -> mistakes, items: the checks of
+--- base.points, with every mistake collected (an array of messages)
+--- instead of raising at the first, and the items of the points that
+--- passed. For `moondog devices check`, which shows an author all of them.
+function M.check(profile, check_point)
+  local mistakes, items, seen = {}, {}, {}
+  for i, p in ipairs(profile.points) do
+    local ok, item = pcall(check_one, profile, i, p, check_point)
+    local name = type(p) == "table" and p.name
+    if not ok then
+      mistakes[#mistakes + 1] = tostring(item)
+    elseif seen[name] then
+      mistakes[#mistakes + 1] = format("profile %s: point %s is listed twice", profile.name or "?", name)
+    else
+      items[#items + 1] = item
+    end
+    if name ~= nil then seen[name] = true end
+  end
+  return mistakes, items
 end
 
 --- base.profile_with(profile, points) -> a copy of the profile with these points.

@@ -4,20 +4,87 @@
 
 local M = {}
 
-local function devices_dir()
-  return require("moondog").paths.devices
+local format = string.format
+
+-- A profile name: `sdm630` or `vendor/model`, letters, digits, _ and -.
+local function is_name(spec)
+  return not spec:find("%.lua$") and (spec:match("^[%w_%-]+$") or spec:match("^[%w_%-]+/[%w_%-]+$")) ~= nil
 end
 
---- devices.load(name_or_path) -> profile table. Raises on a missing or broken file:
---- a profile is part of the program, not input from a device.
+-- Whether path is a file that can be read: a folder opens, but reading
+-- it fails with an error (an empty file reads nil without one).
+local function readable(path)
+  local f = io.open(path, "r")
+  if not f then return false end
+  local _, err = f:read(0)
+  f:close()
+  return err == nil
+end
+
+--- devices.path() -> the folders searched for a profile name, in order,
+--- each {dir = ..., from = ...}: $MOONDOG_DEVICES (colon-separated, from
+--- "MOONDOG_DEVICES"), ~/.config/moondog/devices ("user"; $XDG_CONFIG_HOME
+--- when set), /etc/moondog/devices ("system"), the folder of the site
+--- script being run ("script", md.paths.script), then the profiles that
+--- ship with moondog ("shipped"). Read anew on every call.
+function M.path()
+  local md = require "moondog"
+  local list = {}
+  local function add(dir, from)
+    if dir and dir ~= "" then list[#list + 1] = { dir = (dir:gsub("(.)/+$", "%1")), from = from } end
+  end
+  for dir in (os.getenv("MOONDOG_DEVICES") or ""):gmatch("[^:]+") do
+    add(dir, "MOONDOG_DEVICES")
+  end
+  local config = os.getenv("XDG_CONFIG_HOME")
+  if not config or config == "" then
+    local home = os.getenv("HOME")
+    config = home and home ~= "" and home .. "/.config" or nil
+  end
+  add(config and config .. "/moondog/devices", "user")
+  add("/etc/moondog/devices", "system")
+  local script = md.paths.script
+  if script then
+    add(script:match("^(.*)/[^/]*$") or ".", "script")
+  end
+  add(md.paths.devices, "shipped")
+  return list
+end
+
+--- devices.find(name) -> the file of a profile name (`sdm630`,
+--- `eastron/sdm120`) and the place it came from ({dir, from} of
+--- devices.path()), or nil and the files that were looked for.
+function M.find(name)
+  local tried = {}
+  for _, place in ipairs(M.path()) do
+    local file = place.dir .. "/" .. name .. ".lua"
+    if readable(file) then return file, place end
+    tried[#tried + 1] = file
+  end
+  return nil, tried
+end
+
+--- devices.load(name_or_path) -> profile table. A name (`sdm630`,
+--- `eastron/sdm120`) is looked for on devices.path(); anything else that is
+--- a string is a file path. Raises on a profile that is not found (naming
+--- every place searched) and on a broken file: a profile is part of the
+--- program, not input from a device. Sets profile.name (the name, else the
+--- file's base name) and profile.file (the file it came from).
 function M.load(spec)
   if type(spec) == "table" then
     return spec
   end
-  assert(type(spec) == "string", "devices.load: expected a profile name, path or table")
+  if type(spec) ~= "string" then
+    error("devices.load: expected a profile name, path or table, got " .. type(spec), 2)
+  end
   local path = spec
-  if not spec:find("/", 1, true) and not spec:find("%.lua$") then
-    path = devices_dir() .. "/" .. spec .. ".lua"
+  if is_name(spec) then
+    local tried
+    path, tried = M.find(spec)
+    if not path then
+      error(format("devices.load: no profile '%s'; looked for %s (set MOONDOG_DEVICES to a folder of your "
+        .. "own profiles, or give a path)", spec, table.concat(tried, ", ")), 2)
+    end
   end
   local chunk, err = loadfile(path, "t", {})
   if not chunk then
@@ -27,8 +94,144 @@ function M.load(spec)
   if type(profile) ~= "table" or type(profile.points) ~= "table" then
     error("devices.load: profile " .. spec .. " must return a table with a points list", 2)
   end
-  profile.name = profile.name or spec:match("([^/]+)%.lua$") or spec
+  profile.name = profile.name or (is_name(spec) and spec) or spec:match("([^/]+)%.lua$") or spec
+  profile.file = profile.file or path
   return profile
+end
+
+-- The .lua files of a folder and of its subfolders, as profile names
+-- ("sdm630", "eastron/sdm120"), sorted.
+local function names_in(dir)
+  local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
+  local p = io.popen("find -L " .. quoted .. " -mindepth 1 -maxdepth 2 -type f -name '*.lua' 2>/dev/null",
+    "r")
+  local out = p:read("a")
+  p:close()
+  local names = {}
+  for file in out:gmatch("[^\n]+") do
+    local name = file:sub(#dir + 2):match("^(.+)%.lua$")
+    if name and is_name(name) then names[#names + 1] = name end
+  end
+  table.sort(names)
+  return names
+end
+
+-- The profile in a file, false for a data file (a table without points),
+-- or nil and why it does not load.
+local function read_profile(file)
+  local chunk, err = loadfile(file, "t", {})
+  if not chunk then return nil, err end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, tostring(t) end
+  if type(t) ~= "table" or type(t.points) ~= "table" then return false end
+  return t
+end
+
+--- devices.list() -> rows, broken: every profile a name opens on
+--- devices.path(), sorted by name, each {name =, profile =, file =, from =}
+--- (a name found in an earlier folder hides the later ones, as for load);
+--- and "file: why" for the files that do not load. Files that return a
+--- table without points (SunSpec definitions, the RCT registry) are data,
+--- not profiles, and are left out.
+function M.list()
+  local rows, broken, seen = {}, {}, {}
+  for _, place in ipairs(M.path()) do
+    for _, name in ipairs(names_in(place.dir)) do
+      if not seen[name] then
+        local file = place.dir .. "/" .. name .. ".lua"
+        local p, err = read_profile(file)
+        if p then
+          seen[name] = true
+          p.name, p.file = p.name or name, p.file or file
+          rows[#rows + 1] = { name = name, profile = p, file = file, from = place.from }
+        elseif p == nil then
+          seen[name] = true
+          broken[#broken + 1] = format("%s: does not load: %s", file, err)
+        end
+      end
+    end
+  end
+  table.sort(rows, function(a, b) return a.name < b.name end)
+  return rows, broken
+end
+
+-- "point X: message" (the site's checks) -> "message".
+local function strip_point(err)
+  return (tostring(err):gsub("^point [%w_]+: ", ""))
+end
+
+--- devices.check(profile) -> mistakes, profile: every check a profile goes
+--- through when it is opened and used, with all mistakes collected (an
+--- array of one-line messages; empty when the profile is clean): the
+--- driver's own (each point's source against its protocol, for SunSpec
+--- against the model definitions; the read plan; info sources), a site's
+--- (offline/asleep policies, poll, names a site device keeps for its
+--- methods) and Home Assistant discovery's (device_class with state_class
+--- and unit; min, max and step of writable numbers). profile: a name, a
+--- path or a table; a file that does not load is one mistake.
+function M.check(spec)
+  local loaded, profile = pcall(M.load, spec)
+  if not loaded then
+    return { (tostring(profile):gsub("^devices%.load: ", "")) }
+  end
+  local name = profile.name or "?"
+  local mistakes = {}
+  local function add(fmt, ...)
+    mistakes[#mistakes + 1] = format(fmt, ...)
+  end
+  local driver
+  if type(profile.protocol) ~= "string" then
+    add("profile %s: protocol must be \"modbus\", \"sunspec\" or \"rct\", got %s", name,
+      tostring(profile.protocol))
+  else
+    local found, d = pcall(require, "moondog.devices." .. profile.protocol)
+    if found and type(d) == "table" and d.check then
+      driver = d
+    else
+      add("profile %s: no driver for protocol '%s' (moondog has modbus, sunspec and rct)", name,
+        profile.protocol)
+    end
+  end
+  local poll = profile.poll
+  if poll ~= nil and (type(poll) ~= "number" or poll ~= poll or poll <= 0) then
+    add("profile %s: poll must be a number of seconds > 0, got %s", name, tostring(profile.poll))
+  end
+  if profile.sleeps ~= nil and type(profile.sleeps) ~= "boolean" then
+    add("profile %s: sleeps must be true or false, got %s", name, tostring(profile.sleeps))
+  end
+  for _, field in ipairs { "manufacturer", "model" } do
+    if profile[field] ~= nil and type(profile[field]) ~= "string" then
+      add("profile %s: %s must be text, got %s", name, field, type(profile[field]))
+    end
+  end
+  if not driver then return mistakes, profile end
+  local found, items = driver.check(profile)
+  table.move(found, 1, #found, #mistakes + 1, mistakes)
+  local ha = require "moondog.mqtt.homeassistant"
+  local policy = require "moondog.site.policy"
+  local schedule = require "moondog.site.schedule"
+  local reserved = require("moondog.site.device").reserved
+  local taken = {}
+  for word in pairs(reserved) do taken[#taken + 1] = word end
+  table.sort(taken)
+  for _, item in ipairs(items) do
+    local p = item.point
+    local where = format("profile %s, point %s", name, p.name)
+    if reserved[p.name] then
+      add("%s: a site device has a method of this name (%s are taken); rename the point", where,
+        table.concat(taken, ", "))
+    end
+    local ok, err = pcall(policy.check, p)
+    if not ok then add("%s: %s", where, strip_point(err)) end
+    if p.poll ~= nil then
+      ok, err = pcall(schedule.interval, p)
+      if not ok then add("%s: %s", where, strip_point(err)) end
+    end
+    for _, mistake in ipairs(ha.check(p)) do
+      add("%s: %s", where, mistake)
+    end
+  end
+  return mistakes, profile
 end
 
 --- devices.open(profile, target [, opts]) -> device. target is what the

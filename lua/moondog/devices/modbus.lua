@@ -35,6 +35,10 @@
 -- ("tcp://host:502?unit=1", "rtu:///dev/ttyUSB0?baud=9600&unit=3", ...) or
 -- an open bus (md.modbus.open) to share; opts.unit, opts.id, opts.timeout.
 --
+-- check(profile) collects every mistake open() would raise at, and more
+-- (info sources, probe); identify(profile, bus, unit) runs the profile's
+-- probe (devices/README.md) against a device.
+--
 -- simulate(profile, url, opts) serves a profile's registers with
 -- md.modbus.serve, for tests and the demo (see the end of this file).
 
@@ -327,6 +331,144 @@ function M.open(profile, target, opts)
     blocks = {},
     _online = false,
   }, Device)
+end
+
+-- }=====
+
+-- {===== checks and probe =====
+
+-- Info fields in a stable order, for messages.
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+-- profile.probe says how to tell the device from others on the bus: an
+-- array of tests that must all hold, each a register spec as `source` and
+-- one condition on the value read (after `mask`, a bitwise and, for
+-- integer types):
+--   equals = v          the value is v (a number, or text for a string source)
+--   one_of = {v, ...}   the value is one of these
+--   min = a, max = b    the value lies in a..b (either may be left out)
+--   match = "^MIN"      a string source matches this Lua pattern
+
+local probe_conditions = { "equals", "one_of", "min", "max", "match" }
+
+-- Raise unless probe test i is well formed; returns its planner item.
+local function check_probe_test(profile, i, test)
+  local where = format("profile %s, probe[%d]", profile.name or "?", i)
+  if type(test) ~= "table" then
+    error(format("%s: a probe test is a table {source = {...}, equals = ...}", where), 0)
+  end
+  local item = source_item(where, test.source)
+  local n = 0
+  for _, c in ipairs(probe_conditions) do
+    if test[c] ~= nil then n = n + 1 end
+  end
+  if n == 0 then
+    error(format("%s: needs a condition: equals, one_of, min/max or match", where), 0)
+  end
+  if test.one_of ~= nil and (type(test.one_of) ~= "table" or #test.one_of == 0) then
+    error(format("%s: one_of must be a list of values", where), 0)
+  end
+  for _, c in ipairs { "min", "max", "mask" } do
+    if test[c] ~= nil and type(test[c]) ~= "number" then
+      error(format("%s: %s must be a number", where, c), 0)
+    end
+  end
+  if test.match ~= nil and (item.type ~= "string" or type(test.match) ~= "string") then
+    error(format("%s: match takes a Lua pattern and a string source", where), 0)
+  end
+  local integer_source = item.type ~= "string" and item.type ~= "bool" and not item.type:find("float")
+  if test.mask ~= nil and (math.type(test.mask) ~= "integer" or not integer_source) then
+    error(format("%s: mask takes an integer and an integer source", where), 0)
+  end
+  return item
+end
+
+-- Whether a value read passes a probe test.
+local function probe_passes(test, v)
+  if test.mask and math.type(v) == "integer" then v = v & test.mask end
+  if test.equals ~= nil and v ~= test.equals then return false end
+  if test.one_of ~= nil then
+    local found = false
+    for _, x in ipairs(test.one_of) do found = found or x == v end
+    if not found then return false end
+  end
+  if (test.min ~= nil or test.max ~= nil) and (type(v) ~= "number" or v ~= v) then return false end
+  if test.min ~= nil and v < test.min then return false end
+  if test.max ~= nil and v > test.max then return false end
+  if test.match ~= nil and not tostring(v):find(test.match) then return false end
+  return true
+end
+
+--- identify(profile, bus [, unit]) -> true when the device at unit answers
+--- every test of profile.probe; false and why not (a test that fails or a
+--- register the device does not have); nil, message, code when the bus
+--- fails (timeout, ...). Raises on a profile without a probe.
+function M.identify(profile, bus, unit)
+  profile = require("moondog.devices").load(profile)
+  if type(profile.probe) ~= "table" or #profile.probe == 0 then
+    error(format("profile %s has no probe", profile.name or "?"), 2)
+  end
+  unit = unit or bus:default_unit()
+  for i, test in ipairs(profile.probe) do
+    local item = check_probe_test(profile, i, test)
+    local data, err, code = bus[reader[item.kind]](bus, unit, item.address, item.count)
+    if not data then
+      if not_implemented[code] then
+        return false, format("probe[%d]: %s %d: %s", i, item.kind, item.address, err)
+      end
+      return nil, err, code
+    end
+    local v
+    if item.type == "bool" then
+      v = data[1] and true or false
+    else
+      v = codec.decode(data, item.type, item.order, 1, item.type == "string" and item.count or nil)
+      if item.type == "float32" then v = significant(v, 7) end
+    end
+    if not probe_passes(test, v) then
+      return false, format("probe[%d]: %s %d reads %s", i, item.kind, item.address, tostring(v))
+    end
+  end
+  return true
+end
+
+--- check(profile) -> mistakes, items: what open() checks (every point, the
+--- read plan), the register specs of profile.info and the tests of
+--- profile.probe, with every mistake collected as a message instead of
+--- raising at the first.
+function M.check(profile)
+  local mistakes, list = base.check(profile, check_point)
+  if #mistakes == 0 then
+    local reads, err = planner.plan(list, {
+      max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
+    })
+    if not reads then mistakes[#mistakes + 1] = format("profile %s: %s", profile.name or "?", err) end
+  end
+  if profile.probe ~= nil then
+    if type(profile.probe) ~= "table" or #profile.probe == 0 then
+      mistakes[#mistakes + 1] = format("profile %s: probe must be a list of tests {source =, equals = ...}",
+        profile.name or "?")
+    else
+      for i, test in ipairs(profile.probe) do
+        local ok, err = pcall(check_probe_test, profile, i, test)
+        if not ok then mistakes[#mistakes + 1] = tostring(err) end
+      end
+    end
+  end
+  local info = type(profile.info) == "table" and profile.info or {}
+  for _, field in ipairs(sorted_keys(info)) do
+    if type(info[field]) ~= "string" then
+      local where = format("profile %s, info.%s", profile.name or "?", field)
+      local ok, err = pcall(source_item, where, info[field])
+      if not ok then mistakes[#mistakes + 1] = tostring(err) end
+    end
+  end
+  return mistakes, list
 end
 
 -- }=====

@@ -83,6 +83,24 @@ local function check_point(where, p)
   return item
 end
 
+--- check(profile) -> mistakes, items: what open() checks, and the objects
+--- profile.info names, with every mistake collected as a message.
+function M.check(profile)
+  local mistakes, list = base.check(profile, check_point)
+  local info = type(profile.info) == "table" and profile.info or {}
+  local fields = {}
+  for field in pairs(info) do fields[#fields + 1] = field end
+  table.sort(fields)
+  for _, field in ipairs(fields) do
+    local ok, e = pcall(registry.get, info[field])
+    if not ok or not e then
+      mistakes[#mistakes + 1] = format("profile %s, info.%s: '%s' is not in the RCT registry",
+        profile.name or "?", field, tostring(info[field]))
+    end
+  end
+  return mistakes, list
+end
+
 -- }=====
 
 -- {===== values =====

@@ -12,15 +12,25 @@
 -- (Wh -> kWh). Enums read as their SunSpec symbols; a writable enum point
 -- without `options` gets the symbols of its definition.
 --
+-- Opening checks every source against the model definitions (shipped in
+-- devices/sunspec, or loaded with md.sunspec.models.load_json_dir before):
+-- an unknown model, a point its model lacks ("inverter.Wattz"), a missing
+-- repeating-group index or a writable point the definition makes read-only
+-- raises, as a misspelt RCT object does.
+--
 -- Opening never waits for the device: the first read (or describe)
 -- discovers the model list, and a failed discovery is tried again on the
--- next read. A point whose model the device does not have, or that the
--- device marks not implemented, is absent from read()'s result.
+-- next read. A point whose model the device does not have, that the device
+-- marks not implemented, or whose group instance it lacks (module[3] of
+-- two), is absent from read()'s result.
 --
 -- describe() takes manufacturer, model, serial and version from the common
 -- model (Mn, Md, SN, Vr) unless profile.info names other sources.
 
 local sunspec = require "moondog.sunspec"
+local models = require "moondog.sunspec.models"
+local layout = require "moondog.sunspec.layout"
+local aliases = require("moondog.sunspec.client").aliases
 local base = require "moondog.devices.base"
 
 local M = {}
@@ -39,9 +49,107 @@ local function parse_source(where, source)
   return math.tointeger(tonumber(model)) or model, path
 end
 
+-- The definitions a model key may stand for: an id, a short name of
+-- md.sunspec (inverter: 101-103 and 111-113), or a model's own name.
+local function definitions(key)
+  local list = {}
+  if math.type(key) == "integer" then
+    list[1] = models.get(key)
+    return list
+  end
+  for _, id in ipairs(aliases[key] or {}) do
+    list[#list + 1] = models.get(id)
+  end
+  if #list == 0 then list[1] = models.get(key) end
+  return list
+end
+
+-- The definition of a point path ("W", "module[2].DCW") in a model, or nil
+-- and why not. A point in a repeating group needs the instance's index.
+local function point_def(def, path)
+  local parts = layout.parse_path(path)
+  if not parts then return nil, "is not a point path such as 'W' or 'module[2].DCW'" end
+  local g, i = def.group, 1
+  while i <= #parts do
+    local part = parts[i]
+    if math.type(part) == "integer" then return nil, "has an index where a name belongs" end
+    if i == #parts then
+      if g.by_name[part] then return g.by_name[part] end
+      return nil, "is not a point"
+    end
+    local sub
+    for _, candidate in ipairs(g.groups) do
+      if candidate.name == part then sub = candidate end
+    end
+    if not sub then return nil, "is not a point" end
+    g, i = sub, i + 1
+    if math.type(parts[i]) == "integer" then
+      if parts[i] < 1 then return nil, "counts instances from 1" end
+      i = i + 1
+    elseif sub.count ~= 1 then
+      return nil, format("needs the index of a %s instance, e.g. %s[1]", part, part)
+    end
+  end
+  return nil, "names a group, not a point"
+end
+
+local function alias_names()
+  local names = {}
+  for name in pairs(aliases) do names[#names + 1] = name end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+-- The definition of a source's point in the first of its models that has
+-- it; raises naming the mistake: the source is checked against the model
+-- definitions when the profile is opened, so that a typo ("inverter.Wattz")
+-- is an error then, not a point that is silently never read.
+local function source_def(where, model, path)
+  local defs = definitions(model)
+  if #defs == 0 then
+    error(format("%s: no SunSpec model '%s' (use a model id such as 103 with a definition in "
+      .. "devices/sunspec or loaded with md.sunspec.models.load_json_dir, or one of %s)", where,
+      tostring(model), alias_names()), 0)
+  end
+  local why
+  for _, def in ipairs(defs) do
+    local found, reason = point_def(def, path)
+    if found then return found end
+    why = why or reason
+  end
+  local ids = {}
+  for i, def in ipairs(defs) do ids[i] = tostring(def.id) end
+  if why == "is not a point" then
+    error(format("%s: '%s' is not a point of SunSpec model %s", where, path, table.concat(ids, "/")), 0)
+  end
+  error(format("%s: '%s' %s (SunSpec model %s)", where, path, why, table.concat(ids, "/")), 0)
+end
+
 local function check_point(where, p)
   local model, path = parse_source(where, p.source)
+  local def = source_def(where, model, path)
+  if p.writable and def.access ~= "RW" then
+    error(format("%s: %s is read-only in the SunSpec definition", where, tostring(p.source)), 0)
+  end
   return { point = base.copy(p), model = model, path = path }
+end
+
+--- check(profile) -> mistakes, items: what open() checks, and the sources
+--- of profile.info, with every mistake collected as a message.
+function M.check(profile)
+  local mistakes, list = base.check(profile, check_point)
+  local info = type(profile.info) == "table" and profile.info or {}
+  local fields = {}
+  for field in pairs(info) do fields[#fields + 1] = field end
+  table.sort(fields)
+  for _, field in ipairs(fields) do
+    local ok, err = pcall(function()
+      local where = format("profile %s, info.%s", profile.name or "?", field)
+      source_def(where, parse_source(where, info[field]))
+    end)
+    if not ok then mistakes[#mistakes + 1] = tostring(err) end
+  end
+  return mistakes, list
 end
 
 -- {===== values =====

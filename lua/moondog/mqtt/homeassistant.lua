@@ -82,39 +82,46 @@ local function where(dev, p)
   return format("device %s, point %s", dev.id, p.name)
 end
 
--- Raise unless device_class, state_class and unit go together.
-local function check_classes(dev, p)
+-- The mistakes in how device_class, state_class and unit go together (an
+-- array of messages, empty when they fit).
+local function class_mistakes(p)
+  local out = {}
+  local function add(fmt, ...) out[#out + 1] = format(fmt, ...) end
   local sc, dc, unit = p.state_class, p.device_class, p.unit
   if sc ~= nil and not state_classes[sc] then
-    error(format("%s: state_class must be measurement, total or total_increasing, got %s", where(dev, p),
-      tostring(sc)), 0)
+    add("state_class must be measurement, total or total_increasing, got %s", tostring(sc))
   end
-  if dc == nil then return end
+  if dc == nil then return out end
   local c = classes[dc]
   if not c then
-    error(format("%s: device_class '%s' is not one moondog knows Home Assistant accepts", where(dev, p),
-      tostring(dc)), 0)
+    add("device_class '%s' is not one moondog knows Home Assistant accepts", tostring(dc))
+    return out
   end
   if c.units == false and unit ~= nil then
-    error(format("%s: device_class %s takes no unit", where(dev, p), dc), 0)
+    add("device_class %s takes no unit", dc)
   end
   if c.units and unit == nil and not c.unitless then
-    error(format("%s: device_class %s needs a unit", where(dev, p), dc), 0)
+    add("device_class %s needs a unit", dc)
   end
   if c.units and unit ~= nil and not c.units[unit] then
     local list = {}
     for u in pairs(c.units) do list[#list + 1] = u end
     table.sort(list)
-    error(format("%s: device_class %s takes the units %s, not '%s'", where(dev, p), dc,
-      table.concat(list, ", "), unit), 0)
+    add("device_class %s takes the units %s, not '%s'", dc, table.concat(list, ", "), tostring(unit))
   end
-  if sc ~= nil and not c.states[sc] then
-    error(format("%s: device_class %s does not go with state_class %s", where(dev, p), dc, sc), 0)
+  if sc ~= nil and state_classes[sc] and not c.states[sc] then
+    add("device_class %s does not go with state_class %s", dc, sc)
   end
   if c.need_state and sc == nil then
-    error(format("%s: device_class %s needs state_class total_increasing (or total) for the Energy "
-      .. "dashboard", where(dev, p), dc), 0)
+    add("device_class %s needs state_class total_increasing (or total) for the Energy dashboard", dc)
   end
+  return out
+end
+
+-- Raise unless device_class, state_class and unit go together.
+local function check_classes(dev, p)
+  local mistakes = class_mistakes(p)
+  if mistakes[1] then error(format("%s: %s", where(dev, p), mistakes[1]), 0) end
 end
 
 local function humanize(name)
@@ -155,17 +162,36 @@ local function device_block(node, dev, desc)
   }
 end
 
+local NUMBER_LIMITS = "a writable number needs min, max and step (Home Assistant would otherwise "
+  .. "assume 1..100 in steps of 1)"
+
 local function number_config(dev, p, c)
   local kind = point.kind(p)
   local step = p.step or (kind == "integer" and 1) or nil
   if type(p.min) ~= "number" or type(p.max) ~= "number" or type(step) ~= "number" then
-    error(format("%s: a writable number needs min, max and step (Home Assistant would otherwise "
-      .. "assume 1..100 in steps of 1)", where(dev, p)), 0)
+    error(format("%s: %s", where(dev, p), NUMBER_LIMITS), 0)
   end
   c.min, c.max, c.step = p.min, p.max, step
   c.mode = p.mode or "box"
   c.unit_of_measurement = p.unit
   c.device_class = p.device_class
+end
+
+--- ha.check(p) -> the mistakes that keep a point from being announced (an
+--- array of messages, empty when it can be): for a sensor, device_class,
+--- state_class and unit that Home Assistant does not accept together; for
+--- a writable number, a missing min, max or step. entities() raises with
+--- the first of them.
+function M.check(p)
+  local component = component_of(p)
+  if component == "sensor" then return class_mistakes(p) end
+  if component == "number" then
+    local step = p.step or (point.kind(p) == "integer" and 1) or nil
+    if type(p.min) ~= "number" or type(p.max) ~= "number" or type(step) ~= "number" then
+      return { NUMBER_LIMITS }
+    end
+  end
+  return {}
 end
 
 -- The diagnostic entities of a polled device: its state, last error and

@@ -1,0 +1,198 @@
+-- moondog probe: find the devices on a Modbus bus and the profiles that fit
+-- them, with a ready site:add(...) line for each.
+--
+--   moondog probe URL [--units 1-247] [--bauds 9600,19200] [--timeout S]
+--
+-- For each unit id (and, on a serial line, each baud rate) it runs the
+-- probe of every Modbus profile on the search path (devices/README.md,
+-- "Probe") and looks for a SunSpec map; a unit that does not answer the
+-- first request is passed over at once. A progress line on stderr says
+-- where it is. Results go to stdout, one block per unit that answered:
+--
+--   unit 3: eastron/sdm72d (Eastron SDM72D-M)
+--     site:add("sdm72d_3", "eastron/sdm72d", "rtu:///dev/ttyUSB0?baud=9600&unit=3")
+--
+-- A unit that answers but fits no profile is listed as such. Exit codes:
+-- 0 something was identified, 1 nothing was (or the bus cannot be opened),
+-- 2 the command line is wrong.
+
+local md = require "moondog"
+local modbus = require "moondog.modbus"
+local devices = require "moondog.devices"
+local cli_mod = require "moondog.cli"
+
+local format = string.format
+local TOOL = "moondog probe"
+local cli = cli_mod.new(TOOL)
+
+local help = [=[
+usage: moondog probe URL [--units LIST] [--bauds LIST] [--timeout S]
+
+Scans the unit ids of a Modbus bus, identifies what answers by the probe of
+each Modbus profile on the profile search path (and SunSpec devices by their
+map), and prints, for each device found, its unit, the matching profiles and
+a ready site:add(...) line.
+
+  URL             the bus: tcp://host[:port], rtu:///dev/ttyUSB0, rtu+tcp://...
+  --units LIST    unit ids to try, e.g. 1-247 (default), 1,2,10-20
+  --bauds LIST    serial lines only: baud rates to try in turn, e.g. 9600,19200
+                  (default: the URL's baud)
+  --timeout S     seconds to wait for each answer (default 0.5)
+
+Exit codes: 0 a device was identified, 1 none was, 2 the command line is wrong.
+]=]
+
+-- "1-5,9" -> sorted unique integers in lo..hi; a usage error otherwise.
+local function int_list(name, text, lo, hi)
+  local seen, list = {}, {}
+  for part in text:gmatch("[^,]+") do
+    local a, b = part:match("^%s*(%d+)%s*%-%s*(%d+)%s*$")
+    if not a then
+      a = part:match("^%s*(%d+)%s*$")
+      b = a
+    end
+    a, b = math.tointeger(tonumber(a)), math.tointeger(tonumber(b))
+    if not a or not b or a < lo or b > hi or a > b then
+      cli:usage_error(nil, "--%s takes numbers or ranges %d..%d such as 1-5,9, got '%s'", name, lo, hi, text)
+    end
+    for n = a, b do
+      if not seen[n] then seen[n], list[#list + 1] = true, n end
+    end
+  end
+  table.sort(list)
+  if #list == 0 then cli:usage_error(nil, "--%s is empty", name) end
+  return list
+end
+
+-- The URL with these query parameters set (others kept, in order).
+local function with_params(url, params)
+  local base, query = url:match("^([^?]*)%??(.*)$")
+  local kept = {}
+  for kv in query:gmatch("[^&]+") do
+    if params[kv:match("^([^=]*)")] == nil then kept[#kept + 1] = kv end
+  end
+  for _, k in ipairs { "baud", "unit" } do
+    if params[k] ~= nil then kept[#kept + 1] = k .. "=" .. params[k] end
+  end
+  return #kept > 0 and base .. "?" .. table.concat(kept, "&") or base
+end
+
+-- Failure codes that mean nothing answers at this unit.
+local silent = { timeout = true, gateway_target_failed = true, gateway_path_unavailable = true }
+
+-- The profiles to try: Modbus ones with a probe, and SunSpec ones.
+local function candidates()
+  local mb, ss = {}, {}
+  for _, row in ipairs(devices.list()) do
+    local p = row.profile
+    if p.protocol == "modbus" and type(p.probe) == "table" and #p.probe > 0 then
+      mb[#mb + 1] = row
+    elseif p.protocol == "sunspec" then
+      ss[#ss + 1] = row
+    end
+  end
+  return mb, ss
+end
+
+-- The SunSpec profiles whose models the device at unit has; nil when
+-- there is no SunSpec map there.
+local function sunspec_matches(bus, unit, rows, timeout)
+  if #rows == 0 then return nil end
+  local sdev = md.sunspec.open(bus, { unit = unit, timeout = timeout })
+  if not sdev then return nil end
+  local found = {}
+  for _, row in ipairs(rows) do
+    for _, p in ipairs(row.profile.points) do
+      local key = tostring(p.source):match("^([%w_]+)%.")
+      if key and sdev:model(math.tointeger(tonumber(key)) or key) then
+        found[#found + 1] = row
+        break
+      end
+    end
+  end
+  return found
+end
+
+local function label(row)
+  local p = row.profile
+  return format("%s (%s %s)", row.name, p.manufacturer or "?", p.model or "?")
+end
+
+local function probe_bus(url, units, timeout, mb, ss, total, done)
+  local bus, err, code = modbus.open(url, { timeout = timeout })
+  if not bus then cli:io_error(url, err, code) end
+  local found = 0
+  for _, unit in ipairs(units) do
+    done = done + 1
+    io.stderr:write(format("\r%s: unit %d (%d/%d) ", url, unit, done, total))
+    io.stderr:flush()
+    local matches, answered = {}, false
+    for _, row in ipairs(mb) do
+      local ok, _, why = require("moondog.devices.modbus").identify(row.profile, bus, unit)
+      if ok == nil and silent[why] then break end
+      answered = true
+      if ok then matches[#matches + 1] = row end
+    end
+    if answered or #mb == 0 then
+      for _, row in ipairs(sunspec_matches(bus, unit, ss, timeout) or {}) do
+        matches[#matches + 1] = row
+      end
+    end
+    if #matches > 0 then
+      found = found + 1
+      local names = {}
+      for i, row in ipairs(matches) do names[i] = label(row) end
+      io.stderr:write("\r\27[K")
+      io.stdout:write(format("unit %d: %s\n", unit, table.concat(names, ", ")))
+      for _, row in ipairs(matches) do
+        local id = format("%s_%d", (row.name:match("([^/]+)$"):lower():gsub("[^%w_]", "_")), unit)
+        io.stdout:write(format("  site:add(%q, %q, %q)\n", id, row.name, with_params(url, { unit = unit })))
+      end
+      io.stdout:flush()
+    elseif answered then
+      io.stderr:write("\r\27[K")
+      io.stdout:write(format("unit %d: answers, but no profile's probe fits\n", unit))
+      io.stdout:flush()
+    end
+  end
+  bus:close()
+  return found, done
+end
+
+local args = { ... }
+if args[1] == "--help" or args[1] == "-h" or args[1] == "help" then cli_mod.show_help(help) end
+local o, pos = cli:parse(nil, args, {
+  units = { arg = "LIST" }, bauds = { arg = "LIST" }, timeout = { arg = "S" }, help = {},
+  short = { h = "help" },
+})
+if o.help then cli_mod.show_help(help) end
+if #pos == 0 then
+  cli:usage_error(nil, "missing the bus URL (e.g. rtu:///dev/ttyUSB0 or tcp://192.168.1.50)")
+end
+if #pos > 1 then cli:usage_error(nil, "unexpected argument '%s'", pos[2]) end
+local url = pos[1]
+local units = int_list("units", o.units or "1-247", 1, 247)
+local timeout = cli:seconds(nil, o.timeout) or 0.5
+local bauds = { false }
+if o.bauds then
+  if not url:match("^rtu://") then
+    cli:usage_error(nil, "--bauds is for serial lines (rtu://...), not %s", url)
+  end
+  bauds = int_list("bauds", o.bauds, 50, 4000000)
+end
+local mb, ss = candidates()
+local found, done = 0, 0
+for _, baud in ipairs(bauds) do
+  local n
+  n, done = probe_bus(baud and with_params(url, { baud = baud }) or url, units, timeout, mb, ss,
+    #units * #bauds, done)
+  found = found + n
+end
+io.stderr:write("\r\27[K")
+io.stderr:flush()
+if found == 0 then
+  cli_mod.say("%s: no device identified on %s (units %s)", TOOL, url, o.units or "1-247")
+  io.stdout:flush()
+  md.exit(1)
+end
+io.stdout:flush()

@@ -1,0 +1,96 @@
+-- `moondog probe` as users run it: the real tool as a child process against
+-- one bus holding devices of different profiles at different unit ids (a
+-- moondog Modbus server in its own process, serving register images this
+-- test writes by hand), over TCP and over a socat pty pair (RTU). Each
+-- device is identified by its profile's probe, and nothing else is.
+
+local T = require "moondog.testing"
+
+local format = string.format
+local q = T.quote
+
+-- The server script: units 1 (an Eastron single-phase meter), 3 (a Growatt
+-- MIN TL-X), 5 (a device that answers with zeros) and 7 (an Eastron
+-- SDM72D-M-2), serving URL (arg[1]); prints "ready PORT".
+local SERVER = [[
+local srv = assert(md.modbus.serve(arg[1], { units = { 1, 3, 5, 7 } }))
+local function f32(v) return { string.unpack(">I2I2", string.pack(">f", v)) } end
+srv:set(1, "input", 0x00, f32(230.1))
+srv:set(1, "input", 0x46, f32(50.0))
+srv:set(3, "holding", 44, { 0x0201 })
+srv:set(3, "input", 3000, { 1 })
+srv:set(7, "holding", 0xFC02, { 0x0089 })
+srv:set(7, "input", 0x00, f32(231.0))
+print("ready " .. (srv:port() or 0))
+io.stdout:flush()
+]]
+
+local function start_server(dir, url)
+  T.write_file(dir.path .. "/server.lua", SERVER)
+  local p = T.start(dir, "server", format("%s %s %s", q(md.paths.exe), q(dir.path .. "/server.lua"), q(url)))
+  local port = assert(p:first_line():match("^ready (%d+)$"), "the server says ready")
+  return p, port
+end
+
+-- Run `moondog probe ARGS`; returns stdout, stderr, exit code.
+local function probe(dir, args)
+  local errf = dir.path .. "/probe.err"
+  local out, code = T.sh(format("%s probe %s 2>%s </dev/null", q(md.paths.exe), args, q(errf)))
+  return out, T.read_file(errf) or "", code
+end
+
+local function expected(url)
+  return table.concat({
+    "unit 1: eastron/sdm120 (Eastron SDM120), eastron/sdm230 (Eastron SDM230)",
+    format('  site:add("sdm120_1", "eastron/sdm120", "%s")', url(1)),
+    format('  site:add("sdm230_1", "eastron/sdm230", "%s")', url(1)),
+    "unit 3: growatt/min_tlx (Growatt MIN/MIC TL-X)",
+    format('  site:add("min_tlx_3", "growatt/min_tlx", "%s")', url(3)),
+    "unit 5: answers, but no profile's probe fits",
+    "unit 7: eastron/sdm72d (Eastron SDM72D-M)",
+    format('  site:add("sdm72d_7", "eastron/sdm72d", "%s")', url(7)),
+  }, "\n") .. "\n"
+end
+
+T.test("TCP: each device by its probe, nothing at the silent units", function()
+  local dir <close> = T.tmpdir()
+  local _srv <close>, port = start_server(dir, "tcp://127.0.0.1:0")
+  local base = "tcp://127.0.0.1:" .. port
+  local out, err, code = probe(dir, base .. " --units 1-8 --timeout 0.3")
+  T.eq(code, 0, "exit code: " .. err)
+  T.eq(out, expected(function(u) return format("%s?unit=%d", base, u) end), "stdout")
+  assert(err:find("unit 8 (8/8)", 1, true), "a progress line: " .. err)
+end)
+
+T.test("RTU on a pty pair: the same devices on one serial bus", function()
+  T.need("socat", "socat")
+  local dir <close> = T.tmpdir()
+  local a, b = dir.path .. "/pty-a", dir.path .. "/pty-b"
+  local _socat <close> = T.start(dir, "socat", format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s",
+    q(a), q(b)))
+  T.wait_for(function() return io.open(a) ~= nil and io.open(b) ~= nil end, 5, "socat's pty links")
+  local _srv <close> = start_server(dir, "rtu://" .. a .. "?baud=19200")
+  local out, err, code = probe(dir, q("rtu://" .. b) .. " --units 1-8 --bauds 19200 --timeout 0.2")
+  T.eq(code, 0, "exit code: " .. err)
+  T.eq(out, expected(function(u) return format("rtu://%s?baud=19200&unit=%d", b, u) end), "stdout")
+end)
+
+T.test("nothing identified exits 1; command-line mistakes exit 2", function()
+  local dir <close> = T.tmpdir()
+  local _srv <close>, port = start_server(dir, "tcp://127.0.0.1:0")
+  local base = "tcp://127.0.0.1:" .. port
+  local out, err, code = probe(dir, base .. " --units 2,4 --timeout 0.3")
+  T.eq(code, 1, "exit code")
+  T.eq(out, "", "stdout")
+  assert(err:find("no device identified on " .. base .. " (units 2,4)", 1, true), err)
+  for _, case in ipairs {
+    { "", "missing the bus URL" },
+    { base .. " --bauds 9600", "--bauds is for serial lines" },
+    { base .. " --units 0-300", "--units takes numbers or ranges 1..247" },
+  } do
+    out, err, code = probe(dir, case[1])
+    T.eq(code, 2, case[2] .. ": exit code")
+    T.eq(out, "", case[2] .. ": stdout")
+    assert(err:find(case[2], 1, true), err)
+  end
+end)
