@@ -646,6 +646,8 @@ void md_task_spawn(lua_State *L, int idx, int nargs)
     luaL_checktype(L, idx, LUA_TFUNCTION);
     if (E->closing)
         luaL_error(L, "cannot spawn a task: the engine is shutting down");
+    /* The arguments are copied once on L, then moved to the new thread. */
+    luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments for a task");
     md_task *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
     t->E = E;
@@ -662,6 +664,8 @@ void md_task_spawn(lua_State *L, int idx, int nargs)
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!lua_checkstack(co, nargs + 1))
+        luaL_error(L, "cannot spawn a task: too many arguments (%d)", nargs);
     lua_pushvalue(L, idx);
     lua_xmove(L, co, 1); /* function */
     for (int i = 1; i <= nargs; i++)

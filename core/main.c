@@ -114,8 +114,8 @@ static void set_arg_table(lua_State *L, char **argv, int argc, int script)
     lua_setglobal(L, "arg");
 }
 
-/* Compile and spawn a main-chunk task. Returns 0, or 1 after printing a
- * compile error. */
+/* Compile and spawn a main-chunk task. Returns 0, 1 after printing a
+ * compile error, or 2 when the arguments do not fit on a Lua stack. */
 static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
 {
     lua_State *L = md_engine_lua(E);
@@ -123,6 +123,15 @@ static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
         fprintf(stderr, "moondog: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 1;
+    }
+    /* One stack slot per argument: a tool such as `modbus write` takes up to
+     * 123 values, and the C stack guarantees only LUA_MINSTACK (20) slots;
+     * md_engine_spawn_main copies them once more. */
+    if (nargs > INT_MAX / 2 - LUA_MINSTACK ||
+        !lua_checkstack(L, 2 * nargs + LUA_MINSTACK)) {
+        fprintf(stderr, "moondog: too many arguments (%d)\n", nargs);
+        lua_pop(L, 1);
+        return 2;
     }
     for (int i = 0; i < nargs; i++)
         lua_pushstring(L, args[i]);
