@@ -46,6 +46,7 @@
 
 #include "log.h"
 #include "mbcodec_lua.h"
+#include "process.h"
 
 #define TASK_MT "moondog.task"
 
@@ -1161,6 +1162,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.stream", luaopen_moondog_stream);
     preload(E->L, "moondog.event", luaopen_moondog_event);
     preload(E->L, "moondog.sunspec.codec", luaopen_moondog_sunspec_codec);
+    preload(E->L, "moondog.process.core", luaopen_moondog_process_core);
 
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */
@@ -1208,6 +1210,9 @@ void md_engine_free(md_engine *E)
         task_cancel(t);
     }
     E->closing = true;
+    /* No child outlives its engine; stopped before lua_close so that the
+     * finalizers see them gone (a broker's folder is removed then). */
+    md_process_kill_all(3000);
     lua_close(E->L);
     if (E->has_watchdog)
         timer_delete(E->watchdog);

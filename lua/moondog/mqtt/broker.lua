@@ -25,12 +25,22 @@
 --
 -- The broker is a child process (moondog.process: the pid is mosquitto's
 -- own; stopping it reaps it). Waiting for it polls its
--- log with md.sleep, so other tasks run meanwhile.
+-- log with md.sleep, so other tasks run meanwhile. A broker object that is
+-- dropped without close() never blocks the collector: mosquitto runs on
+-- until the engine exits, which stops it, and then its temporary directory
+-- is removed.
 
 local mdcore = require "moondog.core"
 local process = require "moondog.process"
 
 local M = {}
+
+-- Temporary directories of brokers not closed yet; removed when the Lua
+-- state closes at engine exit, after the engine stopped its children.
+local own_dirs = {}
+M._cleanup = setmetatable({}, { __gc = function()
+  for dir in pairs(own_dirs) do os.execute("rm -rf " .. process.quote(dir)) end
+end })
 
 local Broker = {}
 Broker.__index = Broker
@@ -180,6 +190,7 @@ function Broker:close()
   self:stop()
   if self.own_dir then
     os.execute("rm -rf " .. quote(self.dir))
+    own_dirs[self.dir] = nil
     self.own_dir = false
   end
 end
@@ -212,6 +223,7 @@ function M.start(opts)
     self.dir = p:read("l")
     p:close()
     self.own_dir = true
+    own_dirs[self.dir] = true
   end
   self.log = self.dir .. "/mosquitto.log"
   if self.users then
