@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -71,18 +72,68 @@ static struct {
 } C = {.sock = -1, .exit_code = -1};
 
 static int sig_pipe[2] = {-1, -1};
+static char C_default[PATH_MAX]; /* the default path, when no path was given */
 
 const char *md_attach_default_path(char *buf, size_t len)
 {
     const char *env = getenv("MOONDOG_ATTACH");
     const char *run = getenv("XDG_RUNTIME_DIR");
+    const char *tmp = getenv("TMPDIR");
     if (env && *env)
         snprintf(buf, len, "%s", env);
     else if (run && *run)
         snprintf(buf, len, "%s/moondog.sock", run);
     else
-        snprintf(buf, len, "/tmp/moondog-%u.sock", (unsigned)getuid());
+        snprintf(buf, len, "%s/moondog-%u/attach.sock", tmp && *tmp ? tmp : "/tmp",
+                 (unsigned)getuid());
     return buf;
+}
+
+bool md_attach_default_in_private_dir(void)
+{
+    const char *env = getenv("MOONDOG_ATTACH");
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    return !(env && *env) && !(run && *run);
+}
+
+/* Only this user (or root) may own the socket, its directory or the engine,
+ * and nobody else may write to them: otherwise another local user could
+ * have put their own socket there first (issue 17). */
+static bool trusted_owner(uid_t uid)
+{
+    return uid == getuid() || uid == 0;
+}
+
+int md_attach_private_dir(const char *path, bool create, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        snprintf(err, errlen, "%s is not in a directory of its own", path);
+        return -EINVAL;
+    }
+    *slash = '\0';
+    if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot use %s: %s", dir, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+        snprintf(err, errlen,
+                 "%s is not a private directory of user %u (owner %u, mode %03o): "
+                 "another user may have made it; remove it or set MOONDOG_ATTACH",
+                 dir, (unsigned)geteuid(), (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 0777));
+        return -EPERM;
+    }
+    return 0;
 }
 
 /* {===== frames ===== */
@@ -412,6 +463,40 @@ static int connect_to(const char *path)
     return fd;
 }
 
+/* Before a single byte goes out: is the socket file ours (or root's) and
+ * closed to others, and is the process behind it ours (or root's)? A line
+ * typed into a socket another user planted would hand them passwords. */
+static bool check_engine(int fd, const char *path)
+{
+    struct stat st;
+    struct ucred cred;
+    socklen_t credlen = sizeof cred;
+    char err[PATH_MAX + 200];
+    if (lstat(path, &st) < 0) {
+        snprintf(err, sizeof err, "cannot check %s: %s", path, strerror(errno));
+    } else if (!S_ISSOCK(st.st_mode) || !trusted_owner(st.st_uid) || (st.st_mode & 022)) {
+        snprintf(err, sizeof err,
+                 "%s belongs to user %u with mode %03o, not to you: refusing to "
+                 "send anything to it",
+                 path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+    } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0) {
+        snprintf(err, sizeof err, "cannot tell who listens on %s: %s", path,
+                 strerror(errno));
+    } else if (!trusted_owner(cred.uid)) {
+        snprintf(err, sizeof err,
+                 "the process listening on %s runs as user %u, not as you: refusing "
+                 "to send anything to it",
+                 path, (unsigned)cred.uid);
+    } else if (md_attach_default_in_private_dir() && strcmp(path, C_default) == 0 &&
+               md_attach_private_dir(path, false, err, sizeof err) < 0) {
+        /* err says why */
+    } else {
+        return true;
+    }
+    fprintf(stderr, "moondog: %s\n", err);
+    return false;
+}
+
 static void setup_terminal(const char *path)
 {
     md_lineedit_setup("moondog-attach", ".moondog_attach_history", ask_matches);
@@ -467,15 +552,18 @@ static void run(void)
 
 int md_attach_client(const char *path)
 {
-    char def[PATH_MAX];
     if (!path)
-        path = md_attach_default_path(def, sizeof def);
+        path = md_attach_default_path(C_default, sizeof C_default);
     C.sock = connect_to(path);
     if (C.sock < 0) {
         fprintf(stderr,
                 "moondog: cannot attach to %s: %s — is an engine running with "
                 "md.attach.listen()?\n",
                 path, strerror(errno));
+        return 1;
+    }
+    if (!check_engine(C.sock, path)) {
+        close(C.sock);
         return 1;
     }
     C.tty = isatty(STDIN_FILENO);

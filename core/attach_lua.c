@@ -12,6 +12,7 @@
  * until the engine exits, whether or not the script keeps the object. It
  * does not keep the engine alive; a connected session does. Codes: "in_use"
  * (another engine listens there), "exists" (a file that is not a socket),
+ * "unsafe" (the default path's directory is not private to this user),
  * "io" (anything else).
  *
  * WIRE PROTOCOL. A byte stream of frames, each 1 type byte, a 4-byte
@@ -776,8 +777,11 @@ static int attach_listen(lua_State *L)
 {
     char def[PATH_LEN + 64];
     const char *path = luaL_optstring(L, 1, NULL);
-    if (!path)
+    bool private_dir = false;
+    if (!path) {
         path = md_attach_default_path(def, sizeof def);
+        private_dir = md_attach_default_in_private_dir();
+    }
     luaL_argcheck(L, *path, 1, "empty socket path");
     if (strlen(path) >= PATH_LEN)
         return luaL_argerror(
@@ -792,9 +796,13 @@ static int attach_listen(lua_State *L)
     snprintf(ls->path, sizeof ls->path, "%s", path);
     luaL_setmetatable(L, LISTENER_MT);
 
-    char err[PATH_LEN + 128];
+    char err[2 * PATH_LEN + 200];
     const char *code;
-    int fd = open_socket(ls, err, sizeof err, &code);
+    int fd = -1;
+    if (private_dir && md_attach_private_dir(path, true, err, sizeof err) < 0)
+        code = "unsafe";
+    else
+        fd = open_socket(ls, err, sizeof err, &code);
     if (fd >= 0) {
         ls->watch = md_loop_watch(ls->loop, fd, MD_LOOP_READ, on_accept, ls);
         if (!ls->watch) {
