@@ -48,7 +48,8 @@ T.test("attach sends nothing to a socket another user listens on", function()
   T.write_file(dir.path .. "/squat.py", SQUATTER)
   local sock, log = dir.path .. "/moondog.sock", dir.path .. "/captured"
   local squatter <close> = T.start(dir, "squatter",
-    format("setpriv --reuid=%d --regid=%d --clear-groups /usr/bin/python3 %s %s %s", NOBODY, NOBODY, q(dir.path .. "/squat.py"), q(sock), q(log)))
+    format("setpriv --reuid=%d --regid=%d --clear-groups /usr/bin/python3 %s %s %s", NOBODY, NOBODY,
+      q(dir.path .. "/squat.py"), q(sock), q(log)))
   T.eq(squatter:first_line(), "ready", "squatter")
   local out, code = T.sh(format("printf 'my-password\\n' | %s attach %s 2>&1", q(md.paths.exe), q(sock)))
   T.eq(code, 1, "exit code; output: " .. out)
