@@ -23,8 +23,8 @@ T.test("a full server closes its longest idle client for a new one", function()
   local srv <close> = serve { max_clients = 3 }
   local a <close> = squat(srv)
   md.sleep(0.05)
-  local b <close> = squat(srv, "\0\1\0\0\0") -- 5 bytes of an MBAP header
-  local c <close> = squat(srv)
+  local _b <close> = squat(srv, "\0\1\0\0\0") -- 5 bytes of an MBAP header
+  local _c <close> = squat(srv)
   T.wait_for(function() return srv:stats().clients == 3 end, 5, "three squatters")
   local bus <close> = assert(md.modbus.open("tcp://127.0.0.1:" .. srv:port() .. "?unit=1"))
   local regs, err = bus:read_holding(1, 0, 1)
