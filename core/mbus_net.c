@@ -219,9 +219,13 @@ static void finish(md_mbus *b, int rc)
     if (n->fd >= 0 && !n->connecting) {
         bool stream = !mbus_is_datagram(b);
         bool unsent = n->out_off < n->out_len;
-        /* A stream that lost a frame boundary or its peer must be reopened. */
+        /* A stream that lost a frame boundary or its peer must be reopened.
+         * So must one whose answer timed out half-received: its tail would
+         * arrive in the next transaction and read as a broken header
+         * (issue 17); a whole late MBAP answer is skipped by its tid. */
+        bool cut = (rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EBADTID) && n->in_len > 0;
         if (rc == -MD_MBUS_ECONNLOST ||
-            (stream && (rc == -MD_MBUS_EMALFORMED || unsent))) {
+            (stream && (rc == -MD_MBUS_EMALFORMED || unsent || cut))) {
             disconnect(b);
         } else {
             if (n->in_len > 0 || (rc != 0 && rc != -MD_MBUS_EEXCEPTION))
