@@ -20,7 +20,7 @@
  * backoff timer starts the next attempt, forever, with the delay doubling
  * from backoff_min to backoff_max (with jitter, so that many engines do not
  * reconnect in step) and starting again from backoff_min after a
- * connection that lasted 10 s.
+ * connection that lasted 10 s; losing such a connection retries at once.
  *
  * Writes. libmosquitto writes every packet with its own write() at once,
  * and the socket has TCP_NODELAY so that a lone message (a command's
@@ -490,13 +490,19 @@ static void on_backoff(md_loop *loop, md_timer *t, void *ud)
     begin_attempt(m);
 }
 
-static void schedule_attempt(md_mqtt *m)
+/* The next attempt: at once after losing a connection that was stable
+ * (the broker restarted or the network came back: issue 17 measured 25 and
+ * 96 s lost to backoff), else after the backoff delay. */
+static void schedule_attempt(md_mqtt *m, bool at_once)
 {
     int delay = m->backoff_ms;
     /* jitter: 75..100 % of the delay */
     delay -= (int)((long long)delay * (rand_r(&m->seed) % 256) / 1024);
-    m->backoff_ms =
-        m->backoff_ms * 2 > m->backoff_max_ms ? m->backoff_max_ms : m->backoff_ms * 2;
+    if (at_once)
+        delay = 0;
+    else
+        m->backoff_ms =
+            m->backoff_ms * 2 > m->backoff_max_ms ? m->backoff_max_ms : m->backoff_ms * 2;
     m->state = ST_WAITING;
     m->backoff_timer =
         md_loop_timer(m->loop, md_loop_now(m->loop) + delay, on_backoff, m);
@@ -525,9 +531,10 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     m->refusal_code = NULL;
     if (!same)
         set_error(m, code, "%s", message);
+    bool stable = was_up && md_loop_now(m->loop) - m->up_since >= STABLE_MS;
     if (was_up) {
         m->disconnects++;
-        if (md_loop_now(m->loop) - m->up_since >= STABLE_MS)
+        if (stable)
             m->backoff_ms = m->backoff_min_ms;
         md_log_warn("mqtt %s: connection lost: %s; reconnecting (%d message(s) queued)",
                     m->name, message, m->queued);
@@ -535,7 +542,7 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
         md_log(same ? MD_LOG_DEBUG : MD_LOG_WARN,
                "mqtt %s: connection attempt failed: %s", m->name, message);
     }
-    schedule_attempt(m);
+    schedule_attempt(m, stable);
     if (m->h.state)
         m->h.state(m->ud, was_up ? MD_MQTT_DISCONNECTED : MD_MQTT_ATTEMPT_FAILED, false,
                    code, message);

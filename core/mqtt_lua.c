@@ -879,7 +879,7 @@ static int mqtt_new(lua_State *L)
     cfg.client_id = opt_str(L, 1, "client_id");
     cfg.username = opt_str(L, 1, "username");
     cfg.password = opt_str(L, 1, "password");
-    cfg.keepalive = (int)opt_int(L, 1, "keepalive", 60, 5, 65535);
+    cfg.keepalive = (int)opt_int(L, 1, "keepalive", 30, 5, 65535);
     cfg.clean_session = opt_bool(L, 1, "clean", true);
     cfg.protocol = (int)opt_int(L, 1, "protocol", 3, 3, 5);
     cfg.ca_file = opt_str(L, 1, "ca_file");
@@ -901,7 +901,7 @@ static int mqtt_new(lua_State *L)
     cfg.max_inflight = (int)opt_int(L, 1, "max_inflight", 20, 1, 65535);
     cfg.connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
     cfg.backoff_min_ms = opt_ms(L, 1, "backoff_min", 1);
-    cfg.backoff_max_ms = opt_ms(L, 1, "backoff_max", 60);
+    cfg.backoff_max_ms = opt_ms(L, 1, "backoff_max", 5);
     if (cfg.backoff_max_ms < cfg.backoff_min_ms)
         cfg.backoff_max_ms = cfg.backoff_min_ms;
     cfg.name = opt_str(L, 1, "name");

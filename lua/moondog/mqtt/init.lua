@@ -146,13 +146,15 @@ end
 --- mqtt.connect(opts) -> client, or nil, message, code.
 --- opts: host (default 127.0.0.1), port (1883, 8883 with TLS), or url =
 --- "mqtt://user:pass@host:port" / "mqtts://host"; client_id, username,
---- password, keepalive (60 s), clean (true; false: persistent session, needs
+--- password, keepalive (30 s: a silent broker is noticed within 1.5 times
+--- this), clean (true; false: persistent session, needs
 --- client_id), protocol (3 = MQTT 3.1.1, 5), tls = true | {ca_file=,
 --- ca_path=, cert_file=, key_file=, insecure=}, will = {topic=, payload=,
 --- qos=1, retain=true}, queue = {messages = 10000, bytes = 16 MiB},
 --- max_inflight (20), max_pending (10000 incoming per subscription),
 --- max_pending_bytes (16 MiB incoming over all subscriptions),
---- reconnect = {min = 1, max = 60} (s), connect_timeout (10 s),
+--- reconnect = {min = 1, max = 5} (s; a stable connection that is lost is
+--- retried at once), connect_timeout (10 s),
 --- wait (true: return once connected, or nil, message, code when the first
 --- attempt fails; false: return at once and connect in the background).
 function M.connect(opts)
