@@ -21,8 +21,8 @@
  * Lua the way lua.c does: the signal handler sets a hook on the running
  * thread, and the hook raises. A hook is set only on demand because a
  * permanent count hook halves the speed of Lua code. The watchdog is a
- * one-shot POSIX timer aimed at the loop thread, running while tasks run
- * (see batch_enter).
+ * one-shot POSIX timer aimed at the loop thread, re-armed every twentieth of
+ * its limit while tasks run (see batch_enter and on_watchdog_signal).
  *
  * Threads: everything here runs on the loop thread.
  */
@@ -54,6 +54,7 @@
 #define MD_VERSION "0.0.0"
 #endif
 #define WATCHDOG_SIGNAL SIGURG /* ignored by default: harmless if it arrives late */
+#define WATCHDOG_SLICES 20     /* the watchdog fires within 5 % past its limit */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define reset_thread(co, from) lua_closethread(co, from)
@@ -130,8 +131,9 @@ struct md_engine {
     /* What is executing Lua right now (for interrupts and the watchdog). */
     md_task *running;
     lua_State *volatile running_L;
-    volatile uint64_t resume_seq;    /* counts resumes */
-    volatile uint64_t watchdog_seen; /* resume_seq when the watchdog last looked */
+    volatile uint64_t resume_seq;         /* counts resumes */
+    volatile uint64_t watchdog_seen;      /* resume_seq when the watchdog last looked */
+    volatile sig_atomic_t watchdog_ticks; /* looks since watchdog_seen changed */
     volatile sig_atomic_t interrupt_signo;
     volatile sig_atomic_t run_depth;      /* nested batches of resumes */
     volatile sig_atomic_t watchdog_armed; /* the watchdog timer is set */
@@ -210,11 +212,19 @@ static void arm_watchdog(md_engine *E, int64_t ms)
     timer_settime(E->watchdog, 0, &its, NULL);
 }
 
-/* The timer fires every watchdog period while tasks run. If the same resume
- * is still running as at the previous look, it has been busy for at least
- * one whole period (at most two): interrupt it. Comparing a counter keeps
- * clock reads and syscalls off the resume path. After a whole period with
- * no resume at all the timer rests until the next batch. */
+/* The timer fires every slice (a WATCHDOG_SLICES-th of the limit) while
+ * tasks run. If the same resume is still running after WATCHDOG_SLICES
+ * looks in a row, it has been busy for at least the limit and at most one
+ * slice more: interrupt it (a timer of the whole limit fired anywhere
+ * between 1 and 2 times it: issue 17). Comparing a counter keeps clock
+ * reads and syscalls off the resume path. After a slice with no resume at
+ * all the timer rests until the next batch. */
+static int64_t watchdog_slice(const md_engine *E)
+{
+    int64_t slice = E->watchdog_ms / WATCHDOG_SLICES;
+    return slice > 0 ? slice : 1;
+}
+
 static void on_watchdog_signal(int signo)
 {
     md_engine *E = signal_engine;
@@ -225,8 +235,12 @@ static void on_watchdog_signal(int signo)
         return;
     }
     if (E->running_L && E->resume_seq == E->watchdog_seen) {
-        E->watchdog_armed = 0; /* the next batch arms it again */
-        interrupt_running_lua(signo);
+        if (++E->watchdog_ticks >= WATCHDOG_SLICES) {
+            E->watchdog_armed = 0; /* the next batch arms it again */
+            interrupt_running_lua(signo);
+            return;
+        }
+        arm_watchdog(E, watchdog_slice(E));
         return;
     }
     if (E->run_depth == 0 && E->resume_seq == E->watchdog_seen) {
@@ -234,7 +248,8 @@ static void on_watchdog_signal(int signo)
         return;
     }
     E->watchdog_seen = E->resume_seq;
-    arm_watchdog(E, E->watchdog_ms); /* timer_settime is async-signal-safe */
+    E->watchdog_ticks = 0;
+    arm_watchdog(E, watchdog_slice(E)); /* timer_settime is async-signal-safe */
 }
 
 static void setup_watchdog(md_engine *E)
@@ -263,7 +278,7 @@ static void batch_enter(md_engine *E)
     if (E->run_depth++ == 0 && E->watchdog_ms > 0 && !E->watchdog_armed) {
         E->watchdog_seen = E->resume_seq - 1;
         E->watchdog_armed = 1;
-        arm_watchdog(E, E->watchdog_ms);
+        arm_watchdog(E, watchdog_slice(E));
     }
 }
 
@@ -1028,7 +1043,8 @@ static int core_watchdog(lua_State *L)
         E->watchdog_ms = (int64_t)(s * 1000.0);
         if (E->run_depth > 0 || E->watchdog_armed) {
             E->watchdog_armed = E->watchdog_ms > 0;
-            arm_watchdog(E, E->watchdog_ms);
+            E->watchdog_seen = E->resume_seq - 1;
+            arm_watchdog(E, E->watchdog_ms > 0 ? watchdog_slice(E) : 0);
         }
     }
     return 1;
