@@ -299,6 +299,15 @@ static void ask_matches(const char *text)
 
 static void send_line(const char *line, size_t len)
 {
+    if (len > MD_ATTACH_LINE_MAX) {
+        /* The engine would end the session: say why, and send an empty line
+         * instead, which the engine answers with its next prompt. */
+        fprintf(stderr,
+                "moondog: a line of %zu bytes is longer than the %u bytes the engine "
+                "takes; it was not sent\n",
+                len, MD_ATTACH_LINE_MAX);
+        len = 0;
+    }
     if (send_frame('L', line, len) < 0) {
         C.lost = true;
         return;

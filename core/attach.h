@@ -9,6 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The largest frame a client may send (a typed line); the engine ends a
+ * session that sends more. */
+#define MD_ATTACH_LINE_MAX (1u << 20)
+
 /* The socket path used when none is given: $MOONDOG_ATTACH, else
  * $XDG_RUNTIME_DIR/moondog.sock, else ${TMPDIR:-/tmp}/moondog-<uid>/attach.sock,
  * in a directory only that user may write (md_attach_private_dir). */

@@ -81,8 +81,8 @@
 #define FRAME_HEADER 5
 _Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
                "type byte, then a 32-bit length");
-#define IN_MAX (1u << 20)  /* largest frame a client may send */
-#define OUT_MAX (1u << 20) /* output queued for a slow client before dropping it */
+#define IN_MAX MD_ATTACH_LINE_MAX /* largest frame a client may send */
+#define OUT_MAX (1u << 20)        /* output queued for a slow client before dropping it */
 #define ACCEPT_RETRY_MS 1000
 
 #define PATH_LEN sizeof(((struct sockaddr_un *)0)->sun_path)

@@ -978,8 +978,12 @@ static int core_exit(lua_State *L)
     int code;
     if (lua_isboolean(L, 1))
         code = lua_toboolean(L, 1) ? 0 : 1;
-    else
-        code = (int)luaL_optinteger(L, 1, 0);
+    else {
+        lua_Integer n = luaL_optinteger(L, 1, 0);
+        /* A process exit status is 8 bits: 300 would leave as 44. */
+        luaL_argcheck(L, n >= 0 && n <= 255, 1, "exit code must be 0..255");
+        code = (int)n;
+    }
     md_engine_exit(E, code);
     /* Unwind the calling task; shutdown then cancels the others. */
     lua_pushlightuserdata(L, (void *)&exit_sentinel);

@@ -58,6 +58,13 @@ static bool file_exists(const char *path)
     return access(path, R_OK) == 0;
 }
 
+/* Whether anything is at path, readable or not: an unreadable script is a
+ * script that cannot be read, not a tool name (issue 17). */
+static bool path_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
 /* Where lua/, scripts/ and devices/ live. */
 static void find_home(char *home, size_t len)
 {
@@ -213,7 +220,7 @@ int main(int argc, char **argv)
     char script[PATH_MAX + 64] = "";
     bool repl = command && strcmp(command, "repl") == 0;
     if (command && !repl) {
-        if (strcmp(command, "-") == 0 || file_exists(command)) {
+        if (strcmp(command, "-") == 0 || path_exists(command)) {
             snprintf(script, sizeof script, "%s", command);
         } else {
             snprintf(script, sizeof script, "%s/scripts/%s.lua", home, command);

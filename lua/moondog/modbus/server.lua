@@ -411,17 +411,20 @@ function Server:load(unit, path)
   if not f then
     return nil, "cannot load registers: " .. oerr, "io"
   end
+  local text, rerr = f:read("a") -- a directory opens, then fails here
+  f:close()
+  if not text then
+    return nil, string.format("cannot load registers from %s: %s", path, rerr), "io"
+  end
   local items, n = {}, 0
-  for line in f:lines() do
+  for line in text:gmatch("[^\n]*") do
     n = n + 1
     local item, err = parse_line(line)
     if err then
-      f:close()
       return nil, string.format("%s:%d: %s", path, n, err), "syntax"
     end
     items[#items + 1] = item
   end
-  f:close()
   for _, item in ipairs(items) do
     self.core:set(unit, item.kind, item.addr, item.values)
   end
