@@ -46,12 +46,11 @@
 
 #include <editline/readline.h>
 
+#include "attachcodec.h"
 #include "lineedit.h"
 
-/* Wire format: see attach_lua.c. */
-#define FRAME_HEADER 5
-_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
-               "type byte, then a 32-bit length");
+/* Wire format: see attach_lua.c; frames: attachcodec.h. */
+#define FRAME_HEADER MD_ATTACH_HEADER
 #define FRAME_MAX (64u << 20) /* larger frames from the engine are a broken stream */
 #define COMPLETE_WAIT_MS 2000
 
@@ -141,9 +140,8 @@ int md_attach_private_dir(const char *path, bool create, char *err, size_t errle
 /* Send one frame, blocking. Returns 0 or -errno. */
 static int send_frame(char type, const char *data, size_t len)
 {
-    unsigned char head[FRAME_HEADER] = {(unsigned char)type, (unsigned char)(len >> 24),
-                                        (unsigned char)(len >> 16),
-                                        (unsigned char)(len >> 8), (unsigned char)len};
+    uint8_t head[MD_ATTACH_HEADER];
+    md_attach_header(head, type, (uint32_t)len);
     struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     size_t left = sizeof head + len;
@@ -193,18 +191,13 @@ static bool receive(void)
  * the stream is broken. The payload stays valid until consume(). */
 static int next_frame(char *type, const char **data, size_t *len)
 {
-    if (C.in_len < FRAME_HEADER)
-        return 0;
-    const unsigned char *h = (const unsigned char *)C.in;
-    uint32_t n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
-    if (n > FRAME_MAX)
-        return -1;
-    if (C.in_len < FRAME_HEADER + (size_t)n)
-        return 0;
-    *type = (char)h[0];
-    *data = C.in + FRAME_HEADER;
-    *len = n;
-    return 1;
+    uint32_t n;
+    int rc = md_attach_next((const uint8_t *)C.in, C.in_len, FRAME_MAX, type, &n);
+    if (rc == 1) {
+        *data = C.in + FRAME_HEADER;
+        *len = n;
+    }
+    return rc;
 }
 
 static void consume(size_t len)

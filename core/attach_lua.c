@@ -71,6 +71,7 @@
 #include <lua.h>
 
 #include "attach.h"
+#include "attachcodec.h"
 #include "engine.h"
 #include "log.h"
 
@@ -78,9 +79,7 @@
 #define SESSION_MT "moondog.attach.session"
 #define RUNNER_KEY "moondog.attach.runner"
 
-#define FRAME_HEADER 5
-_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
-               "type byte, then a 32-bit length");
+#define FRAME_HEADER MD_ATTACH_HEADER
 #define IN_MAX MD_ATTACH_LINE_MAX /* largest frame a client may send */
 #define OUT_MAX (1u << 20)        /* output queued for a slow client before dropping it */
 #define ACCEPT_RETRY_MS 1000
@@ -132,15 +131,6 @@ static unsigned long long last_session_id;
 
 static void session_close(lua_State *L, session *s, const char *why);
 
-static void put_header(unsigned char *h, char type, size_t len)
-{
-    h[0] = (unsigned char)type;
-    h[1] = (unsigned char)(len >> 24);
-    h[2] = (unsigned char)(len >> 16);
-    h[3] = (unsigned char)(len >> 8);
-    h[4] = (unsigned char)len;
-}
-
 /* Queue bytes behind what the client has not taken yet. */
 static bool queue_out(session *s, const char *data, size_t len)
 {
@@ -168,8 +158,8 @@ static void session_send(lua_State *L, session *s, char type, const char *data,
 {
     if (s->fd < 0)
         return;
-    unsigned char head[FRAME_HEADER];
-    put_header(head, type, len);
+    uint8_t head[FRAME_HEADER];
+    md_attach_header(head, type, (uint32_t)len);
     size_t sent = 0, total = sizeof head + len;
     if (s->out_len == 0) {
         struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
@@ -420,12 +410,6 @@ static void interrupt(lua_State *L, session *s, int idx)
 
 /* {===== sessions: input and life cycle ===== */
 
-static uint32_t get_be32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-}
-
 static void on_frame(lua_State *L, session *s, int idx, char type, const char *data,
                      size_t len)
 {
@@ -442,15 +426,17 @@ static void on_frame(lua_State *L, session *s, int idx, char type, const char *d
 static void handle_frames(lua_State *L, session *s, int idx)
 {
     size_t off = 0;
-    while (s->fd >= 0 && s->in_len - off >= FRAME_HEADER) {
-        uint32_t n = get_be32(s->in + off + 1);
-        if (n > IN_MAX) {
+    while (s->fd >= 0) {
+        char type;
+        uint32_t n;
+        int rc = md_attach_next((const uint8_t *)s->in + off, s->in_len - off, IN_MAX,
+                                &type, &n);
+        if (rc < 0) {
             session_close(L, s, "frame too large");
             return;
         }
-        if (s->in_len - off < FRAME_HEADER + (size_t)n)
+        if (rc == 0)
             break;
-        char type = s->in[off];
         size_t at = off + FRAME_HEADER;
         off += FRAME_HEADER + n;
         on_frame(L, s, idx, type, s->in + at, n);
