@@ -47,6 +47,17 @@ T.test("rct read-value prints a hostile string escaped", function()
   T.eq(out, text.printable(EVIL) .. "\n", "read-value output")
 end)
 
+T.test("modbus read --type string prints a hostile string escaped", function()
+  local dir <close> = T.tmpdir()
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0"))
+  local bytes = "A\27[2J\n\"B" -- 8 bytes: 4 registers
+  local regs = {}
+  for i = 1, #bytes, 2 do regs[#regs + 1] = string.unpack(">I2", bytes, i) end
+  srv:set(nil, "holding", 0, regs)
+  local out = tool(dir, "modbus", format("modbus read %s -a 0 -c 4 --type string", q(srv:url())))
+  T.eq(out, '0  "A\\x1B[2J\\x0A\\"B"\n', "read output")
+end)
+
 T.test("the REPL pretty-printer escapes a __tostring", function()
   local shown = require("moondog.repl").pretty(setmetatable({}, { __tostring = function() return EVIL end }))
   no_controls(shown, "pretty-printed value")
