@@ -222,8 +222,11 @@ static void finish(md_mbus *b, int rc)
         /* A stream that lost a frame boundary or its peer must be reopened.
          * So must one whose answer timed out half-received: its tail would
          * arrive in the next transaction and read as a broken header
-         * (issue 17); a whole late MBAP answer is skipped by its tid. */
-        bool cut = (rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EBADTID) && n->in_len > 0;
+         * (issue 17). A whole late MBAP answer is skipped by its tid; RTU
+         * framing has none, and a late answer would pass for the next
+         * request's, so an RTU stream is reopened after any timeout. */
+        bool timed_out = rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EBADTID;
+        bool cut = timed_out && (n->in_len > 0 || mbus_is_rtu_framing(b));
         if (rc == -MD_MBUS_ECONNLOST ||
             (stream && (rc == -MD_MBUS_EMALFORMED || unsent || cut))) {
             disconnect(b);
