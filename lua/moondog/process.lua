@@ -75,6 +75,9 @@ function Process:stop(grace)
   return result(child:poll())
 end
 
-Process.__close = Process.stop
+-- __close gets the error in flight as its second argument: not a grace.
+function Process:__close()
+  self:stop()
+end
 
 return M

@@ -176,7 +176,8 @@ function Broker:start()
 end
 
 --- b:stop() stops the broker: SIGTERM (it saves its persistence file), then
---- SIGKILL after 5 s. Never yields, so it also runs in __close.
+--- SIGKILL after 5 s. In a task it waits with md.sleep (other tasks run);
+--- elsewhere (a finalizer) it only sends SIGTERM and the engine reaps it.
 function Broker:stop()
   if self.proc then
     self.proc:stop(5)
