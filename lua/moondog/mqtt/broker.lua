@@ -45,6 +45,8 @@ end })
 local Broker = {}
 Broker.__index = Broker
 
+local sweep_stale
+
 local quote = process.quote
 
 local function read_file(path)
@@ -201,6 +203,26 @@ function Broker:__tostring()
   return string.format("mosquitto on %s:%d%s", self.host, self.port, self:running() and "" or " (stopped)")
 end
 
+local function own_pid()
+  local stat = read_file("/proc/self/stat") or ""
+  return stat:match("^(%d+)") or "0"
+end
+
+-- Folders of brokers whose engine was killed (SIGKILL leaves no time to
+-- clean up; the kernel stops mosquitto itself): each holds its engine's
+-- pid, and one whose engine is gone is removed by the next broker.start.
+function sweep_stale()
+  local p = io.popen("ls -d /tmp/moondog-mosquitto.* 2>/dev/null")
+  local dirs = p:read("a")
+  p:close()
+  for dir in dirs:gmatch("[^\n]+") do
+    local pid = (read_file(dir .. "/engine.pid") or ""):match("^(%d+)")
+    if pid and not own_dirs[dir] and not read_file("/proc/" .. pid .. "/stat") then
+      os.execute("rm -rf " .. quote(dir))
+    end
+  end
+end
+
 function M.start(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -220,11 +242,13 @@ function M.start(opts)
   if opts.dir then
     self.dir = opts.dir
   else
+    sweep_stale()
     local p = io.popen("mktemp -d /tmp/moondog-mosquitto.XXXXXX")
     self.dir = p:read("l")
     p:close()
     self.own_dir = true
     own_dirs[self.dir] = true
+    write_file(self.dir .. "/engine.pid", own_pid() .. "\n")
   end
   self.log = self.dir .. "/mosquitto.log"
   if self.users then
