@@ -81,7 +81,7 @@ T.test("a killed engine's broker stops, and the next broker removes its folder",
   T.wait_for(function() return gone(pid) end, 5, "mosquitto to be stopped")
   T.wait_for(function() return not p:alive() end, 5, "the engine to be gone")
   assert(T.read_file(folder .. "/mosquitto.conf"), "the folder outlived its engine")
-  local b <close> = assert(require("moondog.mqtt.broker").start {})
+  local _b <close> = assert(require("moondog.mqtt.broker").start {})
   T.eq(T.read_file(folder .. "/mosquitto.conf"), nil, "the stale folder is removed")
 end)
 
