@@ -153,8 +153,8 @@ end
 --- qos=1, retain=true}, queue = {messages = 10000, bytes = 16 MiB},
 --- max_inflight (20), max_pending (10000 incoming per subscription),
 --- max_pending_bytes (16 MiB incoming over all subscriptions),
---- reconnect = {min = 1, max = 5} (s; a stable connection that is lost is
---- retried at once), connect_timeout (10 s),
+--- reconnect = {min = 1, max = 5} (s; a stable connection that is lost, and
+--- a network change during the backoff, retry at once), connect_timeout (10 s),
 --- wait (true: return once connected, or nil, message, code when the first
 --- attempt fails; false: return at once and connect in the background).
 function M.connect(opts)
