@@ -40,17 +40,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
 
+#include "attachcodec.h"
 #include "lineedit.h"
 
-/* Wire format: see attach_lua.c. */
-#define FRAME_HEADER 5
-_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
-               "type byte, then a 32-bit length");
+/* Wire format: see attach_lua.c; frames: attachcodec.h. */
+#define FRAME_HEADER MD_ATTACH_HEADER
 #define FRAME_MAX (64u << 20) /* larger frames from the engine are a broken stream */
 #define COMPLETE_WAIT_MS 2000
 
@@ -71,18 +71,68 @@ static struct {
 } C = {.sock = -1, .exit_code = -1};
 
 static int sig_pipe[2] = {-1, -1};
+static char C_default[PATH_MAX]; /* the default path, when no path was given */
 
 const char *md_attach_default_path(char *buf, size_t len)
 {
     const char *env = getenv("MOONDOG_ATTACH");
     const char *run = getenv("XDG_RUNTIME_DIR");
+    const char *tmp = getenv("TMPDIR");
     if (env && *env)
         snprintf(buf, len, "%s", env);
     else if (run && *run)
         snprintf(buf, len, "%s/moondog.sock", run);
     else
-        snprintf(buf, len, "/tmp/moondog-%u.sock", (unsigned)getuid());
+        snprintf(buf, len, "%s/moondog-%u/attach.sock", tmp && *tmp ? tmp : "/tmp",
+                 (unsigned)getuid());
     return buf;
+}
+
+bool md_attach_default_in_private_dir(void)
+{
+    const char *env = getenv("MOONDOG_ATTACH");
+    const char *run = getenv("XDG_RUNTIME_DIR");
+    return !(env && *env) && !(run && *run);
+}
+
+/* Only this user (or root) may own the socket, its directory or the engine,
+ * and nobody else may write to them: otherwise another local user could
+ * have put their own socket there first (issue 17). */
+static bool trusted_owner(uid_t uid)
+{
+    return uid == getuid() || uid == 0;
+}
+
+int md_attach_private_dir(const char *path, bool create, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) {
+        snprintf(err, errlen, "%s is not in a directory of its own", path);
+        return -EINVAL;
+    }
+    *slash = '\0';
+    if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (lstat(dir, &st) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot use %s: %s", dir, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+        snprintf(err, errlen,
+                 "%s is not a private directory of user %u (owner %u, mode %03o): "
+                 "another user may have made it; remove it or set MOONDOG_ATTACH",
+                 dir, (unsigned)geteuid(), (unsigned)st.st_uid,
+                 (unsigned)(st.st_mode & 0777));
+        return -EPERM;
+    }
+    return 0;
 }
 
 /* {===== frames ===== */
@@ -90,9 +140,8 @@ const char *md_attach_default_path(char *buf, size_t len)
 /* Send one frame, blocking. Returns 0 or -errno. */
 static int send_frame(char type, const char *data, size_t len)
 {
-    unsigned char head[FRAME_HEADER] = {(unsigned char)type, (unsigned char)(len >> 24),
-                                        (unsigned char)(len >> 16),
-                                        (unsigned char)(len >> 8), (unsigned char)len};
+    uint8_t head[MD_ATTACH_HEADER];
+    md_attach_header(head, type, (uint32_t)len);
     struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     size_t left = sizeof head + len;
@@ -142,18 +191,13 @@ static bool receive(void)
  * the stream is broken. The payload stays valid until consume(). */
 static int next_frame(char *type, const char **data, size_t *len)
 {
-    if (C.in_len < FRAME_HEADER)
-        return 0;
-    const unsigned char *h = (const unsigned char *)C.in;
-    uint32_t n = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
-    if (n > FRAME_MAX)
-        return -1;
-    if (C.in_len < FRAME_HEADER + (size_t)n)
-        return 0;
-    *type = (char)h[0];
-    *data = C.in + FRAME_HEADER;
-    *len = n;
-    return 1;
+    uint32_t n;
+    int rc = md_attach_next((const uint8_t *)C.in, C.in_len, FRAME_MAX, type, &n);
+    if (rc == 1) {
+        *data = C.in + FRAME_HEADER;
+        *len = n;
+    }
+    return rc;
 }
 
 static void consume(size_t len)
@@ -248,6 +292,15 @@ static void ask_matches(const char *text)
 
 static void send_line(const char *line, size_t len)
 {
+    if (len > MD_ATTACH_LINE_MAX) {
+        /* The engine would end the session: say why, and send an empty line
+         * instead, which the engine answers with its next prompt. */
+        fprintf(stderr,
+                "moondog: a line of %zu bytes is longer than the %u bytes the engine "
+                "takes; it was not sent\n",
+                len, MD_ATTACH_LINE_MAX);
+        len = 0;
+    }
     if (send_frame('L', line, len) < 0) {
         C.lost = true;
         return;
@@ -412,6 +465,40 @@ static int connect_to(const char *path)
     return fd;
 }
 
+/* Before a single byte goes out: is the socket file ours (or root's) and
+ * closed to others, and is the process behind it ours (or root's)? A line
+ * typed into a socket another user planted would hand them passwords. */
+static bool check_engine(int fd, const char *path)
+{
+    struct stat st;
+    struct ucred cred;
+    socklen_t credlen = sizeof cred;
+    char err[PATH_MAX + 200];
+    if (lstat(path, &st) < 0) {
+        snprintf(err, sizeof err, "cannot check %s: %s", path, strerror(errno));
+    } else if (!S_ISSOCK(st.st_mode) || !trusted_owner(st.st_uid) || (st.st_mode & 022)) {
+        snprintf(err, sizeof err,
+                 "%s belongs to user %u with mode %03o, not to you: refusing to "
+                 "send anything to it",
+                 path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777));
+    } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0) {
+        snprintf(err, sizeof err, "cannot tell who listens on %s: %s", path,
+                 strerror(errno));
+    } else if (!trusted_owner(cred.uid)) {
+        snprintf(err, sizeof err,
+                 "the process listening on %s runs as user %u, not as you: refusing "
+                 "to send anything to it",
+                 path, (unsigned)cred.uid);
+    } else if (md_attach_default_in_private_dir() && strcmp(path, C_default) == 0 &&
+               md_attach_private_dir(path, false, err, sizeof err) < 0) {
+        /* err says why */
+    } else {
+        return true;
+    }
+    fprintf(stderr, "moondog: %s\n", err);
+    return false;
+}
+
 static void setup_terminal(const char *path)
 {
     md_lineedit_setup("moondog-attach", ".moondog_attach_history", ask_matches);
@@ -467,15 +554,18 @@ static void run(void)
 
 int md_attach_client(const char *path)
 {
-    char def[PATH_MAX];
     if (!path)
-        path = md_attach_default_path(def, sizeof def);
+        path = md_attach_default_path(C_default, sizeof C_default);
     C.sock = connect_to(path);
     if (C.sock < 0) {
         fprintf(stderr,
                 "moondog: cannot attach to %s: %s — is an engine running with "
                 "md.attach.listen()?\n",
                 path, strerror(errno));
+        return 1;
+    }
+    if (!check_engine(C.sock, path)) {
+        close(C.sock);
         return 1;
     }
     C.tty = isatty(STDIN_FILENO);

@@ -12,6 +12,7 @@
  * until the engine exits, whether or not the script keeps the object. It
  * does not keep the engine alive; a connected session does. Codes: "in_use"
  * (another engine listens there), "exists" (a file that is not a socket),
+ * "unsafe" (the default path's directory is not private to this user),
  * "io" (anything else).
  *
  * WIRE PROTOCOL. A byte stream of frames, each 1 type byte, a 4-byte
@@ -70,6 +71,7 @@
 #include <lua.h>
 
 #include "attach.h"
+#include "attachcodec.h"
 #include "engine.h"
 #include "log.h"
 
@@ -77,11 +79,9 @@
 #define SESSION_MT "moondog.attach.session"
 #define RUNNER_KEY "moondog.attach.runner"
 
-#define FRAME_HEADER 5
-_Static_assert(FRAME_HEADER == sizeof(char) + sizeof(uint32_t),
-               "type byte, then a 32-bit length");
-#define IN_MAX (1u << 20)  /* largest frame a client may send */
-#define OUT_MAX (1u << 20) /* output queued for a slow client before dropping it */
+#define FRAME_HEADER MD_ATTACH_HEADER
+#define IN_MAX MD_ATTACH_LINE_MAX /* largest frame a client may send */
+#define OUT_MAX (1u << 20)        /* output queued for a slow client before dropping it */
 #define ACCEPT_RETRY_MS 1000
 
 #define PATH_LEN sizeof(((struct sockaddr_un *)0)->sun_path)
@@ -131,15 +131,6 @@ static unsigned long long last_session_id;
 
 static void session_close(lua_State *L, session *s, const char *why);
 
-static void put_header(unsigned char *h, char type, size_t len)
-{
-    h[0] = (unsigned char)type;
-    h[1] = (unsigned char)(len >> 24);
-    h[2] = (unsigned char)(len >> 16);
-    h[3] = (unsigned char)(len >> 8);
-    h[4] = (unsigned char)len;
-}
-
 /* Queue bytes behind what the client has not taken yet. */
 static bool queue_out(session *s, const char *data, size_t len)
 {
@@ -167,8 +158,8 @@ static void session_send(lua_State *L, session *s, char type, const char *data,
 {
     if (s->fd < 0)
         return;
-    unsigned char head[FRAME_HEADER];
-    put_header(head, type, len);
+    uint8_t head[FRAME_HEADER];
+    md_attach_header(head, type, (uint32_t)len);
     size_t sent = 0, total = sizeof head + len;
     if (s->out_len == 0) {
         struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
@@ -419,12 +410,6 @@ static void interrupt(lua_State *L, session *s, int idx)
 
 /* {===== sessions: input and life cycle ===== */
 
-static uint32_t get_be32(const char *p)
-{
-    const unsigned char *u = (const unsigned char *)p;
-    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-}
-
 static void on_frame(lua_State *L, session *s, int idx, char type, const char *data,
                      size_t len)
 {
@@ -441,15 +426,17 @@ static void on_frame(lua_State *L, session *s, int idx, char type, const char *d
 static void handle_frames(lua_State *L, session *s, int idx)
 {
     size_t off = 0;
-    while (s->fd >= 0 && s->in_len - off >= FRAME_HEADER) {
-        uint32_t n = get_be32(s->in + off + 1);
-        if (n > IN_MAX) {
+    while (s->fd >= 0) {
+        char type;
+        uint32_t n;
+        int rc = md_attach_next((const uint8_t *)s->in + off, s->in_len - off, IN_MAX,
+                                &type, &n);
+        if (rc < 0) {
             session_close(L, s, "frame too large");
             return;
         }
-        if (s->in_len - off < FRAME_HEADER + (size_t)n)
+        if (rc == 0)
             break;
-        char type = s->in[off];
         size_t at = off + FRAME_HEADER;
         off += FRAME_HEADER + n;
         on_frame(L, s, idx, type, s->in + at, n);
@@ -776,8 +763,11 @@ static int attach_listen(lua_State *L)
 {
     char def[PATH_LEN + 64];
     const char *path = luaL_optstring(L, 1, NULL);
-    if (!path)
+    bool private_dir = false;
+    if (!path) {
         path = md_attach_default_path(def, sizeof def);
+        private_dir = md_attach_default_in_private_dir();
+    }
     luaL_argcheck(L, *path, 1, "empty socket path");
     if (strlen(path) >= PATH_LEN)
         return luaL_argerror(
@@ -792,9 +782,13 @@ static int attach_listen(lua_State *L)
     snprintf(ls->path, sizeof ls->path, "%s", path);
     luaL_setmetatable(L, LISTENER_MT);
 
-    char err[PATH_LEN + 128];
+    char err[2 * PATH_LEN + 200];
     const char *code;
-    int fd = open_socket(ls, err, sizeof err, &code);
+    int fd = -1;
+    if (private_dir && md_attach_private_dir(path, true, err, sizeof err) < 0)
+        code = "unsafe";
+    else
+        fd = open_socket(ls, err, sizeof err, &code);
     if (fd >= 0) {
         ls->watch = md_loop_watch(ls->loop, fd, MD_LOOP_READ, on_accept, ls);
         if (!ls->watch) {

@@ -21,8 +21,8 @@
  * Lua the way lua.c does: the signal handler sets a hook on the running
  * thread, and the hook raises. A hook is set only on demand because a
  * permanent count hook halves the speed of Lua code. The watchdog is a
- * one-shot POSIX timer aimed at the loop thread, running while tasks run
- * (see batch_enter).
+ * one-shot POSIX timer aimed at the loop thread, re-armed every twentieth of
+ * its limit while tasks run (see batch_enter and on_watchdog_signal).
  *
  * Threads: everything here runs on the loop thread.
  */
@@ -46,6 +46,7 @@
 
 #include "log.h"
 #include "mbcodec_lua.h"
+#include "process.h"
 
 #define TASK_MT "moondog.task"
 
@@ -53,6 +54,7 @@
 #define MD_VERSION "0.0.0"
 #endif
 #define WATCHDOG_SIGNAL SIGURG /* ignored by default: harmless if it arrives late */
+#define WATCHDOG_SLICES 20     /* the watchdog fires within 5 % past its limit */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define reset_thread(co, from) lua_closethread(co, from)
@@ -129,8 +131,9 @@ struct md_engine {
     /* What is executing Lua right now (for interrupts and the watchdog). */
     md_task *running;
     lua_State *volatile running_L;
-    volatile uint64_t resume_seq;    /* counts resumes */
-    volatile uint64_t watchdog_seen; /* resume_seq when the watchdog last looked */
+    volatile uint64_t resume_seq;         /* counts resumes */
+    volatile uint64_t watchdog_seen;      /* resume_seq when the watchdog last looked */
+    volatile sig_atomic_t watchdog_ticks; /* looks since watchdog_seen changed */
     volatile sig_atomic_t interrupt_signo;
     volatile sig_atomic_t run_depth;      /* nested batches of resumes */
     volatile sig_atomic_t watchdog_armed; /* the watchdog timer is set */
@@ -209,11 +212,19 @@ static void arm_watchdog(md_engine *E, int64_t ms)
     timer_settime(E->watchdog, 0, &its, NULL);
 }
 
-/* The timer fires every watchdog period while tasks run. If the same resume
- * is still running as at the previous look, it has been busy for at least
- * one whole period (at most two): interrupt it. Comparing a counter keeps
- * clock reads and syscalls off the resume path. After a whole period with
- * no resume at all the timer rests until the next batch. */
+/* The timer fires every slice (a WATCHDOG_SLICES-th of the limit) while
+ * tasks run. If the same resume is still running after WATCHDOG_SLICES
+ * looks in a row, it has been busy for at least the limit and at most one
+ * slice more: interrupt it (a timer of the whole limit fired anywhere
+ * between 1 and 2 times it: issue 17). Comparing a counter keeps clock
+ * reads and syscalls off the resume path. After a slice with no resume at
+ * all the timer rests until the next batch. */
+static int64_t watchdog_slice(const md_engine *E)
+{
+    int64_t slice = E->watchdog_ms / WATCHDOG_SLICES;
+    return slice > 0 ? slice : 1;
+}
+
 static void on_watchdog_signal(int signo)
 {
     md_engine *E = signal_engine;
@@ -224,8 +235,12 @@ static void on_watchdog_signal(int signo)
         return;
     }
     if (E->running_L && E->resume_seq == E->watchdog_seen) {
-        E->watchdog_armed = 0; /* the next batch arms it again */
-        interrupt_running_lua(signo);
+        if (++E->watchdog_ticks >= WATCHDOG_SLICES) {
+            E->watchdog_armed = 0; /* the next batch arms it again */
+            interrupt_running_lua(signo);
+            return;
+        }
+        arm_watchdog(E, watchdog_slice(E));
         return;
     }
     if (E->run_depth == 0 && E->resume_seq == E->watchdog_seen) {
@@ -233,7 +248,8 @@ static void on_watchdog_signal(int signo)
         return;
     }
     E->watchdog_seen = E->resume_seq;
-    arm_watchdog(E, E->watchdog_ms); /* timer_settime is async-signal-safe */
+    E->watchdog_ticks = 0;
+    arm_watchdog(E, watchdog_slice(E)); /* timer_settime is async-signal-safe */
 }
 
 static void setup_watchdog(md_engine *E)
@@ -262,7 +278,7 @@ static void batch_enter(md_engine *E)
     if (E->run_depth++ == 0 && E->watchdog_ms > 0 && !E->watchdog_armed) {
         E->watchdog_seen = E->resume_seq - 1;
         E->watchdog_armed = 1;
-        arm_watchdog(E, E->watchdog_ms);
+        arm_watchdog(E, watchdog_slice(E));
     }
 }
 
@@ -646,6 +662,8 @@ void md_task_spawn(lua_State *L, int idx, int nargs)
     luaL_checktype(L, idx, LUA_TFUNCTION);
     if (E->closing)
         luaL_error(L, "cannot spawn a task: the engine is shutting down");
+    /* The arguments are copied once on L, then moved to the new thread. */
+    luaL_checkstack(L, nargs + LUA_MINSTACK, "too many arguments for a task");
     md_task *t = lua_newuserdatauv(L, sizeof *t, 0);
     memset(t, 0, sizeof *t);
     t->E = E;
@@ -662,6 +680,8 @@ void md_task_spawn(lua_State *L, int idx, int nargs)
     t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops co */
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!lua_checkstack(co, nargs + 1))
+        luaL_error(L, "cannot spawn a task: too many arguments (%d)", nargs);
     lua_pushvalue(L, idx);
     lua_xmove(L, co, 1); /* function */
     for (int i = 1; i <= nargs; i++)
@@ -994,8 +1014,12 @@ static int core_exit(lua_State *L)
     int code;
     if (lua_isboolean(L, 1))
         code = lua_toboolean(L, 1) ? 0 : 1;
-    else
-        code = (int)luaL_optinteger(L, 1, 0);
+    else {
+        lua_Integer n = luaL_optinteger(L, 1, 0);
+        /* A process exit status is 8 bits: 300 would leave as 44. */
+        luaL_argcheck(L, n >= 0 && n <= 255, 1, "exit code must be 0..255");
+        code = (int)n;
+    }
     md_engine_exit(E, code);
     /* Unwind the calling task; shutdown then cancels the others. */
     lua_pushlightuserdata(L, (void *)&exit_sentinel);
@@ -1059,7 +1083,8 @@ static int core_watchdog(lua_State *L)
         E->watchdog_ms = (int64_t)(s * 1000.0);
         if (E->run_depth > 0 || E->watchdog_armed) {
             E->watchdog_armed = E->watchdog_ms > 0;
-            arm_watchdog(E, E->watchdog_ms);
+            E->watchdog_seen = E->resume_seq - 1;
+            arm_watchdog(E, E->watchdog_ms > 0 ? watchdog_slice(E) : 0);
         }
     }
     return 1;
@@ -1202,6 +1227,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.stream", luaopen_moondog_stream);
     preload(E->L, "moondog.event", luaopen_moondog_event);
     preload(E->L, "moondog.sunspec.codec", luaopen_moondog_sunspec_codec);
+    preload(E->L, "moondog.process.core", luaopen_moondog_process_core);
 
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */
@@ -1249,6 +1275,9 @@ void md_engine_free(md_engine *E)
         task_cancel(t);
     }
     E->closing = true;
+    /* No child outlives its engine; stopped before lua_close so that the
+     * finalizers see them gone (a broker's folder is removed then). */
+    md_process_kill_all(3000);
     lua_close(E->L);
     if (E->has_watchdog)
         timer_delete(E->watchdog);

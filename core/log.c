@@ -19,6 +19,7 @@
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 static int current_level = MD_LOG_INFO;
 static int log_fd = STDERR_FILENO;
+static char log_path[256]; /* the file log_fd writes to, for the failure notice */
 
 int md_log_level_from_name(const char *name)
 {
@@ -53,6 +54,7 @@ int md_log_open(const char *path)
         return -errno;
     md_log_close();
     log_fd = fd;
+    snprintf(log_path, sizeof log_path, "%s", path);
     return 0;
 }
 
@@ -95,6 +97,24 @@ static size_t format_prefix(char *buf, size_t size, int level)
     return n;
 }
 
+/* Control characters from devices (an escape sequence in a serial
+ * number) must not act on the terminal that shows the log: each becomes
+ * '?', except tab and newline (tracebacks); so do the UTF-8 C1 controls
+ * U+0080..U+009F. */
+static void defuse(char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+            p[i] = '?';
+        } else if (c == 0xc2 && i + 1 < len && (unsigned char)p[i + 1] >= 0x80 &&
+                   (unsigned char)p[i + 1] <= 0x9f) {
+            p[i] = p[i + 1] = '?';
+            i++;
+        }
+    }
+}
+
 static void write_line(char *line, size_t len, size_t size)
 {
     if (len >= size - 1) {
@@ -102,8 +122,22 @@ static void write_line(char *line, size_t len, size_t size)
         memcpy(line + len, "...", 3);
         len += 3;
     }
+    defuse(line, len);
     line[len++] = '\n';
     ssize_t w = write(log_fd, line, len);
+    if (w < 0 && log_fd != STDERR_FILENO) {
+        /* A log file that cannot be written (a full disk, /dev/full) must
+         * not swallow the log: say so once and go on on stderr. */
+        int e = errno;
+        md_log_close();
+        char note[400];
+        int n = snprintf(note, sizeof note,
+                         "moondog: cannot write the log file %s: %s; logging to "
+                         "stderr from now on\n",
+                         log_path, strerror(e));
+        w = write(STDERR_FILENO, note, n > 0 ? (size_t)n : 0);
+        w = write(STDERR_FILENO, line, len);
+    }
     (void)w;
 }
 

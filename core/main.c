@@ -61,12 +61,13 @@ static bool file_exists(const char *path)
     return access(path, R_OK) == 0;
 }
 
-/* A script must be a readable regular file: `moondog devices` run in a
- * source tree names both the tool and the devices/ folder. */
+/* A script is a regular file, readable or not (an unreadable one is
+ * reported as such, not as an unknown tool), never a folder: `moondog
+ * devices` run in a source tree names both the tool and the devices/ folder. */
 static bool is_script_file(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && file_exists(path);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* Where lua/, scripts/ and devices/ live. */
@@ -137,8 +138,8 @@ static void set_script_path(lua_State *L, const char *script)
     lua_pop(L, 2);
 }
 
-/* Compile and spawn a main-chunk task. Returns 0, or 1 after printing a
- * compile error. */
+/* Compile and spawn a main-chunk task. Returns 0, 1 after printing a
+ * compile error, or 2 when the arguments do not fit on a Lua stack. */
 static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
 {
     lua_State *L = md_engine_lua(E);
@@ -146,6 +147,15 @@ static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
         fprintf(stderr, "moondog: %s\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         return 1;
+    }
+    /* One stack slot per argument: a tool such as `modbus write` takes up to
+     * 123 values, and the C stack guarantees only LUA_MINSTACK (20) slots;
+     * md_engine_spawn_main copies them once more. */
+    if (nargs > INT_MAX / 2 - LUA_MINSTACK ||
+        !lua_checkstack(L, 2 * nargs + LUA_MINSTACK)) {
+        fprintf(stderr, "moondog: too many arguments (%d)\n", nargs);
+        lua_pop(L, 1);
+        return 2;
     }
     for (int i = 0; i < nargs; i++)
         lua_pushstring(L, args[i]);

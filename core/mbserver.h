@@ -219,6 +219,11 @@ typedef struct md_mbsrv_config {
     md_mb_link link; /* a server binds to link.host ("" or "*": every interface);
                       * port 0: any free port */
     bool hook_reads, hook_writes; /* send such requests through the hook queue */
+    /* Stream transports; 0 takes the default. A connection that sends nothing
+     * for idle_ms (default 60 s), or leaves a frame unfinished for frame_ms
+     * (default 5 s), is closed. At max_clients connections (default 1024)
+     * a new one closes the connection idle the longest. */
+    int idle_ms, frame_ms, max_clients;
 } md_mbsrv_config;
 
 /* Errors of md_mbsrv_open besides -errno. */
@@ -233,7 +238,8 @@ typedef struct md_mbsrv_stats {
     uint64_t exceptions; /* exception responses sent */
     uint64_t bad_frames; /* garbage, CRC errors, malformed MBAP or datagrams */
     uint64_t accepted;   /* connections accepted so far */
-    uint64_t dropped;    /* connections the server closed (malformed, slow reader) */
+    uint64_t dropped;    /* connections the server closed (malformed, slow reader,
+                          * idle, unfinished frame, evicted when full) */
     int clients;         /* connections open now */
 } md_mbsrv_stats;
 

@@ -14,6 +14,14 @@
  * time, and a partial RTU frame that sees no new byte for GAP_MS is stale
  * and dropped too (RTU's own delimiter is silence).
  *
+ * Idle peers. Connections are a shared resource that one host could hold
+ * forever (issue 17: 1024 idle sockets, or 6 bytes of an MBAP header on
+ * each, locked every real client out). Each TCP connection has one timer:
+ * it closes a connection that sent nothing for idle_ms, or that left a
+ * frame unfinished for frame_ms. When max_clients are open, a new
+ * connection closes the one that has been quiet the longest (one waiting
+ * for a hook is never chosen) instead of being refused.
+ *
  * Hooks. With hook_reads / hook_writes set, a request that reads / writes
  * goes to a FIFO instead of being answered at once, and notify() wakes
  * whoever serves hooks (the Lua side). md_mbsrv_next() moves the oldest to
@@ -59,7 +67,9 @@ enum {
     IN_CAP = 4096,        /* input buffer of a connection (15+ whole ADUs) */
     OUT_CAP = 64 * 1024,  /* queued output past which a slow reader is dropped */
     GAP_MS = 100,         /* an RTU frame part with no new byte this long is stale */
-    MAX_CLIENTS = 1024,   /* connections beyond are closed at once */
+    MAX_CLIENTS = 1024,   /* default max_clients */
+    IDLE_MS = 60000,      /* default idle_ms */
+    FRAME_MS = 5000,      /* default frame_ms */
     MAX_QUEUED = 4096,    /* requests waiting for hooks; beyond: exception 6 */
     RETRY_MS = 1000,      /* reopen a serial line that went away */
     ACCEPT_PAUSE_MS = 100 /* out of fds: stop accepting for a moment */
@@ -95,7 +105,10 @@ struct conn {
     bool eof;      /* the peer finished sending: close once answered */
     qreq *waiting; /* the request this connection waits on, or NULL */
     md_timer *gap_timer;
+    md_timer *idle_timer; /* TCP: idle or unfinished-frame timeout */
+    int64_t idle_due;     /* when idle_timer fires */
     int64_t last_rx;
+    int64_t partial_since; /* when the unfinished input started; 0: none */
     size_t in_len, out_len, out_cap;
     uint8_t *out;
     uint8_t in[IN_CAP];
@@ -161,6 +174,8 @@ static void conn_close(conn *c)
         c->waiting->to.c = NULL;
     if (c->gap_timer)
         md_loop_timer_cancel(s->loop, c->gap_timer);
+    if (c->idle_timer)
+        md_loop_timer_cancel(s->loop, c->idle_timer);
     md_loop_unwatch(s->loop, c->watch);
     close(c->fd);
     if (c->serial) {
@@ -430,6 +445,63 @@ static int conn_check_eof(conn *c)
 }
 
 static void on_gap(md_loop *loop, md_timer *t, void *ud);
+static void on_idle(md_loop *loop, md_timer *t, void *ud);
+
+/* When c times out: frame_ms after an unfinished frame started, else
+ * idle_ms after its last byte. */
+static int64_t idle_deadline(const conn *c)
+{
+    const md_mbsrv *s = c->srv;
+    if (c->in_len > 0 && c->partial_since)
+        return c->partial_since + s->cfg.frame_ms;
+    return c->last_rx + s->cfg.idle_ms;
+}
+
+/* (Re)arm the TCP connection's timer for its current deadline. */
+static void arm_idle(conn *c)
+{
+    md_mbsrv *s = c->srv;
+    if (c->serial)
+        return;
+    if (c->in_len == 0)
+        c->partial_since = 0;
+    else if (!c->partial_since)
+        c->partial_since = c->last_rx;
+    int64_t due = idle_deadline(c);
+    if (c->idle_timer && c->idle_due <= due)
+        return; /* fires earlier and re-checks */
+    if (c->idle_timer)
+        md_loop_timer_cancel(s->loop, c->idle_timer);
+    c->idle_timer = md_loop_timer(s->loop, due, on_idle, c);
+    c->idle_due = due;
+    if (c->idle_timer)
+        md_loop_timer_keepalive(s->loop, c->idle_timer, false);
+}
+
+static void on_idle(md_loop *loop, md_timer *t, void *ud)
+{
+    (void)t;
+    conn *c = ud;
+    c->idle_timer = NULL; /* the loop frees it */
+    if (c->waiting || c->out_len > 0 || md_loop_now(loop) < idle_deadline(c)) {
+        if (c->waiting || c->out_len > 0)
+            c->last_rx = md_loop_now(loop); /* busy on our side: not idle */
+        arm_idle(c);
+        return;
+    }
+    c->srv->stats.dropped++;
+    conn_fail(c, c->in_len > 0 ? "frame left unfinished" : "idle", 0);
+}
+
+/* The connection quiet the longest that is not waiting for a hook. */
+static conn *oldest_idle(md_mbsrv *s)
+{
+    conn *best = NULL;
+    for (conn *c = s->conns; c; c = c->next)
+        if (!c->waiting && (!best || c->last_rx < best->last_rx))
+            best = c;
+    return best;
+}
 
 static void arm_gap(conn *c)
 {
@@ -477,6 +549,7 @@ static void conn_process(conn *c)
     if (conn_check_eof(c) < 0)
         return;
     arm_gap(c);
+    arm_idle(c);
     conn_update(c);
 }
 
@@ -549,7 +622,14 @@ static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
             }
             return; /* EAGAIN: all taken; others (ECONNABORTED): next time */
         }
-        conn *c = s->stats.clients < MAX_CLIENTS ? conn_new(s, cfd, false) : NULL;
+        if (s->stats.clients >= s->cfg.max_clients) {
+            conn *victim = oldest_idle(s);
+            if (victim) {
+                s->stats.dropped++;
+                conn_fail(victim, "the longest idle of a full server", 0);
+            }
+        }
+        conn *c = s->stats.clients < s->cfg.max_clients ? conn_new(s, cfd, false) : NULL;
         if (c)
             c->watch = md_loop_watch(loop, cfd, MD_LOOP_READ, on_conn_event, c);
         if (!c || !c->watch) {
@@ -566,6 +646,7 @@ static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
         s->conns = c;
         s->stats.clients++;
         s->stats.accepted++;
+        arm_idle(c);
     }
 }
 
@@ -762,6 +843,12 @@ int md_mbsrv_open(md_loop *loop, const md_mbsrv_config *cfg, const uint8_t *unit
         return -ENOMEM;
     s->loop = loop;
     s->cfg = *cfg;
+    if (s->cfg.idle_ms <= 0)
+        s->cfg.idle_ms = IDLE_MS;
+    if (s->cfg.frame_ms <= 0)
+        s->cfg.frame_ms = FRAME_MS;
+    if (s->cfg.max_clients <= 0)
+        s->cfg.max_clients = MAX_CLIENTS;
     s->fd = -1;
     bool rtu = cfg->transport == MD_MBSRV_RTU || cfg->transport == MD_MBSRV_RTU_TCP ||
                cfg->transport == MD_MBSRV_RTU_UDP;

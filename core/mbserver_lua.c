@@ -447,6 +447,17 @@ static bool opt_bool(lua_State *L, int t, const char *k)
 }
 
 /* The units field: nil, or an array of ids 1..255. Returns the count. */
+/* A timeout in seconds, as milliseconds; 0 when absent (the default). */
+static int opt_ms(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    lua_Number v = luaL_optnumber(L, -1, 0);
+    lua_pop(L, 1);
+    if (!(v >= 0 && v <= 86400))
+        luaL_error(L, "bad field '%s': a timeout of 0..86400 seconds", k);
+    return v > 0 && v < 0.001 ? 1 : (int)(v * 1000);
+}
+
 static int opt_units(lua_State *L, int t, uint8_t *units)
 {
     int n = 0;
@@ -484,6 +495,13 @@ static int srv_open(lua_State *L)
     cfg.transport = (md_mbsrv_transport)md_mb_link_from_table(L, 1, &cfg.link);
     cfg.hook_reads = opt_bool(L, 1, "hook_reads");
     cfg.hook_writes = opt_bool(L, 1, "hook_writes");
+    cfg.idle_ms = opt_ms(L, 1, "idle_timeout");
+    cfg.frame_ms = opt_ms(L, 1, "frame_timeout");
+    lua_getfield(L, 1, "max_clients");
+    cfg.max_clients = (int)luaL_optinteger(L, -1, 0);
+    luaL_argcheck(L, cfg.max_clients >= 0 && cfg.max_clients <= 65536, 1,
+                  "max_clients must be 1..65536");
+    lua_pop(L, 1);
     bool strict = opt_bool(L, 1, "strict");
     uint8_t units[255];
     int nunits = opt_units(L, 1, units);

@@ -219,9 +219,16 @@ static void finish(md_mbus *b, int rc)
     if (n->fd >= 0 && !n->connecting) {
         bool stream = !mbus_is_datagram(b);
         bool unsent = n->out_off < n->out_len;
-        /* A stream that lost a frame boundary or its peer must be reopened. */
+        /* A stream that lost a frame boundary or its peer must be reopened.
+         * So must one whose answer timed out half-received: its tail would
+         * arrive in the next transaction and read as a broken header
+         * (issue 17). A whole late MBAP answer is skipped by its tid; RTU
+         * framing has none, and a late answer would pass for the next
+         * request's, so an RTU stream is reopened after any timeout. */
+        bool timed_out = rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EBADTID;
+        bool cut = timed_out && (n->in_len > 0 || mbus_is_rtu_framing(b));
         if (rc == -MD_MBUS_ECONNLOST ||
-            (stream && (rc == -MD_MBUS_EMALFORMED || unsent))) {
+            (stream && (rc == -MD_MBUS_EMALFORMED || unsent || cut))) {
             disconnect(b);
         } else {
             if (n->in_len > 0 || (rc != 0 && rc != -MD_MBUS_EEXCEPTION))

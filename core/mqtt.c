@@ -20,7 +20,8 @@
  * backoff timer starts the next attempt, forever, with the delay doubling
  * from backoff_min to backoff_max (with jitter, so that many engines do not
  * reconnect in step) and starting again from backoff_min after a
- * connection that lasted 10 s.
+ * connection that lasted 10 s; losing such a connection retries at once,
+ * and so does a network event (rtnetlink) during the backoff.
  *
  * Writes. libmosquitto writes every packet with its own write() at once,
  * and the socket has TCP_NODELAY so that a lone message (a command's
@@ -69,12 +70,15 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <mosquitto.h>
 
@@ -206,7 +210,9 @@ struct md_mqtt {
     md_watch *watch;
     md_timer *misc_timer, *connect_timer, *backoff_timer;
     md_timer *uncork_timer; /* set while the socket is corked */
-    bool log_hooked;        /* cb_log is installed */
+    int net_fd;             /* rtnetlink socket for network events, or -1 */
+    md_watch *net_watch;
+    bool log_hooked; /* cb_log is installed */
     int backoff_ms;
     int64_t up_since;
     unsigned seed;
@@ -490,18 +496,88 @@ static void on_backoff(md_loop *loop, md_timer *t, void *ud)
     begin_attempt(m);
 }
 
-static void schedule_attempt(md_mqtt *m)
+/* The next attempt: at once after losing a connection that was stable
+ * (the broker restarted or the network came back: issue 17 measured 25 and
+ * 96 s lost to backoff), else after the backoff delay. */
+/* A fresh network event (a link coming up, an address or a route added:
+ * a cable plugged in, Wi-Fi or a VPN back) while the backoff runs starts
+ * the next attempt at once (issue 17). Linux rtnetlink; the socket lives
+ * as long as the client once a backoff has begun, and events that arrive
+ * at other times are read and ignored. */
+static void on_netlink(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)events;
+    md_mqtt *m = ud;
+    char buf[8192];
+    bool fresh = false;
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+        size_t off = 0;
+        while ((size_t)n - off >= sizeof(struct nlmsghdr)) {
+            struct nlmsghdr h;
+            memcpy(&h, buf + off, sizeof h);
+            if (h.nlmsg_len < sizeof h || h.nlmsg_len > (size_t)n - off)
+                break;
+            if (h.nlmsg_type == RTM_NEWLINK || h.nlmsg_type == RTM_NEWADDR ||
+                h.nlmsg_type == RTM_NEWROUTE)
+                fresh = true;
+            off += NLMSG_ALIGN(h.nlmsg_len);
+        }
+    }
+    if (fresh && m->state == ST_WAITING && m->backoff_timer) {
+        md_log_info("mqtt %s: the network changed; connecting now", m->name);
+        cancel_timer(m, &m->backoff_timer);
+        begin_attempt(m);
+    }
+}
+
+static void watch_network(md_mqtt *m)
+{
+    if (m->net_fd >= 0)
+        return;
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return; /* no netlink (a sandbox): the backoff alone applies */
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK,
+                             .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR |
+                                          RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
+                                          RTMGRP_IPV6_ROUTE};
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        !(m->net_watch = md_loop_watch(m->loop, fd, MD_LOOP_READ, on_netlink, m))) {
+        close(fd);
+        return;
+    }
+    md_loop_watch_keepalive(m->loop, m->net_watch, false);
+    m->net_fd = fd;
+}
+
+static void unwatch_network(md_mqtt *m)
+{
+    if (m->net_fd < 0)
+        return;
+    md_loop_unwatch(m->loop, m->net_watch);
+    m->net_watch = NULL;
+    close(m->net_fd);
+    m->net_fd = -1;
+}
+
+static void schedule_attempt(md_mqtt *m, bool at_once)
 {
     int delay = m->backoff_ms;
     /* jitter: 75..100 % of the delay */
     delay -= (int)((long long)delay * (rand_r(&m->seed) % 256) / 1024);
-    m->backoff_ms =
-        m->backoff_ms * 2 > m->backoff_max_ms ? m->backoff_max_ms : m->backoff_ms * 2;
+    if (at_once)
+        delay = 0;
+    else
+        m->backoff_ms =
+            m->backoff_ms * 2 > m->backoff_max_ms ? m->backoff_max_ms : m->backoff_ms * 2;
     m->state = ST_WAITING;
     m->backoff_timer =
         md_loop_timer(m->loop, md_loop_now(m->loop) + delay, on_backoff, m);
     if (m->backoff_timer)
         md_loop_timer_keepalive(m->loop, m->backoff_timer, false);
+    if (delay > 0)
+        watch_network(m);
     md_log_debug("mqtt %s: next connection attempt in %d ms", m->name, delay);
 }
 
@@ -525,9 +601,10 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     m->refusal_code = NULL;
     if (!same)
         set_error(m, code, "%s", message);
+    bool stable = was_up && md_loop_now(m->loop) - m->up_since >= STABLE_MS;
     if (was_up) {
         m->disconnects++;
-        if (md_loop_now(m->loop) - m->up_since >= STABLE_MS)
+        if (stable)
             m->backoff_ms = m->backoff_min_ms;
         md_log_warn("mqtt %s: connection lost: %s; reconnecting (%d message(s) queued)",
                     m->name, message, m->queued);
@@ -535,7 +612,7 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
         md_log(same ? MD_LOG_DEBUG : MD_LOG_WARN,
                "mqtt %s: connection attempt failed: %s", m->name, message);
     }
-    schedule_attempt(m);
+    schedule_attempt(m, stable);
     if (m->h.state)
         m->h.state(m->ud, was_up ? MD_MQTT_DISCONNECTED : MD_MQTT_ATTEMPT_FAILED, false,
                    code, message);
@@ -853,6 +930,7 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
     m->h = *h;
     m->ud = ud;
     m->fd = -1;
+    m->net_fd = -1;
     m->host = strdup(cfg->host);
     char name[300];
     snprintf(name, sizeof name, "%s:%d", cfg->host, cfg->port);
@@ -1063,6 +1141,7 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
                     "acknowledged; they are lost",
                     m->name, m->queued);
     unwatch(m);
+    unwatch_network(m);
     mq.destroy(m->mosq);
     md_loop_release(m->loop);
     free(m->ring);

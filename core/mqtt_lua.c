@@ -23,7 +23,8 @@
  *
  * Incoming messages: libmosquitto's callback only copies each message into
  * the queue of every subscription whose filter matches (at most
- * max_pending per subscription; more are counted and logged) and wakes the
+ * max_pending per subscription and max_pending_bytes over all of them; more
+ * are counted and logged) and wakes the
  * subscription's receive() call. Lua never runs inside a libmosquitto
  * callback.
  *
@@ -105,6 +106,7 @@ struct lclient {
     op *ops;
     sub *subs;
     int next_sub_id, max_pending;
+    size_t pending_bytes, max_pending_bytes; /* queued for handlers, all subscriptions */
     event *ev_head, *ev_tail;
     int ev_count;
     uint64_t failures, incoming_dropped;
@@ -285,17 +287,21 @@ static void on_drained(void *ud)
 static void deliver(lclient *c, sub *s, const char *topic, const void *payload, int len,
                     int qos, bool retain)
 {
-    if (s->count >= c->max_pending) {
+    size_t tlen = strlen(topic);
+    size_t size = (size_t)len + tlen + 1;
+    /* Bounded in count and in bytes (400 messages of 1 MB once took 399 MB,
+     * issue 17); one message per subscription always fits. */
+    if (s->count >= c->max_pending ||
+        (s->count > 0 && c->pending_bytes + size > c->max_pending_bytes)) {
         c->incoming_dropped++;
         if (s->dropped++ == 0)
             md_log_warn(
                 "mqtt %s: the handler of '%s' does not keep up; incoming messages "
-                "beyond %d are dropped until it does",
-                c->name, s->filter, c->max_pending);
+                "beyond %d or %zu bytes are dropped until it does",
+                c->name, s->filter, c->max_pending, c->max_pending_bytes);
         return;
     }
-    size_t tlen = strlen(topic);
-    msg *m = malloc(sizeof *m + (size_t)len + tlen + 1);
+    msg *m = malloc(sizeof *m + size);
     if (!m) {
         c->incoming_dropped++;
         return;
@@ -319,6 +325,13 @@ static void deliver(lclient *c, sub *s, const char *topic, const void *payload, 
         s->head = m;
     s->tail = m;
     s->count++;
+    c->pending_bytes += size;
+}
+
+/* Bytes a queued message counts against max_pending_bytes. */
+static size_t msg_size(const msg *m)
+{
+    return m->len + strlen(m->topic) + 1;
 }
 
 static void on_message(void *ud, const char *topic, const void *payload, int len, int qos,
@@ -526,11 +539,12 @@ static int subscribe_results(lua_State *L, void *p)
     return n;
 }
 
-static void free_sub(sub *s)
+static void free_sub(lclient *c, sub *s)
 {
     while (s->head) {
         msg *m = s->head;
         s->head = m->next;
+        c->pending_bytes -= msg_size(m);
         free(m);
     }
     free(s);
@@ -549,7 +563,7 @@ static void remove_sub(lclient *c, sub *s)
         s->suback->result = -1;
         op_finish(s->suback, "closed", "the subscription was removed");
     }
-    free_sub(s);
+    free_sub(c, s);
 }
 
 /* c:subscribe(filter, qos) -> id: waits for the broker's SUBACK when
@@ -619,6 +633,7 @@ static int client_receive(lua_State *L)
         if (!s->head)
             s->tail = NULL;
         s->count--;
+        c->pending_bytes -= msg_size(o->m);
         o->m->next = NULL;
         if (s->dropped && s->count == 0) {
             md_log_warn("mqtt %s: the handler of '%s' caught up; %llu message(s) were "
@@ -864,7 +879,7 @@ static int mqtt_new(lua_State *L)
     cfg.client_id = opt_str(L, 1, "client_id");
     cfg.username = opt_str(L, 1, "username");
     cfg.password = opt_str(L, 1, "password");
-    cfg.keepalive = (int)opt_int(L, 1, "keepalive", 60, 5, 65535);
+    cfg.keepalive = (int)opt_int(L, 1, "keepalive", 30, 5, 65535);
     cfg.clean_session = opt_bool(L, 1, "clean", true);
     cfg.protocol = (int)opt_int(L, 1, "protocol", 3, 3, 5);
     cfg.ca_file = opt_str(L, 1, "ca_file");
@@ -886,17 +901,20 @@ static int mqtt_new(lua_State *L)
     cfg.max_inflight = (int)opt_int(L, 1, "max_inflight", 20, 1, 65535);
     cfg.connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 10);
     cfg.backoff_min_ms = opt_ms(L, 1, "backoff_min", 1);
-    cfg.backoff_max_ms = opt_ms(L, 1, "backoff_max", 60);
+    cfg.backoff_max_ms = opt_ms(L, 1, "backoff_max", 5);
     if (cfg.backoff_max_ms < cfg.backoff_min_ms)
         cfg.backoff_max_ms = cfg.backoff_min_ms;
     cfg.name = opt_str(L, 1, "name");
     int max_pending = (int)opt_int(L, 1, "max_pending", 10000, 1, 1 << 24);
+    size_t max_pending_bytes =
+        (size_t)opt_int(L, 1, "max_pending_bytes", 16 << 20, 1, (lua_Integer)1 << 40);
 
     lclient *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c); /* closed until the client exists */
     luaL_setmetatable(L, CLIENT_MT);
     c->E = md_engine_of(L);
     c->max_pending = max_pending;
+    c->max_pending_bytes = max_pending_bytes;
     if (cfg.name)
         snprintf(c->name, sizeof c->name, "%s", cfg.name);
     else

@@ -67,4 +67,5 @@ return {
       min = 0, max = 100, step = 1, unit = "%" },
     { name = "battery_strategy", source = "power_mng.soc_strategy", type = "enum", writable = true },
   },
+  constraints = { { "battery_soc_min", "<", "battery_soc_max" } },
 }

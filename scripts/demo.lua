@@ -51,7 +51,11 @@ while i <= #args do
   elseif a == "--seconds" or a == "--mqtt" or a == "--prefix" then
     local v = args[i + 1] or usage_error(a .. " needs a value")
     if a == "--seconds" then
-      opts.seconds = tonumber(v) or usage_error("--seconds needs a number (0 = run until Ctrl-C), got " .. v)
+      local n = tonumber(v)
+      if not n or n < 0 or n ~= n or n == math.huge then
+        usage_error("--seconds needs a number >= 0 (0 = run until Ctrl-C), got " .. v)
+      end
+      opts.seconds = n
     else
       opts[a:sub(3)] = v
     end

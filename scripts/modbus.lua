@@ -23,6 +23,7 @@ local modbus = require "moondog.modbus"
 local codec = require "moondog.modbus.codec"
 
 local format = string.format
+local to_printable = require("moondog.text").printable
 local TOOL = "moondog modbus"
 
 -- {===== output and exits =====
@@ -41,6 +42,13 @@ end
 -- A device or I/O failure: one line with what failed and a hint, exit 1.
 local function io_error(url, err, code)
   C:io_error(url, err, code)
+end
+
+-- A device string in quotes, for a terminal: not %q, which writes a newline
+-- in the string as a real one and passes other control bytes' effects on
+-- as escapes only partly (issue 17).
+local function quoted(v)
+  return '"' .. to_printable((v:gsub('[\\"]', "\\%0"))) .. '"'
 end
 
 local function value_text(v, vtype)
@@ -236,7 +244,7 @@ local function cmd_read(args)
   local width = #tostring(addrs[#addrs])
   for i, v in ipairs(values) do
     if vtype == "string" then
-      io.stdout:write(format("%" .. width .. "d  %q\n", addrs[i], v))
+      io.stdout:write(format("%" .. width .. "d  %s\n", addrs[i], quoted(v)))
     elseif vtype or bits then
       io.stdout:write(format("%" .. width .. "d  %s\n", addrs[i], value_text(v, vtype)))
     else

@@ -14,6 +14,7 @@ local md = require "moondog"
 local rct = require "moondog.rct"
 local registry = require "moondog.rct.registry"
 local cli_mod = require "moondog.cli"
+local printable = require("moondog.text").printable
 
 local format = string.format
 local TOOL = "moondog rct"
@@ -46,7 +47,7 @@ local function value_text(v, entry)
   elseif t == "table" then
     return require("cjson").encode(v)
   elseif entry then
-    return v -- a STRING object
+    return printable(v) -- a STRING object: the device's bytes, escapes and all
   end
   return (v:gsub(".", function(c) return format("%02x", c:byte()) end))
 end

@@ -20,6 +20,7 @@
 local md = require "moondog"
 local cli = require "moondog.cli"
 local sunspec = require "moondog.sunspec"
+local printable = require("moondog.text").printable
 
 local format = string.format
 local T = cli.new("moondog sunspec")
@@ -41,10 +42,10 @@ end
 local function value_text(v, p)
   if v == nil then return "-" end
   if type(v) == "table" then
-    return #v == 0 and "(none)" or table.concat(v, ", ")
+    return #v == 0 and "(none)" or printable(table.concat(v, ", "))
   end
   if type(v) == "number" then return number_text(v, is_float32(p) and not p.sf) end
-  return tostring(v)
+  return printable(v) -- device strings may hold escape sequences
 end
 
 local cjson = require "cjson"

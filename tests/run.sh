@@ -3,7 +3,8 @@
 # closing "N passed, N failed, N skipped" line. Called by `make test`.
 #
 # Order: the cmocka drivers (plain, then under valgrind unless this is a
-# sanitizer build), the Lua behaviour tests under moondog itself, then the
+# sanitizer build), the Lua behaviour tests under moondog itself (test_*.lua,
+# then the regression tests regress/<issue>-<slug>.lua), then the
 # shell integration tests (tests/sh/test_*.sh, TAP output). Exit status 1
 # when anything failed.
 set -u
@@ -46,7 +47,8 @@ for bin in "$@"; do
     fi
 done
 
-for file in tests/lua/test_*.lua; do
+for file in tests/lua/test_*.lua tests/lua/regress/*.lua; do
+    [ -e "$file" ] || continue
     section "$file"
     out=$(timeout 600 "$moondog" test "$file" 2>&1); rc=$?
     echo "$out"; count_tap "$out" "$rc"

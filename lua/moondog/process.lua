@@ -1,12 +1,21 @@
--- moondog.process: a child process run through io.popen, for what starts
--- peers: the test harness (T.start), the broker helper and the demo.
+-- moondog.process: a child process, for what starts peers: the test harness
+-- (T.start), the broker helper and the demo.
 --
 --   local p = assert(process.start("mosquitto -c " .. process.quote(conf) .. " >log 2>&1"))
 --   p.pid, p:alive()
 --   local ok, how, code = p:stop(5)    -- SIGTERM, SIGKILL after 5 s; reaped
 --
--- The pipe's shell execs the command, so pid is the command's own and
--- stop() reaps it. Nothing here yields, so stop() also runs in __close.
+-- The child runs `/bin/sh -c "exec CMD"` (moondog.process.core, core/process.c),
+-- so pid is the command's own. Nothing here blocks the loop: starting forks,
+-- the engine reaps a child when it exits (SIGCHLD), and stop() waits with
+-- md.sleep inside a task. Outside a task (a finalizer, a `<close>` run by
+-- the collector) stop() only sends SIGTERM and the engine reaps the child
+-- later. A dropped process object keeps running; no child outlives the
+-- engine: at exit it gets SIGTERM, then SIGKILL, and a killed engine's
+-- children get SIGTERM from the kernel (PR_SET_PDEATHSIG).
+
+local core = require "moondog.process.core"
+local mdcore = require "moondog.core"
 
 local M = {}
 
@@ -19,47 +28,56 @@ function M.quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- process.start(cmd) -> process, or nil, message. cmd is a shell command
---- line (with its own redirections: its stdout is not read).
+--- process.start(cmd) -> process, or nil, message, code. cmd is a shell
+--- command line (with its own redirections: nothing reads its output).
 function M.start(cmd)
-  local pipe = io.popen("echo $$; exec " .. cmd, "r")
-  if not pipe then return nil, "cannot run a shell for: " .. cmd end
-  local pid = math.tointeger(tonumber(pipe:read("l")))
-  if not pid then
-    pipe:close()
-    return nil, "could not start: " .. cmd
-  end
-  return setmetatable({ pid = pid, pipe = pipe }, Process)
+  local child, err, code = core.spawn("exec " .. cmd)
+  if not child then return nil, err, code end
+  return setmetatable({ pid = child:pid(), child = child }, Process)
 end
 
---- p:alive() -> true until the process has exited (a zombie counts as exited).
+-- Its exit as io.popen's close reports it: ok, "exit" | "signal", code.
+local function result(how, code)
+  return how == "exit" and code == 0 or nil, how, code
+end
+
+--- p:alive() -> true until the process has exited.
 function Process:alive()
-  if not self.pipe then return false end
-  local f = io.open("/proc/" .. self.pid .. "/stat", "rb")
-  if not f then return false end
-  local stat = f:read("a")
-  f:close()
-  return stat ~= nil and not stat:match("^%d+ %b() Z")
+  return self.child ~= nil and self.child:poll() == nil
+end
+
+local function in_task()
+  return mdcore.current() ~= nil and coroutine.isyieldable()
 end
 
 --- p:stop([grace]): SIGTERM, then SIGKILL after grace seconds (default 3),
---- then reap. Returns what io.popen's close says (ok, "exit" or "signal",
---- code), or nil when it was stopped already.
+--- then reap. Returns ok, "exit" or "signal", code (as io.popen's close
+--- does), or nil when it was stopped already. Outside a task it only sends
+--- SIGTERM and returns nil, "stopping".
 function Process:stop(grace)
-  if not self.pipe then return nil end
-  os.execute(string.format("kill -TERM %d 2>/dev/null", self.pid))
-  for _ = 1, math.ceil((grace or 3) / 0.02) do
-    if not self:alive() then break end
-    os.execute("sleep 0.02")
+  local child = self.child
+  if not child then return nil end
+  self.child = nil
+  if child:poll() then return result(child:poll()) end
+  child:kill("TERM")
+  if not in_task() then return nil, "stopping" end
+  local deadline = mdcore.now() + (grace or 3)
+  while not child:poll() and mdcore.now() < deadline do
+    mdcore.sleep(0.02)
   end
-  if self:alive() then os.execute(string.format("kill -KILL %d 2>/dev/null", self.pid)) end
-  local pipe = self.pipe
-  self.pipe = nil
-  return pipe:close()
+  if not child:poll() then
+    child:kill("KILL")
+    for _ = 1, 250 do -- SIGKILL cannot be caught: it is gone within ms
+      if child:poll() then break end
+      mdcore.sleep(0.02)
+    end
+  end
+  return result(child:poll())
 end
 
--- As a to-be-closed variable: __close also gets the error object, which
--- must not pass for the grace time.
-function Process.__close(p) p:stop() end
+-- __close gets the error in flight as its second argument: not a grace.
+function Process:__close()
+  self:stop()
+end
 
 return M

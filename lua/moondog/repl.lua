@@ -36,6 +36,7 @@ local debug = debug
 local getmt = debug.getmetatable -- raw: ignores __metatable
 local pack, unpack, concat = table.pack, table.unpack, table.concat
 local format = string.format
+local printable = require("moondog.text").printable
 
 local keywords = {}
 for word in ([[and break do else elseif end false for function goto if in
@@ -231,7 +232,7 @@ build = function(v, ctx, depth)
   if tv == "string" then return quote(v) end
   if tv == "number" then return format_number(v) end
   if tv == "table" and not is_opaque(v) then return build_table(v, ctx, depth) end
-  return safe_tostring(v)
+  return printable(safe_tostring(v)) -- a __tostring may show device strings
 end
 
 local function text_width(s)

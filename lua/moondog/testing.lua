@@ -256,7 +256,7 @@ local started = 0
 --- Start a helper process (a peer server, a broker, the tool under test)
 --- with stdout and stderr in fresh files under dir.path (moondog.process:
 --- proc.pid is the command's own; proc:alive(), proc:stop([grace]) with
---- SIGKILL after 3 s, which also runs in __close).
+--- SIGKILL after 3 s, which also runs in __close and waits with md.sleep).
 --- Use `local p <close> = T.start(...)` so that it stops with the test.
 function M.start(dir, name, cmd)
   started = started + 1

@@ -13,6 +13,9 @@ starts at one of these magic addresses:
          transaction id, then this one  9007 close the connection
     9003 answer with a bad CRC (rtu)    9008 answer exception 2
     9004 answer with a truncated frame  9009 answer only with an old tid
+    9010 (tcp) send the first 3 bytes of the answer now and the rest just
+         before the answer to the next request on this connection: a
+         late tail after the client's timeout
 
 Every request received is appended to the log file (hex, one per line) so
 tests can check what was sent, e.g. that writes overtook queued reads.
@@ -97,6 +100,9 @@ class Fake:
             return [self.frame(tid, unit, bytes([0x83, 2]))], False
         if addr == 9009:
             return [self.frame((tid + 100) & 0xFFFF, unit, ok)], False
+        if addr == 9010:
+            f = self.frame(tid, unit, ok)
+            return [f[:3], ("hold", f[3:])], False
         return [self.frame(tid, unit, ok)], False
 
 
@@ -110,7 +116,7 @@ def request_len(framing, buf):
 
 
 def serve_stream(conn, fake):
-    buf = b""
+    buf, held = b"", b""
     with conn:
         while True:
             chunk = conn.recv(512)
@@ -123,8 +129,14 @@ def serve_stream(conn, fake):
                     break
                 adu, buf = buf[:n], buf[n:]
                 replies, close = fake.answer(adu)
+                if held:
+                    conn.sendall(held)
+                    held = b""
                 for r in replies:
-                    conn.sendall(r)
+                    if isinstance(r, tuple):
+                        held = r[1]
+                    else:
+                        conn.sendall(r)
                 if close:
                     return
 
@@ -144,7 +156,8 @@ def main():
         while True:
             adu, peer = s.recvfrom(512)
             for r in fake.answer(adu)[0]:
-                s.sendto(r, peer)
+                if not isinstance(r, tuple):
+                    s.sendto(r, peer)
     while True:
         conn, _ = s.accept()
         threading.Thread(target=serve_stream, args=(conn, fake), daemon=True).start()

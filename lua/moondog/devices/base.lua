@@ -33,6 +33,16 @@ function M.class(kind)
     if v == nil then
       return nil, format("%s: %s", self.id, err), code
     end
+    if self.profile.constraints then -- rules between points: read the others now
+      local now
+      v, err, code = point.check_constraints(self.profile, name, v, function(other)
+        if not now then now = self:read() or {} end
+        return now[other]
+      end)
+      if v == nil then
+        return nil, format("%s: %s", self.id, err), code
+      end
+    end
     local ok
     ok, err, code = self:_write(item, v)
     if not ok then
@@ -109,6 +119,7 @@ function M.points(profile, check_point)
     end
     items[p.name], list[i], points[i] = item, item, item.point
   end
+  point.check_constraint_list(profile, items)
   return items, list, points
 end
 

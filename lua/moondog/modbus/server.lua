@@ -8,6 +8,9 @@
 --     server_id = "ACME-M1\xff",        -- FC 17 payload (the last byte: run indicator)
 --     on_read = function(unit, kind, addr, count, srv) end,   -- update values, or refuse
 --     on_write = function(unit, kind, addr, values, srv) end, -- refuse, or nil to accept
+--     idle_timeout = 60,                -- s: close a TCP client silent this long
+--     frame_timeout = 5,                -- s: close one that leaves a frame unfinished
+--     max_clients = 1024,               -- when full, the longest idle client is closed
 --   }))
 --   srv:port(), srv:url()                         -- the real port when 0 was asked for
 --   srv:set(unit, "holding", 40000, { 1, 2, 3 })  -- also "input", "coil", "discrete"
@@ -255,6 +258,7 @@ function M.serve(url, opts)
     baud = cfg.baud, parity = cfg.parity, data = cfg.data, stop = cfg.stop, rs485 = cfg.rs485,
     units = units, strict = opts.strict and true or false,
     hook_reads = opts.on_read ~= nil, hook_writes = opts.on_write ~= nil, url = cfg.url,
+    idle_timeout = opts.idle_timeout, frame_timeout = opts.frame_timeout, max_clients = opts.max_clients,
   })
   if not ud then
     return nil, oerr, code
@@ -408,17 +412,20 @@ function Server:load(unit, path)
   if not f then
     return nil, "cannot load registers: " .. oerr, "io"
   end
+  local text, rerr = f:read("a") -- a directory opens, then fails here
+  f:close()
+  if not text then
+    return nil, string.format("cannot load registers from %s: %s", path, rerr), "io"
+  end
   local items, n = {}, 0
-  for line in f:lines() do
+  for line in text:gmatch("[^\n]*") do
     n = n + 1
     local item, err = parse_line(line)
     if err then
-      f:close()
       return nil, string.format("%s:%d: %s", path, n, err), "syntax"
     end
     items[#items + 1] = item
   end
-  f:close()
   for _, item in ipairs(items) do
     self.core:set(unit, item.kind, item.addr, item.values)
   end

@@ -25,15 +25,27 @@
 --
 -- The broker is a child process (moondog.process: the pid is mosquitto's
 -- own; stopping it reaps it). Waiting for it polls its
--- log with md.sleep, so other tasks run meanwhile.
+-- log with md.sleep, so other tasks run meanwhile. A broker object that is
+-- dropped without close() never blocks the collector: mosquitto runs on
+-- until the engine exits, which stops it, and then its temporary directory
+-- is removed.
 
 local mdcore = require "moondog.core"
 local process = require "moondog.process"
 
 local M = {}
 
+-- Temporary directories of brokers not closed yet; removed when the Lua
+-- state closes at engine exit, after the engine stopped its children.
+local own_dirs = {}
+M._cleanup = setmetatable({}, { __gc = function()
+  for dir in pairs(own_dirs) do os.execute("rm -rf " .. process.quote(dir)) end
+end })
+
 local Broker = {}
 Broker.__index = Broker
+
+local sweep_stale
 
 local quote = process.quote
 
@@ -166,7 +178,8 @@ function Broker:start()
 end
 
 --- b:stop() stops the broker: SIGTERM (it saves its persistence file), then
---- SIGKILL after 5 s. Never yields, so it also runs in __close.
+--- SIGKILL after 5 s. In a task it waits with md.sleep (other tasks run);
+--- elsewhere (a finalizer) it only sends SIGTERM and the engine reaps it.
 function Broker:stop()
   if self.proc then
     self.proc:stop(5)
@@ -180,6 +193,7 @@ function Broker:close()
   self:stop()
   if self.own_dir then
     os.execute("rm -rf " .. quote(self.dir))
+    own_dirs[self.dir] = nil
     self.own_dir = false
   end
 end
@@ -187,6 +201,26 @@ Broker.__close = Broker.close
 
 function Broker:__tostring()
   return string.format("mosquitto on %s:%d%s", self.host, self.port, self:running() and "" or " (stopped)")
+end
+
+local function own_pid()
+  local stat = read_file("/proc/self/stat") or ""
+  return stat:match("^(%d+)") or "0"
+end
+
+-- Folders of brokers whose engine was killed (SIGKILL leaves no time to
+-- clean up; the kernel stops mosquitto itself): each holds its engine's
+-- pid, and one whose engine is gone is removed by the next broker.start.
+function sweep_stale()
+  local p = io.popen("ls -d /tmp/moondog-mosquitto.* 2>/dev/null")
+  local dirs = p:read("a")
+  p:close()
+  for dir in dirs:gmatch("[^\n]+") do
+    local pid = (read_file(dir .. "/engine.pid") or ""):match("^(%d+)")
+    if pid and not own_dirs[dir] and not read_file("/proc/" .. pid .. "/stat") then
+      os.execute("rm -rf " .. quote(dir))
+    end
+  end
 end
 
 function M.start(opts)
@@ -208,10 +242,13 @@ function M.start(opts)
   if opts.dir then
     self.dir = opts.dir
   else
+    sweep_stale()
     local p = io.popen("mktemp -d /tmp/moondog-mosquitto.XXXXXX")
     self.dir = p:read("l")
     p:close()
     self.own_dir = true
+    own_dirs[self.dir] = true
+    write_file(self.dir .. "/engine.pid", own_pid() .. "\n")
   end
   self.log = self.dir .. "/mosquitto.log"
   if self.users then

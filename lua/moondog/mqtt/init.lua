@@ -80,7 +80,7 @@ local function core_config(opts)
     cfg[k] = opt_type(opts, k, "string", where) or cfg[k]
   end
   for _, k in ipairs({ "port", "keepalive", "max_inflight", "max_queued", "max_queued_bytes",
-                       "max_pending", "connect_timeout", "protocol" }) do
+                       "max_pending", "max_pending_bytes", "connect_timeout", "protocol" }) do
     cfg[k] = opt_type(opts, k, "number", where) or cfg[k]
   end
   cfg.host = cfg.host or "127.0.0.1"
@@ -146,12 +146,15 @@ end
 --- mqtt.connect(opts) -> client, or nil, message, code.
 --- opts: host (default 127.0.0.1), port (1883, 8883 with TLS), or url =
 --- "mqtt://user:pass@host:port" / "mqtts://host"; client_id, username,
---- password, keepalive (60 s), clean (true; false: persistent session, needs
+--- password, keepalive (30 s: a silent broker is noticed within 1.5 times
+--- this), clean (true; false: persistent session, needs
 --- client_id), protocol (3 = MQTT 3.1.1, 5), tls = true | {ca_file=,
 --- ca_path=, cert_file=, key_file=, insecure=}, will = {topic=, payload=,
 --- qos=1, retain=true}, queue = {messages = 10000, bytes = 16 MiB},
 --- max_inflight (20), max_pending (10000 incoming per subscription),
---- reconnect = {min = 1, max = 60} (s), connect_timeout (10 s),
+--- max_pending_bytes (16 MiB incoming over all subscriptions),
+--- reconnect = {min = 1, max = 5} (s; a stable connection that is lost, and
+--- a network change during the backoff, retry at once), connect_timeout (10 s),
 --- wait (true: return once connected, or nil, message, code when the first
 --- attempt fails; false: return at once and connect in the background).
 function M.connect(opts)

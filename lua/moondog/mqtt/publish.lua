@@ -50,7 +50,11 @@
 -- (writable, type, min/max/step, options) before the site device's write is
 -- called, so a refused command never reaches the device. The outcome is
 -- logged and sent to the result topic; the site reads the point back and
--- the new value is published.
+-- the new value is published. A retained command (the broker replays it on
+-- every connect) is refused with code "retained". A point is written at
+-- most once per command_interval; commands in between wait, and a newer one
+-- replaces a waiting one (result code "superseded"). A point a controller
+-- drives is refused with code "owned".
 --
 -- After every (re)connect the status, availability and discovery are
 -- published again and every value is republished (the broker may have
@@ -359,14 +363,17 @@ local function result(self, dev_id, name, body)
   self:send(format("%s/%s/%s/result", self.prefix, dev_id, name), cjson.encode(body), false)
 end
 
-local function command(self, topic, payload)
+local function command(self, topic, payload, msg)
   local dev_id, name = topic:sub(#self.prefix + 2):match("^([^/]+)/([^/]+)/set$")
   if not dev_id then return end
   self.counts.commands = self.counts.commands + 1
   local e = self.devices[dev_id]
   local p = e and e.sd._points[name]
   local value, err, code
-  if not e then
+  if msg and msg.retain then -- a stale command the broker kept: not the user's now
+    err, code = format("%s: a retained command is ignored; publish commands without retain", name),
+      "retained"
+  elseif not e then
     err, code = format("no device '%s' is published here", dev_id), "unknown_device"
   elseif not p then
     err, code = format("%s has no point '%s'", dev_id, name), "unknown_point"
@@ -380,15 +387,23 @@ local function command(self, topic, payload)
     md.log.warn("command %s refused: %s", topic, err)
     return result(self, dev_id, name, { ok = false, error = err, code = code })
   end
-  local ok, werr, wcode = e.sd:write(name, value)
-  if not ok then
-    self.counts.failed_writes = self.counts.failed_writes + 1
-    md.log.warn("command %s = %s failed: %s", topic, point.format(p, value), werr)
-    return result(self, dev_id, name, { ok = false, error = werr, code = wcode })
-  end
-  md.log.info("command %s = %s written", topic, point.format(p, value))
-  result(self, dev_id, name, { ok = true, value = value })
-  publish_point(self, e, name, true) -- show the new state at once
+  -- at most one device write per point every command_interval s, of the latest value
+  self.gate = self.gate or point.throttle(self.command_interval or 1)
+  self.gate:submit(dev_id .. "/" .. name, value, function(v)
+    local ok, werr, wcode = e.sd:write(name, v)
+    if not ok then
+      self.counts.failed_writes = self.counts.failed_writes + 1
+      md.log.warn("command %s = %s failed: %s", topic, point.format(p, v), werr)
+      return result(self, dev_id, name, { ok = false, error = werr, code = wcode })
+    end
+    md.log.info("command %s = %s written", topic, point.format(p, v))
+    result(self, dev_id, name, { ok = true, value = v })
+    publish_point(self, e, name, true) -- show the new state at once
+  end, function(old)
+    result(self, dev_id, name, { ok = false, code = "superseded",
+      error = format("%s = %s was replaced by a newer command before it was written", name,
+        point.format(p, old)) })
+  end)
 end
 
 -- }=====
@@ -507,6 +522,7 @@ function Publisher:close()
   for _, id in ipairs(ids) do self:remove(id) end
   if self.own_site then self.site:close() end
   for _, s in ipairs(self.subs) do s:close() end
+  if self.gate then self.gate:close() end
   self:send(self.prefix .. "/status", "offline", true)
   if self.client:status() == "closed" then return end
   if self.own_client then
@@ -525,7 +541,9 @@ Publisher.__close = Publisher.close
 --- min_interval (0 s); max_interval (60 s); poll (for pub:add: profile.poll
 --- or 10 s); homeassistant (true, or {discovery_prefix =, node =,
 --- discovery = "entity" | "device"}); commands (true); on_publish
---- (fn(topic, payload), e.g. to print what goes out); devices ({dev, ...}).
+--- (fn(topic, payload), e.g. to print what goes out); devices ({dev, ...});
+--- command_interval (1 s: the least time between two writes to one point;
+--- commands in between coalesce to the latest).
 function M.start(opts)
   opts = opts or {}
   local prefix = opts.prefix or "moondog"
@@ -540,6 +558,7 @@ function M.start(opts)
     prefix = prefix, qos = opts.qos or 1, retain = opts.retain ~= false, json = opts.json,
     deadband = opts.deadband or 0, min_interval = opts.min_interval or 0,
     max_interval = opts.max_interval or 60, poll = opts.poll, on_publish = opts.on_publish,
+    command_interval = opts.command_interval,
     devices = {}, subs = {}, ha_mode = hopts.discovery or "entity",
     counts = { published = 0, failed = 0, withheld = 0, commands = 0, refused = 0, failed_writes = 0 },
   }, Publisher)
@@ -580,8 +599,8 @@ function M.start(opts)
     end, self.ha_opts))
   end
   if opts.commands ~= false then
-    self:listen(self.client:subscribe(prefix .. "/+/+/set", function(topic, payload)
-      command(self, topic, payload)
+    self:listen(self.client:subscribe(prefix .. "/+/+/set", function(topic, payload, msg)
+      command(self, topic, payload, msg)
     end, { qos = 1 }))
   end
   self.client:on("connect", function() on_connect(self) end)

@@ -7,6 +7,7 @@
 --     values = { ["battery.soc"] = 0.8, [0x12345678] = "\1\2" },  -- by name or id
 --     faults = { delay = 0.5 },          -- see below; sim.faults can change at any time
 --     on_write = function(entry, value) end,   -- after a write was stored
+--     max_clients = 64, idle_timeout = 300,     -- connection limit; seconds
 --   })
 --   sim:set("battery.soc", 0.55)         -- a demo moves values as it likes
 --   sim:get("battery.soc")               --> 0.55
@@ -34,9 +35,15 @@
 --   delay = s     wait s seconds before each answer
 --   noise = true  noise bytes ("\0", "AT+\r") before each answer
 --   idle = s      close connections that send nothing for s seconds
+--                 (default opts.idle_timeout, 300 s)
 --
 -- Each connection is a task that parses requests with moondog.rct.codec
--- and answers all the requests of one read in one write.
+-- and answers all the requests of one read in one write. A request the
+-- simulator cannot handle (a value that does not fit its object) closes its
+-- connection. At opts.max_clients connections (default 64) a new one closes
+-- the connection idle the longest. When accept fails (out of file
+-- descriptors) the simulator pauses and tries again; it stops accepting only
+-- when closed.
 
 local md = require "moondog"
 local codec = require "moondog.rct.codec"
@@ -299,17 +306,35 @@ function Server:_request(state, command, oid, payload, address)
   return answer_frame(oid, answer, address)
 end
 
+-- A request that raises (a WRITE whose value does not fit its object) is
+-- the client's fault: log it and close the connection, as a device that
+-- chokes on it would.
+function Server:_try_request(state, command, oid, payload, address)
+  local ok, frame = pcall(self._request, self, state, command, oid, payload, address)
+  if ok then return frame end
+  md.log.debug("rct simulator: closing a connection after a bad request for 0x%08X: %s", oid, frame)
+  self.counters.bad_requests = self.counters.bad_requests + 1
+  return "drop"
+end
+
 function Server:_serve_conn(conn)
-  local state = { conn = conn, periodic = {}, nperiodic = 0 }
+  local state = { conn = conn, periodic = {}, nperiodic = 0, last_rx = md.now() }
   self.conns[conn] = state
   self.counters.connections = self.counters.connections + 1
+  -- however this task ends (an error, a cancel), the socket is closed
+  local _guard <close> = setmetatable({}, { __close = function()
+    if state.pusher then state.pusher:cancel() end
+    self.conns[conn] = nil
+    conn:close()
+  end })
   local parser = codec.parser()
   local open = true
   while open do
-    local data = conn:read(65536, self.faults.idle)
+    local data = conn:read(65536, self.faults.idle or self.idle_timeout)
     if not data then
       break
     end
+    state.last_rx = md.now()
     self.counters.reads = self.counters.reads + 1
     parser:push(data)
     local out = {}
@@ -320,7 +345,7 @@ function Server:_serve_conn(conn)
       elseif command == false then
         self.counters.bad_frames = self.counters.bad_frames + 1
       else
-        local frame = self:_request(state, command, oid, payload, address)
+        local frame = self:_try_request(state, command, oid, payload, address)
         if frame == "drop" then
           self.counters.dropped = self.counters.dropped + 1
           open = false
@@ -333,11 +358,6 @@ function Server:_serve_conn(conn)
       open = self:_send(conn, out)
     end
   end
-  if state.pusher then
-    state.pusher:cancel()
-  end
-  self.conns[conn] = nil
-  conn:close()
 end
 
 -- }=====
@@ -418,13 +438,36 @@ end
 
 Server.__close = Server.close
 
-local function accept_loop(self)
-  while true do
-    local conn, err = self.listener:accept()
-    if not conn then
-      md.log.warn("rct simulator: %s", err)
-      return
+-- Room for one more connection: close the one idle the longest when full.
+local function make_room(self)
+  local n, oldest, oldest_state = 0, nil, nil
+  for conn, state in pairs(self.conns) do
+    n = n + 1
+    if not oldest_state or state.last_rx < oldest_state.last_rx then
+      oldest, oldest_state = conn, state
     end
+  end
+  if n >= self.max_clients and oldest then
+    md.log.debug("rct simulator: %d connections, closing the one idle the longest", n)
+    self.counters.dropped = self.counters.dropped + 1
+    oldest:close() -- its task sees "closed" and cleans up
+  end
+end
+
+local function accept_loop(self)
+  local warned = false
+  while true do
+    local conn, err, code = self.listener:accept()
+    if not conn then
+      if code == "closed" then return end
+      -- EMFILE and friends: the Modbus server and the attach listener pause too
+      if not warned then md.log.warn("rct simulator: %s; retrying", err) end
+      warned = true
+      md.sleep(0.1)
+      goto continue
+    end
+    warned = false
+    make_room(self)
     local task
     task = md.spawn(function()
       self:_serve_conn(conn)
@@ -432,6 +475,7 @@ local function accept_loop(self)
     end)
     task:name("rct simulator " .. conn:peer())
     self.tasks[task] = true
+    ::continue::
   end
 end
 
@@ -446,9 +490,10 @@ function M.serve(opts)
   local self = setmetatable({
     listener = listener, values = {}, faults = {}, conns = {}, tasks = {},
     address = opts.address, on_write = opts.on_write,
+    max_clients = opts.max_clients or 64, idle_timeout = opts.idle_timeout or 300,
     counters = {
       requests = 0, answers = 0, writes = 0, pushes = 0, connections = 0, dropped = 0, bad_frames = 0,
-      reads = 0,
+      reads = 0, bad_requests = 0,
     },
   }, Server)
   for k, v in pairs(opts.values or {}) do

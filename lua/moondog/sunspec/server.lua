@@ -139,6 +139,10 @@ local function build_model(spec, addr)
   end
   local counts, by_point = group_counts(def, spec)
   local len = spec.L or layout.length(def, counts)
+  if len + 2 + addr > 65536 then -- 16-bit lengths and addresses (issue 17: 160:100000)
+    error(format("sunspec.serve: model %d (%s) would be %d registers long at address %d; "
+      .. "the whole map must fit in 65536 registers: use fewer repeats", spec.id, def.name, len, addr), 0)
+  end
   local inst = layout.build(def, addr, len, function(s) return by_point[s.key] end)
   local m = { id = spec.id, name = def.name, addr = addr, len = len, def = def, inst = inst,
               counts = by_point }
