@@ -84,10 +84,13 @@ local function adapter(sd)
   }
 end
 
+-- pct on the point's step grid, as the decimal the point check expects
+-- (0.1 steps: 76.6, never 76.600000000000009).
 local function quantize(pct, step, down)
   local q = pct / step
   q = down and math.floor(q + 1e-9) or math.floor(q + 0.5)
-  return math.max(0, math.min(100, q * step))
+  local decimals = step >= 1 and 0 or math.ceil(-math.log(step, 10) - 1e-9)
+  return math.max(0, math.min(100, tonumber(string.format("%." .. decimals .. "f", q * step))))
 end
 
 -- }=====
