@@ -83,3 +83,7 @@ echo
 
 echo
 ./moondog --log-level warn tests/bench/mqtt.lua
+
+echo
+echo "== a site of 1000 simulated SDM630 meters (issue 10)"
+./moondog tests/bench/site1000.lua 20
