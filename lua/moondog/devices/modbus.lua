@@ -293,16 +293,58 @@ function Device:close()
   self.bus = nil
 end
 
---- open(profile, target [, opts]) -> device, or nil, message, code
-function M.open(profile, target, opts)
-  opts = opts or {}
+-- The checked items, read plan and plan cache of a profile, shared by the
+-- devices opened with the same profile table (a site of a thousand meters
+-- of one model holds them once, not a thousand times: about 5 KB a
+-- device). Reused only while the profile's points are the same tables
+-- with the same sources and planner options; a profile changed in place
+-- is checked and planned again.
+local shared = setmetatable({}, { __mode = "k" })
+
+local function source_key(p)
+  local s = p.source
+  if type(s) ~= "table" then return nil end
+  return format("%s|%s|%s|%s|%s|%s", tostring(s.kind), tostring(s.addr), tostring(s.type),
+    tostring(s.order), tostring(s.count), tostring(s.fc16))
+end
+
+local function same_profile(c, profile)
+  local points = profile.points
+  if #points ~= #c.points or profile.max_gap ~= c.max_gap or profile.max_regs ~= c.max_regs
+      or profile.avoid ~= c.avoid then
+    return false
+  end
+  for i, p in ipairs(points) do
+    if p ~= c.points[i] or p.name ~= c.names[i] or source_key(p) ~= c.sources[i] then return false end
+  end
+  return true
+end
+
+local function checked(profile)
+  local c = shared[profile]
+  if c and same_profile(c, profile) then return c end
   local items, list = base.points(profile, check_point)
   local reads, perr = planner.plan(list, {
     max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
   })
-  if not reads then
+  if not reads then return nil, perr end
+  c = { items = items, reads = reads, plans = {}, points = {}, names = {}, sources = {},
+        max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid }
+  for i, p in ipairs(profile.points) do
+    c.points[i], c.names[i], c.sources[i] = p, p.name, source_key(p)
+  end
+  shared[profile] = c
+  return c
+end
+
+--- open(profile, target [, opts]) -> device, or nil, message, code
+function M.open(profile, target, opts)
+  opts = opts or {}
+  local c, perr = checked(profile)
+  if not c then
     error(format("profile %s: %s", profile.name or "?", perr), 2)
   end
+  local items, reads = c.items, c.reads
   local bus, own_bus = target, false
   if type(target) == "string" then
     local err, code
@@ -315,7 +357,7 @@ function M.open(profile, target, opts)
   local id = base.id(profile, opts, "modbus")
   return setmetatable({
     id = id, profile = profile, bus = bus, own_bus = own_bus,
-    unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = {}, transactions = 0,
+    unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = c.plans, transactions = 0,
     _online = false,
   }, Device)
 end
