@@ -139,16 +139,17 @@ local function significant(v, digits)
 end
 
 -- Registers (or bits) of one point -> its value, or nil when the raw value
--- means nothing (an enum code without an option).
-local function decode(item, slice)
+-- means nothing (an enum code without an option). The point's registers
+-- start at slice[at] (default 1), so a read's data is decoded in place.
+local function decode(item, slice, at)
   local p = item.point
   if item.type == "bool" then
-    return slice[1] and true or false
+    return slice[at or 1] and true or false
   end
   if item.type == "string" then
-    return codec.decode(slice, "string", item.order, 1, item.count)
+    return codec.decode(slice, "string", item.order, at or 1, item.count)
   end
-  local raw = codec.decode(slice, item.type, item.order)
+  local raw = codec.decode(slice, item.type, item.order, at or 1)
   local kind = point.kind(p)
   if kind == "bool" then
     return raw ~= 0
@@ -208,6 +209,19 @@ end
 
 local Device = base.class("modbus")
 
+-- Mark the reads whose points all lie wholly inside them (read.whole), the
+-- ones Device:read decodes in place.
+local function mark_whole(reads)
+  for _, r in ipairs(reads) do
+    local whole, last = true, r.address + r.count - 1
+    for _, item in ipairs(r.points) do
+      if item.address < r.address or item.address + (item.count or 1) - 1 > last then whole = false end
+    end
+    r.whole = whole
+  end
+  return reads
+end
+
 local reader = {
   holding = "read_holding", input = "read_input", coil = "read_coils", discrete = "read_discrete",
 }
@@ -224,9 +238,9 @@ function Device:_plan(names)
   for i, name in ipairs(names) do
     list[i] = self.items[name] or error(format("%s has no point '%s'", self.id, tostring(name)), 3)
   end
-  reads = assert(planner.plan(list, {
+  reads = mark_whole(assert(planner.plan(list, {
     max_gap = self.profile.max_gap, max_regs = self.profile.max_regs, avoid = self.profile.avoid,
-  }))
+  })))
   self.plans[key] = reads
   return reads
 end
@@ -239,8 +253,15 @@ function Device:read(names)
     local data, err, code = self.bus[reader[r.kind]](self.bus, self.unit, r.address, r.count)
     self.transactions = self.transactions + 1
     if data then
-      for item, slice in pairs(planner.split(r, data)) do
-        values[item.point.name] = decode(item, slice)
+      if type(data) == "table" and #data == r.count and r.whole then
+        -- every point lies wholly in the read: decode in place, no slices
+        for _, item in ipairs(r.points) do
+          values[item.point.name] = decode(item, data, item.address - r.address + 1)
+        end
+      else
+        for item, slice in pairs(planner.split(r, data)) do
+          values[item.point.name] = decode(item, slice)
+        end
       end
     elseif not not_implemented[code] then
       self._online = false
@@ -328,6 +349,7 @@ local function checked(profile)
     max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
   })
   if not reads then return nil, perr end
+  mark_whole(reads)
   c = { items = items, reads = reads, plans = {}, points = {}, names = {}, sources = {},
         max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid }
   for i, p in ipairs(profile.points) do
