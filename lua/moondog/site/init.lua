@@ -352,6 +352,8 @@ end
 -- {===== events to consumers =====
 
 local function recompute(self, sd, changed)
+  -- no derived points: nothing to look up (this runs for every poll)
+  if next(self._dependents) == nil then return end
   self._depth = self._depth + 1
   if self._depth <= 8 then -- derived points of derived points, never a loop forever
     local todo, list = {}, {}
