@@ -21,7 +21,9 @@
 --    device calling dev:read(), phases spread as the site spreads them.
 --    CPU per device-poll, site against this loop: what the site's
 --    bookkeeping (schedule, lock, values with time and state, stats,
---    listeners) costs.
+--    listeners) costs. And the floor: the same two reads per device as
+--    bare bus:read_input calls, nothing decoded (the engine's own cost of
+--    the transactions: task wake-ups, the bus, the system calls).
 -- 4. latency: from a read's completion to the value's arrival at a broker
 --    subscriber, p50 and p99. A real mosquitto (moondog.mqtt.broker), the
 --    site publishing to it (site:publish, QoS 1, retained, as a user's
@@ -57,6 +59,7 @@
 --   site1000.lua serve BUSES LIFETIME          -> prints one URL a line, then "ready"
 --   site1000.lua site URLS N SECONDS           -> one line of key=value figures
 --   site1000.lua direct URLS N SECONDS
+--   site1000.lua raw URLS N SECONDS
 --   site1000.lua latency URLS N SECONDS
 -- URLS: a file with the servers' URLs, one a line.
 
@@ -189,7 +192,9 @@ end
 
 -- {===== direct: the same devices without a site (the reference) =====
 
-local function run_direct(urls, n, seconds)
+-- raw = true: the driver's two planned reads as bare bus reads, nothing
+-- decoded (the engine's own cost of the transactions: the floor).
+local function run_direct(urls, n, seconds, raw)
   local devices = require "moondog.devices"
   local schedule = require "moondog.site.schedule"
   local polls, failed, transactions = 0, 0, 0
@@ -205,9 +210,18 @@ local function run_direct(urls, n, seconds)
       md.sleep(schedule.phase(i)) -- spread as the site spreads its devices
       local dev = devs[i]
       for _ in md.every(1) do
-        local before = dev.transactions
-        if dev:read() then polls = polls + 1 else failed = failed + 1 end
-        transactions = transactions + dev.transactions - before
+        if raw then
+          local ok = true
+          for _, r in ipairs(dev.reads) do
+            ok = dev.bus:read_input(dev.unit, r.address, r.count) and ok
+            transactions = transactions + 1
+          end
+          if ok then polls = polls + 1 else failed = failed + 1 end
+        else
+          local before = dev.transactions
+          if dev:read() then polls = polls + 1 else failed = failed + 1 end
+          transactions = transactions + dev.transactions - before
+        end
       end
     end)
   end
@@ -382,6 +396,7 @@ local function orchestrate(seconds, lat_n, buses)
     POINTS, #urls, math.ceil(N / #urls), WARMUP, seconds))
   local s = with_server_cpu(function() return phase("site", urls_file, N, seconds) end)
   local d = with_server_cpu(function() return phase("direct", urls_file, N, seconds) end)
+  local r = with_server_cpu(function() return phase("raw", urls_file, N, seconds) end)
   say(format("site CPU: %.2f %% of one core (goal: under 10 %%; ratio to goal %.2f); simulator "
     .. "process %.1f %% (not counted)", s.cpu_percent, s.cpu_percent / 10, s.server_cpu_percent))
   say(format("site RSS: %.1f MB (peak %.1f MB) (goal: under 30 MB; ratio to goal %.2f)", s.rss_kib / 1024,
@@ -394,8 +409,12 @@ local function orchestrate(seconds, lat_n, buses)
   say(format("reference, the same devices read by one md.every(1) task each without a site: %.2f %% CPU, "
     .. "RSS %.1f MB, %d of %d polls, %d failed, %.2f transactions per poll",
     d.cpu_percent, d.rss_kib / 1024, d.polls, d.expected, d.failed, d.transactions / math.max(1, d.polls)))
-  say(format("CPU per device-poll: site %.1f us; direct loop %.1f us; ratio %.2f (the site's bookkeeping)",
-    s.cpu_us_per_poll, d.cpu_us_per_poll, s.cpu_us_per_poll / d.cpu_us_per_poll))
+  say(format("floor, the same two reads per device as bare bus reads (nothing decoded): %.2f %% CPU, "
+    .. "%d of %d polls, %d failed", r.cpu_percent, r.polls, r.expected, r.failed))
+  say(format("CPU per device-poll: site %.1f us; direct loop %.1f us; bare reads %.1f us; site / direct "
+    .. "%.2f (the site's bookkeeping); direct / bare %.2f (the driver's decoding)", s.cpu_us_per_poll,
+    d.cpu_us_per_poll, r.cpu_us_per_poll, s.cpu_us_per_poll / d.cpu_us_per_poll,
+    d.cpu_us_per_poll / r.cpu_us_per_poll))
   say()
   say("== read completion to arrival at a subscriber in another process (mosquitto_sub); the site "
     .. "publishes every value at QoS 1 through a local mosquitto")
@@ -416,10 +435,11 @@ end
 local mode = arg[1]
 if mode == "serve" then
   serve(tonumber(arg[2]), tonumber(arg[3]))
-elseif mode == "site" or mode == "direct" or mode == "latency" then
+elseif mode == "site" or mode == "direct" or mode == "raw" or mode == "latency" then
   local urls = read_lines(arg[2])
   assert(#urls > 0, "no URLs in " .. tostring(arg[2]))
-  local run = ({ site = run_site, direct = run_direct, latency = run_latency })[mode]
+  local run = ({ site = run_site, direct = run_direct, latency = run_latency,
+    raw = function(u, n, sec) return run_direct(u, n, sec, true) end })[mode]
   local ok, err = xpcall(run, debug.traceback, urls, tonumber(arg[3]), tonumber(arg[4]))
   if not ok then -- the engine would go on polling: end it, so that the orchestrator does not wait
     io.stderr:write(tostring(err), "\n")
