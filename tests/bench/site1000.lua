@@ -333,16 +333,23 @@ local function parse_result(line)
   return t
 end
 
--- Run one phase in a fresh engine; its result line, parsed.
+-- Run one phase in a fresh engine; its result line, parsed. The engine
+-- waits with md.sleep (a blocking read of the child's output would stall
+-- the loop), at most 10 minutes.
 local function phase(name, urls_file, n, seconds)
-  local cmd = format("%s --log-level warn %s %s %s %d %g", process.quote(md.home .. "/moondog"),
-    process.quote(arg[0]), name, process.quote(urls_file), n, seconds)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = urls_file .. "." .. name .. ".out"
+  local cmd = format("%s --log-level warn %s %s %s %d %g > %s 2>&1", process.quote(md.home .. "/moondog"),
+    process.quote(arg[0]), name, process.quote(urls_file), n, seconds, process.quote(out))
+  local p <close> = assert(process.start(cmd))
+  for _ = 1, 6000 do
+    if not p:alive() then break end
+    md.sleep(0.1)
+  end
+  p:stop()
   local last
-  for line in p:lines() do
+  for _, line in ipairs(read_lines(out)) do
     if line:match("^result ") then last = line else io.stderr:write(line, "\n") end
   end
-  p:close()
   local r = parse_result(last)
   assert(r.devices, "phase " .. name .. " printed no result (see its output above)")
   return r
