@@ -87,3 +87,7 @@ echo
 echo
 echo "== Modbus gateway (site:serve_modbus / moondog.site.gateway) against reading the device directly"
 tests/bench/gateway.sh
+
+echo
+echo "== a site of 1000 simulated SDM630 meters (issue 10)"
+./moondog tests/bench/site1000.lua 20

@@ -108,7 +108,7 @@ do
     n = n + 1
   end
   local wall = md.now() - t0
-  print(format("dev:read() over loopback: %d polls/s, %.0f points/s", n / wall, n * points / wall))
+  print(format("dev:read() over loopback: %.0f polls/s, %.0f points/s", n / wall, n * points / wall))
 
   -- From bytes at hand: the image of the whole map, decoded as dev:read
   -- does (codec layouts per read, symbols, values stored in the model

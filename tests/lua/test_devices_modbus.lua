@@ -204,3 +204,26 @@ T.test("devices share one bus; broken profiles raise", function()
     T.eq(ok, false, "broken profile " .. i)
   end
 end)
+
+T.test("devices of one profile table share its plan; a profile changed in place is planned again", function()
+  local srv <close> = serve()
+  srv:set(1, "input", 0, { 11, 22 })
+  local bus <close> = assert(modbus.open(srv:url()))
+  local p = profile({ { name = "x", source = { kind = "input", addr = 0 } } })
+  local a = assert(driver.open(p, bus, { id = "a" }))
+  local b = assert(driver.open(p, bus, { id = "b" }))
+  T.eq(a.reads == b.reads and a.items == b.items, true, "one plan for both devices")
+  T.eq(b:read().x, 11, "b reads x")
+  p.points[1].source.addr = 1
+  local c = assert(driver.open(p, bus, { id = "c" }))
+  T.eq(c.reads ~= a.reads, true, "a changed source is planned again")
+  T.eq(c:read().x, 22, "c reads the new address")
+  T.eq(a:read().x, 11, "a keeps the plan it was opened with")
+  p.points[2] = { name = "y", source = { kind = "input", addr = 0 } }
+  local d = assert(driver.open(p, bus, { id = "d" }))
+  local v = d:read()
+  T.eq(v.x, 22, "d: x")
+  T.eq(v.y, 11, "d: a point added in place is read")
+  p.points[2] = { name = "x", source = { kind = "input", addr = 0 } }
+  T.eq(pcall(driver.open, p, bus, { id = "e" }), false, "a point listed twice still raises")
+end)

@@ -574,3 +574,16 @@ T.test("a point that disappears later is no longer polled and its entity is remo
   T.eq(pv.active_power_limit, nil, "no value")
   T.eq(pv.ac_power, 3120, "the rest goes on")
 end)
+
+T.test("meters of one named profile share its tables: one profile, one plan", function()
+  local sim <close> = simulate("sdm630", { power = 100 })
+  local site <close> = md.site.new { name = "many" }
+  local a = assert(site:add("a", "sdm630", sim:url(), { poll = 0.05 }))
+  local b = assert(site:add("b", "sdm630", sim:url(), { poll = 0.05 }))
+  T.eq(a.profile == b.profile, true, "one profile table")
+  T.eq(a._dev.reads == b._dev.reads, true, "one read plan")
+  T.wait_for(function() return a.power == 100 and b.power == 100 end, 5, "both read")
+  local other <close> = md.site.new { name = "other" }
+  local c = assert(other:add("c", "sdm630", sim:url()))
+  T.eq(c.profile ~= a.profile, true, "another site loads its own")
+end)

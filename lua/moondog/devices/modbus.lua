@@ -144,16 +144,17 @@ local function significant(v, digits)
 end
 
 -- Registers (or bits) of one point -> its value, or nil when the raw value
--- means nothing (an enum code without an option).
-local function decode(item, slice)
+-- means nothing (an enum code without an option). The point's registers
+-- start at slice[at] (default 1), so a read's data is decoded in place.
+local function decode(item, slice, at)
   local p = item.point
   if item.type == "bool" then
-    return slice[1] and true or false
+    return slice[at or 1] and true or false
   end
   if item.type == "string" then
-    return codec.decode(slice, "string", item.order, 1, item.count)
+    return codec.decode(slice, "string", item.order, at or 1, item.count)
   end
-  local raw = codec.decode(slice, item.type, item.order)
+  local raw = codec.decode(slice, item.type, item.order, at or 1)
   local kind = point.kind(p)
   if kind == "bool" then
     return raw ~= 0
@@ -213,6 +214,19 @@ end
 
 local Device = base.class("modbus")
 
+-- Mark the reads whose points all lie wholly inside them (read.whole), the
+-- ones Device:read decodes in place.
+local function mark_whole(reads)
+  for _, r in ipairs(reads) do
+    local whole, last = true, r.address + r.count - 1
+    for _, item in ipairs(r.points) do
+      if item.address < r.address or item.address + (item.count or 1) - 1 > last then whole = false end
+    end
+    r.whole = whole
+  end
+  return reads
+end
+
 local reader = {
   holding = "read_holding", input = "read_input", coil = "read_coils", discrete = "read_discrete",
 }
@@ -229,9 +243,9 @@ function Device:_plan(names)
   for i, name in ipairs(names) do
     list[i] = self.items[name] or error(format("%s has no point '%s'", self.id, tostring(name)), 3)
   end
-  reads = assert(planner.plan(list, {
+  reads = mark_whole(assert(planner.plan(list, {
     max_gap = self.profile.max_gap, max_regs = self.profile.max_regs, avoid = self.profile.avoid,
-  }))
+  })))
   self.plans[key] = reads
   return reads
 end
@@ -251,8 +265,15 @@ function Device:read(names)
         self.blocks[r] = b
       end
       b.data, b.time = data, now()
-      for item, slice in pairs(planner.split(r, data)) do
-        values[item.point.name] = decode(item, slice)
+      if type(data) == "table" and #data == r.count and r.whole then
+        -- every point lies wholly in the read: decode in place, no slices
+        for _, item in ipairs(r.points) do
+          values[item.point.name] = decode(item, data, item.address - r.address + 1)
+        end
+      else
+        for item, slice in pairs(planner.split(r, data)) do
+          values[item.point.name] = decode(item, slice)
+        end
       end
     elseif not not_implemented[code] then
       self._online = false
@@ -305,16 +326,59 @@ function Device:close()
   self.bus = nil
 end
 
---- open(profile, target [, opts]) -> device, or nil, message, code
-function M.open(profile, target, opts)
-  opts = opts or {}
+-- The checked items, read plan and plan cache of a profile, shared by the
+-- devices opened with the same profile table (a site of a thousand meters
+-- of one model holds them once, not a thousand times: about 5 KB a
+-- device). Reused only while the profile's points are the same tables
+-- with the same sources and planner options; a profile changed in place
+-- is checked and planned again.
+local shared = setmetatable({}, { __mode = "k" })
+
+local function source_key(p)
+  local s = p.source
+  if type(s) ~= "table" then return nil end
+  return format("%s|%s|%s|%s|%s|%s", tostring(s.kind), tostring(s.addr), tostring(s.type),
+    tostring(s.order), tostring(s.count), tostring(s.fc16))
+end
+
+local function same_profile(c, profile)
+  local points = profile.points
+  if #points ~= #c.points or profile.max_gap ~= c.max_gap or profile.max_regs ~= c.max_regs
+      or profile.avoid ~= c.avoid then
+    return false
+  end
+  for i, p in ipairs(points) do
+    if p ~= c.points[i] or p.name ~= c.names[i] or source_key(p) ~= c.sources[i] then return false end
+  end
+  return true
+end
+
+local function checked(profile)
+  local c = shared[profile]
+  if c and same_profile(c, profile) then return c end
   local items, list = base.points(profile, check_point)
   local reads, perr = planner.plan(list, {
     max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
   })
-  if not reads then
+  if not reads then return nil, perr end
+  mark_whole(reads)
+  c = { items = items, reads = reads, plans = {}, points = {}, names = {}, sources = {},
+        max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid }
+  for i, p in ipairs(profile.points) do
+    c.points[i], c.names[i], c.sources[i] = p, p.name, source_key(p)
+  end
+  shared[profile] = c
+  return c
+end
+
+--- open(profile, target [, opts]) -> device, or nil, message, code
+function M.open(profile, target, opts)
+  opts = opts or {}
+  local c, perr = checked(profile)
+  if not c then
     error(format("profile %s: %s", profile.name or "?", perr), 2)
   end
+  local items, reads = c.items, c.reads
   local bus, own_bus = target, false
   if type(target) == "string" then
     local err, code
@@ -327,7 +391,7 @@ function M.open(profile, target, opts)
   local id = base.id(profile, opts, "modbus")
   return setmetatable({
     id = id, profile = profile, bus = bus, own_bus = own_bus,
-    unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = {}, transactions = 0,
+    unit = opts.unit or bus:default_unit(), items = items, reads = reads, plans = c.plans, transactions = 0,
     blocks = {},
     _online = false,
   }, Device)

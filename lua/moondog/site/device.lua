@@ -74,12 +74,15 @@ local function unlock(self)
 end
 
 -- Run fn(...) holding the lock; errors raised by fn still release it.
+-- fn is a driver call: it returns at most three values (a result, or nil,
+-- message, code), so they are passed on in locals, not a packed table
+-- (this runs for every poll of every device).
 local function locked(self, fn, ...)
   lock(self)
-  local r = table.pack(pcall(fn, ...))
+  local ok, a, b, c = pcall(fn, ...)
   unlock(self)
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  if not ok then error(a, 0) end
+  return a, b, c
 end
 
 -- }=====
@@ -279,13 +282,14 @@ local function failed(self, err, code)
   emit(self, "error", err, code)
 end
 
--- A driver call under the lock, its transactions counted.
+-- A driver call under the lock, its transactions counted (at most three
+-- results, as locked).
 local function counted(self, fn, ...)
   local before = self._dev.transactions or 0
-  local r = table.pack(pcall(locked, self, fn, self._dev, ...))
+  local ok, a, b, c = pcall(locked, self, fn, self._dev, ...)
   self._stats.transactions = self._stats.transactions + (self._dev.transactions or 0) - before
-  if not r[1] then error(r[2], 0) end
-  return table.unpack(r, 2, r.n)
+  if not ok then error(a, 0) end
+  return a, b, c
 end
 
 -- One read of `names` on the device.
