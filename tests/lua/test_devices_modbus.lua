@@ -227,3 +227,28 @@ T.test("devices of one profile table share its plan; a profile changed in place 
   p.points[2] = { name = "x", source = { kind = "input", addr = 0 } }
   T.eq(pcall(driver.open, p, bus, { id = "e" }), false, "a point listed twice still raises")
 end)
+
+T.test("float32 values read as the shortest 7-digit decimal, ties to even", function()
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0"))
+  local f32 = { name = "f32", protocol = "modbus", points = {
+    { name = "v", source = { kind = "input", addr = 0, type = "float32" } } } }
+  local dev <close> = assert(require("moondog.devices").open(f32, srv:url() .. "?unit=1"))
+  math.randomseed(5)
+  for _ = 1, 2000 do
+    local bits = math.random(0, 0xffffffff)
+    local f = string.unpack(">f", string.pack(">I4", bits))
+    if f == f and f ~= math.huge and f ~= -math.huge then
+      local hi, lo = bits >> 16, bits & 0xffff
+      srv:set(1, "input", 0, { hi, lo })
+      local want = f == 0 and f or tonumber(string.format("%.7g", f))
+      T.eq(assert(dev:read()).v, want, string.format("float32 %08x", bits))
+    end
+  end
+  -- ties at the 7th digit go to even, as %g does; 230.1 loses its float32 noise
+  for _, case in ipairs({ { 854341.25, 854341.2 }, { -5097166.5, -5097166 }, { 3295734.5, 3295734 },
+    { 230.1, 230.1 }, { 0.0001234567, 0.0001234567 } }) do
+    local bits = string.unpack(">I4", string.pack(">f", case[1]))
+    srv:set(1, "input", 0, { bits >> 16, bits & 0xffff })
+    T.eq(assert(dev:read()).v, case[2], tostring(case[1]))
+  end
+end)

@@ -70,7 +70,7 @@ T.test("schedule: one origin for every group, later groups on earlier ticks, mis
   local points = {
     { name = "fast", poll = 1 }, { name = "mid", poll = 5 }, { name = "slow", poll = 60 }, { name = "dflt" },
   }
-  local s = schedule.new(points, { poll = 2, start = 100, phase = 0.5 })
+  local s = schedule.new(points, { poll = 2, start = 100, phase = 0.5, now = 100 })
   T.eq(s:next_due(), 100.5, "origin = start + phase x shortest interval")
   T.eq(table.concat(s:due(100.5), ","), "fast,dflt,mid,slow", "everything is due at the origin")
   T.eq(s:advance(100.6), 0, "nothing skipped")
@@ -85,8 +85,11 @@ T.test("schedule: one origin for every group, later groups on earlier ticks, mis
   T.eq(s:advance(106.7), 3 + 1 + 0, "fast missed 3 of 103.5..106.5, dflt 1 of 104.5 and 106.5")
   T.eq(s:next_due(), 107.5, "back on the grid")
   T.eq(s.skipped, 4, "skipped cycles are counted")
-  local long = schedule.new({ { name = "x", poll = 60 } }, { start = 0, phase = 0.5 })
+  local long = schedule.new({ { name = "x", poll = 60 } }, { start = 0, phase = 0.5, now = 0 })
   T.eq(long:next_due(), 0.5, "a long interval's first read is not put off by its phase")
+  local late = schedule.new({ { name = "x", poll = 1 } }, { start = 0, phase = 0.5, now = 10.2 })
+  T.eq(late:next_due(), 10.5, "a start in the past: the next tick from now")
+  T.eq(late:advance(10.5), 0, "and nothing counted as skipped")
   local ok, err = pcall(schedule.new, { { name = "x", poll = 0 } }, {})
   T.eq(ok, false, "poll 0 is refused")
   assert(tostring(err):find("poll must be", 1, true), err)

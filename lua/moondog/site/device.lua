@@ -317,7 +317,7 @@ function Device:_reschedule(start)
   local sched = self._sched
   self._sched = schedule.new(self._order, {
     poll = self._poll, profile_poll = self._profile.poll, phase = self._phase, skip = skip_set(self),
-    start = start or (sched and sched.origin) or md.now(),
+    start = start or (sched and sched.start) or self._epoch or md.now(),
   })
   if sched then self._sched.skipped = sched.skipped end
 end
@@ -588,7 +588,7 @@ function M.new(site, id, dev, opts)
     _lower = {}, _events = {}, _queue = {}, _intervals = {}, _owners = {}, _held = 0, _fails = 0,
     _state = dev and "starting" or "ok",
     _poll = opts.poll, _offline_after = opts.offline_after or 3,
-    _retry = opts.retry or { 10, 300 }, _phase = schedule.phase(opts.index or 1),
+    _retry = opts.retry or { 10, 300 }, _phase = schedule.phase(opts.index or 1), _epoch = opts.epoch,
     _stats = { polls = 0, failed = 0, transactions = 0, errors = {}, latency_sum = 0, latency_n = 0,
                latency_max = 0 },
   }

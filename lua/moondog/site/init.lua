@@ -169,7 +169,7 @@ function Site:add(id, profile, target, opts)
   self._index = self._index + 1
   local sd = device.new(self, id, dev, {
     poll = opts.poll, offline_after = opts.offline_after or self._defaults.offline_after,
-    retry = opts.retry or self._defaults.retry, index = self._index,
+    retry = opts.retry or self._defaults.retry, index = self._index, epoch = self._epoch,
   })
   self._devices[id] = sd
   self._order[#self._order + 1] = sd
@@ -595,6 +595,7 @@ function M.new(opts)
     _index = 0, _depth = 0,
     _defaults = { offline_after = opts.offline_after, retry = opts.retry },
   }, mt)
+  self._epoch = md.now() -- the devices' poll ticks count from here (moondog.site.schedule)
   self._sup = supervise.new(name, {
     exit_after = opts.exit_after, on_health = function() self:_health_changed() end,
   })

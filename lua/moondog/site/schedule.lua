@@ -17,7 +17,8 @@
 -- The phase spreads devices: many devices added together would otherwise
 -- all fire at the same instant and queue on their buses. The site gives
 -- device i the phase frac(i * 0.618...) (the golden ratio's fractional part
--- fills [0, 1) evenly for any number of devices).
+-- fills [0, 1) evenly for any number of devices), in 50 slots, counted
+-- from one start for the whole site so that a slot's devices share wake-ups.
 --
 -- A cycle that could not finish before the next one was due is skipped and
 -- counted, never queued: advance() moves each due group to its first tick
@@ -43,7 +44,10 @@ end
 --- schedule.phase(i) -> the phase of the i-th device, in [0, 1).
 function M.phase(i)
   local x = i * 0.6180339887498949
-  return x - math.floor(x)
+  x = x - math.floor(x)
+  -- in 50 slots: the devices of one slot wake in one turn of the loop (one
+  -- epoll_wait, not one each); 20 ms apart at a 1 s interval is spread enough
+  return math.floor(x * 50) / 50
 end
 
 local Schedule = {}
@@ -51,7 +55,9 @@ Schedule.__index = Schedule
 
 --- schedule.new(points, opts) -> schedule. points: the profile's points;
 --- opts.poll (device), opts.profile_poll, opts.phase ([0,1)), opts.start
---- (engine time, default now), opts.skip = {name = true} (not polled).
+--- (engine time the ticks count from, default now; ticks already past are
+--- not due; opts.now: the engine time now, for tests), opts.skip =
+--- {name = true} (not polled).
 function M.new(points, opts)
   opts = opts or {}
   local by_interval, groups = {}, {}
@@ -70,16 +76,20 @@ function M.new(points, opts)
   table.sort(groups, function(a, b) return a.interval < b.interval end)
   local shortest = groups[1] and groups[1].interval or 10
   local self = setmetatable({ groups = groups, shortest = shortest, skipped = 0 }, Schedule)
-  self:restart(opts.start or require("moondog").now(), opts.phase or 0)
+  self:restart(opts.start or require("moondog").now(), opts.phase or 0, opts.now)
   return self
 end
 
 --- s:restart(start, phase): count every group from a new origin (after a
 --- device came back, so that it is read at once).
-function Schedule:restart(start, phase)
-  self.origin = start + (phase or 0) * math.min(self.shortest, 1)
+function Schedule:restart(start, phase, now)
+  self.start, self.phase = start, phase or 0
+  self.origin = start + self.phase * math.min(self.shortest, 1)
+  -- a start in the past (the site's, for a device added later): begin at
+  -- the first tick from now on, with nothing counted as skipped
+  now = now or require("moondog").now()
   for _, g in ipairs(self.groups) do
-    g.n = 0
+    g.n = self.origin < now and math.ceil((now - self.origin) / g.interval - COINCIDE) or 0
   end
 end
 
