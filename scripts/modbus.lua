@@ -6,6 +6,7 @@
 --   moondog modbus scan  URL [--from 1 --to 247]
 --   moondog modbus info  URL
 --   moondog modbus serve URL [--unit N] [--regs FILE]
+--   moondog modbus proxy UPSTREAM --listen URL [--allow-write R] [--max-age S]
 --
 -- URLs are those of moondog.modbus.address (tcp://, udp://, rtu://,
 -- rtu+tcp://, rtu+udp://). Results go to stdout, diagnostics to stderr.
@@ -678,6 +679,79 @@ local function cmd_serve(args)
     units and (" for unit(s) " .. table.concat(units, ",")) or "")
 end
 
+local proxy_help = [=[
+usage: moondog modbus proxy UPSTREAM --listen URL [--allow-write RANGES] [--max-age S]
+                            [--refuse illegal_function|illegal_data_address|ignore]
+
+Lets any number of Modbus clients share one device that accepts a single
+client (many inverters do): moondog holds the one connection to UPSTREAM and
+answers everyone else on --listen, from a register cache where it can. Runs
+until Ctrl-C or SIGTERM; prints its real URL as the first line on stdout.
+  UPSTREAM        the device, e.g. tcp://192.168.1.50:502?unit=1 or
+                  rtu:///dev/ttyUSB0?baud=9600&unit=3
+  --listen URL    where clients connect: tcp://0.0.0.0:1502, udp://...,
+                  rtu+tcp://..., or a serial line as a slave
+  --max-age S     answer from registers read less than S seconds ago
+                  (default 1; 0: every read goes to the device); identical
+                  requests in flight are sent once
+  --allow-write R registers clients may write, e.g. 40100-40110 (repeat, or
+                  comma-separated); every other write is refused
+  --refuse HOW    what a refused write gets: illegal_data_address (default),
+                  illegal_function, or ignore (acknowledged, not written)
+For several devices with profiles, use a site script: site:serve_modbus{...}
+(docs/site.md).
+]=]
+
+local proxy_spec = { listen = { arg = "URL" }, ["allow-write"] = { arg = "RANGES", list = true },
+                     ["max-age"] = { arg = "S" }, refuse = { arg = "HOW" }, help = {},
+                     short = { h = "help" } }
+
+local function cmd_proxy(args)
+  local o, pos = parse_args("proxy", args, proxy_spec)
+  if o.help then show_help(proxy_help) end
+  if #pos > 1 then usage_error("proxy", "unexpected argument '%s' (proxy takes one UPSTREAM)", pos[2]) end
+  local upstream = pos[1]
+  if not upstream then
+    usage_error("proxy", "missing the UPSTREAM device (e.g. tcp://192.168.1.50:502?unit=1)")
+  end
+  if not o.listen then usage_error("proxy", "missing --listen URL (e.g. tcp://0.0.0.0:1502)") end
+  local allow = {}
+  for _, text in ipairs(o["allow-write"] or {}) do
+    for item in text:gmatch("[^,]+") do
+      if not item:match("^%d+%-%d+$") and not item:match("^%d+$") then
+        usage_error("proxy", "--allow-write '%s' is not a register or a range such as 40100-40110", item)
+      end
+      allow[#allow + 1] = item
+    end
+  end
+  local max_age = 1
+  if o["max-age"] then
+    max_age = tonumber(o["max-age"])
+    if not max_age or max_age < 0 or max_age > 3600 then
+      usage_error("proxy", "--max-age must be seconds, 0 <= S <= 3600, got '%s'", o["max-age"])
+    end
+  end
+  local refuse = o.refuse or "illegal_data_address"
+  if refuse ~= "illegal_data_address" and refuse ~= "illegal_function" and refuse ~= "ignore" then
+    usage_error("proxy", "--refuse must be illegal_data_address, illegal_function or ignore, got '%s'",
+      refuse)
+  end
+  local ok, perr = require("moondog.modbus.address").parse(upstream)
+  if not ok then usage_error("proxy", "%s", perr) end
+  local gw, err, code = require("moondog.site.gateway").proxy(upstream, {
+    listen = o.listen, allow_write = allow, max_age = max_age, refuse = refuse,
+  })
+  if not gw and code == "bad_address" then
+    usage_error("proxy", "%s", tostring(err))
+  elseif not gw then
+    say("%s proxy: cannot serve %s for %s: %s", TOOL, o.listen, upstream, tostring(err))
+    md.exit(1)
+  end
+  io.stdout:write(gw:url(), "\n")
+  io.stdout:flush()
+  md.log.info("proxy for %s on %s; Ctrl-C stops", upstream, gw:url())
+end
+
 -- }=====
 
 local help = [=[
@@ -688,12 +762,13 @@ usage: moondog modbus COMMAND URL [options]
   scan    find which unit ids answer
   info    device identification (function 43) and server id (function 17)
   serve   run a simulated device
+  proxy   let many clients share one device that accepts a single client
 
 "moondog modbus COMMAND --help" explains each command. Exit codes: 0 done,
 1 the device or the connection failed, 2 the command line is wrong.
 ]=] .. common_help
 
 local commands = { read = cmd_read, write = cmd_write, scan = cmd_scan, info = cmd_info,
-                   serve = cmd_serve }
+                   serve = cmd_serve, proxy = cmd_proxy }
 
 C:dispatch(commands, { ... }, help)

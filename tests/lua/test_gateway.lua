@@ -208,3 +208,31 @@ T.test("the other listener transports: UDP and RTU over TCP", function()
   end
   T.eq(sim.server:stats().accepted, 1, "still one connection to the device")
 end)
+
+T.test("moondog modbus proxy: one device, no site, no profile; bad arguments exit 2", function()
+  local dir <close> = T.tmpdir()
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0"))
+  srv:set(1, "holding", 40000, { 11, 22, 33 })
+  local exe = md.paths.exe
+  local p <close> = T.start(dir, "proxy", format("%s modbus proxy '%s?unit=1' --listen tcp://127.0.0.1:0 "
+    .. "--allow-write 40002 --max-age 5", exe, srv:url()))
+  local url = p:first_line(10)
+  assert(url and url:match("^tcp://127%.0%.0%.1:%d+$"), tostring(url))
+  local c <close> = assert(md.modbus.open(url))
+  T.eq(table.concat(assert(c:read_holding(1, 40000, 3)), ","), "11,22,33", "read through the proxy")
+  assert(c:write_register(1, 40002, 99))
+  T.eq(srv:get(1, "holding", 40002, 1)[1], 99, "an allowed write reached the device")
+  local _, _, code = c:write_register(1, 40000, 1)
+  T.eq(code, "illegal_data_address", "a write off the allow-list")
+  T.eq(srv:stats().accepted, 1, "one connection to the device")
+  for _, case in ipairs({
+    { "modbus proxy tcp://127.0.0.1:1", "missing --listen" },
+    { "modbus proxy --listen tcp://127.0.0.1:0", "missing the UPSTREAM" },
+    { "modbus proxy tcp://127.0.0.1:1 --listen tcp://127.0.0.1:0 --allow-write abc", "not a register" },
+    { "modbus proxy tcp://127.0.0.1:1 --listen tcp://127.0.0.1:0 --max-age -1", "--max-age" },
+  }) do
+    local out, rc = T.sh(exe .. " " .. case[1] .. " 2>&1")
+    T.eq(rc, 2, case[1] .. ": " .. out)
+    assert(out:find(case[2], 1, true), out)
+  end
+end)
