@@ -250,7 +250,8 @@ typedef struct md_mbsrv_stats {
  */
 typedef struct md_mbsrv_req {
     uint64_t id;
-    uint8_t unit; /* 0: RTU broadcast (the write goes to every unit) */
+    uint8_t unit;    /* 0: RTU broadcast (the write goes to every unit) */
+    char client[64]; /* who asked: "127.0.0.1:50312", "[::1]:50312", "serial" */
     md_mbsrv_op op;
     uint8_t pdu[MD_MB_MAX_PDU];
     size_t pdu_len;

@@ -45,6 +45,7 @@
 #endif
 #include "mbserver.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/serial.h>
@@ -111,6 +112,7 @@ struct conn {
     int64_t partial_since; /* when the unfinished input started; 0: none */
     size_t in_len, out_len, out_cap;
     uint8_t *out;
+    char peer[64]; /* "host:port" of a TCP client, for the hooks' counters */
     uint8_t in[IN_CAP];
 };
 
@@ -360,6 +362,26 @@ static bool needs_hook(const md_mbsrv *s, const md_mbsrv_op *op)
            (s->cfg.hook_writes && op->wkind != MD_MBSRV_NO_KIND);
 }
 
+/* "127.0.0.1:50312" or "[::1]:50312": who a hook's request came from. */
+static void peer_text(const struct sockaddr_storage *sa, char *out, size_t size)
+{
+    char host[48] = "?";
+    int port = 0;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(out, size, "%s:%d", host, port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(out, size, "[%s]:%d", host, port);
+    } else {
+        snprintf(out, size, "?");
+    }
+}
+
 /* Put a request in the hook queue; its connection waits for the answer. */
 static int queue_hook(md_mbsrv *s, const target *t, md_mbsrv_map *map,
                       const md_mbsrv_op *op, const md_mbsrv_adu *a)
@@ -374,6 +396,11 @@ static int queue_hook(md_mbsrv *s, const target *t, md_mbsrv_map *map,
     memcpy(q->r.pdu, a->pdu, a->pdu_len);
     q->r.pdu_len = a->pdu_len;
     q->r.map = map;
+    if (t->peer_len > 0)
+        peer_text(&t->peer, q->r.client, sizeof q->r.client);
+    else
+        snprintf(q->r.client, sizeof q->r.client, "%s",
+                 t->c && !t->c->serial ? t->c->peer : "serial");
     q->to = *t;
     if (s->queue_tail)
         s->queue_tail->next = q;
@@ -612,7 +639,10 @@ static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
     (void)events;
     md_mbsrv *s = ud;
     for (int i = 0; i < 64; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof peer;
+        int cfd = accept4(fd, (struct sockaddr *)&peer, &peer_len,
+                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                 errno == ENOMEM) {
@@ -640,6 +670,7 @@ static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
         }
         int one = 1;
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        peer_text(&peer, c->peer, sizeof c->peer);
         c->next = s->conns;
         if (s->conns)
             s->conns->prev = c;

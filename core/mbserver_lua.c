@@ -275,6 +275,8 @@ static void push_request(lua_State *L, const md_mbsrv_req *r)
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, r->unit);
     lua_setfield(L, -2, "unit");
+    lua_pushstring(L, r->client);
+    lua_setfield(L, -2, "client");
     lua_pushinteger(L, op->fc);
     lua_setfield(L, -2, "fc");
     if (op->wkind != MD_MBSRV_NO_KIND) {

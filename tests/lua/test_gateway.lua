@@ -105,6 +105,11 @@ T.test("writes: allowed ones reach the device, others are refused or dropped, al
   local text = tostring(site:status())
   assert(text:find("gateway%s+clients%s+reads"), text)
   assert(text:find(gw:url(), 1, true), text)
+  local per = gw:stats().per_client
+  T.eq(#per, 1, "one client so far")
+  assert(per[1].client:match("^127%.0%.0%.1:%d+$"), per[1].client)
+  T.eq(per[1].writes .. "/" .. per[1].refused, "2/1", "its writes and refusals")
+  assert(text:find("client%s+reads%s+hits"), "a row per client: " .. text)
 end)
 
 T.test("a device killed mid-run: 0x0B at once, recovery after; a slow one never hangs a client", function()

@@ -6,8 +6,9 @@
 --     strict = false,                   -- true: only addresses that were set exist
 --     device_id = { vendor_name = "ACME", product_code = "M1", revision = "1.0" },
 --     server_id = "ACME-M1\xff",        -- FC 17 payload (the last byte: run indicator)
---     on_read = function(unit, kind, addr, count, srv) end,   -- update values, or refuse
---     on_write = function(unit, kind, addr, values, srv) end, -- refuse, or nil to accept
+--     on_read = function(unit, kind, addr, count, srv, client) end,   -- update values, or refuse
+--     on_write = function(unit, kind, addr, values, srv, client) end, -- refuse, or nil to accept
+--     (client: "127.0.0.1:50312" of a TCP or UDP client, "serial" on a serial line)
 --     idle_timeout = 60,                -- s: close a TCP client silent this long
 --     frame_timeout = 5,                -- s: close one that leaves a frame unfinished
 --     max_clients = 1024,               -- when full, the longest idle client is closed
@@ -202,10 +203,10 @@ end
 local function serve_request(self, req, on_read, on_write)
   local ex
   if req.write_kind and on_write then
-    ex = run_hook(self, on_write, req.unit, req.write_kind, req.write_addr, req.values, self)
+    ex = run_hook(self, on_write, req.unit, req.write_kind, req.write_addr, req.values, self, req.client)
   end
   if not ex and req.read_kind and on_read then
-    ex = run_hook(self, on_read, req.unit, req.read_kind, req.read_addr, req.read_count, self)
+    ex = run_hook(self, on_read, req.unit, req.read_kind, req.read_addr, req.read_count, self, req.client)
   end
   self.core:reply(req.id, ex)
 end

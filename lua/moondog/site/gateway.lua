@@ -33,9 +33,9 @@
 -- the others.
 --
 -- Function 43/14 is answered from the upstream device's identification,
--- read once at start. What the hooks cannot see is left out: counters per
--- client (the server counts clients; the gateway counts requests), and a
--- forwarded single-register write always goes out as function 6.
+-- read once at start. Counters are kept in total and per client ("host:port",
+-- the 256 most recent). A forwarded single-register write always goes out as
+-- function 6 (the hook does not see the client's function code).
 
 local md = require "moondog"
 local event = require "moondog.event"
@@ -166,86 +166,128 @@ local function forward_read(self, t, kind, addr, count)
   return data, err, code
 end
 
+-- The counters of one client (by "host:port"); at most 256 are kept, the
+-- least recently seen forgotten first.
+local MAX_CLIENTS_KEPT = 256
+
+local function client_counts(self, client)
+  client = client or "?"
+  local c = self.clients[client]
+  if not c then
+    if self.nclients >= MAX_CLIENTS_KEPT then
+      local oldest, key
+      for k, v in pairs(self.clients) do
+        if not oldest or v.last < oldest then oldest, key = v.last, k end
+      end
+      self.clients[key] = nil
+      self.nclients = self.nclients - 1
+    end
+    c = { client = client, reads = 0, hits = 0, forwarded = 0, writes = 0, refused = 0, failed = 0 }
+    self.clients[client] = c
+    self.nclients = self.nclients + 1
+  end
+  c.last = md.now()
+  return c
+end
+
+-- Count in the gateway's totals and in the client's own.
+local function count(self, c, what)
+  self.counts[what] = self.counts[what] + 1
+  if c[what] then c[what] = c[what] + 1 end
+end
+
 local function answer_code(code)
   if failed_codes[code] then return "gateway_target_failed" end
   if type(code) == "string" and code ~= "" then return code end
   return "gateway_target_failed"
 end
 
-local function on_read(self, unit, kind, addr, count, srv)
-  self.counts.reads = self.counts.reads + 1
+local function on_read(self, unit, kind, addr, n, srv, client)
+  local c = client_counts(self, client)
+  count(self, c, "reads")
   local t = self.targets[unit]
   if not t then
-    self.counts.unknown_unit = self.counts.unknown_unit + 1
+    count(self, c, "unknown_unit")
     return "gateway_path_unavailable"
   end
   local now, out = md.now(), {}
   local max_age = self.max_age or t.poll
-  if max_age > 0 and ((t.driver_blocks and lookup(t.driver_blocks, kind, addr, count, now, max_age, out))
-      or lookup(t.blocks, kind, addr, count, now, max_age, out)) then
-    self.counts.hits = self.counts.hits + 1
+  if max_age > 0 and ((t.driver_blocks and lookup(t.driver_blocks, kind, addr, n, now, max_age, out))
+      or lookup(t.blocks, kind, addr, n, now, max_age, out)) then
+    count(self, c, "hits")
     srv:set(unit, kind, addr, out)
     return nil
   end
   if t.sd and (t.sd._state == "offline") then
-    self.counts.failed = self.counts.failed + 1
+    count(self, c, "failed")
     return "gateway_target_failed"
   end
-  local data, err, code = forward_read(self, t, kind, addr, count)
+  c.forwarded = c.forwarded + 1
+  local data, err, code = forward_read(self, t, kind, addr, n)
   if not data then
-    self.counts.failed = self.counts.failed + 1
-    md.log.debug("gateway %s: read %s %d+%d of %s: %s", self._url, kind, addr, count, t.name, tostring(err))
+    count(self, c, "failed")
+    md.log.debug("gateway %s: read %s %d+%d of %s: %s", self._url, kind, addr, n, t.name,
+      tostring(err))
     return answer_code(code)
   end
   srv:set(unit, kind, addr, data)
   return nil
 end
 
-local function on_write(self, unit, kind, addr, values)
-  self.counts.writes = self.counts.writes + 1
+local function on_write(self, unit, kind, addr, values, _, client)
+  local c = client_counts(self, client)
+  count(self, c, "writes")
   local t = self.targets[unit]
   if not t then return "gateway_path_unavailable" end
-  local count = #values
-  if not allowed(t.allow, kind, addr, count) then
-    self.counts.refused = self.counts.refused + 1
-    md.log.warn("gateway %s: a client wrote %s %d+%d of %s, which is not on the allow-list: %s", self._url,
-      kind, addr, count, t.name, self.refuse == "ignore" and "acknowledged, not written" or "refused")
+  local n = #values
+  if not allowed(t.allow, kind, addr, n) then
+    count(self, c, "refused")
+    md.log.warn("gateway %s: %s wrote %s %d+%d of %s, which is not on the allow-list: %s", self._url,
+      tostring(client), kind, addr, n, t.name, self.refuse == "ignore" and "acknowledged, not written"
+        or "refused")
     if self.refuse == "ignore" then return nil end
     return self.refuse
   end
   if t.sd and t.sd._state == "offline" then return "gateway_target_failed" end
   local ok, err, code
   if kind == "coil" then
-    if count == 1 then
+    if n == 1 then
       ok, err, code = t.bus:write_coil(t.device_unit, addr, values[1])
     else
       ok, err, code = t.bus:write_coils(t.device_unit, addr, values)
     end
-  elseif count == 1 then
+  elseif n == 1 then
     ok, err, code = t.bus:write_register(t.device_unit, addr, values[1])
   else
     ok, err, code = t.bus:write_registers(t.device_unit, addr, values)
   end
-  invalidate(t.blocks, kind, addr, count)
-  if t.driver_blocks then invalidate(t.driver_blocks, kind, addr, count) end
+  invalidate(t.blocks, kind, addr, n)
+  if t.driver_blocks then invalidate(t.driver_blocks, kind, addr, n) end
   if not ok then
-    self.counts.failed = self.counts.failed + 1
-    md.log.warn("gateway %s: write %s %d+%d to %s failed: %s", self._url, kind, addr, count, t.name,
+    count(self, c, "failed")
+    md.log.warn("gateway %s: write %s %d+%d to %s failed: %s", self._url, kind, addr, n, t.name,
       tostring(err))
     return answer_code(code)
   end
-  self.counts.written = self.counts.written + 1
-  md.log.info("gateway %s: a client wrote %s %d+%d to %s", self._url, kind, addr, count, t.name)
+  count(self, c, "written")
+  md.log.info("gateway %s: %s wrote %s %d+%d to %s", self._url, tostring(client), kind, addr, n, t.name)
   return nil
 end
 
 -- }=====
 
 --- gw:stats() -> {reads, hits, forwarded, merged, failed, writes, written,
---- refused, unknown_unit, clients}
+--- refused, unknown_unit, clients (connected now), per_client = {{client =
+--- "host:port", reads, hits, forwarded, writes, refused, failed}, ...}}
 function Gateway:stats()
   local s = {}
   for k, v in pairs(self.counts) do s[k] = v end
+  s.per_client = {}
+  for _, c in pairs(self.clients) do
+    s.per_client[#s.per_client + 1] = { client = c.client, reads = c.reads, hits = c.hits,
+      forwarded = c.forwarded, writes = c.writes, refused = c.refused, failed = c.failed }
+  end
+  table.sort(s.per_client, function(a, b) return a.client < b.client end)
   local ok, st = pcall(self.server.stats, self.server)
   if ok and st then s.clients = st.clients end
   return s
@@ -272,6 +314,7 @@ local function start(targets, opts)
   end
   local self = setmetatable({
     targets = targets, max_age = opts.max_age, refuse = refuse, timeout = opts.timeout, inflight = {},
+    clients = {}, nclients = 0,
     counts = { reads = 0, hits = 0, forwarded = 0, merged = 0, failed = 0, writes = 0, written = 0,
                refused = 0, unknown_unit = 0 },
   }, Gateway)
@@ -292,8 +335,12 @@ local function start(targets, opts)
   end
   local srv, err, code = md.modbus.serve(opts.listen, {
     units = units, device_id = device_id,
-    on_read = function(unit, kind, addr, count, s) return on_read(self, unit, kind, addr, count, s) end,
-    on_write = function(unit, kind, addr, values) return on_write(self, unit, kind, addr, values) end,
+    on_read = function(unit, kind, addr, n, s, client)
+      return on_read(self, unit, kind, addr, n, s, client)
+    end,
+    on_write = function(unit, kind, addr, values, s, client)
+      return on_write(self, unit, kind, addr, values, s, client)
+    end,
     idle_timeout = opts.idle_timeout, max_clients = opts.max_clients,
   })
   if not srv then return nil, err, code end

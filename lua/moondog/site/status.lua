@@ -97,6 +97,20 @@ local function render(st)
     parts[#parts + 1] = ""
     parts[#parts + 1] = M.table({ "gateway", "clients", "reads", "hits", "forwarded", "merged", "writes",
       "refused", "failed" }, rows)
+    rows = {}
+    for _, g in ipairs(st.gateways) do
+      for _, c in ipairs(g.per_client or {}) do
+        rows[#rows + 1] = {
+          g.listen, c.client, tostring(c.reads), tostring(c.hits), tostring(c.forwarded), tostring(c.writes),
+          tostring(c.refused), tostring(c.failed),
+        }
+      end
+    end
+    if #rows > 0 then
+      parts[#parts + 1] = ""
+      parts[#parts + 1] = M.table({ "gateway", "client", "reads", "hits", "forwarded", "writes", "refused",
+        "failed" }, rows)
+    end
   end
   if #st.tasks > 0 then
     rows = {}
