@@ -89,6 +89,10 @@ T.test("writes: allowed ones reach the device, others are refused or dropped, al
   assert(c:write_register(1, 100, 40))
   T.eq(sim:get("active_power_limit"), 40, "allowed: written")
   T.eq(assert(c:read_holding(1, 100, 1))[1], 40, "and read back at once, not from a stale cache")
+  -- function 23: the write goes through the allow-list, the read is answered after it
+  local rr = assert(c:write_read(1, 100, { 45 }, 100, 1))
+  T.eq(rr[1], 45, "write and read in one request")
+  T.eq(sim:get("active_power_limit"), 45, "written")
   local ok, err, code = c:write_register(1, 101, 2)
   T.eq(ok, nil, "refused")
   T.eq(code, "illegal_data_address", err)
