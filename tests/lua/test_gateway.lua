@@ -112,7 +112,7 @@ T.test("writes: allowed ones reach the device, others are refused or dropped, al
   local per = gw:stats().per_client
   T.eq(#per, 1, "one client so far")
   assert(per[1].client:match("^127%.0%.0%.1:%d+$"), per[1].client)
-  T.eq(per[1].writes .. "/" .. per[1].refused, "2/1", "its writes and refusals")
+  T.eq(per[1].writes .. "/" .. per[1].refused, "3/1", "its writes and refusals")
   assert(text:find("client%s+reads%s+hits"), "a row per client: " .. text)
 end)
 
