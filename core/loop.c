@@ -99,6 +99,7 @@ struct md_loop {
 
     deferred *defer_head, *defer_tail;
     long holds;
+    long local_holds; /* of holds, those for work the loop itself carries */
 
     pthread_mutex_t post_lock;
     md_completion *post_head, *post_tail; /* guarded by post_lock */
@@ -513,6 +514,19 @@ void md_loop_release(md_loop *loop)
     loop->holds--;
 }
 
+void md_loop_hold_local(md_loop *loop)
+{
+    loop->holds++;
+    loop->local_holds++;
+}
+
+void md_loop_release_local(md_loop *loop)
+{
+    assert(loop->local_holds > 0 && loop->holds > 0);
+    loop->local_holds--;
+    loop->holds--;
+}
+
 /* }===== */
 
 /* {===== signals ===== */
@@ -714,7 +728,9 @@ static int dispatch_events(md_loop *loop, int timeout_ms)
  * none either, jump to the next timer. Returns what dispatch returned. */
 static int sim_idle(md_loop *loop, int timeout_ms)
 {
-    int n = dispatch_events(loop, loop->holds > 0 ? -1 : loop->sim_quiet_ms);
+    bool elsewhere =
+        loop->holds > loop->local_holds; /* another thread's work in flight */
+    int n = dispatch_events(loop, elsewhere ? -1 : loop->sim_quiet_ms);
     if (n != 0 || loop->defer_head || posts_pending(loop) || loop->stopped)
         return n;
     if (loop->ntimers > 0) {

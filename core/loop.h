@@ -121,9 +121,15 @@ int md_loop_run_posted(md_loop *loop);
 void md_loop_wake(md_loop *loop);
 
 /* Count work in flight elsewhere (a worker thread's request) as keeping
- * the loop alive until the matching release. */
+ * the loop alive until the matching release. Simulated time waits for it
+ * in real time before the clock jumps. */
 void md_loop_hold(md_loop *loop);
 void md_loop_release(md_loop *loop);
+/* The same for work the loop itself carries (a request on a socket this
+ * loop serves, a client that lives on the loop): it keeps the loop alive,
+ * but simulated time does not wait for it, since only the loop can move it. */
+void md_loop_hold_local(md_loop *loop);
+void md_loop_release_local(md_loop *loop);
 
 /*
  * Route signo (SIGINT, SIGTERM, ...) to fn on the loop thread. The handler

@@ -57,6 +57,7 @@ struct lreq {
     int timeout_ms;
     bool raw;
     bool completed; /* md_task_done was called: results would free it */
+    bool local;     /* a socket bus: the loop carries it (md_loop_hold_local) */
 };
 
 /* {===== requests ===== */
@@ -64,7 +65,10 @@ struct lreq {
 static void on_request_done(md_loop *loop, void *ud)
 {
     lreq *q = ud;
-    md_loop_release(loop);
+    if (q->local)
+        md_loop_release_local(loop);
+    else
+        md_loop_release(loop);
     if (q->req.abandoned) {
         free(q);
         return;
@@ -387,7 +391,12 @@ static int submit(lua_State *L, lbus *b, lreq *q, int timeout_ms, bool raw)
     q->req.done = (md_completion){.fn = on_request_done, .ud = q};
     q->loop = loop;
     q->wait = md_task_wait(L, q, request_cancel);
-    md_loop_hold(loop);
+    q->local =
+        b->device[0] == '\0'; /* sockets run on the loop, serial lines on a worker */
+    if (q->local)
+        md_loop_hold_local(loop);
+    else
+        md_loop_hold(loop);
     md_mbus_submit(b->bus, &q->req);
     return md_task_yield(L, q->wait, request_results);
 }

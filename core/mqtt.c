@@ -962,7 +962,7 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
     }
     if (configure(m, cfg, err, errlen, code) < 0)
         goto fail;
-    md_loop_hold(loop);
+    md_loop_hold_local(loop); /* the client lives on the loop */
     /* The first attempt starts from the loop, so that no handler runs
      * before the caller has the client. */
     m->state = ST_WAITING;
@@ -1143,7 +1143,7 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
     unwatch(m);
     unwatch_network(m);
     mq.destroy(m->mosq);
-    md_loop_release(m->loop);
+    md_loop_release_local(m->loop);
     free(m->ring);
     free(m->host);
     free(m->name);

@@ -84,3 +84,16 @@ T.test("the same seed gives the same run; log timestamps are simulated", functio
   local c = T.sh(q(md.paths.exe) .. " --simulated-time -e 'md.sleep(7200); print(md.now() > 7000)' 2>&1")
   T.eq(c, "true\n", "--simulated-time")
 end)
+
+T.test("a device served by this engine that takes its time answers in simulated time", function()
+  -- its request is work the loop carries (md_loop_hold_local): the clock
+  -- still jumps to the server's timer instead of waiting in real time
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0",
+    { on_read = function() md.sleep(0.5) end }))
+  local bus <close> = assert(md.modbus.open(srv:url() .. "?timeout=3"))
+  local t0, r0 = md.now(), os.time()
+  for _ = 1, 100 do assert(bus:read_holding(1, 0, 1)) end
+  local took = md.now() - t0
+  assert(took >= 50 and took < 51, "100 reads of 0.5 s each on the virtual clock: " .. took)
+  assert(os.time() - r0 < 10, "not in real time")
+end, { timeout = 120 })
