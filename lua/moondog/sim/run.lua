@@ -62,6 +62,7 @@ local function record(self, sim)
   local t = sim:time()
   local dt = t - (self.last_t or t)
   self.last_t = t
+  if t < self.warmup then dt = 0 end -- figures from the end of the warm-up on
   local export = -p.grid_w
   local limit = self.limit_w
   if dt > 0 then
@@ -109,12 +110,19 @@ local function record(self, sim)
       for i = #rows - 30, #rows do
         lo, hi = math.min(lo, rows[i].ideal_pv_w), math.max(hi, rows[i].ideal_pv_w)
       end
-      if hi - lo < self.tolerance_w then
+      if hi - lo < self.tolerance_w and t >= self.warmup then
         self.steady_s = self.steady_s + 1
         self.steady_writes = self.steady_writes + (row.writes - rows[#rows - 1].writes)
       end
     end
-    if self.on_second then self.on_second(self, row) end
+    if self.on_second and self.site then
+      -- a broken view must not stop the plant: log it once, then go on without it
+      local ok, err = pcall(self.on_second, self, row)
+      if not ok then
+        md.log.error("sim run: on_second failed, no more calls: %s", tostring(err))
+        self.on_second = nil
+      end
+    end
   end
 end
 
@@ -170,13 +178,15 @@ end
 --- on_second(run, row) after each recorded second; poll (per device id,
 --- overrides the scenario's); mqtt ("host:port", true: start a broker,
 --- false: none even when the scenario asks); prefix; on_publish(topic,
---- payload).
+--- payload); warmup (seconds at the start left out of the figures: the
+--- site finding its devices, the controller's first cut).
 function M.start(scenario, opts)
   opts = opts or {}
   local self = setmetatable({
     scenario = scenario, rows = {}, over_wh = 0, curtailed_extra_wh = 0, ideal_curtailed_wh = 0,
     pv_available_wh = 0, longest = 0, steady_s = 0, steady_writes = 0, on_second = opts.on_second,
     controller = opts.controller or "moondog", limit_w = (scenario.control or {}).limit_w or 0,
+    warmup = opts.warmup or 0,
   }, Run)
   local rating, tau = 0, 0
   for _, inv in pairs((scenario.plant or {}).inverters or {}) do
