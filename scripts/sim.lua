@@ -17,7 +17,11 @@
 -- Time: --simulated-time runs as fast as the machine can (a day in a
 -- minute or so) and repeats exactly; --speed N runs N simulated seconds
 -- per real second (simulated time paced against the real clock); --speed 1
--- is real time, the only mode with MQTT (--mqtt) for now.
+-- is real time, the only mode with MQTT (--mqtt) for now. With MQTT the
+-- site is published with Home Assistant discovery (the devices, and the
+-- export limiter's own entities: limit, enabled, state, headroom,
+-- excursions), and halfway through the tool sets the limit to 1000 W over
+-- MQTT, as Home Assistant would. `make run` is this tool.
 
 local md = require "moondog"
 local scenarios = require "moondog.sim.scenarios"
@@ -43,7 +47,9 @@ kept at the scenario's limit, usually 0 W) and shows it once a second.
   --controller C    moondog (default), ode or openems (the peers' rules, as in
                     `make bench`), or none (no export limiting)
   --mqtt HOST:PORT  also publish the site to this broker, with Home Assistant
-                    discovery (real time only: --speed 1)
+                    discovery (real time only: --speed 1, the default then);
+                    halfway the tool sets the export limit to 1000 W through
+                    MQTT, as Home Assistant would
   --broker          the same, with a mosquitto started here for the run
   --prefix P        MQTT topic prefix (default moondog)
   --list            list the scenarios and exit
@@ -105,7 +111,7 @@ if not ok then usage_error(tostring(sc):gsub("^.-:%d+: ", "")) end
 
 local tty = os.execute("test -t 1") == true and os.getenv("TERM") ~= nil and os.getenv("TERM") ~= "dumb"
 if not opts.simulated and not opts.speed then
-  if tty then opts.speed = 1 else opts.simulated = true end
+  if tty or opts.mqtt then opts.speed = 1 else opts.simulated = true end
 end
 if opts.mqtt and (opts.simulated or opts.speed ~= 1) then
   usage_error("MQTT needs real time for now (--speed 1): an MQTT client stops the simulated clock")
@@ -251,7 +257,15 @@ if not r then
 end
 md.log.info("scenario %s: %s; %d s%s", sc.name, sc.description, seconds,
   opts.simulated and " in simulated time" or string.format(" at %gx", opts.speed))
+-- Halfway: a command, as Home Assistant would send it: the export limit.
+local commander = r.mqtt_url and md.spawn(function()
+  md.sleep(seconds / 2)
+  local c <close> = assert(md.mqtt.connect { url = r.mqtt_url, client_id = "moondog-sim-commander" })
+  md.log.info("sending %s/export_limit/limit/set 1000", opts.prefix)
+  c:publish(opts.prefix .. "/export_limit/limit/set", "1000", { qos = 1, wait = true })
+end)
 md.sleep(seconds)
+if commander then commander:cancel() end
 if pacer then pacer:cancel() end
 local m = r:metrics()
 r:close()

@@ -65,3 +65,41 @@ T.test("--help, --list, and bad arguments exit 2 with one line", function()
     T.eq(n, 1, "one line: " .. err)
   end
 end, { timeout = 60 })
+
+-- What `make run` runs, shortened: real time, published with discovery to
+-- a broker, a command halfway. Every entity announced gets a state within
+-- 10 s, the export limiter's own entities included.
+T.test("make run: the site with export limiting, published with discovery, a command obeyed", function()
+  T.need("mosquitto")
+  local cjson = require "cjson"
+  local broker = require "moondog.mqtt.broker"
+  local b <close> = assert(broker.start {})
+  local first, seen, configs = {}, {}, {}
+  local c <close> = assert(md.mqtt.connect { host = b.host, port = b.port, client_id = "sim-watcher" })
+  local sub = assert(c:subscribe("#", function(topic, payload)
+    first[topic] = first[topic] or md.now()
+    seen[topic] = payload
+    if topic:match("^homeassistant/.*/config$") and payload ~= "" then configs[topic] = cjson.decode(payload) end
+  end, { qos = 1 }))
+  local dir <close> = T.tmpdir()
+  local status, out, err = sim(dir, string.format("--scenario load_drop --seconds 14 --mqtt %s:%d --csv %s",
+    b.host, b.port, T.quote(dir.path .. "/run.csv")))
+  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  sub:close()
+  assert(out:find("csv:", 1, true), out)
+  local n = 0
+  for topic, cfg in pairs(configs) do
+    n = n + 1
+    local at = first[cfg.state_topic]
+    assert(at, topic .. ": announced but " .. cfg.state_topic .. " never got a value")
+    assert(at - first[topic] <= 10, string.format("%s: first state %.1f s after the config", topic,
+      at - first[topic]))
+  end
+  assert(n >= 10, "entities announced: " .. n)
+  assert(configs["homeassistant/number/moondog/export_limit_limit/config"], "the limit entity")
+  local result = cjson.decode((assert(seen["moondog/export_limit/limit/result"], "command result")))
+  T.eq(result.ok, true, "the limit command accepted")
+  T.eq(seen["moondog/export_limit/limit"], "1000", "the new limit published")
+  assert(seen["moondog/export_limit/state"] == "limiting" or seen["moondog/export_limit/state"] == "normal",
+    tostring(seen["moondog/export_limit/state"]))
+end, { timeout = 60 })
