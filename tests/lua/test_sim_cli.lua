@@ -79,7 +79,9 @@ T.test("make run: the site with export limiting, published with discovery, a com
   local sub = assert(c:subscribe("#", function(topic, payload)
     first[topic] = first[topic] or md.now()
     seen[topic] = payload
-    if topic:match("^homeassistant/.*/config$") and payload ~= "" then configs[topic] = cjson.decode(payload) end
+    if topic:match("^homeassistant/.*/config$") and payload ~= "" then
+      configs[topic] = cjson.decode(payload)
+    end
   end, { qos = 1 }))
   local dir <close> = T.tmpdir()
   local status, out, err = sim(dir, string.format("--scenario load_drop --seconds 14 --mqtt %s:%d --csv %s",
