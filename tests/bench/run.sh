@@ -83,3 +83,7 @@ echo
 
 echo
 ./moondog --log-level warn tests/bench/mqtt.lua
+
+echo
+echo "== export limiting on the shipped scenarios: moondog against open-dynamic-export's and OpenEMS's rules"
+./moondog --log-level error tests/bench/export_limit.lua
