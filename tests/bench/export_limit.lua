@@ -61,11 +61,12 @@ for _, name in ipairs(names) do
   local floor = results.moondog.floor_s
   print(string.format("== %s: %s (%d s simulated, %.0f s/s with moondog)", name,
     scenarios.get(name).description, results.moondog.seconds, speed))
-  print(string.format("  %-9s %12s %8s %12s %14s %10s %16s", "controller", "excursion s", "floor s", "over Wh",
-    "curtailed+ Wh", "writes/h", "steady wr/10 s"))
+  local cols = "  %-9s %12s %8s %12s %14s %10s %16s"
+  print(string.format(cols, "controller", "excursion s", "floor s", "over Wh", "curtailed+ Wh", "writes/h",
+    "steady wr/10 s"))
   for _, ctl in ipairs(CONTROLLERS) do
     local m = results[ctl]
-    print(string.format("  %-9s %12s %8s %12s %14s %10s %16s", ctl, fmt(m.longest_excursion_s), fmt(floor, 0),
+    print(string.format(cols, ctl, fmt(m.longest_excursion_s), fmt(floor, 0),
       fmt(m.over_wh, 2), fmt(m.curtailed_extra_wh), fmt(m.writes_per_h, 0), fmt(m.steady_writes_per_10s, 2)))
   end
   local md_m, ode, oems = results.moondog, results.ode, results.openems
@@ -79,8 +80,8 @@ for _, name in ipairs(names) do
   goal(md_m.curtailed_extra_wh <= better_curt * 1.05 + 1e-6, string.format("curtailed beyond need %.1f Wh <= "
     .. "the better peer's %.1f Wh + 5 %%", md_m.curtailed_extra_wh, better_curt))
   if md_m.steady_writes_per_10s then
-    goal(md_m.steady_writes_per_10s <= 1, string.format("steady-state writes %.2f per 10 s <= 1 (%d s steady)",
-      md_m.steady_writes_per_10s, md_m.steady_s))
+    goal(md_m.steady_writes_per_10s <= 1, string.format("steady-state writes %.2f per 10 s <= 1 "
+      .. "(%d s steady)", md_m.steady_writes_per_10s, md_m.steady_s))
   end
   if name == "sunny_day" then
     print(string.format("  simulated seconds per real second (the day, moondog's controller): %.0f", speed))
