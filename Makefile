@@ -36,6 +36,8 @@ DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquit
         libcmocka-dev libedit-dev lua-cjson tmux socat valgrind python3-pymodbus mbpoll
 # MQTT tests and bench: a real broker, its clients, a CA made with openssl, /usr/bin/time
 DEPS += mosquitto mosquitto-clients openssl time
+# moondog sim's plot (make run)
+DEPS += gnuplot-nox
 LINT_DEPS := lua-check clang-format cppcheck
 FUZZ_DEPS := clang libclang-rt-14-dev
 
@@ -68,9 +70,11 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# The simulated site with export limiting on, published to MQTT with Home
+# Assistant discovery (scripts/sim.lua; the older device demo: moondog demo).
 run: deps
 	$(MAKE) moondog
-	./moondog scripts/demo.lua
+	./moondog sim --scenario load_drop --broker --seconds 180
 
 TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 

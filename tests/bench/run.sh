@@ -91,3 +91,7 @@ tests/bench/gateway.sh
 echo
 echo "== a site of 1000 simulated SDM630 meters (issue 10)"
 ./moondog tests/bench/site1000.lua 20
+
+echo
+echo "== export limiting on the shipped scenarios: moondog against open-dynamic-export's and OpenEMS's rules"
+./moondog --log-level error tests/bench/export_limit.lua

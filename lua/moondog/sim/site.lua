@@ -16,8 +16,22 @@
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },
---                { at = s, refuse_writes = "pv", duration = 60 } } }
--- `at` counts from the scenario's start.
+--                { at = s, refuse_writes = "pv", duration = 60 },
+--                { at = s, broker = "gone", duration = 300 } },
+--     lines = { bus = { baud = 9600, turnaround = 0.02 } } }
+-- `at` counts from the scenario's start. An event this module does not
+-- act on itself (broker) goes to the handler the runner set with
+-- sim:on(kind, fn(event, phase)), phase "start" and, after `duration`,
+-- "end"; with no handler it is logged and ignored.
+--
+-- Serial lines. A device with `line = "bus"` is served as if it sat on
+-- that RS-485 line: every transaction it serves is delayed by its wire
+-- time, (request + response bytes of the Modbus RTU frames) x 11 bits /
+-- baud, plus a 3.5-character gap after each frame and the device's
+-- turnaround (default 0.02 s), and the devices of one line serve one
+-- transaction at a time (in arrival order), as a half-duplex bus does.
+-- The delay is an md.sleep in the server's hook task, so in simulated time
+-- a 9600-baud bus costs exactly what it would on the wire.
 --
 -- Inverters are SunSpec devices with models 1, 103 (W, WH), 120, 121
 -- (WMax) and the control models of `models`: 123 (WMaxLimPct,
@@ -45,6 +59,112 @@ local Sim = {}
 Sim.__index = Sim
 
 local HISTORY_WH = 1000000 -- what the simulated counters held before the scenario
+
+-- {===== serial lines =====
+
+-- Modbus RTU frame sizes (bytes, CRC included) of one transaction.
+local function rtu_bytes(kind, count, write)
+  if write then return 9 + 2 * count, 8 end -- FC 16: request, response
+  if kind == "coil" or kind == "discrete" then return 8, 5 + (count + 7) // 8 end
+  return 8, 5 + 2 * count
+end
+
+--- sim.wire_time(line, request_bytes, response_bytes) -> seconds a
+--- transaction holds the line.
+function M.wire_time(line, req, resp)
+  local char = 11 / line.baud
+  return (req + resp) * char + 2 * 3.5 * char + (line.turnaround or 0.02)
+end
+
+-- Hold the caller for the transaction's wire time, after the
+-- transactions already on the line.
+local function on_line(line, req, resp)
+  local now = md.now()
+  local cost = M.wire_time(line, req, resp)
+  local start = math.max(now, line.busy_until)
+  line.busy_until = start + cost
+  line.transactions = line.transactions + 1
+  line.busy_s = line.busy_s + cost
+  md.sleep(line.busy_until - now)
+end
+
+-- Where the delay is taken. The natural place is the server: its hooks
+-- run in tasks, and a hook that sleeps delays the answer. That is how it
+-- works in real time. In simulated time it cannot: a Modbus request in
+-- flight holds the loop (core/mbus_lua.c, md_loop_hold), and a held loop
+-- never jumps its clock, so a server that sleeps while this process's own
+-- client waits would wait for ever. There the delay is taken on the
+-- client side instead, before the request is sent, on the buses this
+-- process opened to the simulated devices (sim:add_to and
+-- moondog.sim.run register them), so that the cost is the same and
+-- nothing is in flight while the clock jumps. A client in another process
+-- gets no wire time in simulated time.
+local lined = setmetatable({}, { __mode = "k" }) -- bus -> line
+local wrapped = false
+
+local READS = { read = true, read_holding = "holding", read_input = "input", read_coils = "coil",
+                read_discrete = "discrete", read_value = "value" }
+local WRITES = { write_register = 1, write_registers = true, write_coil = 1, write_coils = true,
+                 mask_write = 1, write_read = true }
+
+local function wrap_bus_methods(bus)
+  if wrapped then return end
+  wrapped = true
+  local methods = getmetatable(bus).__index
+  for name, kind in pairs(READS) do
+    local orig = methods[name]
+    methods[name] = function(b, unit, a1, a2, a3, ...)
+      local line = lined[b]
+      if line then
+        if kind == true then on_line(line, rtu_bytes(a1, a3, false)) -- read(unit, kind, addr, count)
+        elseif kind == "value" then on_line(line, rtu_bytes("holding", 2, false))
+        else on_line(line, rtu_bytes(kind, a2, false)) end
+      end
+      return orig(b, unit, a1, a2, a3, ...)
+    end
+  end
+  for name, n in pairs(WRITES) do
+    local orig = methods[name]
+    methods[name] = function(b, unit, addr, values, ...)
+      local line = lined[b]
+      if line then on_line(line, rtu_bytes("holding", n == 1 and 1 or #values, true)) end
+      return orig(b, unit, addr, values, ...)
+    end
+  end
+end
+
+-- Server side (real time only; see above).
+local function line_hook(self, name, req, resp)
+  if name and self.lines[name] and not md.clock.simulated() then on_line(self.lines[name], req, resp) end
+end
+
+-- Put a SunSpec server's writes on its line.
+local function wire(self, srv, name)
+  if not name then return end
+  local write = srv._on_write
+  srv._on_write = function(s, kind, addr, values)
+    line_hook(self, name, rtu_bytes(kind, #values, true))
+    return write(s, kind, addr, values)
+  end
+end
+
+local function line_read_hook(self, name, inner)
+  return function(unit, kind, addr, count, mb)
+    line_hook(self, name, rtu_bytes(kind, count, false))
+    if inner then return inner(unit, kind, addr, count, mb) end
+  end
+end
+
+--- sim:wire_client(id, bus): in simulated time, the bus this process
+--- uses for device id pays the wire time of the device's line (see above).
+function Sim:wire_client(id, bus)
+  local d = self.scenario_devices[id]
+  if not (d and d.line and md.clock.simulated()) then return end
+  wrap_bus_methods(bus)
+  lined[bus] = self.lines[d.line]
+end
+
+-- }=====
 
 -- {===== inverters =====
 
@@ -86,8 +206,10 @@ local function serve_inverter(self, id, d)
     values[704] = { WMaxLimPct = 100, WMaxLimPctEna = "DISABLED", WMaxLimPctRvrt = 100,
                     WMaxLimPctEnaRvrt = "DISABLED", WMaxLimPctRvrtTms = 0 }
   end
-  local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", { models = models, values = values })
+  local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", { models = models, values = values,
+    on_read = d.line and line_read_hook(self, d.line) or nil })
   if not srv then return nil, err, code end
+  wire(self, srv, d.line)
   srv:on_write(function(model)
     if model == 123 or model == 704 then
       local ok, werr = apply_limit(inv, srv, has)
@@ -110,17 +232,18 @@ end
 
 -- {===== meter =====
 
-local function serve_meter(self, id)
+local function serve_meter(self, id, d)
   local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", {
     models = { 1, 203 },
     values = { [1] = { Mn = "moondog", Md = "Simulated grid meter", SN = "SIM-METER", Vr = "1.0" } },
-    on_read = function()
+    on_read = line_read_hook(self, d.line, function()
       if self.meter_silent_until and self.plant.t < self.meter_silent_until then
         return "gateway_target_failed" -- the meter behind the gateway does not answer
       end
-    end,
+    end),
   })
   if not srv then return nil, err, code end
+  wire(self, srv, d.line)
   local dev = { id = id, kind = "meter", server = srv, profile = "sunspec_meter" }
   function dev.update()
     local w = self.plant.meter:reading()
@@ -152,6 +275,17 @@ local function run_events(self)
             at = self.plant.t + e.duration, fn = function() inv.refuse_writes = nil end,
           }
         end
+      else
+        local kind = e.broker and "broker" or "?"
+        local fn = self.handlers[kind]
+        if fn then
+          fn(e, "start")
+          if e.duration then
+            self.undo[#self.undo + 1] = { at = self.plant.t + e.duration, fn = function() fn(e, "end") end }
+          end
+        else
+          md.log.info("sim: event '%s' at %g s: nothing here acts on it", kind, e.at)
+        end
       end
     end
   end
@@ -173,11 +307,24 @@ end
 
 -- }=====
 
+--- sim:on(kind, fn): fn(event, phase) acts on the scenario's events of
+--- that kind ("broker"), phase "start", then "end" after its duration.
+function Sim:on(kind, fn)
+  self.handlers[kind] = fn
+end
+
+--- sim:line_stats(name) -> {transactions =, busy_s =, baud =} of a line.
+function Sim:line_stats(name)
+  local l = self.lines[name] or error("sim site: no line " .. tostring(name), 2)
+  return { transactions = l.transactions, busy_s = l.busy_s, baud = l.baud }
+end
+
 --- sim:add_to(site [, opts]) adds every simulated device to the site,
 --- with its profile and address; opts go to site:add (poll, ...).
 function Sim:add_to(site, opts)
   for _, d in ipairs(self.devices) do
     assert(site:add(d.id, d.profile, d.server:url() .. "?unit=1", opts))
+    self:wire_client(d.id, assert(require("moondog.modbus").shared(self:url(d.id))))
   end
 end
 
@@ -210,19 +357,33 @@ function M.start(scenario)
   spec.seed = scenario.seed or spec.seed
   local self = setmetatable({
     plant = plant_mod.new(spec), devices = {}, events = {}, undo = {}, name = scenario.name,
-    on_tick = scenario.on_tick,
+    on_tick = scenario.on_tick, handlers = {}, lines = {}, scenario_devices = scenario.devices or {},
   }, Sim)
   self.t0, self.now0 = self.plant.t, md.now()
-  for i, e in ipairs(scenario.events or {}) do self.events[i] = { at = e.at, meter = e.meter,
-    duration = e.duration, refuse_writes = e.refuse_writes } end
+  for i, e in ipairs(scenario.events or {}) do
+    local copy = {}
+    for k, v in pairs(e) do copy[k] = v end
+    self.events[i] = copy
+  end
+  for name, l in pairs(scenario.lines or {}) do
+    if type(l.baud) ~= "number" or l.baud <= 0 then
+      error(format("sim site: line %s: baud must be a number > 0", name), 2)
+    end
+    self.lines[name] = { baud = l.baud, turnaround = l.turnaround or 0.02, busy_until = 0, transactions = 0,
+      busy_s = 0 }
+  end
   local ids = {}
   for id in pairs(scenario.devices or {}) do ids[#ids + 1] = id end
   table.sort(ids)
   for _, id in ipairs(ids) do
     local d = scenario.devices[id]
+    if d.line and not self.lines[d.line] then
+      self:close()
+      error(format("sim site: device %s: no line '%s' in the scenario's lines", id, d.line), 2)
+    end
     local dev, err, code
     if d.kind == "meter" then
-      dev, err, code = serve_meter(self, id)
+      dev, err, code = serve_meter(self, id, d)
     elseif d.kind == "inverter" then
       dev, err, code = serve_inverter(self, id, d)
     else

@@ -1,0 +1,135 @@
+-- moondog export-limit: keep the export to the grid under a limit, the
+-- common case as one command: one grid meter, one or more PV inverters.
+--
+--   moondog export-limit --grid tcp://192.168.1.60:502?unit=1 --grid-profile sunspec_meter \
+--     --inverter tcp://192.168.1.50:502?unit=1 --inverter-profile sunspec_inverter --limit 0
+--
+-- It makes a site of the devices (md.site), runs md.control.export_limit
+-- on it (lua/moondog/control/export_limit.lua explains the algorithm and
+-- the fail-safe), optionally publishes the site and the limiter's own
+-- entities to MQTT with Home Assistant discovery, and logs the
+-- limiter's state once a minute and on every change. It runs until
+-- Ctrl-C (or --seconds).
+
+local md = require "moondog"
+
+local usage = [==[
+usage: moondog export-limit --grid URL --grid-profile P --inverter URL --inverter-profile P
+                            [--inverter URL --inverter-profile P ...] --limit W
+                            [--mqtt HOST[:PORT]] [--state-file FILE] [--seconds S]
+
+Keeps the power exported to the grid at or under W watts (0: no export) by
+curtailing the PV inverters, from the grid meter's reading. When the meter goes
+silent, a write fails or the controller fails, the inverters are set to the
+limit itself (fail-safe) until fresh readings return.
+
+  --grid URL            the grid meter's address, e.g. tcp://192.168.1.60:502?unit=1
+                        or rtu:///dev/ttyUSB0?baud=9600&unit=1
+  --grid-profile P      its device profile (e.g. sunspec_meter, sdm630); its
+                        `power` point must be > 0 for import
+  --inverter URL        a PV inverter's address (repeat for more inverters,
+                        each followed by its --inverter-profile)
+  --inverter-profile P  its profile (e.g. sunspec_inverter)
+  --limit W             the export limit in watts (>= 0)
+  --mqtt HOST[:PORT]    publish the site to this broker with Home Assistant
+                        discovery; the limit can then be changed from there
+  --state-file FILE     where excursions are counted across restarts
+  --seconds S           stop after S seconds (default: run until Ctrl-C)
+
+With SunSpec model 123 alone an inverter goes back to FULL power when moondog
+stops: set the inverter's own export limit as the backstop (the log says so).]==]
+
+local function usage_error(msg)
+  io.stderr:write("moondog export-limit: ", msg, " (moondog export-limit --help)\n")
+  os.exit(2)
+end
+
+local opts = { inverters = {} }
+local args = { ... }
+local i = 1
+while i <= #args do
+  local a = args[i]
+  if a == "--help" or a == "-h" then
+    print(usage)
+    return
+  end
+  local v = args[i + 1]
+  if a == "--grid" or a == "--grid-profile" or a == "--limit" or a == "--mqtt" or a == "--state-file"
+      or a == "--seconds" or a == "--inverter" or a == "--inverter-profile" then
+    if not v then usage_error(a .. " needs a value") end
+  else
+    usage_error("unknown argument '" .. a .. "'")
+  end
+  if a == "--inverter" then
+    opts.inverters[#opts.inverters + 1] = { url = v }
+  elseif a == "--inverter-profile" then
+    local last = opts.inverters[#opts.inverters]
+    if not last or last.profile then usage_error("--inverter-profile must follow its --inverter URL") end
+    last.profile = v
+  elseif a == "--limit" or a == "--seconds" then
+    local n = tonumber(v)
+    if not n or n < 0 or (a == "--seconds" and n == 0) then
+      local want = a == "--limit" and " needs watts >= 0" or " needs a number > 0"
+      usage_error(a .. want .. ", got '" .. v .. "'")
+    end
+    opts[a:sub(3)] = n
+  else
+    opts[a:sub(3):gsub("-", "_")] = v
+  end
+  i = i + 2
+end
+if not opts.grid then usage_error("--grid URL is required") end
+if not opts.grid_profile then usage_error("--grid-profile P is required") end
+if #opts.inverters == 0 then usage_error("--inverter URL is required") end
+for n, inv in ipairs(opts.inverters) do
+  if not inv.profile then usage_error("inverter " .. n .. " (" .. inv.url .. ") needs --inverter-profile") end
+end
+if not opts.limit then usage_error("--limit W is required") end
+
+local site = md.site.new { name = "export_limit" }
+local function must(what, ok, err)
+  if not ok then
+    io.stderr:write("moondog export-limit: ", what, ": ", tostring(err), "\n")
+    os.exit(1)
+  end
+  return ok
+end
+must("the grid meter", site:add("grid", opts.grid_profile, opts.grid, { poll = 0.25, offline_after = 2 }))
+local ids = {}
+for n, inv in ipairs(opts.inverters) do
+  local id = n == 1 and "pv" or ("pv" .. n)
+  must("inverter " .. id, site:add(id, inv.profile, inv.url, { poll = 1 }))
+  ids[#ids + 1] = id
+end
+local ctl = md.control.export_limit { site = site, grid = "grid.power", inverters = ids, limit_w = opts.limit,
+  state_file = opts.state_file }
+if opts.mqtt then
+  must("publishing to MQTT at " .. opts.mqtt, site:publish { mqtt = { url = opts.mqtt,
+    client_id = "moondog-export-limit" } })
+end
+md.log.info("export limit: %.0f W, grid meter %s, inverters %s", opts.limit, opts.grid,
+  table.concat(ids, ", "))
+
+local last_state, last_line = nil, -math.huge
+local reporter = md.every(1, function()
+  local st = ctl:status()
+  local now = md.now()
+  if st.state ~= last_state or now - last_line >= 60 then
+    last_state, last_line = st.state, now
+    local grid = site.grid:get("power")
+    md.log.info("export limit: %s, grid %s W, setpoint %.1f %%, %d writes, %d excursions, site %s", st.state,
+      grid and string.format("%.0f", grid) or "?", st.setpoint_pct or 100, st.writes, st.excursions,
+      (site:health()))
+  end
+end)
+
+if opts.seconds then
+  md.sleep(opts.seconds)
+  reporter:cancel()
+  local st = ctl:status()
+  print(string.format("state %s, setpoint %.1f %%, %d writes, %d write errors, %d excursions", st.state,
+    st.setpoint_pct or 100, st.writes, st.write_errors, st.excursions))
+  ctl:stop()
+  site:close()
+  md.exit(0)
+end

@@ -1,0 +1,62 @@
+-- `moondog export-limit` (scripts/export-limit.lua) against simulated
+-- devices (moondog.sim.site, the load_drop scenario), in a child process
+-- in simulated time: the child serves the devices and runs the tool on
+-- their addresses, exactly as on a site. Plus --help and bad arguments.
+
+local T = require "moondog.testing"
+
+local CHILD = [[
+md.clock.simulate { start = "2026-06-21 11:58", seed = 1 }
+local sim = assert(require("moondog.sim.site").start(require("moondog.sim.scenarios").get("load_drop")))
+md.spawn(function()
+  md.sleep(175) -- the 6 kW load switched off at 120 s
+  local p = sim.plant
+  print(string.format("plant: pv %.0f W, house %.0f W, grid %.0f W, limit %.1f %%", p.pv_w, p.house_w,
+    p.grid_w, p.inverters.pv.limit_pct))
+end)
+local tool = assert(loadfile(md.paths.scripts .. "/export-limit.lua"))
+tool("--grid", sim:url("meter"), "--grid-profile", "sunspec_meter", "--inverter", sim:url("pv"),
+  "--inverter-profile", "sunspec_inverter", "--limit", "0", "--seconds", "180")
+]]
+
+local function run(dir, cmd)
+  local proc <close> = T.start(dir, "export-limit", cmd)
+  T.wait_for(function() return not proc:alive() end, 60, "the tool to finish")
+  local _, how, code = proc:stop()
+  return how .. " " .. code, T.read_file(proc.out), T.read_file(proc.err)
+end
+
+T.test("limits the export of a simulated site to 0 W, through the 6 kW load drop", function()
+  local dir <close> = T.tmpdir()
+  local script = dir.path .. "/child.lua"
+  T.write_file(script, CHILD)
+  local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
+  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  local pv, house, grid = out:match("plant: pv (%d+) W, house (%d+) W, grid (%-?%d+) W")
+  assert(pv, out)
+  assert(tonumber(house) < 700 and tonumber(pv) < 1000, "curtailed to the house after the drop: " .. out)
+  assert(math.abs(tonumber(grid)) < 200, "grid near 0 W: " .. out)
+  assert(out:find("state limiting", 1, true), out)
+  assert(err:find("export limit: limiting", 1, true), "the state change is logged: " .. err)
+end, { timeout = 60 })
+
+T.test("--help and bad arguments: exit 2 with one line", function()
+  local dir <close> = T.tmpdir()
+  local exe = md.paths.exe .. " export-limit "
+  local status, out = run(dir, exe .. "--help")
+  T.eq(status, "exit 0", "help")
+  assert(out:find("--grid URL", 1, true) and out:find("fail-safe", 1, true), out)
+  for _, case in ipairs({
+    { "--grid tcp://127.0.0.1:1 --grid-profile sunspec_meter --limit 0", "--inverter URL is required" },
+    { "--grid tcp://127.0.0.1:1 --grid-profile sunspec_meter --inverter tcp://127.0.0.1:2 --limit 0",
+      "needs --inverter-profile" },
+    { "--limit -5", "--limit needs watts >= 0" },
+    { "--frobnicate", "unknown argument '--frobnicate'" },
+  }) do
+    local st, _, err = run(dir, exe .. case[1])
+    T.eq(st, "exit 2", case[1])
+    assert(err:find(case[2], 1, true), case[1] .. ": " .. err)
+    local _, n = err:gsub("\n", "")
+    T.eq(n, 1, "one line: " .. err)
+  end
+end, { timeout = 60 })
