@@ -69,7 +69,10 @@ local function adapter(sd)
     return {
       mode = 704, points = { "der_limit", "der_limit_enabled", "der_failsafe_limit", "der_failsafe_enabled",
                              "der_revert" },
-      limit = function(pct) return { der_limit = pct, der_limit_enabled = "ENABLED" } end,
+      limit = function(pct, enabled)
+        return enabled and { der_limit = pct } or { der_limit = pct, der_limit_enabled = "ENABLED" }
+      end,
+      enabled = "der_limit_enabled",
       revert = function(pct, s)
         return { der_failsafe_limit = pct, der_failsafe_enabled = "ENABLED", der_revert = s }
       end,
@@ -78,7 +81,10 @@ local function adapter(sd)
   end
   return {
     mode = 123, points = { "power_limit", "power_limit_enabled", "power_limit_revert" },
-    limit = function(pct) return { power_limit = pct, power_limit_enabled = "ENABLED" } end,
+    limit = function(pct, enabled)
+      return enabled and { power_limit = pct } or { power_limit = pct, power_limit_enabled = "ENABLED" }
+    end,
+    enabled = "power_limit_enabled",
     revert = function(_, s) return { power_limit_revert = s } end,
     step = 1,
   }
@@ -145,7 +151,10 @@ end
 local function write_all(self, pct)
   for _, inv in ipairs(self.inverters) do
     local q = quantize(pct, inv.adapter.step, true)
-    local ok, err, code = inv.sd:write(inv.adapter.limit(q), { owner = self.name })
+    -- the enable flag is written only while the inverter does not show it on:
+    -- one transaction per setpoint, not two
+    local on = inv.sd._v[inv.adapter.enabled] == "ENABLED"
+    local ok, err, code = inv.sd:write(inv.adapter.limit(q, on), { owner = self.name })
     self.writes = self.writes + 1
     if not ok then return nil, format("%s: %s", inv.sd.id, tostring(err)), code end
   end
@@ -241,8 +250,12 @@ local function step(self, grid_w, now, grid_t)
   md.log.debug("export limit: grid %.0f W, pv %.0f W, trim %.0f W -> %.2f %%", grid_w, pv, self.integral, pct)
   self.setpoint_pct = pct
   local due_refresh = self.written_at == nil or now - self.written_at >= self.revert_s / 2
+  -- small cuts go out at once only while the export is over the limit;
+  -- otherwise a change must be worth a write (limit registers live in flash)
+  local over = -grid_w > self.limit_w
   local moved = self.written_pct == nil or math.abs(pct - self.written_pct) >= self.min_change_pct
-    or (pct >= 100 and self.written_pct < 100) or (pct < self.written_pct and self.written_pct - pct >= 0.5)
+    or (pct >= 100 and self.written_pct < 100)
+    or (over and pct < self.written_pct and self.written_pct - pct >= 0.5)
   if moved or due_refresh then
     local ok, werr = write_all(self, pct)
     if not ok then
