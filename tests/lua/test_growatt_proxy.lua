@@ -1,0 +1,144 @@
+-- moondog.growatt.proxy with the fake datalogger and the fake cloud on
+-- loopback: 1000 records through the proxy with every byte identical on
+-- both sides (both directions); frames written one byte at a time; the
+-- cloud unreachable (the proxy answers: ACKs, ping echo, clock set); the
+-- MQTT broker (a real mosquitto) down while records flow, with forwarding
+-- unaffected and publishing resumed after; hooks, counters and site values
+-- (buffered records never as current values).
+
+local T = require "moondog.testing"
+local md = require "moondog"
+local stream = require "moondog.stream"
+local proxy = require "moondog.growatt.proxy"
+local logger_sim = require "moondog.growatt.logger_sim"
+local cloud_sim = require "moondog.growatt.cloud_sim"
+
+local format = string.format
+
+local function addr(port) return format("127.0.0.1:%d", port) end
+
+-- Wait until the cloud has every byte the logger sent and the logger every
+-- byte the cloud sent (bounded).
+local function settle(logger, cloud, what)
+  T.wait_for(function()
+    return #cloud:received_bytes() == #logger:sent_bytes()
+      and #logger:received_bytes() == #cloud:sent_bytes()
+  end, 20, what)
+end
+
+T.test("1000 records through the proxy: every byte identical, both ways", function()
+  local site <close> = md.site.new { name = "gw" }
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0", commands_every = 100 })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site })
+  local seen = 0
+  p:on_record(function(_, rtype) if rtype == 0x04 then seen = seen + 1 end end)
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 1000, ping_every = 50,
+                                             buffered = 3 })
+  assert(l:wait(60))
+  settle(l, cloud, "every byte through")
+  T.eq(cloud:received_bytes() == l:sent_bytes(), true, "logger -> cloud identical")
+  T.eq(l:received_bytes() == cloud:sent_bytes(), true, "cloud -> logger identical")
+  T.eq(cloud.counts.records, 1000)
+  T.eq(cloud.counts.buffered, 3)
+  T.eq(cloud.counts.pings, 20)
+  T.eq(l.counts.acks, 1 + 3 + 1000)
+  T.eq(l.counts.answers, 11, "the logger answered the cloud's 10 register reads and its clock set")
+  T.wait_for(function() return seen == 1000 end, 10, "hooks for every record")
+  T.wait_for(function() return site.growatt_siminv0001 and site.growatt_siminv0001.pv_power == 1000 end,
+    10, "the last record's values")
+  local s = p:stats().loggers.SIMLOG0001
+  T.eq(s.records, 1000)
+  T.eq(s.buffered, 3)
+  T.eq(s.crc_errors, 0)
+  T.eq(s.commands, 10 + 1, "the cloud's reads and its clock set")
+  T.eq(s.bytes_up, #l:sent_bytes())
+  T.eq(s.bytes_down, #l:received_bytes())
+  T.eq(s.standalone, false)
+  l:close()
+  p:close()
+  cloud:close()
+end, { timeout = 120 })
+
+T.test("frames written one byte at a time arrive unchanged and are decoded", function()
+  local site <close> = md.site.new { name = "gw" }
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 5, chunk = 1, protocol = 5,
+                                             ping_every = 2, buffered = 1 })
+  assert(l:wait(30))
+  settle(l, cloud, "every byte through")
+  T.eq(cloud:received_bytes() == l:sent_bytes(), true, "identical")
+  T.wait_for(function() return p:stats().loggers.SIMLOG0001 and p:stats().loggers.SIMLOG0001.records == 5 end,
+    10, "5 records decoded")
+  T.eq(p:stats().loggers.SIMLOG0001.buffered, 1)
+  T.eq(p:stats().loggers.SIMLOG0001.crc_errors, 0)
+  T.eq(site.growatt_siminv0001.pv_power, 5.0, "the last live record, not the buffered one")
+  l:close()
+  p:close()
+  cloud:close()
+end, { timeout = 60 })
+
+T.test("cloud unreachable: the proxy answers the logger itself", function()
+  local gone = assert(stream.listen("127.0.0.1", 0))
+  local dead = gone:port()
+  gone:close()
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(dead), cloud_timeout = 2,
+                                         clock = function() return 1717243200 end })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 20, ping_every = 5,
+                                             buffered = 2 })
+  assert(l:wait(30))
+  T.wait_for(function() return l.counts.acks == 1 + 2 + 20 and l.counts.ping_echoes == 4 end, 10,
+    "ACKs and ping echoes from the proxy")
+  T.eq(l.counts.config_sets, 1, "one clock set after the announce")
+  T.eq(l.counts.answers, 1, "the logger answered the clock set")
+  local s = p:stats().loggers.SIMLOG0001
+  T.eq(s.standalone, true)
+  T.eq(s.records, 20)
+  l:close()
+  p:close()
+end, { timeout = 60 })
+
+T.test("no cloud configured: standalone from the start", function()
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = false })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 3, protocol = 2 })
+  assert(l:wait(10))
+  T.wait_for(function() return l.counts.acks == 4 end, 10, "protocol-2 ACKs")
+  l:close()
+  p:close()
+end)
+
+T.test("broker down: forwarding unaffected, publishing resumes", function()
+  local broker = require "moondog.mqtt.broker"
+  local b, err, code = broker.start {}
+  if not b and code == "no_broker" then T.skip("mosquitto is not installed") end
+  assert(b, err)
+  local site <close> = md.site.new { name = "gw" }
+  local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "t13" })
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site,
+                                         publisher = pub })
+  local l1 <close> = assert(logger_sim.start { server = addr(p:port()), records = 5, buffered = 1 })
+  assert(l1:wait(10))
+  settle(l1, cloud, "first logger through")
+  T.wait_for(function() return pub:stats().published > 0 end, 10, "published while the broker runs")
+  b:stop()
+  local l2 <close> = assert(logger_sim.start { server = addr(p:port()), records = 200, serial = "SIMLOG0002",
+                                              inverter = "SIMINV0002", buffered = 2 })
+  assert(l2:wait(30))
+  T.wait_for(function()
+    return #cloud:received_bytes() == #l1:sent_bytes() + #l2:sent_bytes()
+      and #l2:received_bytes() + #l1:received_bytes() == #cloud:sent_bytes()
+  end, 20, "second logger through while the broker is down")
+  T.eq(l2.counts.acks, 1 + 2 + 200, "every record ACKed by the cloud")
+  T.wait_for(function() return site.growatt_siminv0002 and site.growatt_siminv0002.pv_power == 200 end, 10,
+    "site values while the broker is down")
+  local before = pub:stats().published
+  b:start()
+  T.wait_for(function() return pub:stats().published > before end, 30, "publishing resumes")
+  l1:close()
+  l2:close()
+  p:close()
+  cloud:close()
+  pub:close()
+  b:stop()
+end, { timeout = 120 })
