@@ -44,8 +44,9 @@ T.test("1000 records through the proxy: every byte identical, both ways", functi
   T.eq(l.counts.acks, 1 + 3 + 1000)
   T.eq(l.counts.answers, 11, "the logger answered the cloud's 10 register reads and its clock set")
   T.wait_for(function() return seen == 1000 end, 10, "hooks for every record")
-  T.wait_for(function() return site.growatt_siminv0001 and site.growatt_siminv0001.pv_power == 1000 end,
-    10, "the last record's values")
+  T.wait_for(function()
+    return site._devices.growatt_siminv0001 and site.growatt_siminv0001.pv_power == 1000
+  end, 10, "the last record's values")
   local s = p:stats().loggers.SIMLOG0001
   T.eq(s.records, 1000)
   T.eq(s.buffered, 3)
@@ -109,7 +110,7 @@ end)
 
 T.test("broker down: forwarding unaffected, publishing resumes", function()
   local broker = require "moondog.mqtt.broker"
-  local b, err, code = broker.start {}
+  local b <close>, err, code = broker.start {}
   if not b and code == "no_broker" then T.skip("mosquitto is not installed") end
   assert(b, err)
   local site <close> = md.site.new { name = "gw" }
@@ -130,8 +131,9 @@ T.test("broker down: forwarding unaffected, publishing resumes", function()
       and #l2:received_bytes() + #l1:received_bytes() == #cloud:sent_bytes()
   end, 20, "second logger through while the broker is down")
   T.eq(l2.counts.acks, 1 + 2 + 200, "every record ACKed by the cloud")
-  T.wait_for(function() return site.growatt_siminv0002 and site.growatt_siminv0002.pv_power == 200 end, 10,
-    "site values while the broker is down")
+  T.wait_for(function()
+    return site._devices.growatt_siminv0002 and site.growatt_siminv0002.pv_power == 200
+  end, 10, "site values while the broker is down")
   local before = pub:stats().published
   b:start()
   T.wait_for(function() return pub:stats().published > before end, 30, "publishing resumes")
@@ -142,3 +144,72 @@ T.test("broker down: forwarding unaffected, publishing resumes", function()
   pub:close()
   b:stop()
 end, { timeout = 120 })
+
+T.test("a pair goes offline when its records stop, and back with the next", function()
+  local site <close> = md.site.new { name = "gw" }
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = false, site = site, interval = 0.2,
+                                         availability_factor = 2, check_every = 0.1 })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 2 })
+  assert(l:wait(10))
+  T.wait_for(function() return site._devices.growatt_siminv0001 and site.growatt_siminv0001.pv_power == 2 end,
+    10, "values")
+  T.wait_for(function() return select(3, site.growatt_siminv0001:get("pv_power")) == "offline" end, 10,
+    "offline after 2 intervals without a record")
+  local l2 <close> = assert(logger_sim.start { server = addr(p:port()), records = 1 })
+  assert(l2:wait(10))
+  T.wait_for(function() return select(3, site.growatt_siminv0001:get("pv_power")) == "ok" end, 10,
+    "back with the next record")
+  l:close()
+  l2:close()
+  p:close()
+end)
+
+T.test("buffered records go to their own topic with their own time", function()
+  local broker = require "moondog.mqtt.broker"
+  local b <close>, err, code = broker.start {}
+  if not b and code == "no_broker" then T.skip("mosquitto is not installed") end
+  assert(b, err)
+  local site <close> = md.site.new { name = "gw" }
+  local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "t13" })
+  local sub = assert(md.mqtt.connect { host = b.host, port = b.port })
+  local got = {}
+  assert(sub:subscribe("t13/growatt/+/buffered", function(topic, payload)
+    got[#got + 1] = { topic, payload }
+  end))
+  T.wait_for(function() return sub:status() == "connected" end, 10, "subscriber connected")
+  md.sleep(0.2)
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = false, site = site,
+                                         publisher = pub })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 1, buffered = 2 })
+  assert(l:wait(10))
+  T.wait_for(function() return #got == 2 end, 10, "two buffered messages")
+  T.eq(got[1][1], "t13/growatt/growatt_siminv0001/buffered")
+  assert(got[1][2]:find('"time":"2024-05-31T23:01:00"', 1, true), got[1][2])
+  assert(got[1][2]:find('"pv_power":101,', 1, true), got[1][2])
+  T.eq(site.growatt_siminv0001.pv_power, 1, "the live record's value, not a buffered one's")
+  l:close()
+  p:close()
+  sub:close()
+  pub:close()
+  b:stop()
+end, { timeout = 60 })
+
+T.test("moondog growatt proxy / logger / cloud from the shell", function()
+  local dir <close> = T.tmpdir()
+  local q = T.quote
+  local cloud <close> = T.start(dir, "cloud",
+    format("%s growatt cloud --listen 127.0.0.1:0", q(md.paths.exe)))
+  local caddr = cloud:first_line()
+  assert(caddr:match("^127%.0%.0%.1:%d+$"), caddr)
+  local px <close> = T.start(dir, "proxy", format("%s growatt proxy --listen 127.0.0.1:0 --cloud %s",
+    q(md.paths.exe), caddr))
+  local paddr = px:first_line()
+  assert(paddr:match("^127%.0%.0%.1:%d+$"), paddr)
+  local out, rc = T.sh(format(
+    "%s growatt logger --server %s --records 3 --interval 0 --buffered 1 2>/dev/null",
+    q(md.paths.exe), paddr))
+  T.eq(rc, 0, "logger exit code")
+  T.eq(out, "sent 3 records, 1 buffered; 5 ACKs\n")
+  local _, rc2 = T.sh(format("%s growatt proxy --cloud x:1 --standalone 2>/dev/null", q(md.paths.exe)))
+  T.eq(rc2, 2, "--cloud with --standalone is a usage error")
+end)

@@ -14,7 +14,8 @@
 --
 -- Records carry the TL-X/MIN register groups (3000-3124, 3125-3249) with
 -- values that change with the record number, so that a decoder sees a
--- known value: register 3001-3002 (PV power, 0.1 W) = 10 * n.
+-- known value: register 3001-3002 (PV power, 0.1 W) = 10 * n; buffered
+-- record i carries n = 100 + i.
 -- A chunk option sends each frame in pieces of that many bytes, to make a
 -- receiver reassemble frames.
 
@@ -65,6 +66,7 @@ end
 
 local function answer(self, f)
   local o = self.o
+  if o.mute then return end
   local pad = o.protocol == 6 and 20 or 0
   local args = f.body:sub(11 + pad)
   local head = f.body:sub(1, 10 + pad)
@@ -130,7 +132,7 @@ local function run(self)
   assert(send(self, core.build(next_seq(self), o.protocol, 1, 0x03, announce)))
   for i = 1, o.buffered or 0 do
     assert(send(self, core.build(next_seq(self), o.protocol, 1, 0x50,
-      M.record_body(o, i, { 24, 5, 31, 23, i % 60, 0 }))))
+      M.record_body(o, 100 + i, { 24, 5, 31, 23, i % 60, 0 }))))
     self.counts.buffered = self.counts.buffered + 1
   end
   for n = 1, o.records do
@@ -168,7 +170,7 @@ Sim.__close = Sim.close
 --- ("host:port"), protocol (6), serial ("SIMLOG0001"), inverter
 --- ("SIMINV0001"), records (10), interval (seconds between records, 0),
 --- buffered (records sent as 0x50 first), ping_every (records), chunk
---- (bytes per write), holding ({[reg] = v}).
+--- (bytes per write), holding ({[reg] = v}), mute (answer no command).
 function M.start(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end

@@ -81,7 +81,7 @@ local function new_logger(serial)
   return setmetatable({
     serial = serial,
     counts = { records = 0, buffered = 0, bytes_up = 0, bytes_down = 0, crc_errors = 0, commands = 0,
-               connections = 0, decode_dropped = 0, acks_sent = 0 },
+               connections = 0, decode_dropped = 0, acks_sent = 0, own_commands = 0 },
   }, Logger)
 end
 
@@ -253,6 +253,8 @@ local function hooks(self, c, f, rec)
 end
 
 local function on_frame(self, c, f)
+  c.protocol = f.protocol
+  if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
   local rec = record.decode(f, { log = md.log.warn, dtc = c.dtc })
   if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
       or rec.kind == "ping") then
@@ -299,7 +301,10 @@ local function decoder(self, c)
     end
     drain(c, c.up, c.up_parser, function(f) on_frame(self, c, f) end)
     drain(c, c.down, c.down_parser, function(f)
-      if COMMANDS[f.type] then c.logger.counts.commands = c.logger.counts.commands + 1 end
+      if COMMANDS[f.type] then
+        c.logger.counts.commands = c.logger.counts.commands + 1
+        c.cloud_seqs[f.seq] = true
+      end
     end)
   end
 end
@@ -317,6 +322,188 @@ end
 
 -- }=====
 
+-- {===== commands =====
+
+-- Our own commands use sequence numbers from 0xF000 up, skipping any the
+-- cloud has in flight, and are matched by sequence and type; the reply is
+-- taken out of the logger -> cloud stream (the cloud never sees it), so
+-- neither side takes the other's answer.
+local OWN_SEQ = 0xF000
+
+-- Frame boundaries in the logger -> cloud stream, followed on every chunk
+-- (one header look per frame): c.up_left bytes of the current frame are
+-- still to come, c.up_tail holds the start of a header cut by a read (its
+-- bytes are forwarded already; the copy is for the next look). After bytes
+-- that are no frame, the next chunk is taken to start at a frame (a
+-- datalogger writes each frame at once). While one of our commands waits,
+-- a frame that answers it (sequence and type) is taken out of the stream;
+-- one that a read cut short, or whose header a read cut short, is held
+-- back until it is whole, so the cloud never sees a part of it.
+local function take_reply(c, bytes)
+  local pend = c.pending
+  if pend and pend.reply then pend = nil end
+  local lead = 0 -- bytes at the start of buf forwarded already
+  local buf = bytes
+  if c.hold then
+    buf, c.hold = c.hold .. bytes, nil
+  elseif c.up_tail then
+    buf, lead, c.up_tail = c.up_tail .. bytes, #c.up_tail, nil
+  end
+  local pos = 1
+  if c.up_left > 0 then
+    local n = math.min(c.up_left, #buf)
+    c.up_left = c.up_left - n
+    pos = n + 1
+  end
+  while pos <= #buf do
+    if #buf - pos + 1 < 8 then
+      if pend and pos > lead then
+        c.hold = buf:sub(pos)
+        return buf:sub(lead + 1, pos - 1)
+      end
+      c.up_tail = buf:sub(pos)
+      break
+    end
+    local seq, protocol, length, _, rtype = core.header(buf:sub(pos, pos + 7))
+    if protocol ~= 2 and protocol ~= 5 and protocol ~= 6 then break end -- no frame: resync next chunk
+    local total = 6 + length + (protocol == 2 and 0 or 2)
+    if pend and seq == pend.seq and rtype == pend.type and pos > lead then
+      if pos + total - 1 > #buf then
+        c.hold = buf:sub(pos)
+        return buf:sub(lead + 1, pos - 1)
+      end
+      local f = core.parse(buf:sub(pos, pos + total - 1))[1]
+      if f and f.body then
+        pend.reply = f
+        pend.ev:set(f)
+        return buf:sub(lead + 1, pos - 1) .. take_reply(c, buf:sub(pos + total))
+      end
+    end
+    if pos + total - 1 > #buf then
+      c.up_left = pos + total - 1 - #buf
+      break
+    end
+    pos = pos + total
+  end
+  return lead > 0 and buf:sub(lead + 1) or buf
+end
+
+local function next_own_seq(c)
+  for _ = 1, 0x1000 do
+    c.own_seq = (c.own_seq + 1) % 0x1000
+    local seq = OWN_SEQ + c.own_seq
+    if not c.cloud_seqs[seq] then return seq end
+  end
+  return OWN_SEQ
+end
+
+-- One command at a time per logger, in order of arrival.
+local function command(logger, rtype, build, timeout)
+  local c = logger.conn
+  if not c or c.closed then
+    return nil, format("datalogger %s is not connected", tostring(logger.serial)), "not_connected"
+  end
+  if c.cmd_busy then -- wait for the turn; the lock is handed over, never released in between
+    local ev = event.new()
+    c.cmd_waiters[#c.cmd_waiters + 1] = ev
+    ev:wait()
+    if c.closed then return nil, "the datalogger disconnected", "closed" end
+  end
+  c.cmd_busy = true
+  local seq = next_own_seq(c)
+  local pend = { seq = seq, type = rtype, ev = event.new() }
+  c.pending = pend
+  logger.counts.own_commands = logger.counts.own_commands + 1
+  local ok, err, code = c.conn:write(build(seq, c.protocol or 6, logger.serial))
+  local f
+  if ok then f, err, code = pend.ev:wait(timeout or 10, "the datalogger's answer") end
+  c.pending = nil
+  if c.hold then -- held for an answer that never came whole: on to the cloud, in order
+    local held = c.hold
+    c.hold = nil
+    if c.cloud then c.cloud:write(held) end
+    enqueue(c, c.up, held)
+  end
+  local nxt = table.remove(c.cmd_waiters, 1)
+  if nxt then
+    nxt:set() -- the next caller owns the lock now
+  else
+    c.cmd_busy = false
+  end
+  if not f then
+    if code == "timeout" then
+      err = format("datalogger %s did not answer command 0x%02x (sequence %d) within %g s",
+        tostring(logger.serial), rtype, seq, timeout or 10)
+    end
+    return nil, err, code
+  end
+  local pad = f.protocol == 6 and 20 or 0
+  return f.body:sub(11 + pad)
+end
+
+--- logger:read(reg [, count [, timeout]]) -> {v1, v2, ...} (holding
+--- registers reg .. reg+count-1 of the inverter), or nil, message, code
+--- ("timeout", "not_connected", "malformed").
+function Logger:read(reg, count, timeout)
+  count = count or 1
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:read: register 0..65535")
+  assert(math.type(count) == "integer" and count >= 1 and count <= 125, "logger:read: count 1..125")
+  local args, err, code = command(self, 0x05, function(seq, protocol, serial)
+    return core.read_holding(seq, protocol, 1, serial, reg, reg + count - 1)
+  end, timeout)
+  if not args then return nil, err, code end
+  if #args < 4 + 2 * count then return nil, "the answer is too short", "malformed" end
+  local first = string.unpack(">I2", args)
+  if first ~= reg then return nil, "the answer is for another register", "malformed" end
+  local values = {}
+  for i = 1, count do values[i] = string.unpack(">I2", args, 5 + 2 * (i - 1)) end
+  return values
+end
+
+--- logger:write(reg, value [, timeout]) -> true, or nil, message, code
+function Logger:write(reg, value, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:write: register 0..65535")
+  assert(math.type(value) == "integer" and value >= 0 and value <= 0xFFFF, "logger:write: value 0..65535")
+  local args, err, code = command(self, 0x06, function(seq, protocol, serial)
+    return core.write_holding(seq, protocol, 1, serial, reg, value)
+  end, timeout)
+  if not args then return nil, err, code end
+  local r, result = string.unpack(">I2B", args .. "\0\0\0")
+  if r ~= reg or result ~= 0 then
+    return nil, format("the inverter refused the write (result %d)", result), "refused"
+  end
+  return true
+end
+
+--- logger:config_get(reg [, timeout]) -> the datalogger register's text
+function Logger:config_get(reg, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:config_get: register 0..65535")
+  local args, err, code = command(self, 0x19, function(seq, protocol, serial)
+    return core.config_get(seq, protocol, 1, serial, reg, reg)
+  end, timeout)
+  if not args then return nil, err, code end
+  local ok, r, v = pcall(string.unpack, ">I2s2", args)
+  if not ok or r ~= reg then return nil, "the answer does not fit a config read", "malformed" end
+  return v
+end
+
+--- logger:config_set(reg, text [, timeout]) -> true, or nil, message, code
+function Logger:config_set(reg, value, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:config_set: register 0..65535")
+  assert(type(value) == "string", "logger:config_set: value must be text")
+  local args, err, code = command(self, 0x18, function(seq, protocol, serial)
+    return core.config_set(seq, protocol, 1, serial, reg, value)
+  end, timeout)
+  if not args then return nil, err, code end
+  local r, result = string.unpack(">I2B", args .. "\0\0\0")
+  if r ~= reg or result ~= 0 then
+    return nil, format("the datalogger refused (result %d)", result), "refused"
+  end
+  return true
+end
+
+-- }=====
+
 -- {===== forwarding =====
 
 local function close_conn(self, c)
@@ -328,6 +515,8 @@ local function close_conn(self, c)
   self._conns[c] = nil
   self._anon[c.logger] = nil
   c.wake:set()
+  if c.pending then c.pending.ev:set(nil, "the datalogger disconnected", "closed") end
+  for _, ev in ipairs(c.cmd_waiters) do ev:set() end
 end
 
 local function go_standalone(c, why)
@@ -344,7 +533,8 @@ local function pump_up(self, c)
     local bytes = c.conn:read(65536)
     if not bytes then break end
     c.logger.counts.bytes_up = c.logger.counts.bytes_up + #bytes
-    if c.cloud then
+    bytes = take_reply(c, bytes)
+    if c.cloud and #bytes > 0 then
       local ok, err = c.cloud:write(bytes)
       if not ok then
         c.cloud:close()
@@ -352,7 +542,7 @@ local function pump_up(self, c)
         go_standalone(c, "the cloud connection broke (" .. tostring(err) .. ")")
       end
     end
-    enqueue(c, c.up, bytes)
+    if #bytes > 0 then enqueue(c, c.up, bytes) end
   end
   close_conn(self, c)
 end
@@ -381,7 +571,7 @@ local function serve(self, conn)
   local c = {
     conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
     down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
-    wake = event.new(), own_seq = 0, tasks = {},
+    wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
   }
   logger.conn = c
   self._anon[logger] = true
