@@ -2,7 +2,7 @@
 -- shell.
 --
 --   moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
---                         [--mqtt HOST[:PORT]] [--prefix P]
+--                         [--mqtt HOST[:PORT]] [--prefix P] [--command-socket [HOST:]PORT]
 --   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6]
 --   moondog growatt cloud [--listen HOST:PORT] [--commands-every N]
 --
@@ -30,16 +30,20 @@ end
 local proxy_help = [=[
 usage: moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
                              [--mqtt HOST[:PORT]] [--prefix P]
+                             [--command-socket [HOST:]PORT]
 
 Forward Growatt dataloggers' traffic to the cloud unchanged and decode a
 copy. --listen defaults to 0.0.0.0:5279, --cloud to server.growatt.com:5279;
 --standalone answers the dataloggers without a cloud. With --mqtt, values
 go to that broker with Home Assistant discovery under --prefix (moondog).
+--command-socket opens grott-async's text command socket (list, read, set)
+on loopback (grott-async uses 15279).
 ]=]
 
 local function cmd_proxy(args)
   local o, pos = cli:parse("proxy", args, { listen = { arg = "HOST:PORT" }, cloud = { arg = "HOST:PORT" },
-    standalone = {}, mqtt = { arg = "HOST[:PORT]" }, prefix = { arg = "P" }, help = {} })
+    standalone = {}, mqtt = { arg = "HOST[:PORT]" }, prefix = { arg = "P" },
+    ["command-socket"] = { arg = "[HOST:]PORT" }, help = {} })
   if o.help then show_help(proxy_help) end
   if #pos > 0 then cli:usage_error("proxy", "unexpected argument '%s'", pos[1]) end
   if o.standalone and o.cloud then cli:usage_error("proxy", "--cloud and --standalone exclude each other") end
@@ -52,8 +56,16 @@ local function cmd_proxy(args)
     local h, p = hostport("proxy", "mqtt", o.mqtt, 1883)
     pub = site:publish { mqtt = { host = h, port = p }, prefix = o.prefix or "moondog" }
   end
+  local cs = o["command-socket"]
+  if cs and cs:match("^%d+$") then cs = "127.0.0.1:" .. cs end
+  if cs then
+    local h = hostport("proxy", "command-socket", cs, 15279)
+    if not (h:match("^127%.") or h == "::1" or h == "localhost") then
+      cli:usage_error("proxy", "--command-socket listens on loopback only (127.0.0.1 or ::1)")
+    end
+  end
   local p, err = proxy.start { listen = listen, cloud = (not o.standalone) and (o.cloud or nil) or false,
-                               site = site, publisher = pub }
+                               site = site, publisher = pub, command_socket = cs }
   if not p then
     cli_mod.say("%s proxy: %s", TOOL, tostring(err))
     md.exit(1)

@@ -72,7 +72,7 @@ local function serve(self, conn)
 end
 
 local function acceptor(self)
-  while true do
+  while not self.closed do
     local conn, _, code = self.listener:accept()
     if not conn then
       if code == "closed" then return end

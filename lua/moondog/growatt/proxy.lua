@@ -12,6 +12,8 @@
 --   p:on_record(function(logger, rtype, raw, rec) ... end)   -- a task per record
 --   p:loggers()     --> {logger, ...}: logger.serial, logger:stats()
 --   p:port(), p:stats(), p:close()
+--   local l = p:loggers()[1]
+--   l:read(3000, 10), l:write(3, 50), l:config_get(4), l:config_set(4, "1")
 --
 -- Forwarding. Each datalogger connection gets its own upstream connection
 -- and two tasks that only read and write: logger -> cloud and cloud ->
@@ -596,7 +598,7 @@ local function serve(self, conn)
 end
 
 local function acceptor(self)
-  while true do
+  while not self.closed do
     local conn, err, code = self.listener:accept()
     if not conn then
       if code == "closed" then return end
@@ -658,6 +660,7 @@ function Proxy:close()
   if self.closed then return end
   self.closed = true
   self.listener:close()
+  if self.command_socket then self.command_socket:close() end
   if self.avail_task then self.avail_task:cancel() end
   local conns = {}
   for c in pairs(self._conns) do conns[#conns + 1] = c end
@@ -672,7 +675,9 @@ Proxy.__close = Proxy.close
 --- site (values go there), publisher (site:publish's, for buffered
 --- records), interval (300 s: upload interval until measured),
 --- availability_factor (3), clock (wall-clock seconds for the clock set,
---- default md.time).
+--- default md.time), command_socket ("127.0.0.1:15279", or true for that:
+--- grott-async's text command socket, moondog.growatt.command_socket; off
+--- by default, loopback only).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -693,6 +698,15 @@ function M.start(opts)
   self.listener = l
   self.accept_task = md.spawn(acceptor, self)
   self.accept_task:name("growatt proxy accept")
+  if opts.command_socket then
+    local cs, cerr, ccode = require("moondog.growatt.command_socket").start(self, {
+      listen = opts.command_socket == true and "127.0.0.1:15279" or opts.command_socket })
+    if not cs then
+      self:close()
+      return nil, cerr, ccode
+    end
+    self.command_socket = cs
+  end
   if self.site then
     self.avail_task = md.spawn(availability, self)
     self.avail_task:name("growatt availability")
