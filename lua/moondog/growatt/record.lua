@@ -12,6 +12,7 @@
 --   r.layout      -- "classic", "tlx", "tl3", or nil when none fits
 --   r.values      -- {pv_power = 217.4, ...} by the layout's point names
 --   r.registers   -- {[0] = 1, [1] = 0, ...}: every register the record carries
+--                    (announce records, and records without a layout)
 --   r.dtc         -- device type code (announce: holding register 43)
 --
 -- Record layout (after the 8-byte header, unscrambled; protocol 6 has a
@@ -53,31 +54,55 @@ local function timestamp(b)
   return format("%04d-%02d-%02dT%02d:%02d:%02d", 2000 + y, mo, d, h, mi, s)
 end
 
---- record.groups(body, pos) -> {{first, last}, ...}, registers: walk the
---- register groups of a data record from byte pos (1-based) of the
---- unscrambled body. A group cut short keeps the registers that are there.
+--- record.groups(body, pos) -> {{first, last, pos = where its registers
+--- start}, ...}: the register groups of a data record from byte pos
+--- (1-based) of the unscrambled body. A group cut short is kept; its
+--- missing registers read as nil.
 function M.groups(body, pos)
   local count = body:byte(pos)
-  local groups, regs = {}, {}
-  if not count then return groups, regs end
+  local groups = {}
+  if not count then return groups end
   pos = pos + 1
   for _ = 1, count do
     if pos + 3 > #body then break end
     local first, last = unpack(">I2I2", body, pos)
     pos = pos + 4
     if last < first then break end
-    groups[#groups + 1] = { first, last }
-    for r = first, last do
-      if pos + 1 > #body then break end
-      regs[r] = unpack(">I2", body, pos)
-      pos = pos + 2
-    end
+    groups[#groups + 1] = { first, last, pos = pos }
+    pos = pos + 2 * (last - first + 1)
   end
-  return groups, regs
+  return groups
 end
 
-local function value(regs, pt)
-  local hi = regs[pt.reg]
+--- record.registers(body, groups) -> {[reg] = value} for every register
+--- the groups carry.
+function M.registers(body, groups)
+  local regs = {}
+  for _, g in ipairs(groups) do
+    for r = g[1], g[2] do
+      local pos = g.pos + 2 * (r - g[1])
+      if pos + 1 > #body then break end
+      regs[r] = unpack(">I2", body, pos)
+    end
+  end
+  return regs
+end
+
+-- Register r of a record: found through the group that holds it, read
+-- straight from the body (no table of every register per record).
+local function reg_at(body, groups, r)
+  for _, g in ipairs(groups) do
+    if r >= g[1] and r <= g[2] then
+      local pos = g.pos + 2 * (r - g[1])
+      if pos + 1 > #body then return nil end
+      return unpack(">I2", body, pos)
+    end
+  end
+  return nil
+end
+
+local function value(body, groups, pt)
+  local hi = reg_at(body, groups, pt.reg)
   if hi == nil then return nil end
   local v
   if pt.type == "u16" then
@@ -85,16 +110,22 @@ local function value(regs, pt)
   elseif pt.type == "s16" then
     v = hi >= 0x8000 and hi - 0x10000 or hi
   else
-    local lo = regs[pt.reg + 1]
+    local lo = reg_at(body, groups, pt.reg + 1)
     if lo == nil then return nil end
     v = hi * 65536 + lo
     if pt.type == "s32" and v >= 0x80000000 then v = v - 0x100000000 end
   end
-  if pt.scale and pt.scale ~= 1 then
-    v = v * pt.scale
+  local scale = pt.scale
+  if scale and scale ~= 1 then
+    v = v * scale
     -- decimal scales give decimal values: 2174 * 0.1 is 217.4, not 217.40000000000001
-    local digits = pt.scale < 1 and math.floor(-math.log(pt.scale, 10) + 0.5) or 0
-    if digits > 0 and digits <= 4 then v = math.floor(v * 10 ^ digits + 0.5) / 10 ^ digits end
+    local p10 = pt._p10
+    if p10 == nil then
+      local digits = scale < 1 and math.floor(-math.log(scale, 10) + 0.5) or 0
+      p10 = (digits > 0 and digits <= 4) and 10 ^ digits or false
+      pt._p10 = p10
+    end
+    if p10 then v = math.floor(v * p10 + 0.5) / p10 end
   end
   return v
 end
@@ -112,10 +143,10 @@ function M.layout_for(groups)
   return nil
 end
 
---- record.values(layout, regs) -> {name = value}
-function M.values(layout, regs)
+--- record.values(layout, body, groups) -> {name = value}
+function M.values(layout, body, groups)
   local out = {}
-  for _, pt in ipairs(layout.points) do out[pt.name] = value(regs, pt) end
+  for _, pt in ipairs(layout.points) do out[pt.name] = value(body, groups, pt) end
   return out
 end
 
@@ -158,17 +189,19 @@ function M.decode(frame, opts)
   r.inverter = serial(body:sub(inv_at, inv_at + 9))
   local t_at = inv_at + 10 + pad
   r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
-  local groups, regs = M.groups(body, t_at + 6)
-  r.groups, r.registers = groups, regs
+  local groups = M.groups(body, t_at + 6)
+  r.groups = groups
   if kind == "announce" then
-    r.dtc = regs[43]
+    r.registers = M.registers(body, groups)
+    r.dtc = r.registers[43]
     return r
   end
   local layout = M.layout_for(groups, opts and opts.dtc)
   if layout then
     r.layout = layout.name
-    r.values = M.values(layout, regs)
+    r.values = M.values(layout, body, groups)
   else
+    r.registers = M.registers(body, groups)
     local key = format("protocol %d type 0x%02x groups %s", frame.protocol, typ, key_of(groups))
     if not M._unknown[key] and opts and opts.log then
       M._unknown[key] = true
