@@ -213,3 +213,21 @@ T.test("moondog growatt proxy / logger / cloud from the shell", function()
   local _, rc2 = T.sh(format("%s growatt proxy --cloud x:1 --standalone 2>/dev/null", q(md.paths.exe)))
   T.eq(rc2, 2, "--cloud with --standalone is a usage error")
 end)
+
+T.test("a logger whose bytes are no Growatt frames (AES firmware): reported, still forwarded", function()
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()) })
+  local c <close> = assert(stream.connect("127.0.0.1", p:port()))
+  local blob = {}
+  for i = 1, 300 do blob[i] = string.char((i * 73 + 11) % 256) end
+  blob = "\x16\x03\x01" .. table.concat(blob) -- not a Growatt header: protocol id 0x0116
+  assert(c:write(blob))
+  T.wait_for(function() return cloud:received_bytes() == blob end, 10, "the bytes at the cloud, unchanged")
+  T.wait_for(function()
+    local l = p:loggers()[1]
+    return l and l:stats().encrypted
+  end, 10, "flagged as encrypted")
+  c:close()
+  p:close()
+  cloud:close()
+end)

@@ -41,7 +41,8 @@
 -- Counters per logger (kept across reconnects, by serial): records,
 -- buffered, bytes_up, bytes_down, crc_errors (frames the decoder could not
 -- read: they were forwarded all the same), commands (from the cloud),
--- connections, last_record (wall-clock time), standalone.
+-- connections, last_record (wall-clock time), standalone, encrypted (its
+-- first bytes were no Growatt frame: AES firmware, reported once).
 
 local md = require "moondog"
 local stream = require "moondog.stream"
@@ -93,6 +94,7 @@ function Logger:stats()
   for k, v in pairs(self.counts) do s[k] = v end
   s.serial, s.last_record, s.standalone = self.serial, self.last_record, self.standalone == true
   s.connected = self.conn ~= nil
+  s.encrypted = self.encrypted == true
   return s
 end
 
@@ -278,6 +280,20 @@ local function on_frame(self, c, f)
   if #self._hooks > 0 then hooks(self, c, f, rec) end
 end
 
+-- A logger whose very first bytes are no Growatt frame: ShineWiFi 3.1.x
+-- firmware (late 2025) negotiates a key and encrypts everything. Said
+-- once per connection; the bytes were forwarded all the same.
+local function encrypted(c)
+  if c.said_encrypted then return end
+  c.said_encrypted = true
+  c.logger.encrypted = true
+  md.log.warn("growatt proxy: the datalogger at %s sends bytes that are no Growatt frame from its first "
+    .. "byte on: it probably runs firmware that encrypts its traffic (AES, ShineWiFi 3.1.x from late "
+    .. "2025), which moondog cannot read. Its traffic is still forwarded to the cloud unchanged. For "
+    .. "values, read the inverter over Modbus instead (RS-485 or a Modbus TCP adapter) with a Growatt "
+    .. "profile.", c.peer)
+end
+
 local function drain(c, q, parser, fn)
   local chunks = q.chunks
   q.chunks, q.bytes = {}, 0
@@ -287,9 +303,11 @@ local function drain(c, q, parser, fn)
       local f, _, code = parser:next()
       if f == nil then break end
       if f then
+        q.frames = (q.frames or 0) + 1
         fn(f)
       elseif code == "crc" or code == "length" or code == "protocol" then
         c.logger.counts.crc_errors = c.logger.counts.crc_errors + 1
+        if q == c.up and not q.frames then encrypted(c) end
       end
     end
   end
