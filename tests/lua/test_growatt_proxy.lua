@@ -231,3 +231,19 @@ T.test("a logger whose bytes are no Growatt frames (AES firmware): reported, sti
   p:close()
   cloud:close()
 end)
+
+T.test("blocking the cloud's commands: the clock set passes, a server change and a write do not", function()
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0", commands_every = 2,
+    config_after_announce = { [17] = "10.0.0.1" }, write_after_announce = { [3] = 0 } })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), block = true })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 4, chunk = 7 })
+  assert(l:wait(10))
+  T.wait_for(function() return l.counts.acks == 5 and l.counts.answers == 3 end, 10,
+    "ACKs, the clock set and the two reads answered")
+  T.eq(l.counts.config_sets, 1, "only the clock set reached the logger")
+  T.eq(l.config[17], nil, "the server address unchanged")
+  T.eq(p:stats().loggers.SIMLOG0001.blocked, 2)
+  l:close()
+  p:close()
+  cloud:close()
+end)

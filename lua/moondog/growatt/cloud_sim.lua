@@ -50,6 +50,14 @@ local function serve(self, conn)
             seq = seq + 1
             send(self, conn, core.config_set(seq, f.protocol, 1, f.body:sub(1, 10), 31,
               os.date("%Y-%m-%d %H:%M:%S", math.floor(md.time()))))
+            for reg, v in pairs(self.o.config_after_announce or {}) do
+              seq = seq + 1
+              send(self, conn, core.config_set(seq, f.protocol, 1, f.body:sub(1, 10), reg, v))
+            end
+            for reg, v in pairs(self.o.write_after_announce or {}) do
+              seq = seq + 1
+              send(self, conn, core.write_holding(seq, f.protocol, 1, f.body:sub(1, 10), reg, v))
+            end
           elseif f.type == 0x04 then
             c.records = c.records + 1
             local every = self.o.commands_every
@@ -96,7 +104,8 @@ end
 
 Cloud.__close = Cloud.close
 
---- cloud.start{listen = "127.0.0.1:0", commands_every = N} -> cloud, or nil, message, code
+--- cloud.start{listen = "127.0.0.1:0", commands_every = N, config_after_announce =
+--- {[reg] = "text"}, write_after_announce = {[reg] = v}} -> cloud, or nil, message, code
 function M.start(opts)
   opts = opts or {}
   local host, port = require("moondog.growatt.proxy").parse_hostport(opts.listen or "127.0.0.1:0", 5279)

@@ -84,7 +84,7 @@ local function new_logger(serial)
   return setmetatable({
     serial = serial,
     counts = { records = 0, buffered = 0, bytes_up = 0, bytes_down = 0, crc_errors = 0, commands = 0,
-               connections = 0, decode_dropped = 0, acks_sent = 0, own_commands = 0 },
+               connections = 0, decode_dropped = 0, acks_sent = 0, own_commands = 0, blocked = 0 },
   }, Logger)
 end
 
@@ -567,16 +567,74 @@ local function pump_up(self, c)
   close_conn(self, c)
 end
 
+-- Blocking the cloud's commands (grott's blockcmd), when opts.block is
+-- set: a config set (0x18) passes only for the datalogger registers in
+-- block.config (default: 31, the clock), an inverter write (0x06, 0x10)
+-- only for the holding registers in block.holding (default: none);
+-- everything else (ACKs, pings, reads) passes. Each drop is logged and
+-- counted (`blocked`). Frames are cut at their boundaries; a frame a read
+-- cut short waits for its rest, bytes that are no frame pass unchanged.
+local function allowed(self, raw, protocol, rtype)
+  if rtype ~= 0x18 and rtype ~= 0x06 and rtype ~= 0x10 then return true end
+  local f = core.parse(raw)[1]
+  if not (f and f.body) then return true end
+  local args = f.body:sub(11 + (protocol == 6 and 20 or 0))
+  if #args < 4 then return true end
+  local first, second = string.unpack(">I2I2", args)
+  if rtype == 0x18 then return self.block.config[first] == true, "config register", first end
+  local last = rtype == 0x10 and second or first
+  for r = first, last do
+    if not self.block.holding[r] then return false, "holding register", r end
+  end
+  return true
+end
+
+local function filter_down(self, c, bytes)
+  local buf = c.down_hold and c.down_hold .. bytes or bytes
+  c.down_hold = nil
+  local out, pos = {}, 1
+  while pos <= #buf do
+    if #buf - pos + 1 < 8 then
+      c.down_hold = buf:sub(pos)
+      break
+    end
+    local seq, protocol, length, _, rtype = core.header(buf:sub(pos, pos + 7))
+    if protocol ~= 2 and protocol ~= 5 and protocol ~= 6 then
+      out[#out + 1] = buf:sub(pos)
+      break
+    end
+    local total = 6 + length + (protocol == 2 and 0 or 2)
+    if pos + total - 1 > #buf then
+      c.down_hold = buf:sub(pos)
+      break
+    end
+    local raw = buf:sub(pos, pos + total - 1)
+    local ok, what, reg = allowed(self, raw, protocol, rtype)
+    if ok then
+      out[#out + 1] = raw
+    else
+      c.logger.counts.blocked = c.logger.counts.blocked + 1
+      md.log.info("growatt proxy: blocked the cloud's command 0x%02x (sequence %d) to %s: %s %d is not "
+        .. "allowed", rtype, seq, tostring(c.logger.serial or c.peer), what, reg)
+    end
+    pos = pos + total
+  end
+  return table.concat(out)
+end
+
 -- cloud -> logger
-local function pump_down(c)
+local function pump_down(self, c)
   local cloud = c.cloud
   while true do
     local bytes = cloud:read(65536)
     if not bytes then break end
     c.logger.counts.bytes_down = c.logger.counts.bytes_down + #bytes
-    local ok = c.conn:write(bytes)
-    if not ok then break end
-    enqueue(c, c.down, bytes)
+    if self.block then bytes = filter_down(self, c, bytes) end
+    if #bytes > 0 then
+      local ok = c.conn:write(bytes)
+      if not ok then break end
+      enqueue(c, c.down, bytes)
+    end
   end
   if c.cloud == cloud and not c.closed then
     cloud:close()
@@ -602,7 +660,7 @@ local function serve(self, conn)
     local cloud, err = stream.connect(self.cloud_host, self.cloud_port, { timeout = self.cloud_timeout })
     if cloud then
       c.cloud = cloud
-      c.tasks.down = md.spawn(pump_down, c)
+      c.tasks.down = md.spawn(pump_down, self, c)
       c.tasks.down:name("growatt cloud->logger " .. c.peer)
     else
       go_standalone(c, format("the cloud %s:%d is unreachable (%s)", self.cloud_host, self.cloud_port,
@@ -695,7 +753,9 @@ Proxy.__close = Proxy.close
 --- availability_factor (3), clock (wall-clock seconds for the clock set,
 --- default md.time), command_socket ("127.0.0.1:15279", or true for that:
 --- grott-async's text command socket, moondog.growatt.command_socket; off
---- by default, loopback only).
+--- by default, loopback only), block (true, or {config = {31, ...},
+--- holding = {...}}: drop the cloud's config sets and inverter writes
+--- except to these registers; default off).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -706,6 +766,15 @@ function M.start(opts)
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
     _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
   }, Proxy)
+  if opts.block then
+    local b = opts.block == true and {} or opts.block
+    local function set(list)
+      local t = {}
+      for _, r in ipairs(list) do t[r] = true end
+      return t
+    end
+    self.block = { config = set(b.config or { 31 }), holding = set(b.holding or {}) }
+  end
   if opts.cloud ~= false then
     local ch, cp = M.parse_hostport(opts.cloud or "server.growatt.com:5279", 5279)
     if not ch then error("growatt proxy: cloud: " .. cp, 2) end
