@@ -3,7 +3,7 @@
 --
 --   moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
 --                         [--mqtt HOST[:PORT]] [--prefix P] [--command-socket [HOST:]PORT]
---                         [--block]
+--                         [--block] [--writable]
 --   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6]
 --   moondog growatt cloud [--listen HOST:PORT] [--commands-every N]
 --
@@ -31,7 +31,7 @@ end
 local proxy_help = [=[
 usage: moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
                              [--mqtt HOST[:PORT]] [--prefix P]
-                             [--command-socket [HOST:]PORT] [--block]
+                             [--command-socket [HOST:]PORT] [--block] [--writable]
 
 Forward Growatt dataloggers' traffic to the cloud unchanged and decode a
 copy. --listen defaults to 0.0.0.0:5279, --cloud to server.growatt.com:5279;
@@ -40,12 +40,14 @@ go to that broker with Home Assistant discovery under --prefix (moondog).
 --command-socket opens grott-async's text command socket (list, read, set)
 on loopback (grott-async uses 15279). --block drops the cloud's
 configuration writes except the clock, and its inverter register writes.
+--writable makes the active power rate (holding register 3, %) a number
+entity in Home Assistant, written through the datalogger.
 ]=]
 
 local function cmd_proxy(args)
   local o, pos = cli:parse("proxy", args, { listen = { arg = "HOST:PORT" }, cloud = { arg = "HOST:PORT" },
     standalone = {}, mqtt = { arg = "HOST[:PORT]" }, prefix = { arg = "P" },
-    ["command-socket"] = { arg = "[HOST:]PORT" }, block = {}, help = {} })
+    ["command-socket"] = { arg = "[HOST:]PORT" }, block = {}, writable = {}, help = {} })
   if o.help then show_help(proxy_help) end
   if #pos > 0 then cli:usage_error("proxy", "unexpected argument '%s'", pos[1]) end
   if o.standalone and o.cloud then cli:usage_error("proxy", "--cloud and --standalone exclude each other") end
@@ -67,7 +69,8 @@ local function cmd_proxy(args)
     end
   end
   local p, err = proxy.start { listen = listen, cloud = (not o.standalone) and (o.cloud or nil) or false,
-                               site = site, publisher = pub, command_socket = cs, block = o.block and true }
+                               site = site, publisher = pub, command_socket = cs, block = o.block and true,
+                               writable = o.writable and true }
   if not p then
     cli_mod.say("%s proxy: %s", TOOL, tostring(err))
     md.exit(1)

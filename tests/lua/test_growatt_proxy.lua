@@ -247,3 +247,23 @@ T.test("blocking the cloud's commands: the clock set passes, a server change and
   p:close()
   cloud:close()
 end)
+
+T.test("a writable point: the site's write reaches the inverter through the logger", function()
+  local site <close> = md.site.new { name = "gw" }
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0", commands_every = 1 })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site,
+                                         writable = true })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 50, interval = 0.02,
+                                             holding = { [3] = 100 } })
+  T.wait_for(function() return site._devices.growatt_siminv0001 ~= nil end, 10, "the pair's device")
+  local ok, _, code = site.growatt_siminv0001:write("active_power_rate", 150)
+  T.eq(ok, nil)
+  T.eq(code, "out_of_range", "checked against the point before anything is sent")
+  assert(site.growatt_siminv0001:write("active_power_rate", 60))
+  T.wait_for(function() return l.holding[3] == 60 end, 10, "register 3 written")
+  assert(l:wait(10))
+  T.eq(p:stats().loggers.SIMLOG0001.own_commands, 1)
+  l:close()
+  p:close()
+  cloud:close()
+end)

@@ -140,13 +140,44 @@ local function set_state(sd, state)
 end
 
 -- The site device of a datalogger/inverter pair, with points for rec.
+-- Writable points: a site value per allow-listed holding register; a
+-- command (MQTT, Home Assistant, a script's write) is checked by the site
+-- against the point, then written to the inverter through the logger
+-- (logger:write: own sequence number, matched, timeout, queued).
+local WRITABLE = {
+  { name = "active_power_rate", reg = 3, label = "Active power rate", unit = "%", min = 0, max = 100,
+    step = 1 },
+}
+
+local function add_writable(self, pair, id)
+  for _, w in ipairs(WRITABLE) do
+    if self.writable[w.name] then
+      self.site:value(id .. "." .. w.name, { writable = true, min = w.min, max = w.max, step = w.step,
+        unit = w.unit, label = w.label, type = "integer" })
+      pair.points[w.name] = true
+      pair.watches[#pair.watches + 1] = self.site:watch(id .. "." .. w.name, function(v)
+        if v == nil then return end
+        local ok, err = pair.logger:write(w.reg, math.floor(v))
+        if ok then
+          md.log.info("growatt proxy: %s.%s = %s written to holding register %d", id, w.name, tostring(v),
+            w.reg)
+        else
+          md.log.warn("growatt proxy: %s.%s = %s not written: %s", id, w.name, tostring(v), tostring(err))
+        end
+      end)
+    end
+  end
+end
+
 local function pair_device(self, c, rec)
   local id = device_id(rec.inverter)
   local pair = self._pairs[id]
   if not pair then
-    pair = { id = id, points = {}, logger = c.logger }
+    pair = { id = id, points = {}, logger = c.logger, watches = {} }
     self._pairs[id] = pair
+    if self.site and self.writable then add_writable(self, pair, id) end
   end
+  pair.logger = c.logger
   local site = self.site
   if rec.layout then
     for _, p in ipairs(record.layouts) do
@@ -738,6 +769,9 @@ function Proxy:close()
   self.listener:close()
   if self.command_socket then self.command_socket:close() end
   if self.avail_task then self.avail_task:cancel() end
+  for _, pair in pairs(self._pairs) do
+    for _, w in ipairs(pair.watches) do w.cancel() end
+  end
   local conns = {}
   for c in pairs(self._conns) do conns[#conns + 1] = c end
   for _, c in ipairs(conns) do close_conn(self, c) end
@@ -755,7 +789,9 @@ Proxy.__close = Proxy.close
 --- grott-async's text command socket, moondog.growatt.command_socket; off
 --- by default, loopback only), block (true, or {config = {31, ...},
 --- holding = {...}}: drop the cloud's config sets and inverter writes
---- except to these registers; default off).
+--- except to these registers; default off), writable (true, or a list of
+--- names: "active_power_rate" (holding register 3, %) becomes a writable
+--- site value of each pair, written to the inverter through the logger).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -766,6 +802,12 @@ function M.start(opts)
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
     _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
   }, Proxy)
+  if opts.writable then
+    self.writable = {}
+    for _, name in ipairs(opts.writable == true and { "active_power_rate" } or opts.writable) do
+      self.writable[name] = true
+    end
+  end
   if opts.block then
     local b = opts.block == true and {} or opts.block
     local function set(list)
