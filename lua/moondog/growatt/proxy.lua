@@ -38,7 +38,8 @@
 -- device is offline once no record came for `availability_factor` (3)
 -- upload intervals (measured between records; 300 s until two came).
 --
--- Counters per logger (kept across reconnects, by serial): records,
+-- Counters per logger (kept across reconnects, by serial; in p:stats()
+-- and, with a site, as a table in site:status()): records,
 -- buffered, bytes_up, bytes_down, crc_errors (frames the decoder could not
 -- read: they were forwarded all the same), commands (from the cloud),
 -- connections, last_record (wall-clock time), standalone, encrypted (its
@@ -837,6 +838,23 @@ function M.start(opts)
     self.command_socket = cs
   end
   if self.site then
+    self.site:_status_section("growatt", function()
+      if self.closed then return nil end
+      local rows, data = {}, {}
+      for _, lg in ipairs(self:loggers()) do
+        local st = lg:stats()
+        data[#data + 1] = st
+        rows[#rows + 1] = {
+          tostring(st.serial or "?"),
+          st.connected and (st.standalone and "standalone" or "proxied") or "gone",
+          tostring(st.records), tostring(st.buffered), tostring(st.bytes_up), tostring(st.bytes_down),
+          tostring(st.crc_errors), tostring(st.commands), tostring(st.own_commands), tostring(st.blocked),
+          st.last_record and os.date("%H:%M:%S", math.floor(st.last_record)) or "never",
+        }
+      end
+      return { data = data, rows = rows, header = { "datalogger", "link", "records", "buffered", "bytes up",
+        "bytes down", "crc err", "cloud cmds", "own cmds", "blocked", "last record" } }
+    end)
     self.avail_task = md.spawn(availability, self)
     self.avail_task:name("growatt availability")
   end

@@ -458,10 +458,25 @@ function Site:status()
     if rawget(sd, "_dev") then devs[#devs + 1] = sd:stats() end
   end
   for _, b in ipairs(self._bus_order) do buses[#buses + 1] = bus_row(b) end
-  return status.make {
+  local st = status.make {
     name = self.name, health = health, reasons = reasons, devices = devs, buses = buses,
-    tasks = self._sup:list(),
+    tasks = self._sup:list(), sections = {},
   }
+  for _, sec in ipairs(self._sections) do
+    local ok, t = pcall(sec.fn)
+    if ok and t then
+      st[sec.name] = t.data
+      st.sections[#st.sections + 1] = { header = t.header, rows = t.rows }
+    end
+  end
+  return st
+end
+
+--- site:_status_section(name, fn): fn() -> {header = {...}, rows = {{...}},
+--- data = ...} adds a table to site:status() (its data as status[name]),
+--- for consumers with figures of their own (the Growatt proxy).
+function Site:_status_section(name, fn)
+  self._sections[#self._sections + 1] = { name = name, fn = fn }
 end
 
 --- site:publish(opts) -> publisher, or nil, message, code: every device and
@@ -562,7 +577,7 @@ function M.new(opts)
   check_id("site.new: name", name)
   local self = setmetatable({
     name = name, _devices = {}, _order = {}, _buses = {}, _bus_order = {}, _listeners = {},
-    _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _index = 0, _depth = 0,
+    _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _sections = {}, _index = 0, _depth = 0,
     _defaults = { offline_after = opts.offline_after, retry = opts.retry },
   }, mt)
   self._sup = supervise.new(name, {
