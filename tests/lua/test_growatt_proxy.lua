@@ -175,9 +175,12 @@ T.test("buffered records go to their own topic with their own time", function()
   local site <close> = md.site.new { name = "gw" }
   local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "t13" })
   local sub = assert(md.mqtt.connect { host = b.host, port = b.port })
-  local got = {}
+  local got, configs = {}, {}
   assert(sub:subscribe("t13/growatt/+/buffered", function(topic, payload)
     got[#got + 1] = { topic, payload }
+  end))
+  assert(sub:subscribe("homeassistant/sensor/+/+/config", function(topic, payload)
+    configs[topic] = payload
   end))
   T.wait_for(function() return sub:status() == "connected" end, 10, "subscriber connected")
   md.sleep(0.2)
@@ -190,6 +193,12 @@ T.test("buffered records go to their own topic with their own time", function()
   assert(got[1][2]:find('"time":"2024-05-31T23:01:00"', 1, true), got[1][2])
   assert(got[1][2]:find('"pv_power":101,', 1, true), got[1][2])
   T.eq(site.growatt_siminv0001.pv_power, 1, "the live record's value, not a buffered one's")
+  T.wait_for(function() return configs["homeassistant/sensor/t13/growatt_siminv0001_pv_power/config"] end, 10,
+    "discovery of the pair's PV power")
+  local cfg = configs["homeassistant/sensor/t13/growatt_siminv0001_pv_power/config"]
+  assert(cfg:find('"manufacturer":"Growatt"', 1, true), cfg)
+  assert(cfg:find('"serial_number":"SIMINV0001"', 1, true), cfg)
+  assert(cfg:find('MIN (device type 5100)"', 1, true), cfg)
   l:close()
   p:close()
   sub:close()

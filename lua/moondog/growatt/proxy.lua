@@ -176,7 +176,23 @@ local function pair_device(self, c, rec)
   if not pair then
     pair = { id = id, points = {}, logger = c.logger, watches = {} }
     self._pairs[id] = pair
-    if self.site and self.writable then add_writable(self, pair, id) end
+    if self.site then
+      -- the Home Assistant device block: Growatt, the model family from the
+      -- layout (and the device type code of the announce), the serials
+      local sd = self.site:value(id .. ".logger_serial", { type = "string", label = "Datalogger serial",
+        entity_category = "diagnostic" })
+      local profile = sd.profile
+      local model
+      for _, l in ipairs(record.layouts) do
+        if l.name == rec.layout then model = l.model end
+      end
+      profile.manufacturer, profile.serial = "Growatt", rec.inverter
+      profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
+      profile.label = "Growatt " .. tostring(rec.inverter)
+      profile.sw_version = "datalogger " .. tostring(rec.logger)
+      pair.points.logger_serial = true
+      if self.writable then add_writable(self, pair, id) end
+    end
   end
   pair.logger = c.logger
   local site = self.site
@@ -213,6 +229,7 @@ local function publish_values(self, c, rec)
   end
   pair.last = now
   -- values the site holds (not writable points): set as site:derive does
+  if sd.logger_serial ~= rec.logger then sd:_set("logger_serial", rec.logger) end
   if rec.values then
     for name, v in pairs(rec.values) do sd:_set(name, v) end
   else
