@@ -131,6 +131,7 @@ int luaopen_moondog_modbus_server_core(lua_State *L);
 int luaopen_moondog_attach(lua_State *L);
 int luaopen_moondog_mqtt_core(lua_State *L);
 int luaopen_moondog_rct_codec(lua_State *L);
+int luaopen_moondog_growatt_core(lua_State *L);
 int luaopen_moondog_stream(lua_State *L);
 int luaopen_moondog_event(lua_State *L);
 int luaopen_moondog_sunspec_codec(lua_State *L);

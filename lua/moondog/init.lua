@@ -101,7 +101,8 @@ end
 
 -- Modules loaded on first use; listed so that the REPL can complete them.
 local lazy = {
-  "attach", "clock", "control", "devices", "modbus", "mqtt", "rct", "repl", "site", "sunspec", "testing",
+  "attach", "clock", "control", "devices", "growatt", "modbus", "mqtt", "rct", "repl", "site", "sunspec",
+  "testing",
 }
 local is_lazy = {}
 for _, name in ipairs(lazy) do

@@ -67,6 +67,9 @@ echo
 tests/bench/rct.sh
 
 echo
+tests/bench/growatt.sh
+
+echo
 echo "== 200 simulated devices polled once a second from one engine (goal: < 5 % of one core, < 20 MB)"
 srv_out=$(mktemp)
 ./moondog modbus serve tcp://127.0.0.1:0 >"$srv_out" 2>/dev/null & srv=$!

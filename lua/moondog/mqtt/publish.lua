@@ -175,7 +175,9 @@ local function announce(self, e, removed)
     e.announced_once = true
     return true
   end
-  local desc = { manufacturer = e.sd.profile.manufacturer, model = e.sd.profile.model }
+  local profile = e.sd.profile
+  local desc = { manufacturer = profile.manufacturer, model = profile.model, serial = profile.serial,
+                 sw_version = profile.sw_version }
   if e.polled then
     local err
     desc, err = e.sd:describe()

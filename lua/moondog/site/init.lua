@@ -471,10 +471,25 @@ function Site:status()
       gateways[#gateways + 1] = s
     end
   end
-  return status.make {
+  local st = status.make {
     name = self.name, health = health, reasons = reasons, devices = devs, buses = buses,
-    tasks = self._sup:list(), gateways = gateways,
+    tasks = self._sup:list(), gateways = gateways, sections = {},
   }
+  for _, sec in ipairs(self._sections) do
+    local ok, t = pcall(sec.fn)
+    if ok and t then
+      st[sec.name] = t.data
+      st.sections[#st.sections + 1] = { header = t.header, rows = t.rows }
+    end
+  end
+  return st
+end
+
+--- site:_status_section(name, fn): fn() -> {header = {...}, rows = {{...}},
+--- data = ...} adds a table to site:status() (its data as status[name]),
+--- for consumers with figures of their own (the Growatt proxy).
+function Site:_status_section(name, fn)
+  self._sections[#self._sections + 1] = { name = name, fn = fn }
 end
 
 --- site:publish(opts) -> publisher, or nil, message, code: every device and
@@ -592,7 +607,7 @@ function M.new(opts)
   local self = setmetatable({
     name = name, _devices = {}, _order = {}, _buses = {}, _bus_order = {}, _listeners = {},
     _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _gateways = {}, _profiles = {},
-    _index = 0, _depth = 0,
+    _sections = {}, _index = 0, _depth = 0,
     _defaults = { offline_after = opts.offline_after, retry = opts.retry },
   }, mt)
   self._epoch = md.now() -- the devices' poll ticks count from here (moondog.site.schedule)

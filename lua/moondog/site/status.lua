@@ -123,6 +123,10 @@ local function render(st)
     parts[#parts + 1] = ""
     parts[#parts + 1] = M.table({ "task", "critical", "state", "failures", "last error" }, rows)
   end
+  for _, sec in ipairs(st.sections or {}) do
+    parts[#parts + 1] = ""
+    parts[#parts + 1] = M.table(sec.header, sec.rows)
+  end
   return table.concat(parts, "\n")
 end
 

@@ -1,0 +1,881 @@
+-- moondog.growatt.proxy: a proxy between Growatt dataloggers and Growatt's
+-- cloud that forwards every byte unchanged and decodes a copy into site
+-- values (md.growatt.proxy).
+--
+--   local site = md.site.new{ name = "home" }
+--   local pub = site:publish{ mqtt = { host = "127.0.0.1" } }
+--   local p = assert(md.growatt.proxy.start{
+--     listen = "0.0.0.0:5279",                -- default
+--     cloud = "server.growatt.com:5279",      -- default; false: standalone
+--     site = site, publisher = pub,           -- both optional
+--   })
+--   p:on_record(function(logger, rtype, raw, rec) ... end)   -- a task per record
+--   p:loggers()     --> {logger, ...}: logger.serial, logger:stats()
+--   p:port(), p:stats(), p:close()
+--   local l = p:loggers()[1]
+--   l:read(3000, 10), l:write(3, 50), l:config_get(4), l:config_set(4, "1")
+--
+-- Forwarding. Each datalogger connection gets its own upstream connection
+-- and two tasks that only read and write: logger -> cloud and cloud ->
+-- logger, the bytes exactly as read. The decoding copy of each chunk goes
+-- into a queue that a third task (the decoder) drains, so decoding, the
+-- site, MQTT and hooks are never in the forwarding path: a slow or dead
+-- broker delays nothing, and a decoder that falls more than 1 MB behind
+-- drops its copy (counted as `decode_dropped`) instead of holding bytes.
+--
+-- Standalone. With cloud = false, or when the cloud does not accept the
+-- connection within cloud_timeout (10 s), or drops it later, the decoder
+-- answers the logger as the server would: an ACK for every announce, data,
+-- buffered and meter record, the ping echoed, and the clock set (config
+-- register 31) after each announce. A logger that gets no answers buffers
+-- its records instead of sending live ones.
+--
+-- Values. Each datalogger/inverter pair is a site device of values
+-- ("growatt_<inverter serial>"), made on its first live record, with the
+-- points of its layout (or reg_<n> for every register of a record without
+-- one). Buffered records (0x50) never touch those values: they go to
+-- <prefix>/growatt/<inverter>/buffered as JSON with their own time. The
+-- device is offline once no record came for `availability_factor` (3)
+-- upload intervals (measured between records; 300 s until two came).
+--
+-- Counters per logger (kept across reconnects, by serial; in p:stats()
+-- and, with a site, as a table in site:status()): records,
+-- buffered, bytes_up, bytes_down, crc_errors (frames the decoder could not
+-- read: they were forwarded all the same), commands (from the cloud),
+-- connections, last_record (wall-clock time), standalone, encrypted (its
+-- first bytes were no Growatt frame: AES firmware, reported once).
+
+local md = require "moondog"
+local stream = require "moondog.stream"
+local event = require "moondog.event"
+local core = require "moondog.growatt.core"
+local record = require "moondog.growatt.record"
+
+local M = {}
+
+local format = string.format
+
+local QUEUE_MAX = 1024 * 1024
+local ACKED = { [0x03] = true, [0x04] = true, [0x50] = true, [0x1b] = true, [0x20] = true }
+local COMMANDS = { [0x05] = true, [0x06] = true, [0x10] = true, [0x18] = true, [0x19] = true }
+
+local Proxy = {}
+Proxy.__index = Proxy
+
+local Logger = {}
+Logger.__index = Logger
+
+--- "host:port" | "[v6]:port" | "host" -> host, port
+function M.parse_hostport(s, default_port)
+  if type(s) ~= "string" or s == "" then return nil, "expected HOST:PORT" end
+  local h, p = s:match("^%[(.+)%]:(%d+)$")
+  if not h then h, p = s:match("^([^:]+):(%d+)$") end
+  if not h then
+    if s:find(":", 1, true) and not s:match("^%[") then return nil, "expected HOST:PORT, got " .. s end
+    h, p = s:gsub("^%[(.*)%]$", "%1"), default_port
+  end
+  p = tonumber(p)
+  if not p or p < 0 or p > 65535 then return nil, "port must be 0..65535 in " .. s end
+  return h, p
+end
+
+-- {===== loggers =====
+
+local function new_logger(serial)
+  return setmetatable({
+    serial = serial,
+    counts = { records = 0, buffered = 0, bytes_up = 0, bytes_down = 0, crc_errors = 0, commands = 0,
+               connections = 0, decode_dropped = 0, acks_sent = 0, own_commands = 0, blocked = 0 },
+  }, Logger)
+end
+
+--- logger:stats() -> the logger's counters, its serial, last_record and standalone.
+function Logger:stats()
+  local s = {}
+  for k, v in pairs(self.counts) do s[k] = v end
+  s.serial, s.last_record, s.standalone = self.serial, self.last_record, self.standalone == true
+  s.connected = self.conn ~= nil
+  s.encrypted = self.encrypted == true
+  return s
+end
+
+-- The logger of a connection: by serial once known (counters survive a
+-- reconnect), a temporary one until then.
+local function bind_serial(self, c, serial)
+  if not serial or serial == "" or c.logger.serial == serial then return end
+  local known = self._loggers[serial]
+  if known then
+    for k, v in pairs(c.logger.counts) do
+      if k ~= "connections" then known.counts[k] = known.counts[k] + v end
+    end
+    known.counts.connections = known.counts.connections + 1
+    self._anon[c.logger] = nil
+    c.logger = known
+  else
+    self._anon[c.logger] = nil
+    c.logger.serial = serial
+    self._loggers[serial] = c.logger
+  end
+  c.logger.conn = c
+  c.logger.standalone = c.standalone
+end
+
+-- }=====
+
+-- {===== values =====
+
+local function device_id(inverter)
+  return "growatt_" .. (inverter or "unknown"):lower():gsub("[^a-z0-9_]", "_")
+end
+
+local function point_def(p)
+  return { unit = p.unit, device_class = p.device_class, state_class = p.state_class, resets = p.resets,
+           label = p.label }
+end
+
+local function set_state(sd, state)
+  local old = rawget(sd, "_state")
+  if old == state then return end
+  rawset(sd, "_state", state)
+  sd._site:_emit("state", sd, old, state, state == "offline" and "no record from the datalogger" or nil)
+end
+
+-- The site device of a datalogger/inverter pair, with points for rec.
+-- Writable points: a site value per allow-listed holding register; a
+-- command (MQTT, Home Assistant, a script's write) is checked by the site
+-- against the point, then written to the inverter through the logger
+-- (logger:write: own sequence number, matched, timeout, queued).
+local WRITABLE = {
+  { name = "active_power_rate", reg = 3, label = "Active power rate", unit = "%", min = 0, max = 100,
+    step = 1 },
+}
+
+local function add_writable(self, pair, id)
+  for _, w in ipairs(WRITABLE) do
+    if self.writable[w.name] then
+      self.site:value(id .. "." .. w.name, { writable = true, min = w.min, max = w.max, step = w.step,
+        unit = w.unit, label = w.label, type = "integer" })
+      pair.points[w.name] = true
+      pair.watches[#pair.watches + 1] = self.site:watch(id .. "." .. w.name, function(v)
+        if v == nil then return end
+        local ok, err = pair.logger:write(w.reg, math.floor(v))
+        if ok then
+          md.log.info("growatt proxy: %s.%s = %s written to holding register %d", id, w.name, tostring(v),
+            w.reg)
+        else
+          md.log.warn("growatt proxy: %s.%s = %s not written: %s", id, w.name, tostring(v), tostring(err))
+        end
+      end)
+    end
+  end
+end
+
+local function pair_device(self, c, rec)
+  local id = device_id(rec.inverter)
+  local pair = self._pairs[id]
+  if not pair then
+    pair = { id = id, points = {}, logger = c.logger, watches = {} }
+    self._pairs[id] = pair
+    if self.site then
+      -- the Home Assistant device block: Growatt, the model family from the
+      -- layout (and the device type code of the announce), the serials
+      local sd = self.site:value(id .. ".logger_serial", { type = "string", label = "Datalogger serial",
+        entity_category = "diagnostic" })
+      local profile = sd.profile
+      local model
+      for _, l in ipairs(record.layouts) do
+        if l.name == rec.layout then model = l.model end
+      end
+      profile.manufacturer, profile.serial = "Growatt", rec.inverter
+      profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
+      profile.label = "Growatt " .. tostring(rec.inverter)
+      profile.sw_version = "datalogger " .. tostring(rec.logger)
+      pair.points.logger_serial = true
+      if self.writable then add_writable(self, pair, id) end
+    end
+  end
+  pair.logger = c.logger
+  local site = self.site
+  if rec.layout then
+    for _, p in ipairs(record.layouts) do
+      if p.name == rec.layout then
+        for _, pt in ipairs(p.points) do
+          if not pair.points[pt.name] then
+            pair.points[pt.name] = true
+            site:value(id .. "." .. pt.name, point_def(pt))
+          end
+        end
+      end
+    end
+  else
+    for reg in pairs(rec.registers or {}) do
+      local n = "reg_" .. reg
+      if not pair.points[n] then
+        pair.points[n] = true
+        site:value(id .. "." .. n, {})
+      end
+    end
+  end
+  return pair, site[id]
+end
+
+local function publish_values(self, c, rec)
+  if not self.site then return end
+  local pair, sd = pair_device(self, c, rec)
+  local now = md.now()
+  if pair.last then
+    local gap = now - pair.last
+    if gap >= 1 then pair.interval = math.min(math.max(gap, 10), 3600) end
+  end
+  pair.last = now
+  -- values the site holds (not writable points): set as site:derive does
+  if sd.logger_serial ~= rec.logger then sd:_set("logger_serial", rec.logger) end
+  if rec.values then
+    for name, v in pairs(rec.values) do sd:_set(name, v) end
+  else
+    for reg, v in pairs(rec.registers or {}) do sd:_set("reg_" .. reg, v) end
+  end
+  set_state(sd, "ok")
+end
+
+local function json_value(v)
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return math.type(v) == "integer" and tostring(v) or format("%.10g", v)
+  elseif type(v) == "boolean" then
+    return tostring(v)
+  elseif v == nil then
+    return "null"
+  end
+  return format("%q", tostring(v)):gsub("\\\n", "\\n")
+end
+
+local function buffered_json(rec)
+  local parts = {
+    '"time":' .. json_value(rec.time), '"logger":' .. json_value(rec.logger),
+    '"inverter":' .. json_value(rec.inverter), '"layout":' .. json_value(rec.layout),
+  }
+  local keys = {}
+  if rec.values then
+    for k in pairs(rec.values) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do parts[#parts + 1] = format('"%s":%s', k, json_value(rec.values[k])) end
+  else
+    for reg in pairs(rec.registers or {}) do keys[#keys + 1] = reg end
+    table.sort(keys)
+    for _, k in ipairs(keys) do parts[#parts + 1] = format('"reg_%d":%s', k, rec.registers[k]) end
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+local function publish_buffered(self, rec)
+  if not self.publisher then return end
+  local topic = format("%s/growatt/%s/buffered", self.publisher.prefix, device_id(rec.inverter))
+  self.publisher:send(topic, buffered_json(rec), false)
+end
+
+-- }=====
+
+-- {===== the decoder =====
+
+local function send_logger(c, bytes)
+  if c.closed then return end
+  local ok = c.conn:write(bytes, 10)
+  if ok then c.logger.counts.acks_sent = c.logger.counts.acks_sent + 1 end
+end
+
+-- Standalone: answer as the server would.
+local function answer(self, c, f, rec)
+  if f.type == 0x16 then
+    send_logger(c, f.raw)
+  elseif ACKED[f.type] and #f.body > 1 then
+    send_logger(c, core.ack(f.seq, f.protocol, f.unit, f.type))
+    if f.type == 0x03 and rec.logger then
+      c.own_seq = (c.own_seq % 0xFFFF) + 1
+      local now = os.date("%Y-%m-%d %H:%M:%S", math.floor(self.clock()))
+      send_logger(c, core.config_set(c.own_seq, f.protocol, 1, rec.logger:sub(1, 10), 31, now))
+    end
+  end
+end
+
+local function hooks(self, c, f, rec)
+  for _, fn in ipairs(self._hooks) do
+    local t = md.spawn(fn, c.logger, f.type, f.raw, rec)
+    t:name("growatt on_record hook")
+  end
+end
+
+local function on_frame(self, c, f)
+  c.protocol = f.protocol
+  if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
+  local rec = record.decode(f, { log = md.log.warn, dtc = c.dtc })
+  if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
+      or rec.kind == "ping") then
+    bind_serial(self, c, rec.logger)
+  end
+  local counts = c.logger.counts
+  if c.standalone then answer(self, c, f, rec) end
+  if rec.kind == "announce" then
+    c.dtc = rec.dtc
+    c.inverter = rec.inverter
+  elseif rec.kind == "data" then
+    counts.records = counts.records + 1
+    c.logger.last_record = self.clock()
+    publish_values(self, c, rec)
+  elseif rec.kind == "buffered" then
+    counts.buffered = counts.buffered + 1
+    publish_buffered(self, rec)
+  end
+  if #self._hooks > 0 then hooks(self, c, f, rec) end
+end
+
+-- A logger whose very first bytes are no Growatt frame: ShineWiFi 3.1.x
+-- firmware (late 2025) negotiates a key and encrypts everything. Said
+-- once per connection; the bytes were forwarded all the same.
+local function encrypted(c)
+  if c.said_encrypted then return end
+  c.said_encrypted = true
+  c.logger.encrypted = true
+  md.log.warn("growatt proxy: the datalogger at %s sends bytes that are no Growatt frame from its first "
+    .. "byte on: it probably runs firmware that encrypts its traffic (AES, ShineWiFi 3.1.x from late "
+    .. "2025), which moondog cannot read. Its traffic is still forwarded to the cloud unchanged. For "
+    .. "values, read the inverter over Modbus instead (RS-485 or a Modbus TCP adapter) with a Growatt "
+    .. "profile.", c.peer)
+end
+
+local function drain(c, q, parser, fn)
+  local chunks = q.chunks
+  q.chunks, q.bytes = {}, 0
+  for _, bytes in ipairs(chunks) do
+    parser:push(bytes)
+    while true do
+      local f, _, code = parser:next()
+      if f == nil then break end
+      if f then
+        q.frames = (q.frames or 0) + 1
+        fn(f)
+      elseif code == "crc" or code == "length" or code == "protocol" then
+        c.logger.counts.crc_errors = c.logger.counts.crc_errors + 1
+        if q == c.up and not q.frames then encrypted(c) end
+      end
+    end
+  end
+end
+
+local function decoder(self, c)
+  while not c.closed or #c.up.chunks > 0 or #c.down.chunks > 0 do
+    if #c.up.chunks == 0 and #c.down.chunks == 0 then
+      c.wake:wait()
+      c.wake = event.new()
+    end
+    drain(c, c.up, c.up_parser, function(f) on_frame(self, c, f) end)
+    drain(c, c.down, c.down_parser, function(f)
+      if COMMANDS[f.type] then
+        c.logger.counts.commands = c.logger.counts.commands + 1
+        c.cloud_seqs[f.seq] = true
+      end
+    end)
+  end
+end
+
+-- Queue a copy for the decoder; never waits.
+local function enqueue(c, q, bytes)
+  if q.bytes + #bytes > QUEUE_MAX then
+    c.logger.counts.decode_dropped = c.logger.counts.decode_dropped + 1
+    return
+  end
+  q.chunks[#q.chunks + 1] = bytes
+  q.bytes = q.bytes + #bytes
+  c.wake:set()
+end
+
+-- }=====
+
+-- {===== commands =====
+
+-- Our own commands use sequence numbers from 0xF000 up, skipping any the
+-- cloud has in flight, and are matched by sequence and type; the reply is
+-- taken out of the logger -> cloud stream (the cloud never sees it), so
+-- neither side takes the other's answer.
+local OWN_SEQ = 0xF000
+
+-- Frame boundaries in the logger -> cloud stream, followed on every chunk
+-- (one header look per frame): c.up_left bytes of the current frame are
+-- still to come, c.up_tail holds the start of a header cut by a read (its
+-- bytes are forwarded already; the copy is for the next look). After bytes
+-- that are no frame, the next chunk is taken to start at a frame (a
+-- datalogger writes each frame at once). While one of our commands waits,
+-- a frame that answers it (sequence and type) is taken out of the stream;
+-- one that a read cut short, or whose header a read cut short, is held
+-- back until it is whole, so the cloud never sees a part of it.
+local function take_reply(c, bytes)
+  local pend = c.pending
+  if pend and pend.reply then pend = nil end
+  local lead = 0 -- bytes at the start of buf forwarded already
+  local buf = bytes
+  if c.hold then
+    buf, c.hold = c.hold .. bytes, nil
+  elseif c.up_tail then
+    buf, lead, c.up_tail = c.up_tail .. bytes, #c.up_tail, nil
+  end
+  local pos = 1
+  if c.up_left > 0 then
+    local n = math.min(c.up_left, #buf)
+    c.up_left = c.up_left - n
+    pos = n + 1
+  end
+  while pos <= #buf do
+    if #buf - pos + 1 < 8 then
+      if pend and pos > lead then
+        c.hold = buf:sub(pos)
+        return buf:sub(lead + 1, pos - 1)
+      end
+      c.up_tail = buf:sub(pos)
+      break
+    end
+    local seq, protocol, length, _, rtype = core.header(buf:sub(pos, pos + 7))
+    if protocol ~= 2 and protocol ~= 5 and protocol ~= 6 then break end -- no frame: resync next chunk
+    local total = 6 + length + (protocol == 2 and 0 or 2)
+    if pend and seq == pend.seq and rtype == pend.type and pos > lead then
+      if pos + total - 1 > #buf then
+        c.hold = buf:sub(pos)
+        return buf:sub(lead + 1, pos - 1)
+      end
+      local f = core.parse(buf:sub(pos, pos + total - 1))[1]
+      if f and f.body then
+        pend.reply = f
+        pend.ev:set(f)
+        return buf:sub(lead + 1, pos - 1) .. take_reply(c, buf:sub(pos + total))
+      end
+    end
+    if pos + total - 1 > #buf then
+      c.up_left = pos + total - 1 - #buf
+      break
+    end
+    pos = pos + total
+  end
+  return lead > 0 and buf:sub(lead + 1) or buf
+end
+
+local function next_own_seq(c)
+  for _ = 1, 0x1000 do
+    c.own_seq = (c.own_seq + 1) % 0x1000
+    local seq = OWN_SEQ + c.own_seq
+    if not c.cloud_seqs[seq] then return seq end
+  end
+  return OWN_SEQ
+end
+
+-- One command at a time per logger, in order of arrival.
+local function command(logger, rtype, build, timeout)
+  local c = logger.conn
+  if not c or c.closed then
+    return nil, format("datalogger %s is not connected", tostring(logger.serial)), "not_connected"
+  end
+  if c.cmd_busy then -- wait for the turn; the lock is handed over, never released in between
+    local ev = event.new()
+    c.cmd_waiters[#c.cmd_waiters + 1] = ev
+    ev:wait()
+    if c.closed then return nil, "the datalogger disconnected", "closed" end
+  end
+  c.cmd_busy = true
+  local seq = next_own_seq(c)
+  local pend = { seq = seq, type = rtype, ev = event.new() }
+  c.pending = pend
+  logger.counts.own_commands = logger.counts.own_commands + 1
+  local ok, err, code = c.conn:write(build(seq, c.protocol or 6, logger.serial))
+  local f
+  if ok then f, err, code = pend.ev:wait(timeout or 10, "the datalogger's answer") end
+  c.pending = nil
+  if c.hold then -- held for an answer that never came whole: on to the cloud, in order
+    local held = c.hold
+    c.hold = nil
+    if c.cloud then c.cloud:write(held) end
+    enqueue(c, c.up, held)
+  end
+  local nxt = table.remove(c.cmd_waiters, 1)
+  if nxt then
+    nxt:set() -- the next caller owns the lock now
+  else
+    c.cmd_busy = false
+  end
+  if not f then
+    if code == "timeout" then
+      err = format("datalogger %s did not answer command 0x%02x (sequence %d) within %g s",
+        tostring(logger.serial), rtype, seq, timeout or 10)
+    end
+    return nil, err, code
+  end
+  local pad = f.protocol == 6 and 20 or 0
+  return f.body:sub(11 + pad)
+end
+
+--- logger:read(reg [, count [, timeout]]) -> {v1, v2, ...} (holding
+--- registers reg .. reg+count-1 of the inverter), or nil, message, code
+--- ("timeout", "not_connected", "malformed").
+function Logger:read(reg, count, timeout)
+  count = count or 1
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:read: register 0..65535")
+  assert(math.type(count) == "integer" and count >= 1 and count <= 125, "logger:read: count 1..125")
+  local args, err, code = command(self, 0x05, function(seq, protocol, serial)
+    return core.read_holding(seq, protocol, 1, serial, reg, reg + count - 1)
+  end, timeout)
+  if not args then return nil, err, code end
+  if #args < 4 + 2 * count then return nil, "the answer is too short", "malformed" end
+  local first = string.unpack(">I2", args)
+  if first ~= reg then return nil, "the answer is for another register", "malformed" end
+  local values = {}
+  for i = 1, count do values[i] = string.unpack(">I2", args, 5 + 2 * (i - 1)) end
+  return values
+end
+
+--- logger:write(reg, value [, timeout]) -> true, or nil, message, code
+function Logger:write(reg, value, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:write: register 0..65535")
+  assert(math.type(value) == "integer" and value >= 0 and value <= 0xFFFF, "logger:write: value 0..65535")
+  local args, err, code = command(self, 0x06, function(seq, protocol, serial)
+    return core.write_holding(seq, protocol, 1, serial, reg, value)
+  end, timeout)
+  if not args then return nil, err, code end
+  local r, result = string.unpack(">I2B", args .. "\0\0\0")
+  if r ~= reg or result ~= 0 then
+    return nil, format("the inverter refused the write (result %d)", result), "refused"
+  end
+  return true
+end
+
+--- logger:config_get(reg [, timeout]) -> the datalogger register's text
+function Logger:config_get(reg, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:config_get: register 0..65535")
+  local args, err, code = command(self, 0x19, function(seq, protocol, serial)
+    return core.config_get(seq, protocol, 1, serial, reg, reg)
+  end, timeout)
+  if not args then return nil, err, code end
+  local ok, r, v = pcall(string.unpack, ">I2s2", args)
+  if not ok or r ~= reg then return nil, "the answer does not fit a config read", "malformed" end
+  return v
+end
+
+--- logger:config_set(reg, text [, timeout]) -> true, or nil, message, code
+function Logger:config_set(reg, value, timeout)
+  assert(math.type(reg) == "integer" and reg >= 0 and reg <= 0xFFFF, "logger:config_set: register 0..65535")
+  assert(type(value) == "string", "logger:config_set: value must be text")
+  local args, err, code = command(self, 0x18, function(seq, protocol, serial)
+    return core.config_set(seq, protocol, 1, serial, reg, value)
+  end, timeout)
+  if not args then return nil, err, code end
+  local r, result = string.unpack(">I2B", args .. "\0\0\0")
+  if r ~= reg or result ~= 0 then
+    return nil, format("the datalogger refused (result %d)", result), "refused"
+  end
+  return true
+end
+
+-- }=====
+
+-- {===== forwarding =====
+
+local function close_conn(self, c)
+  if c.closed then return end
+  c.closed = true
+  c.conn:close()
+  if c.cloud then c.cloud:close() end
+  if c.logger.conn == c then c.logger.conn = nil end
+  self._conns[c] = nil
+  self._anon[c.logger] = nil
+  c.wake:set()
+  if c.pending then c.pending.ev:set(nil, "the datalogger disconnected", "closed") end
+  for _, ev in ipairs(c.cmd_waiters) do ev:set() end
+end
+
+local function go_standalone(c, why)
+  if c.standalone then return end
+  c.standalone = true
+  c.logger.standalone = true
+  md.log.warn("growatt proxy: %s: %s; answering the datalogger myself (standalone) so that it keeps "
+    .. "sending live records", c.logger.serial or c.peer, why)
+end
+
+-- logger -> cloud: read, write, then queue the copy.
+local function pump_up(self, c)
+  while true do
+    local bytes = c.conn:read(65536)
+    if not bytes then break end
+    c.logger.counts.bytes_up = c.logger.counts.bytes_up + #bytes
+    bytes = take_reply(c, bytes)
+    if c.cloud and #bytes > 0 then
+      local ok, err = c.cloud:write(bytes)
+      if not ok then
+        c.cloud:close()
+        c.cloud = nil
+        go_standalone(c, "the cloud connection broke (" .. tostring(err) .. ")")
+      end
+    end
+    if #bytes > 0 then enqueue(c, c.up, bytes) end
+  end
+  close_conn(self, c)
+end
+
+-- Blocking the cloud's commands (grott's blockcmd), when opts.block is
+-- set: a config set (0x18) passes only for the datalogger registers in
+-- block.config (default: 31, the clock), an inverter write (0x06, 0x10)
+-- only for the holding registers in block.holding (default: none);
+-- everything else (ACKs, pings, reads) passes. Each drop is logged and
+-- counted (`blocked`). Frames are cut at their boundaries; a frame a read
+-- cut short waits for its rest, bytes that are no frame pass unchanged.
+local function allowed(self, raw, protocol, rtype)
+  if rtype ~= 0x18 and rtype ~= 0x06 and rtype ~= 0x10 then return true end
+  local f = core.parse(raw)[1]
+  if not (f and f.body) then return true end
+  local args = f.body:sub(11 + (protocol == 6 and 20 or 0))
+  if #args < 4 then return true end
+  local first, second = string.unpack(">I2I2", args)
+  if rtype == 0x18 then return self.block.config[first] == true, "config register", first end
+  local last = rtype == 0x10 and second or first
+  for r = first, last do
+    if not self.block.holding[r] then return false, "holding register", r end
+  end
+  return true
+end
+
+local function filter_down(self, c, bytes)
+  local buf = c.down_hold and c.down_hold .. bytes or bytes
+  c.down_hold = nil
+  local out, pos = {}, 1
+  while pos <= #buf do
+    if #buf - pos + 1 < 8 then
+      c.down_hold = buf:sub(pos)
+      break
+    end
+    local seq, protocol, length, _, rtype = core.header(buf:sub(pos, pos + 7))
+    if protocol ~= 2 and protocol ~= 5 and protocol ~= 6 then
+      out[#out + 1] = buf:sub(pos)
+      break
+    end
+    local total = 6 + length + (protocol == 2 and 0 or 2)
+    if pos + total - 1 > #buf then
+      c.down_hold = buf:sub(pos)
+      break
+    end
+    local raw = buf:sub(pos, pos + total - 1)
+    local ok, what, reg = allowed(self, raw, protocol, rtype)
+    if ok then
+      out[#out + 1] = raw
+    else
+      c.logger.counts.blocked = c.logger.counts.blocked + 1
+      md.log.info("growatt proxy: blocked the cloud's command 0x%02x (sequence %d) to %s: %s %d is not "
+        .. "allowed", rtype, seq, tostring(c.logger.serial or c.peer), what, reg)
+    end
+    pos = pos + total
+  end
+  return table.concat(out)
+end
+
+-- cloud -> logger
+local function pump_down(self, c)
+  local cloud = c.cloud
+  while true do
+    local bytes = cloud:read(65536)
+    if not bytes then break end
+    c.logger.counts.bytes_down = c.logger.counts.bytes_down + #bytes
+    if self.block then bytes = filter_down(self, c, bytes) end
+    if #bytes > 0 then
+      local ok = c.conn:write(bytes)
+      if not ok then break end
+      enqueue(c, c.down, bytes)
+    end
+  end
+  if c.cloud == cloud and not c.closed then
+    cloud:close()
+    c.cloud = nil
+    go_standalone(c, "the cloud closed the connection")
+  end
+end
+
+local function serve(self, conn)
+  local logger = new_logger(nil)
+  logger.counts.connections = 1
+  local c = {
+    conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
+    down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
+    wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
+  }
+  logger.conn = c
+  self._anon[logger] = true
+  self._conns[c] = true
+  c.tasks.decoder = md.spawn(decoder, self, c)
+  c.tasks.decoder:name("growatt decoder " .. c.peer)
+  if self.cloud_host then
+    local cloud, err = stream.connect(self.cloud_host, self.cloud_port, { timeout = self.cloud_timeout })
+    if cloud then
+      c.cloud = cloud
+      c.tasks.down = md.spawn(pump_down, self, c)
+      c.tasks.down:name("growatt cloud->logger " .. c.peer)
+    else
+      go_standalone(c, format("the cloud %s:%d is unreachable (%s)", self.cloud_host, self.cloud_port,
+        tostring(err)))
+    end
+  else
+    c.standalone = true
+    logger.standalone = true
+  end
+  pump_up(self, c)
+end
+
+local function acceptor(self)
+  while not self.closed do
+    local conn, err, code = self.listener:accept()
+    if not conn then
+      if code == "closed" then return end
+      md.log.warn("growatt proxy: accept failed: %s", tostring(err))
+      md.sleep(1)
+    else
+      local t = md.spawn(serve, self, conn)
+      t:name("growatt logger->cloud " .. conn:peer())
+    end
+  end
+end
+
+local function availability(self)
+  for _ in md.every(self.check_every) do
+    local now = md.now()
+    for id, pair in pairs(self._pairs) do
+      local limit = (pair.interval or self.interval) * self.factor
+      if pair.last and now - pair.last > limit and self.site then
+        local sd = rawget(self.site, "_devices")[id]
+        if sd then set_state(sd, "offline") end
+      end
+    end
+  end
+end
+
+-- }=====
+
+--- proxy:port() -> the port it listens on.
+function Proxy:port()
+  return self.listener:port()
+end
+
+--- proxy:on_record(fn): fn(logger, record_type, raw_bytes, record) runs as
+--- a task for every frame the datalogger sends (record: moondog.growatt.record).
+function Proxy:on_record(fn)
+  assert(type(fn) == "function", "proxy:on_record: expected a function")
+  self._hooks[#self._hooks + 1] = fn
+end
+
+--- proxy:loggers() -> the dataloggers seen (connected or not), by serial order.
+function Proxy:loggers()
+  local list = {}
+  for _, l in pairs(self._loggers) do list[#list + 1] = l end
+  for l in pairs(self._anon) do list[#list + 1] = l end
+  table.sort(list, function(a, b) return tostring(a.serial) < tostring(b.serial) end)
+  return list
+end
+
+--- proxy:stats() -> {connections = n, loggers = {serial = stats}}
+function Proxy:stats()
+  local s = { connections = 0, loggers = {} }
+  for _ in pairs(self._conns) do s.connections = s.connections + 1 end
+  for _, l in ipairs(self:loggers()) do s.loggers[l.serial or "?"] = l:stats() end
+  return s
+end
+
+--- proxy:close(): stop listening and close every connection.
+function Proxy:close()
+  if self.closed then return end
+  self.closed = true
+  self.listener:close()
+  if self.command_socket then self.command_socket:close() end
+  if self.avail_task then self.avail_task:cancel() end
+  for _, pair in pairs(self._pairs) do
+    for _, w in ipairs(pair.watches) do w.cancel() end
+  end
+  local conns = {}
+  for c in pairs(self._conns) do conns[#conns + 1] = c end
+  for _, c in ipairs(conns) do close_conn(self, c) end
+end
+
+Proxy.__close = Proxy.close
+
+--- proxy.start(opts) -> proxy, or nil, message, code. opts: listen
+--- ("HOST:PORT", default "0.0.0.0:5279"), cloud ("HOST:PORT", default
+--- "server.growatt.com:5279"; false: standalone), cloud_timeout (10 s),
+--- site (values go there), publisher (site:publish's, for buffered
+--- records), interval (300 s: upload interval until measured),
+--- availability_factor (3), clock (wall-clock seconds for the clock set,
+--- default md.time), command_socket ("127.0.0.1:15279", or true for that:
+--- grott-async's text command socket, moondog.growatt.command_socket; off
+--- by default, loopback only), block (true, or {config = {31, ...},
+--- holding = {...}}: drop the cloud's config sets and inverter writes
+--- except to these registers; default off), writable (true, or a list of
+--- names: "active_power_rate" (holding register 3, %) becomes a writable
+--- site value of each pair, written to the inverter through the logger).
+function M.start(opts)
+  opts = opts or {}
+  local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
+  if not host then error("growatt proxy: listen: " .. port, 2) end
+  local self = setmetatable({
+    site = opts.site, publisher = opts.publisher, cloud_timeout = opts.cloud_timeout or 10,
+    interval = opts.interval or 300, factor = opts.availability_factor or 3,
+    check_every = opts.check_every or 10, clock = opts.clock or md.time,
+    _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
+  }, Proxy)
+  if opts.writable then
+    self.writable = {}
+    for _, name in ipairs(opts.writable == true and { "active_power_rate" } or opts.writable) do
+      self.writable[name] = true
+    end
+  end
+  if opts.block then
+    local b = opts.block == true and {} or opts.block
+    local function set(list)
+      local t = {}
+      for _, r in ipairs(list) do t[r] = true end
+      return t
+    end
+    self.block = { config = set(b.config or { 31 }), holding = set(b.holding or {}) }
+  end
+  if opts.cloud ~= false then
+    local ch, cp = M.parse_hostport(opts.cloud or "server.growatt.com:5279", 5279)
+    if not ch then error("growatt proxy: cloud: " .. cp, 2) end
+    self.cloud_host, self.cloud_port = ch, cp
+  end
+  local l, err, code = stream.listen(host, port)
+  if not l then return nil, format("growatt proxy: cannot listen on %s:%d: %s", host, port, err), code end
+  self.listener = l
+  self.accept_task = md.spawn(acceptor, self)
+  self.accept_task:name("growatt proxy accept")
+  if opts.command_socket then
+    local cs, cerr, ccode = require("moondog.growatt.command_socket").start(self, {
+      listen = opts.command_socket == true and "127.0.0.1:15279" or opts.command_socket })
+    if not cs then
+      self:close()
+      return nil, cerr, ccode
+    end
+    self.command_socket = cs
+  end
+  if self.site then
+    self.site:_status_section("growatt", function()
+      if self.closed then return nil end
+      local rows, data = {}, {}
+      for _, lg in ipairs(self:loggers()) do
+        local st = lg:stats()
+        data[#data + 1] = st
+        rows[#rows + 1] = {
+          tostring(st.serial or "?"),
+          st.connected and (st.standalone and "standalone" or "proxied") or "gone",
+          tostring(st.records), tostring(st.buffered), tostring(st.bytes_up), tostring(st.bytes_down),
+          tostring(st.crc_errors), tostring(st.commands), tostring(st.own_commands), tostring(st.blocked),
+          st.last_record and os.date("%H:%M:%S", math.floor(st.last_record)) or "never",
+        }
+      end
+      return { data = data, rows = rows, header = { "datalogger", "link", "records", "buffered", "bytes up",
+        "bytes down", "crc err", "cloud cmds", "own cmds", "blocked", "last record" } }
+    end)
+    self.avail_task = md.spawn(availability, self)
+    self.avail_task:name("growatt availability")
+  end
+  return self
+end
+
+return M

@@ -1,0 +1,215 @@
+-- moondog.growatt.record: a Growatt datalogger frame (from the parser of
+-- moondog.growatt.core) to values. Pure Lua, no I/O: the proxy calls it on
+-- a copy of the bytes, after they were forwarded.
+--
+--   local record = require "moondog.growatt.record"
+--   local r = record.decode(frame [, { dtc = 5100 }])
+--   r.kind        -- "data", "buffered", "announce", "ping", "ack", "command", "other"
+--   r.logger, r.inverter   -- serials (data records and pings; commands: logger)
+--   r.time        -- "2020-07-25T16:10:39" (the record's own clock) or nil
+--   r.time_raw    -- the 6 timestamp bytes when they are no valid time
+--   r.buffered    -- true for 0x50: recorded earlier, never a current value
+--   r.layout      -- "classic", "tlx", "tl3", or nil when none fits
+--   r.values      -- {pv_power = 217.4, ...} by the layout's point names
+--   r.registers   -- {[0] = 1, [1] = 0, ...}: every register the record carries
+--                    (announce records, and records without a layout)
+--   r.dtc         -- device type code (announce: holding register 43)
+--
+-- Record layout (after the 8-byte header, unscrambled; protocol 6 has a
+-- 20-byte pad after each serial): logger serial (10), inverter serial
+-- (10), timestamp (6: year-2000, month, day, hour, minute, second), the
+-- number of register groups (1), then per group start, end (u16 each)
+-- and end-start+1 registers. Walking the groups, not fixed offsets, is
+-- what lets one decoder serve every model: a layout only names registers.
+--
+-- Nothing is dropped for not being understood: a record without a layout
+-- still gives its registers, and the caller publishes them raw (the first
+-- time a layout key is unknown, one log line says so).
+
+local layouts do
+  local path = require("moondog").paths.devices .. "/growatt/layouts.lua"
+  local chunk, err = loadfile(path, "t", {})
+  if not chunk then error("moondog.growatt.record: cannot load " .. path .. ": " .. err, 0) end
+  layouts = chunk()
+end
+
+local M = {}
+
+local unpack, format = string.unpack, string.format
+
+M.layouts = layouts
+
+local DATA = { [0x03] = "announce", [0x04] = "data", [0x50] = "buffered" }
+
+local function serial(s)
+  return (s:gsub("%z+$", ""))
+end
+
+local function timestamp(b)
+  local y, mo, d, h, mi, s = b:byte(1, 6)
+  if y == 0 and mo == 0 and d == 0 and h == 0 and mi == 0 and s == 0 then return nil end
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59 then
+    return nil, (b:gsub(".", function(c) return format("%02x", c:byte()) end))
+  end
+  return format("%04d-%02d-%02dT%02d:%02d:%02d", 2000 + y, mo, d, h, mi, s)
+end
+
+--- record.groups(body, pos) -> {{first, last, pos = where its registers
+--- start}, ...}: the register groups of a data record from byte pos
+--- (1-based) of the unscrambled body. A group cut short is kept; its
+--- missing registers read as nil.
+function M.groups(body, pos)
+  local count = body:byte(pos)
+  local groups = {}
+  if not count then return groups end
+  pos = pos + 1
+  for _ = 1, count do
+    if pos + 3 > #body then break end
+    local first, last = unpack(">I2I2", body, pos)
+    pos = pos + 4
+    if last < first then break end
+    groups[#groups + 1] = { first, last, pos = pos }
+    pos = pos + 2 * (last - first + 1)
+  end
+  return groups
+end
+
+--- record.registers(body, groups) -> {[reg] = value} for every register
+--- the groups carry.
+function M.registers(body, groups)
+  local regs = {}
+  for _, g in ipairs(groups) do
+    for r = g[1], g[2] do
+      local pos = g.pos + 2 * (r - g[1])
+      if pos + 1 > #body then break end
+      regs[r] = unpack(">I2", body, pos)
+    end
+  end
+  return regs
+end
+
+-- Register r of a record: found through the group that holds it, read
+-- straight from the body (no table of every register per record).
+local function reg_at(body, groups, r)
+  for _, g in ipairs(groups) do
+    if r >= g[1] and r <= g[2] then
+      local pos = g.pos + 2 * (r - g[1])
+      if pos + 1 > #body then return nil end
+      return unpack(">I2", body, pos)
+    end
+  end
+  return nil
+end
+
+local function value(body, groups, pt)
+  local hi = reg_at(body, groups, pt.reg)
+  if hi == nil then return nil end
+  local v
+  if pt.type == "u16" then
+    v = hi
+  elseif pt.type == "s16" then
+    v = hi >= 0x8000 and hi - 0x10000 or hi
+  else
+    local lo = reg_at(body, groups, pt.reg + 1)
+    if lo == nil then return nil end
+    v = hi * 65536 + lo
+    if pt.type == "s32" and v >= 0x80000000 then v = v - 0x100000000 end
+  end
+  local scale = pt.scale
+  if scale and scale ~= 1 then
+    v = v * scale
+    -- decimal scales give decimal values: 2174 * 0.1 is 217.4, not 217.40000000000001
+    local p10 = pt._p10
+    if p10 == nil then
+      local digits = scale < 1 and math.floor(-math.log(scale, 10) + 0.5) or 0
+      p10 = (digits > 0 and digits <= 4) and 10 ^ digits or false
+      pt._p10 = p10
+    end
+    if p10 then v = math.floor(v * p10 + 0.5) / p10 end
+  end
+  return v
+end
+
+--- record.layout_for(groups [, dtc]) -> the layout table, or nil.
+function M.layout_for(groups)
+  local g1, g2 = groups[1], groups[2]
+  if not g1 then return nil end
+  for _, l in ipairs(layouts) do
+    if l.first[1] == g1[1] and l.first[2] == g1[2]
+        and (l.second == nil or (g2 and g2[1] == l.second)) then
+      return l
+    end
+  end
+  return nil
+end
+
+--- record.values(layout, body, groups) -> {name = value}
+function M.values(layout, body, groups)
+  local out = {}
+  for _, pt in ipairs(layout.points) do out[pt.name] = value(body, groups, pt) end
+  return out
+end
+
+local function key_of(groups)
+  local parts = {}
+  for _, g in ipairs(groups) do parts[#parts + 1] = g[1] .. "-" .. g[2] end
+  return table.concat(parts, ",")
+end
+
+M._unknown = {} -- layout keys already logged
+
+--- record.decode(frame [, opts]) -> record table (see the top of the file).
+--- frame: {protocol, unit, type, seq, body (unscrambled)}. opts.log(fmt,
+--- ...) takes the once-per-key line about a record without a layout.
+function M.decode(frame, opts)
+  local body, typ = frame.body, frame.type
+  local pad = frame.protocol == 6 and 20 or 0
+  local r = { type = typ, seq = frame.seq, unit = frame.unit, protocol = frame.protocol }
+  local kind = DATA[typ]
+  if #body == 1 then
+    r.kind = "ack"
+    return r
+  end
+  if #body >= 10 then r.logger = serial(body:sub(1, 10)) end
+  if not kind then
+    if typ == 0x16 then
+      r.kind = "ping"
+    elseif typ == 0x05 or typ == 0x06 or typ == 0x10 or typ == 0x18 or typ == 0x19 then
+      r.kind = "command"
+      r.args = body:sub(11 + pad)
+    else
+      r.kind = "other"
+      r.registers = nil
+    end
+    return r
+  end
+  r.kind = kind
+  r.buffered = typ == 0x50
+  local inv_at = 11 + pad
+  r.inverter = serial(body:sub(inv_at, inv_at + 9))
+  local t_at = inv_at + 10 + pad
+  r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
+  local groups = M.groups(body, t_at + 6)
+  r.groups = groups
+  if kind == "announce" then
+    r.registers = M.registers(body, groups)
+    r.dtc = r.registers[43]
+    return r
+  end
+  local layout = M.layout_for(groups, opts and opts.dtc)
+  if layout then
+    r.layout = layout.name
+    r.values = M.values(layout, body, groups)
+  else
+    r.registers = M.registers(body, groups)
+    local key = format("protocol %d type 0x%02x groups %s", frame.protocol, typ, key_of(groups))
+    if not M._unknown[key] and opts and opts.log then
+      M._unknown[key] = true
+      opts.log("growatt: no layout for records with %s (logger %s); publishing their raw registers. "
+        .. "Please report this with a capture so that a layout can be added.", key, tostring(r.logger))
+    end
+  end
+  return r
+end
+
+return M

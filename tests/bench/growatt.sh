@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# tests/bench/growatt.sh: the Growatt proxy against a plain socat relay, in
+# the same run (machines are shared and noisy: compare ratios).
+#
+# A fake datalogger (`moondog growatt logger`) sends N TL-X records as fast
+# as the fake cloud (`moondog growatt cloud`) ACKs them, once through
+# `moondog growatt proxy` (every record decoded and published to a local
+# mosquitto with Home Assistant discovery) and once through
+# `socat TCP-LISTEN TCP` (forwarding only: the floor any proxy sits on).
+# Printed: records per second, CPU per record of the relay process (from
+# /proc/PID/stat, user + system) and the proxy's RSS at the end.
+#
+# GROWATT_BENCH_N overrides the number of records (default 5000).
+set -eu
+cd "$(dirname "$0")/../.."
+md=./moondog
+N=${GROWATT_BENCH_N:-5000}
+work=$(mktemp -d /tmp/moondog-growatt-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+first_line() { # file: wait up to 5 s for its first line
+    for _ in $(seq 50); do [ -s "$1" ] && break; sleep 0.1; done
+    head -1 "$1"
+}
+
+mport=$(free_port)
+mosquitto -p "$mport" >"$work/mosquitto.log" 2>&1 & pids+=($!)
+$md growatt cloud --listen 127.0.0.1:0 >"$work/cloud.out" 2>/dev/null & pids+=($!)
+cloud=$(first_line "$work/cloud.out")
+
+run() { # name pid addr: run the logger through addr, print rate and CPU/record of pid
+    local name=$1 pid=$2 addr=$3 c0 c1 t0 t1
+    c0=$(cpu_ticks "$pid"); t0=$(date +%s%N)
+    $md growatt logger --server "$addr" --records "$N" --interval 0 >/dev/null 2>&1
+    t1=$(date +%s%N); c1=$(cpu_ticks "$pid")
+    awk -v n="$N" -v c="$((c1 - c0))" -v t="$((t1 - t0))" -v k="$tck" -v name="$name" \
+        'BEGIN { printf "%-8s %8.0f records/s  %7.1f us CPU/record\n", name, n / (t / 1e9), c / k / n * 1e6 }'
+}
+
+echo "== $N records: logger -> relay -> cloud (goal: proxy CPU/record below socat's, RSS under 5 MB)"
+$md growatt proxy --listen 127.0.0.1:0 --cloud "$cloud" --mqtt "127.0.0.1:$mport" >"$work/proxy.out" 2>/dev/null &
+ppid=$!; pids+=($ppid)
+paddr=$(first_line "$work/proxy.out")
+run moondog "$ppid" "$paddr" | tee "$work/md.txt"
+awk '/VmRSS/ { printf "moondog proxy RSS %d KiB\n", $2 }' "/proc/$ppid/status"
+
+sport=$(free_port)
+# socat serves one connection and exits: its CPU comes from /usr/bin/time.
+/usr/bin/time -f "%U %S" -o "$work/socat.time" \
+    socat "TCP-LISTEN:$sport,bind=127.0.0.1,reuseaddr" "TCP:$cloud" & spid=$!; pids+=($spid)
+sleep 0.3
+t0=$(date +%s%N)
+$md growatt logger --server "127.0.0.1:$sport" --records "$N" --interval 0 >/dev/null 2>&1
+t1=$(date +%s%N)
+wait "$spid" 2>/dev/null || true
+awk -v n="$N" -v t="$((t1 - t0))" '{ printf "%-8s %8.0f records/s  %7.1f us CPU/record\n", "socat", n / (t / 1e9), ($1 + $2) / n * 1e6 }' \
+    "$work/socat.time" | tee "$work/socat.txt"
+awk 'FNR == 1 { cpu[FILENAME] = $4 } END {
+  for (f in cpu) if (f ~ /md.txt/) m = cpu[f]; else s = cpu[f];
+  if (s > 0) printf "CPU per record, moondog / socat: %.2f\n", m / s }' "$work/md.txt" "$work/socat.txt"
