@@ -321,6 +321,50 @@ function Device:_write(item, value)
   return self.bus:write_registers(self.unit, item.address, regs)
 end
 
+-- Several checked values: every value encoded first (one that does not fit
+-- refuses them all), then holding registers that follow each other go out
+-- as one function-16 write (at most 123 registers each); coils, and a lone
+-- register, are written as _write would.
+function Device:_write_many(list)
+  local regs_of = {}
+  for _, w in ipairs(list) do
+    local regs, err, code = encode(w.item, w.value)
+    if regs == nil then return nil, err, code end
+    regs_of[w] = regs
+  end
+  local sorted = {}
+  for i, w in ipairs(list) do sorted[i] = w end
+  table.sort(sorted, function(a, b)
+    if a.item.kind ~= b.item.kind then return a.item.kind < b.item.kind end
+    return a.item.address < b.item.address
+  end)
+  local runs = {}
+  for _, w in ipairs(sorted) do
+    local item, r = w.item, runs[#runs]
+    local n = item.kind == "holding" and #regs_of[w] or 0
+    if r and item.kind == "holding" and r.kind == "holding" and r.address + #r.regs == item.address
+        and #r.regs + n <= 123 then
+      table.move(regs_of[w], 1, n, #r.regs + 1, r.regs)
+      r.ws[#r.ws + 1] = w
+    else
+      local regs = regs_of[w]
+      if item.kind == "holding" then regs = table.move(regs, 1, n, 1, {}) end
+      runs[#runs + 1] = { kind = item.kind, address = item.address, regs = regs, ws = { w } }
+    end
+  end
+  for _, r in ipairs(runs) do
+    local ok, err, code
+    if #r.ws == 1 then
+      ok, err, code = self:_write(r.ws[1].item, r.ws[1].value)
+    else
+      self.transactions = self.transactions + 1
+      ok, err, code = self.bus:write_registers(self.unit, r.address, r.regs)
+    end
+    if not ok then return nil, err, code end
+  end
+  return true
+end
+
 -- Info sources: a string is the fact itself, a register spec is read.
 function Device:_read_info(sources)
   local facts = {}
