@@ -53,13 +53,28 @@ end
 
 --- devices.find(name) -> the file of a profile name (`sdm630`,
 --- `eastron/sdm120`) and the place it came from ({dir, from} of
---- devices.path()), or nil and the files that were looked for.
+--- devices.path()), or nil and the files that were looked for. A model
+--- name alone (`sdm120`) also finds the one `<vendor>/sdm120` of a folder
+--- (several vendors with that model in one folder: not found).
+local names_in
+
 function M.find(name)
   local tried = {}
   for _, place in ipairs(M.path()) do
     local file = place.dir .. "/" .. name .. ".lua"
     if readable(file) then return file, place end
     tried[#tried + 1] = file
+  end
+  if not name:find("/", 1, true) then
+    -- a model name alone (`sdm120`): the one vendor folder that has it
+    for _, place in ipairs(M.path()) do
+      local found = {}
+      for _, n in ipairs(names_in(place.dir)) do
+        if n:match("^[^/]+/(.+)$") == name then found[#found + 1] = place.dir .. "/" .. n .. ".lua" end
+      end
+      if #found == 1 then return found[1], place end
+      tried[#tried + 1] = place.dir .. "/*/" .. name .. ".lua"
+    end
   end
   return nil, tried
 end
@@ -101,7 +116,7 @@ end
 
 -- The .lua files of a folder and of its subfolders, as profile names
 -- ("sdm630", "eastron/sdm120"), sorted.
-local function names_in(dir)
+function names_in(dir)
   local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
   local p = io.popen("find -L " .. quoted .. " -mindepth 1 -maxdepth 2 -type f -name '*.lua' 2>/dev/null",
     "r")

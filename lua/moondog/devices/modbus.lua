@@ -627,21 +627,14 @@ function Sim:port() return self.server:port() end
 function Sim:close() self.server:close() end
 Sim.__close = Sim.close
 
---- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
---- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
---- with opts.values = {point = value} and opts.info = {serial = "..."}
---- (for info fields the profile reads from registers); opts.unit (1),
---- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
-function M.simulate(profile, url, opts)
+--- simulator(profile, server [, unit [, opts]]) -> simulator: the profile's
+--- points on a server already running (md.modbus.serve); unit nil: the map
+--- every unit shares. opts.values and opts.info as for simulate.
+function M.simulator(profile, server, unit, opts)
   opts = opts or {}
   profile = require("moondog.devices").load(profile)
   local items = base.points(profile, check_point)
-  local unit = opts.unit or 1
-  local server, err, code = modbus.serve(url, {
-    units = { unit }, on_write = opts.on_write, on_read = opts.on_read, device_id = opts.device_id,
-  })
-  if not server then return nil, err, code end
-  local sim = setmetatable({ server = server, unit = unit, items = items }, Sim)
+  local sim = setmetatable({ server = server, unit = unit, items = items, profile = profile }, Sim)
   for name, value in pairs(opts.values or {}) do
     sim:set(name, value)
   end
@@ -654,6 +647,22 @@ function M.simulate(profile, url, opts)
     end
   end
   return sim
+end
+
+--- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
+--- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
+--- with opts.values = {point = value} and opts.info = {serial = "..."}
+--- (for info fields the profile reads from registers); opts.unit (1),
+--- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
+function M.simulate(profile, url, opts)
+  opts = opts or {}
+  profile = require("moondog.devices").load(profile)
+  local unit = opts.unit or 1
+  local server, err, code = modbus.serve(url, {
+    units = { unit }, on_write = opts.on_write, on_read = opts.on_read, device_id = opts.device_id,
+  })
+  if not server then return nil, err, code end
+  return M.simulator(profile, server, unit, opts)
 end
 
 -- }=====
