@@ -249,6 +249,44 @@ function M.check(spec)
   return mistakes, profile
 end
 
+--- devices.identify(bus, unit) -> the rows of devices.list() whose device
+--- answers at unit of an open Modbus bus: every Modbus profile whose probe
+--- passes, else (none passed) the SunSpec profiles whose models the
+--- device has. Or nil, message, code when nothing answers there. Runs in
+--- a task (it reads the bus).
+function M.identify(bus, unit)
+  local driver = require "moondog.devices.modbus"
+  local mb, ss = {}, {}
+  for _, row in ipairs(M.list()) do
+    local p = row.profile
+    if p.protocol == "modbus" and type(p.probe) == "table" and #p.probe > 0 then
+      mb[#mb + 1] = row
+    elseif p.protocol == "sunspec" then
+      ss[#ss + 1] = row
+    end
+  end
+  local matches = {}
+  for _, row in ipairs(mb) do
+    local ok, err, code = driver.identify(row.profile, bus, unit)
+    if ok == nil then return nil, err, code end -- no answer (an exception is a "no")
+    if ok then matches[#matches + 1] = row end
+  end
+  if #matches > 0 or #ss == 0 then return matches end
+  local sdev = require("moondog.sunspec").open(bus, { unit = unit })
+  if sdev then
+    for _, row in ipairs(ss) do
+      for _, p in ipairs(row.profile.points) do
+        local key = tostring(p.source):match("^([%w_]+)%.")
+        if key and sdev:model(math.tointeger(tonumber(key)) or key) then
+          matches[#matches + 1] = row
+          break
+        end
+      end
+    end
+  end
+  return matches
+end
+
 --- devices.open(profile, target [, opts]) -> device. target is what the
 --- driver connects to (a Modbus URL, "host:port" for RCT, ...).
 function M.open(spec, target, opts)
