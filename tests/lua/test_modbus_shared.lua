@@ -178,7 +178,8 @@ end)
 -- A far side in Python on pty a: it answers function 3 (register n holds
 -- 100 + n) and, after its first answers for registers 0 and 20, puts a
 -- stray frame on the line (first one with a bad CRC, then a well-formed
--- one from unit 9) and touches a marker file for it.
+-- one from unit 9) and touches a marker file for it. With a third
+-- argument it also puts a stray frame on the line before anything else.
 local FAR_SIDE = [[
 import os, struct, sys, time, tty
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
@@ -190,6 +191,9 @@ def crc(b):
         for _ in range(8):
             c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
     return struct.pack("<H", c)
+if len(sys.argv) > 3:  # a stray frame on the line before the client opens it
+    os.write(fd, bytes([1, 3, 2, 0xAB, 0xCD, 0, 0]))
+    open(sys.argv[2] + "early", "w").close()
 buf, n, done = b"", 0, set()
 while n < 40:
     buf += os.read(fd, 256)
@@ -241,6 +245,21 @@ T.test("RTU: a stray frame fails at most the request it meets; the line is flush
     T.eq(regs[2], 111, "the next read is its own")
     T.eq(assert(bus:read_holding(1, 20, 1))[1], 120, "and the one after")
   end
+end)
+
+T.test("RTU: what was on the line before the client opened it is flushed", function()
+  T.need("python3")
+  local dir <close> = T.tmpdir()
+  local a, b, _socat <close> = pty_pair(dir)
+  local script, marker = dir.path .. "/far.py", dir.path .. "/stray"
+  T.write_file(script, FAR_SIDE)
+  local _far <close> = T.start(dir, "far", format("python3 %s %s %s early", q(script), q(a), q(marker)))
+  T.wait_for(function()
+    return os.execute("test -e " .. q(marker .. "early")) == true
+  end, 10, "the stray frame")
+  md.sleep(0.1) -- through socat into the client's side, which keeps it until read
+  local bus <close> = assert(modbus.open("rtu://" .. b .. "?timeout=1"))
+  T.eq(assert(bus:read_holding(1, 3, 1))[1], 103, "the first read is its own")
 end)
 
 -- }=====
