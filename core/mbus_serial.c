@@ -237,6 +237,7 @@ static int open_libmodbus(md_mbus *b)
         return -err;
     }
     ioctl(modbus_get_socket(s->ctx), TIOCEXCL); /* best effort: not a tty, root */
+    modbus_flush(s->ctx); /* what arrived before we opened answers nothing of ours */
     if (c->link.rs485 && modbus_rtu_set_serial_mode(s->ctx, MODBUS_RTU_RS485) < 0) {
         int err = errno;
         modbus_close(s->ctx);
@@ -275,6 +276,20 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
     }
     mbus_connected(b);
     return 0;
+}
+
+/* After a frame that was not the answer (bad CRC, another unit: a stray
+ * frame, a second master), the answer may still be on its way: wait until
+ * the line has been quiet for 20 ms (at most 10 rounds), then drop what
+ * came, so that the next request reads its own answer. */
+static void settle(modbus_t *ctx)
+{
+    uint8_t junk[256];
+    struct pollfd p = {.fd = modbus_get_socket(ctx), .events = POLLIN};
+    for (int i = 0; i < 10 && poll(&p, 1, 20) > 0 && (p.revents & POLLIN); i++)
+        if (read(p.fd, junk, sizeof junk) <= 0)
+            break;
+    modbus_flush(ctx);
 }
 
 /* libmodbus reports errors through errno. */
@@ -343,6 +358,8 @@ static int libmodbus_transact(modbus_t *ctx, md_mbus_req *r)
         rc = from_libmodbus_errno(r, err);
         if (rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EMALFORMED)
             modbus_flush(ctx); /* a late answer would confuse the next request */
+        else if (rc == -MD_MBUS_ECRC || rc == -MD_MBUS_EBADUNIT)
+            settle(ctx);
         return rc;
     }
     switch (r->fc) {

@@ -581,6 +581,7 @@ end
 
 local serve_help = [=[
 usage: moondog modbus serve URL [--unit N] [--regs FILE] [--strict] [--verbose]
+                            [--profile NAME [--set POINT=VALUE]...] [--attach]
 
 Runs a Modbus server (a simulator) until Ctrl-C or SIGTERM. It holds all four
 tables (holding, input, coil, discrete), all writable by clients, all zero
@@ -592,14 +593,60 @@ the URL says port 0) as the first line on stdout.
                 1,2,5-7); default: every unit id, all sharing one map
   --regs FILE   preload values: lines "address value [value...]", the address
                 with an optional kind prefix (h holding, the default, i input,
-                c coil, d discrete), e.g. "100 17254 32768" or "c3 1"; # comments
+                c coil, d discrete), e.g. "100 17254 32768" or "c3 1"; # comments.
+                Typed: "address TYPE [ORDER] value...", e.g. "i0 float32 230.1",
+                "h10 int32 CDAB -5", "h20 string ACME" (int16 ... float64)
+  --profile NAME  simulate a device profile (moondog devices lists them): its
+                points are served where the profile reads them, encoded with its
+                types, word order and scale
+  --set P=V     a point's value in engineering units, e.g. --set voltage=230.1
+                (repeat); enums take an option name, bools true/false
+  --attach      let `moondog attach` open a REPL in this server (socket:
+                $MOONDOG_ATTACH, else the default); there `sim:set("voltage",
+                231)` and `sim:get(...)` change and show points, `srv` is the server
   --strict      only the addresses --regs sets exist; reads and writes anywhere
                 else answer "illegal data address"
   --verbose     log every request (same as moondog --log-level debug)
 ]=]
 
 local serve_spec = { unit = { arg = "N", list = true }, regs = { arg = "FILE" }, strict = {},
+                     profile = { arg = "NAME" }, set = { arg = "P=V", list = true }, attach = {},
                      verbose = {}, help = {}, short = { u = "unit", v = "verbose", h = "help" } }
+
+-- --set texts into {point = value}, each value read as its point's kind
+-- (number, bool, enum option or text); usage errors name the point.
+local function set_values(profile, texts)
+  local point = require "moondog.devices.point"
+  local by_name = {}
+  for _, p in ipairs(profile.points or {}) do by_name[p.name] = p end
+  local values = {}
+  for _, text in ipairs(texts or {}) do
+    local name, v = text:match("^([%w_]+)=(.*)$")
+    if not name then usage_error("serve", "--set '%s': expected POINT=VALUE, e.g. voltage=230.1", text) end
+    local p = by_name[name]
+    if not p then
+      local names = {}
+      for _, q2 in ipairs(profile.points or {}) do names[#names + 1] = q2.name end
+      usage_error("serve", "--set: profile %s has no point '%s' (it has %s)", profile.name, name,
+        table.concat(names, ", "))
+    end
+    local kind = point.kind(p)
+    if kind == "number" or kind == "integer" then
+      local n = tonumber(v)
+      if not n then usage_error("serve", "--set %s: '%s' is not a number", name, v) end
+      if kind == "integer" then n = math.tointeger(n) or n end
+      values[name] = n
+    elseif kind == "bool" then
+      local b = ({ ["true"] = true, ["false"] = false, on = true, off = false, ["1"] = true, ["0"] = false })[
+        v:lower()]
+      if b == nil then usage_error("serve", "--set %s: '%s' is not true or false", name, v) end
+      values[name] = b
+    else
+      values[name] = v
+    end
+  end
+  return values
+end
 
 -- "1,2,5-7" (possibly from several --unit options) into a sorted list.
 local function unit_list(cmd, texts)
@@ -633,6 +680,18 @@ local function cmd_serve(args)
     local f = io.open(o.regs, "r")
     if not f then usage_error("serve", "cannot read --regs file '%s'", o.regs) end
     f:close()
+  end
+  if o.set and not o.profile then usage_error("serve", "--set needs --profile (the points' profile)") end
+  local profile, preset
+  if o.profile then
+    local devices = require "moondog.devices"
+    local ok, loaded = pcall(devices.load, o.profile)
+    if not ok then usage_error("serve", "%s", tostring(loaded):gsub("^[^:]+:%d+: ", "")) end
+    if loaded.protocol ~= "modbus" then
+      usage_error("serve", "profile %s speaks %s, not modbus; use moondog %s serve", o.profile,
+        tostring(loaded.protocol), tostring(loaded.protocol))
+    end
+    profile, preset = loaded, set_values(loaded, o.set)
   end
   if type(modbus.serve) ~= "function" then
     say("%s serve: this moondog has no Modbus server (md.modbus.serve is missing)", TOOL)
@@ -673,10 +732,42 @@ local function cmd_serve(args)
       end
     end
   end
+  rawset(_G, "srv", srv) -- for an attached REPL
+  if profile then
+    local driver = require "moondog.devices.modbus"
+    for _, unit in ipairs(units or { false }) do
+      local ok, sim = pcall(driver.simulator, profile, srv, unit or nil)
+      if ok then
+        ok, sim = pcall(function()
+          for k, v in pairs(preset) do sim:set(k, v) end
+          return sim
+        end)
+      end
+      if not ok then
+        srv:close()
+        say("%s serve: --set: %s", TOOL, tostring(sim):gsub("^[^:]+:%d+: ", ""))
+        md.exit(2)
+      end
+      if rawget(_G, "sim") == nil then rawset(_G, "sim", sim) end -- the first unit's
+    end
+  end
+  local listener
+  if o.attach then
+    local lerr, lcode
+    listener, lerr, lcode = md.attach.listen()
+    if not listener then
+      srv:close()
+      say("%s serve: --attach: %s (%s)", TOOL, tostring(lerr), tostring(lcode))
+      md.exit(1)
+    end
+    rawset(_G, "attach_listener", listener)
+  end
   io.stdout:write(srv:url(), "\n")
   io.stdout:flush()
-  md.log.info("serving %s%s; Ctrl-C stops", srv:url(),
-    units and (" for unit(s) " .. table.concat(units, ",")) or "")
+  md.log.info("serving %s%s%s; Ctrl-C stops", srv:url(),
+    units and (" for unit(s) " .. table.concat(units, ",")) or "",
+    profile and (" as " .. profile.name) or "")
+  if listener then md.log.info("attach with: moondog attach %s", listener:path()) end
 end
 
 local proxy_help = [=[

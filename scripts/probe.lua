@@ -12,6 +12,10 @@
 --   unit 3: eastron/sdm72d (Eastron SDM72D-M)
 --     site:add("sdm72d_3", "eastron/sdm72d", "rtu:///dev/ttyUSB0?baud=9600&unit=3")
 --
+-- `moondog probe rct://host[:port]` asks an RCT Power device for its
+-- identity objects (inverter_sn, android_description) instead and lists
+-- the rct profiles for it.
+--
 -- A unit that answers but fits no profile is listed as such. Exit codes:
 -- 0 something was identified, 1 nothing was (or the bus cannot be opened),
 -- 2 the command line is wrong.
@@ -33,7 +37,10 @@ each Modbus profile on the profile search path (and SunSpec devices by their
 map), and prints, for each device found, its unit, the matching profiles and
 a ready site:add(...) line.
 
-  URL             the bus: tcp://host[:port], rtu:///dev/ttyUSB0, rtu+tcp://...
+  URL             the bus: tcp://host[:port], rtu:///dev/ttyUSB0, rtu+tcp://...;
+                  or rct://host[:port] (port 8899 unless given): an RCT Power
+                  device, identified by its identity objects (inverter_sn,
+                  android_description); --units and --bauds do not apply
   --units LIST    unit ids to try, e.g. 1-247 (default), 1,2,10-20
   --bauds LIST    serial lines only: baud rates to try in turn, e.g. 9600,19200
                   (default: the URL's baud)
@@ -180,6 +187,45 @@ if o.bauds then
   end
   bauds = int_list("bauds", o.bauds, 50, 4000000)
 end
+-- An RCT Power device at rct://host[:port]: it is one when it answers its
+-- identity objects; every rct profile on the search path fits it.
+local function probe_rct(target, wait)
+  local rct = require "moondog.rct"
+  if o.units or o.bauds then cli:usage_error(nil, "--units and --bauds are for Modbus buses, not %s", url) end
+  local host, port = rct.parse_target(target)
+  if not host then cli:usage_error(nil, "%s: %s", url, tostring(port)) end
+  io.stderr:write(format("\r%s: asking for its identity ", url))
+  io.stderr:flush()
+  local client, err, code = rct.connect(host, port, { timeout = wait, retries = 0 })
+  local sn, model
+  if client then
+    sn, err, code = client:read("inverter_sn")
+    if sn then model = client:read("android_description") end
+    client:close()
+  end
+  io.stderr:write("\r\27[K")
+  if not sn then
+    cli_mod.say("%s: no RCT Power device answered at %s: %s (%s)", TOOL, url, tostring(err), tostring(code))
+    md.exit(1)
+  end
+  local rows = {}
+  for _, row in ipairs(devices.list()) do
+    if row.profile.protocol == "rct" then rows[#rows + 1] = row end
+  end
+  local names = {}
+  for i, row in ipairs(rows) do names[i] = label(row) end
+  io.stdout:write(format("%s: RCT Power %s, serial %s: %s\n", url, tostring(model or "?"), tostring(sn),
+    #rows > 0 and table.concat(names, ", ") or "no rct profile on the search path"))
+  for _, row in ipairs(rows) do
+    io.stdout:write(format("  site:add(%q, %q, %q)\n", (row.name:match("([^/]+)$"):gsub("[^%w_]", "_")),
+      row.name, format("%s:%d", host:find(":", 1, true) and "[" .. host .. "]" or host, port)))
+  end
+  io.stdout:flush()
+  md.exit(#rows > 0 and 0 or 1)
+end
+
+if url:match("^rct://") then probe_rct((url:sub(7):gsub("/+$", "")), timeout) end
+
 local mb, ss = candidates()
 local found, done = 0, 0
 for _, baud in ipairs(bauds) do

@@ -9,6 +9,7 @@ local modbus = require "moondog.modbus"
 local devices = require "moondog.devices"
 local driver = require "moondog.devices.modbus"
 local point = require "moondog.devices.point"
+local md = require "moondog"
 
 local function profile(points, extra)
   local p = { name = "test", protocol = "modbus", points = points }
@@ -141,6 +142,73 @@ T.test("writes are checked against the point before anything is sent", function(
     T.eq(code, case[3], case[1] .. " = " .. tostring(case[2]) .. " (" .. tostring(err) .. ")")
   end
   T.eq(writes, 5, "no refused write was sent")
+end)
+
+-- Points in adjacent holding registers, a gap, a lone register and a coil.
+local function multi_profile()
+  return profile({
+    { name = "limit", source = { kind = "holding", addr = 0 }, type = "integer", writable = true,
+      min = 0, max = 100, step = 1 },
+    { name = "wide", source = { kind = "holding", addr = 1, type = "float32" }, writable = true },
+    { name = "setpoint", source = { kind = "holding", addr = 3, type = "int16" }, writable = true,
+      scale = 0.1, min = -50, max = 50, step = 0.5 },
+    { name = "far", source = { kind = "holding", addr = 10 }, type = "integer", writable = true,
+      min = 0, max = 1000, step = 1 },
+    { name = "on", source = { kind = "coil", addr = 0 }, type = "bool", writable = true },
+  })
+end
+
+T.test("write{...}: adjacent registers in one function-16 transaction, all refused on one bad value",
+function()
+  local calls = {}
+  local srv <close> = serve({
+    on_write = function(_, kind, addr, values)
+      calls[#calls + 1] = { kind = kind, addr = addr, n = #values }
+    end,
+  })
+  local dev <close> = assert(devices.open(multi_profile(), srv:url()))
+  assert(dev:write { limit = 40, wide = 1234.5, setpoint = -12.5 })
+  T.eq(#calls, 1, "three adjacent points, one transaction")
+  T.eq(calls[1].addr, 0, "from the first register")
+  T.eq(calls[1].n, 4, "over all four registers")
+  local regs = srv:get(1, "holding", 0, 4)
+  T.eq(regs[1], 40, "limit")
+  T.eq(srv:get_value(1, "holding", 1, "float32"), 1234.5, "float32")
+  T.eq(regs[4], 65536 - 125, "setpoint -12.5 / 0.1 as int16")
+  calls = {}
+  assert(dev:write { limit = 41, far = 7, on = true })
+  T.eq(#calls, 3, "a gap and a coil: three transactions")
+  T.eq(srv:get(1, "holding", 10)[1], 7, "far")
+  T.eq(srv:get(1, "coil", 0)[1], true, "coil")
+  calls = {}
+  local ok, err, code = dev:write { limit = 50, wide = 1, setpoint = 0.25 }
+  T.eq(ok, nil, "one bad value")
+  T.eq(code, "bad_step", err)
+  ok, err, code = dev:write { limit = 50, nope = 1 }
+  T.eq(ok, nil, "an unknown point")
+  T.eq(code, "unknown_point", err)
+  T.eq(#calls, 0, "nothing was sent for a refused write")
+  T.eq(srv:get(1, "holding", 0)[1], 41, "limit unchanged")
+end)
+
+T.test("site device write{...}: handed to the driver whole, then read back", function()
+  local calls = 0
+  local srv <close> = serve({ on_write = function() calls = calls + 1 end })
+  local site <close> = md.site.new { name = "multi" }
+  local d = assert(site:add("dev", multi_profile(), srv:url() .. "?unit=1", { poll = 60 }))
+  assert(d:write { limit = 12, wide = 2.5, setpoint = 3 })
+  T.eq(calls, 1, "one transaction at the server")
+  T.eq(d.limit, 12, "read back")
+  T.eq(d.wide, 2.5, "read back")
+  T.eq(d.setpoint, 3, "read back")
+  d:own({ "far" }, "limiter")
+  local ok, _, code = d:write { limit = 13, far = 1 }
+  T.eq(ok, nil, "an owned point refuses the whole write")
+  T.eq(code, "owned", "code")
+  T.eq(calls, 1, "nothing sent")
+  assert(d:write({ limit = 13, far = 1 }, { owner = "limiter" }))
+  T.eq(calls, 3, "two runs")
+  site:close()
 end)
 
 T.test("point.parse reads text as data", function()

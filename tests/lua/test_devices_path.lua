@@ -41,6 +41,11 @@ T.test("shipped names load as before, with the file they came from", function()
     T.eq(p.name, name, "name")
     T.eq(p.file, md.paths.devices .. "/" .. name .. ".lua", "file of " .. name)
   end
+  -- a model name alone finds its one vendor folder
+  T.eq(devices.load("sdm120").file, md.paths.devices .. "/eastron/sdm120.lua", "sdm120 is eastron/sdm120")
+  T.eq(devices.find("growatt_nothing"), nil, "no such model anywhere")
+  local _, tried = devices.find("growatt_nothing")
+  T.eq(tried[#tried], md.paths.devices .. "/*/growatt_nothing.lua", "the vendor folders were searched too")
   local places = devices.path()
   T.eq(places[#places].from, "shipped", "the shipped folder is searched last")
   T.eq(places[#places].dir, md.paths.devices, "shipped folder")

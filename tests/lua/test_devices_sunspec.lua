@@ -86,6 +86,43 @@ T.test("write: the power limit reaches the inverter; refusals send nothing", fun
   T.eq(s.srv:stats().requests, before, "no request for a refused write")
 end)
 
+T.test("write{...}: the points of one model in the fewest writes (704 adjacent: one; 123: one per gap)",
+function()
+  local reads = 0
+  local srv <close> = assert(md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = { 1, 103, 120, 121, 123, 704 }, values = { [121] = { WMax = 5000 } },
+    on_read = function() reads = reads + 1 end,
+  }))
+  local dev <close> = devices.open("sunspec_inverter", srv:url())
+  assert(dev:read())
+  -- writes reaching the server: its requests less the reads it answered
+  local function writes(fn)
+    local r0, q0 = reads, srv:stats().requests
+    fn()
+    return srv:stats().requests - q0 - (reads - r0)
+  end
+  T.eq(writes(function()
+    assert(dev:write { der_limit = 60, der_limit_enabled = "ENABLED", der_failsafe_limit = 30,
+      der_failsafe_enabled = "ENABLED", der_revert = 120 })
+  end), 1, "five adjacent points of 704: one write")
+  T.eq(srv:get(704, "WMaxLimPct"), 60, "704 limit")
+  T.eq(srv:get(704, "WMaxLimPctRvrtTms"), 120, "704 revert time")
+  -- 123: WMaxLimPct (3), WMaxLimPct_RvrtTms (5), WMaxLim_Ena (7) lie between
+  -- points the profile does not name; those are not written
+  T.eq(writes(function()
+    assert(dev:write { power_limit = 50, power_limit_revert = 60, power_limit_enabled = "ENABLED" })
+  end), 3, "123: three writes, none of the registers between")
+  T.eq(srv:get(123, "WMaxLimPct"), 50, "123 limit")
+  T.eq(srv:get(123, "WMaxLimPct_RvrtTms"), 60, "123 revert")
+  T.eq(srv:get(123, "WMaxLim_Ena"), "ENABLED", "123 enabled")
+  T.eq(writes(function()
+    local ok, err, code = dev:write { power_limit = 40, power_limit_revert = 60, der_limit = 150 }
+    T.eq(ok, nil, "one bad value")
+    T.eq(code, "out_of_range", err)
+  end), 0, "refuses them all")
+  T.eq(srv:get(123, "WMaxLimPct"), 50, "unchanged")
+end)
+
 T.test("an unreachable device: read fails with a reason, then recovers", function()
   local srv = assert(md.sunspec.serve("tcp://127.0.0.1:0", { models = { 1, 203 } }))
   local url = srv:url()

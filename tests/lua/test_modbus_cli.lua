@@ -256,8 +256,10 @@ local function has_server()
   return code == 0
 end
 
-local function moondog_serve(dir, args)
-  local p = start(dir, "serve", format("%s modbus serve %s", q(md.paths.exe), args))
+local function moondog_serve(dir, args, env)
+  local vars = {}
+  for k, v in pairs(env or {}) do vars[#vars + 1] = format("%s=%s ", k, q(v)) end
+  local p = start(dir, "serve", format("env %s%s modbus serve %s", table.concat(vars), q(md.paths.exe), args))
   local url = p:first_line()
   assert(url:match("^%a[%w+]*://"), "serve printed '" .. url .. "', expected its URL")
   return p, url
@@ -328,6 +330,69 @@ T.test("serve: one map for every unit, --strict, a bad --regs file, SIGTERM", fu
   T.eq(code, 2, "bad --regs file")
   T.eq(out, "", "no URL printed for a bad file")
   assert(err:find("regs.txt:5: 'lots' is not an integer", 1, true), err)
+end, { timeout = 60 })
+
+T.test("serve --regs: typed values (float32, int32 in CDAB, strings) next to raw ones", function()
+  local dir <close> = tmpdir()
+  local regs = dir.path .. "/typed.regs"
+  T.write_file(regs, "# typed\ni0 float32 230.1\n30001 float32 1234.5\nh10 int32 CDAB -5 7\n"
+    .. "h20 string ACME\n5 17 18\n")
+  local _srv <close>, url = moondog_serve(dir, "tcp://127.0.0.1:0 --regs " .. q(regs))
+  local bus <close> = assert(md.modbus.open(url .. "?unit=1"))
+  local codec = require "moondog.modbus.codec"
+  T.eq(assert(bus:read_input(1, 0, 2))[1], 0x4366, "230.1 as float32: high word")
+  T.eq(codec.decode(assert(bus:read_input(1, 0, 2)), "float32", "ABCD"), codec.decode({ 0x4366, 0x199A },
+    "float32", "ABCD"), "230.1 as float32")
+  local e = assert(bus:read_holding(1, 30001, 2))
+  T.eq(e[1], 0x449A, "1234.5 = 0x449A5000")
+  T.eq(e[2], 0x5000, "1234.5 = 0x449A5000")
+  local w = assert(bus:read_holding(1, 10, 4))
+  T.eq(w[1], 0xFFFB, "-5 in CDAB: low word first")
+  T.eq(w[2], 0xFFFF, "-5 in CDAB: high word")
+  T.eq(w[3], 7, "7 in CDAB: low word first")
+  T.eq(w[4], 0, "7 in CDAB: high word")
+  local t = assert(bus:read_holding(1, 20, 2))
+  T.eq(t[1], 0x4143, "'AC'")
+  T.eq(t[2], 0x4D45, "'ME'")
+  T.eq(assert(bus:read_holding(1, 5, 2))[2], 18, "raw values as before")
+  T.write_file(regs, "h0 float32 lots\n")
+  local out, err, code = cli(dir, "serve tcp://127.0.0.1:0 --regs " .. q(regs))
+  T.eq(code, 2, "bad typed value")
+  T.eq(out, "", "no URL printed")
+  assert(err:find("typed.regs:1: 'lots' is not a number", 1, true), err)
+end)
+
+T.test("serve --profile sdm120 --set: engineering values encoded through the profile, changed from attach",
+function()
+  local dir <close> = tmpdir()
+  local sock = dir.path .. "/sim.sock"
+  local _srv <close>, url = moondog_serve(dir, "tcp://127.0.0.1:0 --profile sdm120 --set voltage=230.1 "
+    .. "--set import_energy=1234.5 --set frequency=50 --attach", { MOONDOG_ATTACH = sock })
+  local bus <close> = assert(md.modbus.open(url .. "?unit=1"))
+  -- SDM120: voltage at input 0x00, frequency at 0x46, import energy at 0x48, float32 ABCD
+  T.eq(table.concat(assert(bus:read_input(1, 0x00, 2)), ","), "17254,6554", "230.1 = 0x4366199A")
+  T.eq(table.concat(assert(bus:read_input(1, 0x48, 2)), ","), "17562,20480", "1234.5 = 0x449A5000")
+  T.eq(table.concat(assert(bus:read_input(1, 0x46, 2)), ","), "16968,0", "50 = 0x42480000")
+  local dev <close> = assert(require("moondog.devices").open("eastron/sdm120", url .. "?unit=1"))
+  local v = assert(dev:read())
+  T.eq(v.voltage, 230.1, "through the driver")
+  T.eq(v.import_energy, 1234.5, "through the driver")
+  T.wait_for(function() return os.execute("test -S " .. q(sock)) == true end,
+    10, "the attach socket")
+  local out, code = T.sh(format("printf '%%s\\n' 'sim:set(\"voltage\", 231.5)' 'sim:get(\"import_energy\")' "
+    .. "| %s attach %s 2>&1", q(md.paths.exe), q(sock)))
+  T.eq(code, 0, "attach: " .. out)
+  assert(out:find("1234.5", 1, true), "sim:get in the REPL: " .. out)
+  T.eq(assert(dev:read()).voltage, 231.5, "changed while it runs")
+  local err
+  out, err, code = cli(dir, "serve tcp://127.0.0.1:0 --profile sdm120 --set volts=1")
+  T.eq(code, 2, "unknown point")
+  T.eq(out, "", "stdout")
+  assert(err:find("no point 'volts'", 1, true) and err:find("voltage", 1, true), err)
+  out, err, code = cli(dir, "serve tcp://127.0.0.1:0 --set voltage=1")
+  T.eq(code, 2, "--set without --profile")
+  T.eq(out, "", "stdout")
+  assert(err:find("--set needs --profile", 1, true), err)
 end, { timeout = 60 })
 
 -- }=====

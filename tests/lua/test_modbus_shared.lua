@@ -172,3 +172,94 @@ T.test("two URLs naming one pty share one bus; other line settings conflict", fu
 end)
 
 -- }=====
+
+-- {===== stray frames =====
+
+-- A far side in Python on pty a: it answers function 3 (register n holds
+-- 100 + n) and, after its first answers for registers 0 and 20, puts a
+-- stray frame on the line (first one with a bad CRC, then a well-formed
+-- one from unit 9) and touches a marker file for it. With a third
+-- argument it also puts a stray frame on the line before anything else.
+local FAR_SIDE = [[
+import os, struct, sys, time, tty
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+def crc(b):
+    c = 0xFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+    return struct.pack("<H", c)
+if len(sys.argv) > 3:  # a stray frame on the line before the client opens it
+    os.write(fd, bytes([1, 3, 2, 0xAB, 0xCD, 0, 0]))
+    open(sys.argv[2] + "early", "w").close()
+buf, n, done = b"", 0, set()
+while n < 40:
+    buf += os.read(fd, 256)
+    while len(buf) >= 8:
+        req, buf = buf[:8], buf[8:]
+        unit, fc, addr, count = struct.unpack(">BBHH", req[:6])
+        pdu = struct.pack(">BBB", unit, fc, 2 * count)
+        pdu += b"".join(struct.pack(">H", 100 + addr + i) for i in range(count))
+        os.write(fd, pdu + crc(pdu))
+        n += 1
+        stray = None
+        if addr == 0 and addr not in done:
+            stray = bytes([unit, 3, 2, 0xAB, 0xCD, 0, 0])
+        elif addr == 20 and addr not in done:
+            stray = bytes([9, 3, 2, 0x12, 0x34])
+            stray += crc(stray)
+        if stray:
+            done.add(addr)
+            time.sleep(0.05)
+            os.write(fd, stray)
+            open(sys.argv[2] + str(addr), "w").close()
+]]
+
+T.test("RTU: a stray frame fails at most the request it meets; the line is flushed after it", function()
+  T.need("python3")
+  local dir <close> = T.tmpdir()
+  local a, b, _socat <close> = pty_pair(dir)
+  local script, marker = dir.path .. "/far.py", dir.path .. "/stray"
+  T.write_file(script, FAR_SIDE)
+  local _far <close> = T.start(dir, "far", format("python3 %s %s %s", q(script), q(a), q(marker)))
+  local bus <close> = assert(modbus.open("rtu://" .. b .. "?timeout=1"))
+  local first
+  T.wait_for(function()
+    first = bus:read_holding(1, 0, 1)
+    return first ~= nil
+  end, 10, "the far side to answer")
+  T.eq(first[1], 100, "first read")
+  for _, case in ipairs({ { after = 0, code = "crc" }, { after = 20, code = "wrong_unit" } }) do
+    T.wait_for(function()
+      return os.execute("test -e " .. q(marker .. case.after)) == true
+    end, 10, "the stray frame")
+    md.sleep(0.1) -- through socat into the client's side
+    local v, err, code = bus:read_holding(1, 5, 1)
+    T.eq(v, nil, "the request that meets the stray frame fails")
+    T.eq(code, case.code, err)
+    -- the answer to that request came after the stray frame and was dropped
+    local regs = assert(bus:read_holding(1, 10, 2))
+    T.eq(regs[1], 110, "the next read is its own")
+    T.eq(regs[2], 111, "the next read is its own")
+    T.eq(assert(bus:read_holding(1, 20, 1))[1], 120, "and the one after")
+  end
+end)
+
+T.test("RTU: what was on the line before the client opened it is flushed", function()
+  T.need("python3")
+  local dir <close> = T.tmpdir()
+  local a, b, _socat <close> = pty_pair(dir)
+  local script, marker = dir.path .. "/far.py", dir.path .. "/stray"
+  T.write_file(script, FAR_SIDE)
+  local _far <close> = T.start(dir, "far", format("python3 %s %s %s early", q(script), q(a), q(marker)))
+  T.wait_for(function()
+    return os.execute("test -e " .. q(marker .. "early")) == true
+  end, 10, "the stray frame")
+  md.sleep(0.1) -- through socat into the client's side, which keeps it until read
+  local bus <close> = assert(modbus.open("rtu://" .. b .. "?timeout=1"))
+  T.eq(assert(bus:read_holding(1, 3, 1))[1], 103, "the first read is its own")
+end)
+
+-- }=====

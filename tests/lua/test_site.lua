@@ -590,3 +590,39 @@ T.test("meters of one named profile share its tables: one profile, one plan", fu
   local c = assert(other:add("c", "sdm630", sim:url()))
   T.eq(c.profile ~= a.profile, true, "another site loads its own")
 end)
+
+-- Register images written by hand from Eastron's documents, not through the
+-- profiles: float32 words ABCD.
+T.test("site:add(id, 'auto', url): the one profile whose probe fits; candidates or a hint otherwise",
+function()
+  local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0", { units = { 1, 2, 3 } }))
+  -- unit 1: an SDM72D-M: model code 0x0089 in holding 0xFC02, L1 230.5 V (0x43668000)
+  srv:set(1, "holding", 0xFC02, { 0x0089 })
+  srv:set(1, "input", 0x00, { 0x4366, 0x8000 })
+  -- unit 2: an SDM120 (or SDM230: one map): 230.1 V (0x4366199A), 50 Hz (0x42480000) at 0x46
+  srv:set(2, "input", 0x00, { 0x4366, 0x199A })
+  srv:set(2, "input", 0x46, { 0x4248, 0x0000 })
+  -- unit 3: answers, with nothing any probe looks for
+  local site <close> = md.site.new { name = "auto" }
+  local meter = assert(site:add("meter", "auto", srv:url() .. "?unit=1", { poll = 60 }))
+  T.eq(meter:stats().profile, "eastron/sdm72d", "identified")
+  T.wait_for(function() return meter.l1_voltage ~= nil end, 5, "the first poll")
+  T.eq(meter.l1_voltage, 230.5, "then read as if named")
+  local d, err, code = site:add("house", "auto", srv:url() .. "?unit=2")
+  T.eq(d, nil, "two profiles fit an SDM120 image")
+  T.eq(code, "ambiguous", err)
+  assert(err:find("eastron/sdm120", 1, true) and err:find("eastron/sdm230", 1, true), "candidates: " .. err)
+  d, err, code = site:add("other", "auto", srv:url() .. "?unit=3")
+  T.eq(d, nil, "no profile fits")
+  T.eq(code, "no_profile", err)
+  assert(err:find("none matched", 1, true) and err:find("moondog probe", 1, true), "a hint: " .. err)
+  T.eq(#site:devices(), 1, "only the identified device was added")
+  site:close()
+  local url = srv:url()
+  srv:close()
+  local again <close> = md.site.new { name = "auto2" }
+  d, err, code = again:add("gone", "auto", url .. "?unit=1&timeout=0.3")
+  T.eq(d, nil, "nothing answers")
+  assert(code, "a code: " .. tostring(err))
+  assert(err:find("no device answered", 1, true), err)
+end)

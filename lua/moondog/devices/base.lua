@@ -22,9 +22,10 @@ function M.class(kind)
   local Device = {}
   Device.__index = Device
 
-  --- dev:write(name, value): checked against the point before the driver's
-  --- _write(item, value) sends anything.
-  function Device:write(name, value)
+  -- One point's value checked (type, range, rules between points); with
+  -- `given` the other points' values come from it first (a multi-point
+  -- write checks each value against the others it writes).
+  local function check_one(self, name, value, given)
     local item = self.items[name]
     if not item then
       return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
@@ -36,6 +37,7 @@ function M.class(kind)
     if self.profile.constraints then -- rules between points: read the others now
       local now
       v, err, code = point.check_constraints(self.profile, name, v, function(other)
+        if given and given[other] ~= nil then return given[other] end
         if not now then now = self:read() or {} end
         return now[other]
       end)
@@ -43,10 +45,49 @@ function M.class(kind)
         return nil, format("%s: %s", self.id, err), code
       end
     end
-    local ok
-    ok, err, code = self:_write(item, v)
-    if not ok then
-      return nil, format("%s: writing %s: %s", self.id, name, err), code
+    return item, v
+  end
+
+  --- dev:write(name, value) or dev:write{name = value, ...}: every value
+  --- checked against its point before the driver sends anything (one bad
+  --- value refuses them all). A driver with _write_many(list) gets the
+  --- whole list {item =, value =, name =}, sorted by name, to send in the
+  --- fewest transactions; others get _write(item, value) per point.
+  function Device:write(name, value)
+    if type(name) ~= "table" then
+      local item, v, code = check_one(self, name, value)
+      if not item then return nil, v, code end
+      local ok, err
+      ok, err, code = self:_write(item, v)
+      if not ok then
+        return nil, format("%s: writing %s: %s", self.id, name, err), code
+      end
+      return true
+    end
+    local names = {}
+    for n in pairs(name) do
+      if type(n) ~= "string" then error("write: point names must be strings, got " .. type(n), 2) end
+      names[#names + 1] = n
+    end
+    table.sort(names)
+    local list = {}
+    for i, n in ipairs(names) do
+      local item, v, code = check_one(self, n, name[n], name)
+      if not item then return nil, v, code end
+      list[i] = { item = item, value = v, name = n }
+    end
+    if self._write_many then
+      local ok, err, code = self:_write_many(list)
+      if not ok then
+        return nil, format("%s: writing %s: %s", self.id, table.concat(names, ", "), err), code
+      end
+      return true
+    end
+    for _, w in ipairs(list) do
+      local ok, err, code = self:_write(w.item, w.value)
+      if not ok then
+        return nil, format("%s: writing %s: %s", self.id, w.name, err), code
+      end
     end
     return true
   end

@@ -53,13 +53,28 @@ end
 
 --- devices.find(name) -> the file of a profile name (`sdm630`,
 --- `eastron/sdm120`) and the place it came from ({dir, from} of
---- devices.path()), or nil and the files that were looked for.
+--- devices.path()), or nil and the files that were looked for. A model
+--- name alone (`sdm120`) also finds the one `<vendor>/sdm120` of a folder
+--- (several vendors with that model in one folder: not found).
+local names_in
+
 function M.find(name)
   local tried = {}
   for _, place in ipairs(M.path()) do
     local file = place.dir .. "/" .. name .. ".lua"
     if readable(file) then return file, place end
     tried[#tried + 1] = file
+  end
+  if not name:find("/", 1, true) then
+    -- a model name alone (`sdm120`): the one vendor folder that has it
+    for _, place in ipairs(M.path()) do
+      local found = {}
+      for _, n in ipairs(names_in(place.dir)) do
+        if n:match("^[^/]+/(.+)$") == name then found[#found + 1] = place.dir .. "/" .. n .. ".lua" end
+      end
+      if #found == 1 then return found[1], place end
+      tried[#tried + 1] = place.dir .. "/*/" .. name .. ".lua"
+    end
   end
   return nil, tried
 end
@@ -101,7 +116,7 @@ end
 
 -- The .lua files of a folder and of its subfolders, as profile names
 -- ("sdm630", "eastron/sdm120"), sorted.
-local function names_in(dir)
+function names_in(dir)
   local quoted = "'" .. dir:gsub("'", "'\\''") .. "'"
   local p = io.popen("find -L " .. quoted .. " -mindepth 1 -maxdepth 2 -type f -name '*.lua' 2>/dev/null",
     "r")
@@ -232,6 +247,44 @@ function M.check(spec)
     end
   end
   return mistakes, profile
+end
+
+--- devices.identify(bus, unit) -> the rows of devices.list() whose device
+--- answers at unit of an open Modbus bus: every Modbus profile whose probe
+--- passes, else (none passed) the SunSpec profiles whose models the
+--- device has. Or nil, message, code when nothing answers there. Runs in
+--- a task (it reads the bus).
+function M.identify(bus, unit)
+  local driver = require "moondog.devices.modbus"
+  local mb, ss = {}, {}
+  for _, row in ipairs(M.list()) do
+    local p = row.profile
+    if p.protocol == "modbus" and type(p.probe) == "table" and #p.probe > 0 then
+      mb[#mb + 1] = row
+    elseif p.protocol == "sunspec" then
+      ss[#ss + 1] = row
+    end
+  end
+  local matches = {}
+  for _, row in ipairs(mb) do
+    local ok, err, code = driver.identify(row.profile, bus, unit)
+    if ok == nil then return nil, err, code end -- no answer (an exception is a "no")
+    if ok then matches[#matches + 1] = row end
+  end
+  if #matches > 0 or #ss == 0 then return matches end
+  local sdev = require("moondog.sunspec").open(bus, { unit = unit })
+  if sdev then
+    for _, row in ipairs(ss) do
+      for _, p in ipairs(row.profile.points) do
+        local key = tostring(p.source):match("^([%w_]+)%.")
+        if key and sdev:model(math.tointeger(tonumber(key)) or key) then
+          matches[#matches + 1] = row
+          break
+        end
+      end
+    end
+  end
+  return matches
 end
 
 --- devices.open(profile, target [, opts]) -> device. target is what the

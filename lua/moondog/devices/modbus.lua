@@ -321,6 +321,50 @@ function Device:_write(item, value)
   return self.bus:write_registers(self.unit, item.address, regs)
 end
 
+-- Several checked values: every value encoded first (one that does not fit
+-- refuses them all), then holding registers that follow each other go out
+-- as one function-16 write (at most 123 registers each); coils, and a lone
+-- register, are written as _write would.
+function Device:_write_many(list)
+  local regs_of = {}
+  for _, w in ipairs(list) do
+    local regs, err, code = encode(w.item, w.value)
+    if regs == nil then return nil, err, code end
+    regs_of[w] = regs
+  end
+  local sorted = {}
+  for i, w in ipairs(list) do sorted[i] = w end
+  table.sort(sorted, function(a, b)
+    if a.item.kind ~= b.item.kind then return a.item.kind < b.item.kind end
+    return a.item.address < b.item.address
+  end)
+  local runs = {}
+  for _, w in ipairs(sorted) do
+    local item, r = w.item, runs[#runs]
+    local n = item.kind == "holding" and #regs_of[w] or 0
+    if r and item.kind == "holding" and r.kind == "holding" and r.address + #r.regs == item.address
+        and #r.regs + n <= 123 then
+      table.move(regs_of[w], 1, n, #r.regs + 1, r.regs)
+      r.ws[#r.ws + 1] = w
+    else
+      local regs = regs_of[w]
+      if item.kind == "holding" then regs = table.move(regs, 1, n, 1, {}) end
+      runs[#runs + 1] = { kind = item.kind, address = item.address, regs = regs, ws = { w } }
+    end
+  end
+  for _, r in ipairs(runs) do
+    local ok, err, code
+    if #r.ws == 1 then
+      ok, err, code = self:_write(r.ws[1].item, r.ws[1].value)
+    else
+      self.transactions = self.transactions + 1
+      ok, err, code = self.bus:write_registers(self.unit, r.address, r.regs)
+    end
+    if not ok then return nil, err, code end
+  end
+  return true
+end
+
 -- Info sources: a string is the fact itself, a register spec is read.
 function Device:_read_info(sources)
   local facts = {}
@@ -583,21 +627,14 @@ function Sim:port() return self.server:port() end
 function Sim:close() self.server:close() end
 Sim.__close = Sim.close
 
---- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
---- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
---- with opts.values = {point = value} and opts.info = {serial = "..."}
---- (for info fields the profile reads from registers); opts.unit (1),
---- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
-function M.simulate(profile, url, opts)
+--- simulator(profile, server [, unit [, opts]]) -> simulator: the profile's
+--- points on a server already running (md.modbus.serve); unit nil: the map
+--- every unit shares. opts.values and opts.info as for simulate.
+function M.simulator(profile, server, unit, opts)
   opts = opts or {}
   profile = require("moondog.devices").load(profile)
   local items = base.points(profile, check_point)
-  local unit = opts.unit or 1
-  local server, err, code = modbus.serve(url, {
-    units = { unit }, on_write = opts.on_write, on_read = opts.on_read, device_id = opts.device_id,
-  })
-  if not server then return nil, err, code end
-  local sim = setmetatable({ server = server, unit = unit, items = items }, Sim)
+  local sim = setmetatable({ server = server, unit = unit, items = items, profile = profile }, Sim)
   for name, value in pairs(opts.values or {}) do
     sim:set(name, value)
   end
@@ -610,6 +647,22 @@ function M.simulate(profile, url, opts)
     end
   end
   return sim
+end
+
+--- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
+--- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
+--- with opts.values = {point = value} and opts.info = {serial = "..."}
+--- (for info fields the profile reads from registers); opts.unit (1),
+--- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
+function M.simulate(profile, url, opts)
+  opts = opts or {}
+  profile = require("moondog.devices").load(profile)
+  local unit = opts.unit or 1
+  local server, err, code = modbus.serve(url, {
+    units = { unit }, on_write = opts.on_write, on_read = opts.on_read, device_id = opts.device_id,
+  })
+  if not server then return nil, err, code end
+  return M.simulator(profile, server, unit, opts)
 end
 
 -- }=====

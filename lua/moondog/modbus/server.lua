@@ -371,6 +371,47 @@ local function file_value(token, kind)
   return v
 end
 
+-- "TYPE [ORDER] value..." after the address: each value encoded as TYPE
+-- (int16 ... float64) in the word order (ABCD unless given), one after
+-- another; a string takes the rest of the line as its text.
+local function typed_line(kind, a, vtype, rest)
+  if kind ~= "holding" and kind ~= "input" then
+    return nil, string.format("%s is a type of registers, not of %s", vtype, kind)
+  end
+  local order = "ABCD"
+  local o, after = rest:match("^(%u%u%u%u)%s+(.+)$")
+  if o and ("ABCD CDAB BADC DCBA"):find(o, 1, true) then order, rest = o, after end
+  local values = {}
+  local tokens = {}
+  if vtype == "string" then
+    tokens[1] = rest
+  else
+    for token in rest:gmatch("%S+") do tokens[#tokens + 1] = token end
+  end
+  for _, token in ipairs(tokens) do
+    local v = token
+    if vtype ~= "string" then
+      v = tonumber(token)
+      if v == nil or v ~= v or v == math.huge or v == -math.huge then
+        return nil, string.format("'%s' is not a number", token)
+      end
+      if not vtype:match("^float") then
+        v = math.tointeger(v)
+        if v == nil then return nil, string.format("%s value '%s' is not an integer", vtype, token) end
+      end
+    end
+    local ok, regs = pcall(codec.encode, v, vtype, order, vtype == "string" and (#v + 1) // 2 or nil)
+    if not ok then
+      return nil, string.format("'%s' does not fit a %s: %s", token, vtype, tostring(regs))
+    end
+    table.move(regs, 1, #regs, #values + 1, values)
+  end
+  if a + #values > 65536 then
+    return nil, string.format("%d registers from address %d go past 65535", #values, a)
+  end
+  return { kind = kind, addr = a, values = values }
+end
+
 -- One line: nil (blank or comment), an item, or nil + message.
 local function parse_line(line)
   local text = line:gsub("#.*$", ""):match("^%s*(.-)%s*$")
@@ -386,6 +427,10 @@ local function parse_line(line)
   local a = math.tointeger(tonumber(addr))
   if not a or a > 65535 then
     return nil, string.format("address %s is outside 0..65535", addr)
+  end
+  local vtype, typed = rest:match("^(%a+%d*)%s+(.+)$")
+  if vtype and (type_regs[vtype] or vtype == "string") then
+    return typed_line(kind, a, vtype, typed)
   end
   local values = {}
   for token in rest:gmatch("%S+") do
@@ -403,7 +448,9 @@ end
 
 --- srv:load(unit, path) -> true, or nil, message, code
 --- Lines "address value [value...]" with an optional kind prefix (h holding,
---- the default, i input, c coil, d discrete), # comments. Either the whole
+--- the default, i input, c coil, d discrete), # comments; or typed,
+--- "address TYPE [ORDER] value...": "i0 float32 230.1", "h100 int32 CDAB
+--- -5 7", "h200 string ACME" (TYPE int16 ... float64 or string). Either the whole
 --- file applies or nothing: a bad line is reported as "path:line: what".
 function Server:load(unit, path)
   if type(path) ~= "string" then

@@ -436,9 +436,9 @@ function Device:refresh(names)
   return refresh_once(self, names)
 end
 
-local function write_one(self, name, value, owner)
-  local p = self._points[name]
-  if not p then
+-- Whether `owner` may write the point: it exists and no other owner holds it.
+local function may_write(self, name, owner)
+  if not self._points[name] then
     return nil, format("%s has no point '%s'", self.id, tostring(name)), "unknown_point"
   end
   local held_by = self._owners[name]
@@ -446,6 +446,13 @@ local function write_one(self, name, value, owner)
     return nil, format("%s.%s is driven by %s; change its settings instead of writing the point", self.id,
       name, held_by), "owned"
   end
+  return true
+end
+
+local function write_one(self, name, value, owner)
+  local allowed, why, why_code = may_write(self, name, owner)
+  if not allowed then return nil, why, why_code end
+  local p = self._points[name]
   if self._dev == nil then -- a site value: the site holds it
     local v, err, code = point.check(p, value)
     if v == nil then return nil, format("%s: %s", self.id, err), code end
@@ -471,9 +478,19 @@ function Device:write(name, value, opts)
     opts = value
     for n in pairs(name) do names[#names + 1] = n end
     table.sort(names)
-    for _, n in ipairs(names) do
-      local ok, err, code = write_one(self, n, name[n], opts and opts.owner)
+    if self._dev and self._dev._write_many then
+      -- the driver checks every value, then sends adjacent registers together
+      for _, n in ipairs(names) do
+        local ok, err, code = may_write(self, n, opts and opts.owner)
+        if not ok then return nil, err, code end
+      end
+      local ok, err, code = counted(self, self._dev.write, name)
       if not ok then return nil, err, code end
+    else
+      for _, n in ipairs(names) do
+        local ok, err, code = write_one(self, n, name[n], opts and opts.owner)
+        if not ok then return nil, err, code end
+      end
     end
   else
     local ok, err, code = write_one(self, name, value, opts and opts.owner)

@@ -126,6 +126,40 @@ local function open_device(self, id, profile, target, opts)
   return dev
 end
 
+-- The one profile whose probe fits the Modbus device at target (profile
+-- "auto"), found with devices.identify on the site's bus for the line; or
+-- nil, message, code: nothing answers, no profile fits, or several do.
+local function auto_profile(self, id, target, opts)
+  if type(target) ~= "string" or not target:match("^%a[%w+]*://") then
+    error(format("site:add: device %s: profile 'auto' identifies Modbus devices; target must be a Modbus "
+      .. "address such as 'tcp://192.168.1.50?unit=1'", id), 3)
+  end
+  local cfg, perr = require("moondog.modbus.address").parse(target)
+  if not cfg then return nil, format("%s: %s", id, perr), "bad_address" end
+  local unit = opts.unit or cfg.unit or 1
+  local bus, key, code = modbus_bus(self, target)
+  if not bus then return nil, format("%s: %s", id, key), code end
+  local rows, err
+  rows, err, code = devices.identify(bus, unit)
+  self._buses[key].devices = self._buses[key].devices - 1 -- open_device counts the device
+  if not rows then
+    return nil, format("%s: no device answered at %s (unit %d) to identify: %s", id, target, unit, err), code
+  end
+  if #rows == 1 then
+    md.log.info("site %s: %s at %s is %s", self.name, id, target, rows[1].name)
+    return rows[1].name
+  end
+  local names = {}
+  for i, row in ipairs(rows) do names[i] = row.name end
+  if #rows == 0 then
+    return nil, format("%s: the device at %s (unit %d) answers, but none matched: no profile's probe fits "
+      .. "it; name its profile instead of 'auto' (`moondog devices` lists them, `moondog probe %s` shows "
+      .. "what answers)", id, target, unit, target), "no_profile"
+  end
+  return nil, format("%s: several profiles match the device at %s (unit %d): %s; name one of them instead "
+    .. "of 'auto'", id, target, unit, table.concat(names, ", ")), "ambiguous"
+end
+
 -- }=====
 
 -- {===== devices =====
@@ -139,6 +173,11 @@ end
 --- between tries while down, 10 and 300), timeout, base (SunSpec).
 --- A wrong argument or a broken profile raises; a device that cannot be
 --- reached is added all the same and tried again with backoff.
+--- profile "auto" (Modbus targets): the profile probes run against the
+--- device now (devices.identify) and the one that fits is used; nil,
+--- message, code when the device does not answer (the bus's code), when
+--- no probe fits ("no_profile") or when several do ("ambiguous", naming
+--- them). Unlike a named profile, "auto" needs the device to answer.
 function Site:add(id, profile, target, opts)
   check_id("site:add: the device id", id)
   if self._devices[id] then error(format("site:add: the site already has a device '%s'", id), 2) end
@@ -149,11 +188,15 @@ function Site:add(id, profile, target, opts)
   if type(profile) == "table" and profile.profile and profile.read then
     dev, opts = profile, target
   else
-    if profile == "auto" then
-      error("site:add: profile 'auto' needs device probing, which moondog does not have yet; name the "
-        .. "profile (see `ls devices/`)", 2)
-    end
     opts = opts or {}
+    if profile == "auto" then
+      local name, err, code = auto_profile(self, id, target, opts)
+      if not name then
+        md.log.error("site %s: cannot add %s: %s", self.name, id, tostring(err))
+        return nil, err, code
+      end
+      profile = name
+    end
     -- One copy of a named profile per site: a thousand meters of one model
     -- share their point tables (about 6 KB each) instead of each loading its own.
     local p = type(profile) == "string" and self._profiles[profile] or devices.load(profile)
