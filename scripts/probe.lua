@@ -87,38 +87,7 @@ end
 -- Failure codes that mean nothing answers at this unit.
 local silent = { timeout = true, gateway_target_failed = true, gateway_path_unavailable = true }
 
--- The profiles to try: Modbus ones with a probe, and SunSpec ones.
-local function candidates()
-  local mb, ss = {}, {}
-  for _, row in ipairs(devices.list()) do
-    local p = row.profile
-    if p.protocol == "modbus" and type(p.probe) == "table" and #p.probe > 0 then
-      mb[#mb + 1] = row
-    elseif p.protocol == "sunspec" then
-      ss[#ss + 1] = row
-    end
-  end
-  return mb, ss
-end
-
--- The SunSpec profiles whose models the device at unit has; nil when
--- there is no SunSpec map there.
-local function sunspec_matches(bus, unit, rows, timeout)
-  if #rows == 0 then return nil end
-  local sdev = md.sunspec.open(bus, { unit = unit, timeout = timeout })
-  if not sdev then return nil end
-  local found = {}
-  for _, row in ipairs(rows) do
-    for _, p in ipairs(row.profile.points) do
-      local key = tostring(p.source):match("^([%w_]+)%.")
-      if key and sdev:model(math.tointeger(tonumber(key)) or key) then
-        found[#found + 1] = row
-        break
-      end
-    end
-  end
-  return found
-end
+local candidates, sunspec_matches = devices.candidates, devices.sunspec_matches
 
 local function label(row)
   local p = row.profile

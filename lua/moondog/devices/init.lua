@@ -254,8 +254,9 @@ end
 --- passes, else (none passed) the SunSpec profiles whose models the
 --- device has. Or nil, message, code when nothing answers there. Runs in
 --- a task (it reads the bus).
-function M.identify(bus, unit)
-  local driver = require "moondog.devices.modbus"
+--- devices.candidates() -> the rows of devices.list() a bus can be probed
+--- for: Modbus profiles with a probe, and SunSpec profiles (two arrays).
+function M.candidates()
   local mb, ss = {}, {}
   for _, row in ipairs(M.list()) do
     local p = row.profile
@@ -265,26 +266,39 @@ function M.identify(bus, unit)
       ss[#ss + 1] = row
     end
   end
+  return mb, ss
+end
+
+--- devices.sunspec_matches(bus, unit, rows [, timeout]) -> the SunSpec rows
+--- whose models the device at unit has; nil when there is no SunSpec map.
+function M.sunspec_matches(bus, unit, rows, timeout)
+  if #rows == 0 then return nil end
+  local sdev = require("moondog.sunspec").open(bus, { unit = unit, timeout = timeout })
+  if not sdev then return nil end
+  local found = {}
+  for _, row in ipairs(rows) do
+    for _, p in ipairs(row.profile.points) do
+      local key = tostring(p.source):match("^([%w_]+)%.")
+      if key and sdev:model(math.tointeger(tonumber(key)) or key) then
+        found[#found + 1] = row
+        break
+      end
+    end
+  end
+  return found
+end
+
+function M.identify(bus, unit)
+  local driver = require "moondog.devices.modbus"
+  local mb, ss = M.candidates()
   local matches = {}
   for _, row in ipairs(mb) do
     local ok, err, code = driver.identify(row.profile, bus, unit)
     if ok == nil then return nil, err, code end -- no answer (an exception is a "no")
     if ok then matches[#matches + 1] = row end
   end
-  if #matches > 0 or #ss == 0 then return matches end
-  local sdev = require("moondog.sunspec").open(bus, { unit = unit })
-  if sdev then
-    for _, row in ipairs(ss) do
-      for _, p in ipairs(row.profile.points) do
-        local key = tostring(p.source):match("^([%w_]+)%.")
-        if key and sdev:model(math.tointeger(tonumber(key)) or key) then
-          matches[#matches + 1] = row
-          break
-        end
-      end
-    end
-  end
-  return matches
+  if #matches > 0 then return matches end
+  return M.sunspec_matches(bus, unit, ss) or matches
 end
 
 --- devices.open(profile, target [, opts]) -> device. target is what the
