@@ -456,12 +456,7 @@ local function write_one(self, name, value, owner)
   if self._dev == nil then -- a site value: the site holds it
     local v, err, code = point.check(p, value)
     if v == nil then return nil, format("%s: %s", self.id, err), code end
-    local now = md.now()
-    local changed = self._v[name] ~= v
-    self._good[name], self._v[name], self._t[name] = v, v, now
-    self._impl[name] = true
-    wake(self, name, v, 0, "ok")
-    emit(self, "sample", { name }, changed and { name } or {})
+    self:_set(name, v)
     return true
   end
   return counted(self, self._dev.write, name, value)
@@ -639,13 +634,12 @@ function M.add_point(self, p)
 end
 
 -- Internal, for site values and derived points: set a value the site holds.
-function Device:_set(name, v, state)
+function Device:_set(name, v)
   local now = md.now()
   local changed = self._v[name] ~= v
   if v ~= nil then self._good[name], self._t[name] = v, now end
   self._v[name] = v
   self._impl[name] = v ~= nil or self._impl[name]
-  if state then self._vstate = state end
   if v ~= nil then wake(self, name, v, 0, "ok") end
   emit(self, "sample", { name }, changed and { name } or {})
 end

@@ -68,10 +68,9 @@ local function lookup(blocks, kind, addr, count, now, max_age, out)
 end
 
 local function invalidate(blocks, kind, addr, count)
-  for key, b in pairs(blocks) do
+  for _, b in pairs(blocks) do
     if b.kind == kind and b.address < addr + count and addr < b.address + b.count then
       b.time = -math.huge
-      blocks[key] = b
     end
   end
 end
