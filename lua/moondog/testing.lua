@@ -267,6 +267,21 @@ function M.start(dir, name, cmd)
   return setmetatable(proc, Proc)
 end
 
+--- T.pty_pair(dir) -> a, b, proc: two linked pseudo-terminals (socat) in
+--- dir.path, a real serial line for RTU tests; the test is skipped without
+--- socat. `local a, b, _socat <close> = T.pty_pair(dir)` stops socat with the test.
+function M.pty_pair(dir)
+  M.need("socat", "socat")
+  local a, b = dir.path .. "/pty_a", dir.path .. "/pty_b"
+  local proc = M.start(dir, "socat", string.format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s",
+    M.quote(a), M.quote(b)))
+  M.wait_for(function()
+    if not proc:alive() then error("socat exited: " .. (M.read_file(proc.err) or ""), 0) end
+    return os.execute("test -e " .. M.quote(a) .. " -a -e " .. M.quote(b)) == true
+  end, 5, "socat's pty pair")
+  return a, b, proc
+end
+
 --- The first line of its stdout, polled for up to `timeout` seconds.
 function Proc:first_line(timeout)
   local line

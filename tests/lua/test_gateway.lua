@@ -174,12 +174,8 @@ T.test("identical requests in flight are sent to the device once", function()
 end)
 
 T.test("an RTU device on a socat pty behind a TCP listener", function()
-  T.need("socat")
   local dir <close> = T.tmpdir()
-  local a, b = dir.path .. "/pty_a", dir.path .. "/pty_b"
-  local _socat <close> = T.start(dir, "socat",
-    format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s", a, b))
-  T.wait_for(function() return os.execute("test -e " .. a .. " -a -e " .. b) == true end, 5, "ptys")
+  local a, b, _socat <close> = T.pty_pair(dir)
   local srv <close> = assert(md.modbus.serve("rtu://" .. a .. "?baud=19200"))
   srv:set(3, "input", 0, { 0, 777 })
   local site <close> = md.site.new { name = "rtu" }

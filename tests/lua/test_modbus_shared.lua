@@ -15,16 +15,7 @@ local format, q = string.format, T.quote
 
 -- A socat pty pair in dir: server side a, client side b, and a
 -- to-be-closed handle that stops socat.
-local function pty_pair(dir)
-  T.need("socat")
-  local a, b = dir.path .. "/pty_a", dir.path .. "/pty_b"
-  local proc = T.start(dir, "socat", format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s",
-    q(a), q(b)))
-  T.wait_for(function()
-    return os.execute("test -e " .. q(a) .. " -a -e " .. q(b)) == true
-  end, 5, "socat to create the pty pair")
-  return a, b, proc
-end
+local pty_pair = T.pty_pair
 
 local function serve(url, opts)
   return assert(modbus.serve(url, opts))

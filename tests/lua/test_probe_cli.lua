@@ -63,12 +63,8 @@ T.test("TCP: each device by its probe, nothing at the silent units", function()
 end)
 
 T.test("RTU on a pty pair: the same devices on one serial bus", function()
-  T.need("socat", "socat")
   local dir <close> = T.tmpdir()
-  local a, b = dir.path .. "/pty-a", dir.path .. "/pty-b"
-  local _socat <close> = T.start(dir, "socat", format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s",
-    q(a), q(b)))
-  T.wait_for(function() return io.open(a) ~= nil and io.open(b) ~= nil end, 5, "socat's pty links")
+  local a, b, _socat <close> = T.pty_pair(dir)
   local _srv <close> = start_server(dir, "rtu://" .. a .. "?baud=19200")
   local out, err, code = probe(dir, q("rtu://" .. b) .. " --units 1-8 --bauds 19200 --timeout 0.2")
   T.eq(code, 0, "exit code: " .. err)

@@ -513,13 +513,8 @@ end)
 local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 T.test("two devices on one pty share one bus; a second process's site gets 'busy'", function()
-  T.need("socat")
   local dir <close> = T.tmpdir()
-  local a, b = dir.path .. "/pty_a", dir.path .. "/pty_b"
-  local _socat <close> = T.start(dir, "socat",
-    format("socat pty,raw,echo=0,link=%s pty,raw,echo=0,link=%s", q(a), q(b)))
-  T.wait_for(function() return os.execute("test -e " .. q(a) .. " -a -e " .. q(b)) == true end, 5,
-    "socat's pty pair")
+  local a, b, _socat <close> = T.pty_pair(dir)
   local srv <close> = assert(md.modbus.serve("rtu://" .. a .. "?baud=9600")) -- every unit, one map
   srv:set(nil, "input", 0x34, { 0x4400, 0x0000 }) -- power 512.0 W
   local site <close> = md.site.new { name = "rs485" }
