@@ -10,7 +10,7 @@ local modbus_dev = require "moondog.devices.modbus"
 local START = 1782014400 -- 2026-06-21 04:00:00 UTC
 md.clock.simulate { start = "2026-06-21 04:00", seed = 7 }
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = T.quote
 
 T.test("start dates parse as UTC", function()
   T.eq(md.clock.parse_start("2026-06-21 04:00"), START, "date and time")

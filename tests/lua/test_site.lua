@@ -510,7 +510,7 @@ end)
 
 -- {===== serial lines =====
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local q = T.quote
 
 T.test("two devices on one pty share one bus; a second process's site gets 'busy'", function()
   local dir <close> = T.tmpdir()
