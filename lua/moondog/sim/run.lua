@@ -64,7 +64,8 @@ local function record(self, sim)
   self.last_t = t
   if t < self.warmup then dt = 0 end -- figures from the end of the warm-up on
   local export = -p.grid_w
-  local limit = self.limit_w
+  -- the limit in force: a command (MQTT, the REPL) may have changed moondog's
+  local limit = (self.ctl and type(self.ctl.limit_w) == "number") and self.ctl.limit_w or self.limit_w
   if dt > 0 then
     local over = export - limit
     if over > 0 then self.over_wh = self.over_wh + over * dt / 3600 end
