@@ -375,4 +375,10 @@ end
 
 M.serve = require("moondog.modbus.server").serve
 
+--- modbus.vreglink(dev, base [, opts]) -> a VregLink (Victron vregs over
+--- function 23): link:get(vreg), link:set(vreg, bytes). See moondog.modbus.vreglink.
+function M.vreglink(dev, base, opts)
+  return require("moondog.modbus.vreglink").new(dev, base, opts)
+end
+
 return M
