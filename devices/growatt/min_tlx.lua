@@ -16,10 +16,11 @@
 -- (ASCII), 23-27 serial number (10 ASCII characters), 44 trackers (high
 -- byte) and AC phases (low byte).
 --
--- The three-phase TL3-X (MAX/MID/MAC) and MOD families keep the same
--- holding registers 3, 122 and 123 (the control points below), but their
--- measurements are elsewhere (input 0-124), so this profile is for the
--- single-phase TL-X only.
+-- The three-phase TL3-X (MAX/MID/MAC) keep the same holding registers 3,
+-- 122 and 123 (the control points below), but their measurements are
+-- elsewhere (input 0-124), so this profile is for the single-phase TL-X
+-- only. The MOD TL3-X/TL3-XH answer the TL-X's 3000 range with three
+-- phases in it: profile growatt/mod_tl3x.
 --
 -- Writable points, with their semantics from the protocol:
 --   active_power_rate  holding 3: the most active power the inverter may
