@@ -353,6 +353,57 @@ function Device:_start()
   self._task:name("site poll " .. self.id)
 end
 
+-- The device's profile is known now (profile "auto"): its points, and a
+-- read at once; a good one brings it back from being down.
+function Device:_become(dev)
+  self._pending = nil
+  self._dev = dev
+  rawset(self, "profile", dev.profile)
+  self._profile = dev.profile
+  for _, p in ipairs(dev.profile.points) do M.add_point(self, p) end
+  self._retry_at = md.now()
+  self:_reschedule()
+  md.log.info("%s answers now; it is a %s (profile %s)", self.id, dev.profile.model or "?",
+    dev.profile.name or "?")
+  emit(self, "points")
+  self:_start()
+end
+
+--- sd:_probe(identify, err, code): a device added with profile "auto"
+--- whose device did not answer (err, code). identify() -> a driver device,
+--- or nil, message, code, final; it runs with the backoff of a down
+--- device until it gives a device, which this site device then becomes.
+--- A final failure (the device answers, but no profile fits) ends the
+--- probing: the device stays offline with that error.
+function Device:_probe(identify, err, code)
+  self._pending = true
+  local s = self._stats
+  local function note(e, c)
+    s.polls, s.failed = s.polls + 1, s.failed + 1
+    s.errors[c or "error"] = (s.errors[c or "error"] or 0) + 1
+    self._last_error, self._last_code = e, c
+  end
+  note(err, code)
+  down(self, err, code)
+  self._task = md.spawn(function()
+    while true do
+      sleep_until(self._retry_at)
+      local dev, e, c, final = identify()
+      if dev then return self:_become(dev) end
+      note(e, c)
+      emit(self, "error", e, c)
+      if final then
+        self._retry_at = nil
+        md.log.error("%s answers now, but cannot be added: %s", self.id, tostring(e))
+        return
+      end
+      self._retry_in = math.min(self._retry_in * 2, self._retry[2])
+      self._retry_at = md.now() + self._retry_in
+    end
+  end)
+  self._task:name("site probe " .. self.id)
+end
+
 function Device:_stop()
   if self._task then self._task:cancel() end
   self._task = nil
@@ -519,6 +570,9 @@ end
 
 --- dev:describe() -> the device's facts (manufacturer, model, serial, ...).
 function Device:describe()
+  if self._pending then
+    return nil, format("%s has not answered yet, so its profile is not known", self.id), "offline"
+  end
   if self._dev == nil then
     return { manufacturer = "moondog", model = "site values", points = self._order }
   end
@@ -591,14 +645,15 @@ end
 --- device.new(site, id, dev, opts) -> site device (not yet polling: _start).
 --- dev: a driver device (md.devices), or nil for a device of site values.
 --- opts: poll, offline_after (3), retry = {min, max} (10, 300), index
---- (phase spreading), profile (for a site-values device).
+--- (phase spreading), profile (for a site-values device), pending (a
+--- device of profile "auto" not identified yet: see _probe).
 function M.new(site, id, dev, opts)
   local profile = dev and dev.profile or opts.profile
   local self = {
     id = id, profile = profile, _site = site, _dev = dev, _profile = profile, _points = {},
     _order = {}, _names = {}, _v = {}, _good = {}, _t = {}, _impl = {}, _absent = {}, _nan = {},
     _lower = {}, _events = {}, _queue = {}, _intervals = {}, _owners = {}, _held = 0, _fails = 0,
-    _state = dev and "starting" or "ok",
+    _state = (dev or opts.pending) and "starting" or "ok",
     _poll = opts.poll, _offline_after = opts.offline_after or 3,
     _retry = opts.retry or { 10, 300 }, _phase = schedule.phase(opts.index or 1), _epoch = opts.epoch,
     _stats = { polls = 0, failed = 0, transactions = 0, errors = {}, latency_sum = 0, latency_n = 0,

@@ -126,25 +126,9 @@ local function open_device(self, id, profile, target, opts)
   return dev
 end
 
--- The one profile whose probe fits the Modbus device at target (profile
--- "auto"), found with devices.identify on the site's bus for the line; or
--- nil, message, code: nothing answers, no profile fits, or several do.
-local function auto_profile(self, id, target, opts)
-  if type(target) ~= "string" or not target:match("^%a[%w+]*://") then
-    error(format("site:add: device %s: profile 'auto' identifies Modbus devices; target must be a Modbus "
-      .. "address such as 'tcp://192.168.1.50?unit=1'", id), 3)
-  end
-  local cfg, perr = require("moondog.modbus.address").parse(target)
-  if not cfg then return nil, format("%s: %s", id, perr), "bad_address" end
-  local unit = opts.unit or cfg.unit or 1
-  local bus, key, code = modbus_bus(self, target)
-  if not bus then return nil, format("%s: %s", id, key), code end
-  local rows, err
-  rows, err, code = devices.identify(bus, unit)
-  self._buses[key].devices = self._buses[key].devices - 1 -- open_device counts the device
-  if not rows then
-    return nil, format("%s: no device answered at %s (unit %d) to identify: %s", id, target, unit, err), code
-  end
+-- Of the profiles that fit (rows), the one to use: its name, or nil,
+-- message, code ("no_profile", "ambiguous").
+local function pick(self, id, target, unit, rows)
   if #rows == 1 then
     md.log.info("site %s: %s at %s is %s", self.name, id, target, rows[1].name)
     return rows[1].name
@@ -160,9 +144,89 @@ local function auto_profile(self, id, target, opts)
     .. "of 'auto'", id, target, unit, table.concat(names, ", ")), "ambiguous"
 end
 
+-- An RCT Power device at rct://host[:port] is one when it answers its
+-- identity objects (its serial number); every rct profile on the search
+-- path fits it. -> profile name, "host:port" to open; or nil, message, code.
+local function auto_rct(self, id, target)
+  local hostport = target:sub(7):gsub("/+$", "")
+  local client, key, code = rct_client(self, hostport)
+  if not client then return nil, format("%s: %s", id, key), code end
+  self._buses[key].devices = self._buses[key].devices - 1 -- open_device counts the device
+  local sn, err
+  sn, err, code = client:read("inverter_sn")
+  if not sn then
+    return nil, format("%s: no device answered at %s to identify: %s", id, target, tostring(err)), code
+  end
+  local rows = {}
+  for _, row in ipairs(devices.list()) do
+    if row.profile.protocol == "rct" then rows[#rows + 1] = row end
+  end
+  local name, perr, pcode = pick(self, id, target, 0, rows)
+  if not name then return nil, perr, pcode end
+  return name, hostport
+end
+
+-- The one profile whose probe fits the device at target (profile "auto"):
+-- a Modbus device by the profiles' probes, found with devices.identify on
+-- the site's bus for the line, an RCT device (rct://) by its identity
+-- objects. -> profile name, the target to open it at; or nil, message,
+-- code: nothing answers (the bus's code), no profile fits, or several do.
+local function auto_profile(self, id, target, opts)
+  if type(target) == "string" and target:match("^rct://") then return auto_rct(self, id, target) end
+  if type(target) ~= "string" or not target:match("^%a[%w+]*://") then
+    error(format("site:add: device %s: profile 'auto' identifies Modbus devices (or RCT Power devices at "
+      .. "rct://host[:port]); target must be an address such as 'tcp://192.168.1.50?unit=1'", id), 3)
+  end
+  local cfg, perr = require("moondog.modbus.address").parse(target)
+  if not cfg then return nil, format("%s: %s", id, perr), "bad_address" end
+  local unit = opts.unit or cfg.unit or 1
+  local bus, key, code = modbus_bus(self, target)
+  if not bus then return nil, format("%s: %s", id, key), code end
+  local rows, err
+  rows, err, code = devices.identify(bus, unit)
+  self._buses[key].devices = self._buses[key].devices - 1 -- open_device counts the device
+  if not rows then
+    return nil, format("%s: no device answered at %s (unit %d) to identify: %s", id, target, unit, err), code
+  end
+  local name
+  name, err, code = pick(self, id, target, unit, rows)
+  if not name then return nil, err, code end
+  return name, target
+end
+
+-- Codes of auto_profile that are answers, not silence: probing again
+-- would find the same.
+local settled = { no_profile = true, ambiguous = true, bad_address = true }
+
 -- }=====
 
 -- {===== devices =====
+
+-- A device added with profile "auto" that did not answer: kept as a site
+-- device without a profile, down ("offline", absent at start), probed
+-- again with the site's retry backoff until it answers; then it becomes
+-- the profile that fits and is polled as if it had been named.
+local function add_pending(self, id, target, opts, err, code)
+  self._index = self._index + 1
+  local sd = device.new(self, id, nil, {
+    profile = { name = "auto", points = {} }, pending = true, poll = opts.poll,
+    offline_after = opts.offline_after or self._defaults.offline_after,
+    retry = opts.retry or self._defaults.retry, index = self._index, epoch = self._epoch,
+  })
+  self._devices[id] = sd
+  self._order[#self._order + 1] = sd
+  self:_emit("device", sd)
+  sd:_probe(function()
+    local name, where, pcode = auto_profile(self, id, target, opts)
+    if not name then return nil, where, pcode, settled[pcode] end
+    local p = self._profiles[name] or devices.load(name)
+    self._profiles[name] = p
+    local dev, oerr, ocode = open_device(self, id, p, where, opts)
+    if not dev then return nil, oerr, ocode, true end
+    return dev
+  end, err, code)
+  return sd
+end
 
 --- site:add(id, profile, target [, opts]) -> the site device, or nil,
 --- message, code. profile: a name under devices/, a path or a table;
@@ -173,11 +237,14 @@ end
 --- between tries while down, 10 and 300), timeout, base (SunSpec).
 --- A wrong argument or a broken profile raises; a device that cannot be
 --- reached is added all the same and tried again with backoff.
---- profile "auto" (Modbus targets): the profile probes run against the
---- device now (devices.identify) and the one that fits is used; nil,
---- message, code when the device does not answer (the bus's code), when
---- no probe fits ("no_profile") or when several do ("ambiguous", naming
---- them). Unlike a named profile, "auto" needs the device to answer.
+--- profile "auto": the profile probes run against the device now
+--- (devices.identify; an rct://host[:port] target is an RCT Power device
+--- when it answers its identity objects) and the one that fits is used;
+--- nil, message, code when no probe fits ("no_profile") or several do
+--- ("ambiguous", naming them). A device that does not answer is added all
+--- the same, down and without points (stats().profile "auto"), probed
+--- again with the retry backoff until it answers; then it takes the
+--- profile that fits (its points appear: the "points" event) and is polled.
 function Site:add(id, profile, target, opts)
   check_id("site:add: the device id", id)
   if self._devices[id] then error(format("site:add: the site already has a device '%s'", id), 2) end
@@ -190,12 +257,14 @@ function Site:add(id, profile, target, opts)
   else
     opts = opts or {}
     if profile == "auto" then
-      local name, err, code = auto_profile(self, id, target, opts)
-      if not name then
-        md.log.error("site %s: cannot add %s: %s", self.name, id, tostring(err))
-        return nil, err, code
+      local name, where, code = auto_profile(self, id, target, opts)
+      if not name and settled[code] then
+        md.log.error("site %s: cannot add %s: %s", self.name, id, tostring(where))
+        return nil, where, code
+      elseif not name then
+        return add_pending(self, id, target, opts, where, code)
       end
-      profile = name
+      profile, target = name, where
     end
     -- One copy of a named profile per site: a thousand meters of one model
     -- share their point tables (about 6 KB each) instead of each loading its own.
@@ -225,7 +294,7 @@ end
 local function values_device(self, id)
   local sd = self._devices[id]
   if sd then
-    if rawget(sd, "_dev") ~= nil then
+    if rawget(sd, "_dev") ~= nil or rawget(sd, "_pending") then
       error(format("site: '%s' is a polled device; site values need a name of their own", id), 3)
     end
     return sd
@@ -503,7 +572,7 @@ function Site:status()
   local health, reasons = self:health()
   local devs, buses = {}, {}
   for _, sd in ipairs(self._order) do
-    if rawget(sd, "_dev") then devs[#devs + 1] = sd:stats() end
+    if rawget(sd, "_dev") or rawget(sd, "_pending") then devs[#devs + 1] = sd:stats() end
   end
   for _, b in ipairs(self._bus_order) do buses[#buses + 1] = bus_row(b) end
   local gateways = {}
