@@ -8,6 +8,8 @@
 
 local T = require "moondog.testing"
 local md = require "moondog"
+local cjson = require "cjson"
+local broker = require "moondog.mqtt.broker"
 
 local format = string.format
 
@@ -98,4 +100,28 @@ T.test("auto: a device removed while it is probed stops being probed", function(
   assert(site:add("gone", "auto", format("tcp://127.0.0.1:%d?unit=1&timeout=0.3", port)))
   T.eq(site:remove("gone"), true, "removed")
   T.eq(#site:devices(), 0, "no device left")
+end)
+
+T.test("auto: a late device is announced to Home Assistant and published once it is known", function()
+  T.need("mosquitto", "mosquitto")
+  local dir <close> = T.tmpdir()
+  local b <close> = assert(broker.start { dir = dir.path })
+  local seen = {}
+  local c <close> = assert(md.mqtt.connect { host = b.host, port = b.port })
+  assert(c:subscribe("#", function(topic, payload) seen[topic] = payload end, { qos = 1 }))
+  local port = free_port()
+  local url = format("tcp://127.0.0.1:%d?unit=1&timeout=0.3&backoff=0.05&backoff_max=0.1", port)
+  local site <close> = md.site.new { name = "auto_mqtt", retry = { 0.05, 0.2 } }
+  local meter = assert(site:add("meter", "auto", url, { poll = 0.1 }))
+  assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "a" })
+  T.wait_for(function() return meter:stats().failed >= 2 end, 5, "probed while absent")
+  T.eq(seen["homeassistant/sensor/a/meter_l1_voltage/config"], nil, "nothing announced before it is known")
+  local _srv <close> = sdm72d(port)
+  T.wait_for(function() return seen["a/meter/l1_voltage"] == "230.5" end, 10, "published")
+  T.wait_for(function() return seen["homeassistant/sensor/a/meter_l1_voltage/config"] end, 10, "announced")
+  local cfg = cjson.decode(seen["homeassistant/sensor/a/meter_l1_voltage/config"])
+  T.eq(cfg.device.model, "SDM72D-M", "as the profile it became")
+  T.wait_for(function() return seen["a/meter/availability"] == "online" end, 5, "available")
+  T.wait_for(function() return seen["a/meter/diagnostics/device_state"] == "ok" end, 5,
+    "its diagnostics, as any polled device's")
 end)

@@ -306,6 +306,7 @@ local function listener(self)
     device = function(sd) entry(self, sd) end,
     points = function(sd)
       local e = self.devices[sd.id]
+      if e then e.polled = rawget(sd, "_dev") ~= nil end -- a device of profile "auto" identified late
       if e and self.ha then
         ha.entities(sd, nil, setmetatable({ points = sd:points() }, { __index = self.ha_opts }))
       end
