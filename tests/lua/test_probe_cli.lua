@@ -10,10 +10,11 @@ local format = string.format
 local q = T.quote
 
 -- The server script: units 1 (an Eastron single-phase meter), 3 (a Growatt
--- MIN TL-X), 5 (a device that answers with zeros) and 7 (an Eastron
--- SDM72D-M-2), serving URL (arg[1]); prints "ready PORT".
+-- MIN TL-X), 5 (a device that answers with zeros), 7 (an Eastron
+-- SDM72D-M-2), 9 (a Growatt MOD TL3-X) and 100 (a Victron GX's system
+-- service), serving URL (arg[1]); prints "ready PORT".
 local SERVER = [[
-local srv = assert(md.modbus.serve(arg[1], { units = { 1, 3, 5, 7 } }))
+local srv = assert(md.modbus.serve(arg[1], { units = { 1, 3, 5, 7, 9, 100 } }))
 local function f32(v) return { string.unpack(">I2I2", string.pack(">f", v)) } end
 srv:set(1, "input", 0x00, f32(230.1))
 srv:set(1, "input", 0x46, f32(50.0))
@@ -21,6 +22,10 @@ srv:set(3, "holding", 44, { 0x0201 })
 srv:set(3, "input", 3000, { 1 })
 srv:set(7, "holding", 0xFC02, { 0x0089 })
 srv:set(7, "input", 0x00, f32(231.0))
+srv:set(9, "holding", 44, { 0x0203 })
+srv:set(9, "input", 3000, { 1 })
+srv:set(100, "holding", 800, { string.unpack(">I2I2I2I2I2I2", "c0ffee15bad1") })
+srv:set(100, "holding", 844, { 2 })
 print("ready " .. (srv:port() or 0))
 io.stdout:flush()
 ]]
@@ -60,6 +65,22 @@ T.test("TCP: each device by its probe, nothing at the silent units", function()
   T.eq(code, 0, "exit code: " .. err)
   T.eq(out, expected(function(u) return format("%s?unit=%d", base, u) end), "stdout")
   assert(err:find("unit 8 (8/8)", 1, true), "a progress line: " .. err)
+end)
+
+T.test("TCP: a MOD TL3-X and a Victron GX at unit 100, each by its probe", function()
+  local dir <close> = T.tmpdir()
+  local _srv <close>, port = start_server(dir, "tcp://127.0.0.1:0")
+  local base = "tcp://127.0.0.1:" .. port
+  local out, err, code = probe(dir, base .. " --units 3,9,100 --timeout 0.3")
+  T.eq(code, 0, "exit code: " .. err)
+  T.eq(out, table.concat({
+    "unit 3: growatt/min_tlx (Growatt MIN/MIC TL-X)",
+    format('  site:add("min_tlx_3", "growatt/min_tlx", "%s?unit=3")', base),
+    "unit 9: growatt/mod_tl3x (Growatt MOD TL3-X)",
+    format('  site:add("mod_tl3x_9", "growatt/mod_tl3x", "%s?unit=9")', base),
+    "unit 100: victron/gx (Victron Energy GX (system))",
+    format('  site:add("gx_100", "victron/gx", "%s?unit=100")', base),
+  }, "\n") .. "\n", "stdout")
 end)
 
 T.test("RTU on a pty pair: the same devices on one serial bus", function()
