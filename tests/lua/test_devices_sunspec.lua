@@ -86,7 +86,7 @@ T.test("write: the power limit reaches the inverter; refusals send nothing", fun
   T.eq(s.srv:stats().requests, before, "no request for a refused write")
 end)
 
-T.test("write{...}: the points of one model in the fewest writes (704 adjacent: one; 123: one per gap)",
+T.test("write{...}: the points of one model in one write (704 adjacent; 123 across RW registers)",
 function()
   local reads = 0
   local srv <close> = assert(md.sunspec.serve("tcp://127.0.0.1:0", {
@@ -107,11 +107,13 @@ function()
   end), 1, "five adjacent points of 704: one write")
   T.eq(srv:get(704, "WMaxLimPct"), 60, "704 limit")
   T.eq(srv:get(704, "WMaxLimPctRvrtTms"), 120, "704 revert time")
-  -- 123: WMaxLimPct (3), WMaxLimPct_RvrtTms (5), WMaxLim_Ena (7) lie between
-  -- points the profile does not name; those are not written
+  -- 123: WMaxLimPct, WMaxLimPct_RvrtTms and WMaxLim_Ena have WinTms and
+  -- RmpTms (RW, not in the profile) between: written back as they are
+  srv:set(123, "WMaxLimPct_WinTms", 7)
   T.eq(writes(function()
     assert(dev:write { power_limit = 50, power_limit_revert = 60, power_limit_enabled = "ENABLED" })
-  end), 3, "123: three writes, none of the registers between")
+  end), 1, "123: limit, revert time and enable in one write")
+  T.eq(srv:get(123, "WMaxLimPct_WinTms"), 7, "the register between keeps its value")
   T.eq(srv:get(123, "WMaxLimPct"), 50, "123 limit")
   T.eq(srv:get(123, "WMaxLimPct_RvrtTms"), 60, "123 revert")
   T.eq(srv:get(123, "WMaxLim_Ena"), "ENABLED", "123 enabled")

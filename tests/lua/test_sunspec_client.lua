@@ -452,19 +452,23 @@ T.test("model 123: limit, revert time and enable; fresh scale factor; contiguous
   local bus <close> = assert(md.modbus.open(srv:url()))
   local dev = assert(sunspec.open(bus))
   srv:set(123, "WMaxLimPct_SF", -2) -- the device changed its factor after discovery
+  srv:set(123, "WMaxLimPct_WinTms", 11)
+  srv:set(123, "WMaxLimPct_RmpTms", 13)
   local r0 = requests(bus)
   assert(dev.controls:write{ WMaxLimPct = 42.5, WMaxLimPct_RvrtTms = 60, WMaxLim_Ena = "ENABLED" })
-  -- one read of the factor; WMaxLimPct (5) and RvrtTms (7) are not
-  -- contiguous (WinTms at 6 is in between), Ena (9) neither: 3 writes
-  T.eq(requests(bus) - r0, 4, "requests")
+  -- one read of the factor; WMaxLimPct (5), RvrtTms (7) and Ena (9) have
+  -- WinTms (6) and RmpTms (8) between, RW both: read 5..9, one write
+  T.eq(requests(bus) - r0, 3, "requests: factor, the span, one write")
+  T.eq(srv:get(123, "WMaxLimPct_WinTms"), 11, "the register between is written back unchanged")
+  T.eq(srv:get(123, "WMaxLimPct_RmpTms"), 13, "so is the other")
   T.eq(srv:get(123, "WMaxLimPct"), 42.5, "limit")
   local raw = assert(bus:read_holding(1, dev.controls.address + 5, 1))[1]
   T.eq(raw, 4250, "raw limit with the fresh factor -2")
   T.eq(srv:get(123, "WMaxLimPct_RvrtTms"), 60, "revert time")
   T.eq(srv:get(123, "WMaxLim_Ena"), "ENABLED", "enabled")
   T.eq(table.concat(writes, "; "),
-    "123 WMaxLimPct=42.5; 123 WMaxLimPct_RvrtTms=60; 123 WMaxLim_Ena=ENABLED",
-    "the server saw the writes in address order")
+    "123 WMaxLimPct=42.5; 123 WMaxLimPct_WinTms=11; 123 WMaxLimPct_RvrtTms=60; 123 WMaxLimPct_RmpTms=13; "
+    .. "123 WMaxLim_Ena=ENABLED", "the server saw one write of the span, in address order")
   T.eq(dev.controls.WMaxLimPct, 42.5, "the model shows what was written")
   -- contiguous points: one write
   r0 = requests(bus)
@@ -474,6 +478,19 @@ T.test("model 123: limit, revert time and enable; fresh scale factor; contiguous
   r0 = requests(bus)
   assert(dev.controls:write("WMaxLimPct", 80, { verify = true }))
   T.eq(requests(bus) - r0, 3, "factor, write, read back")
+end)
+
+T.test("model 123: a device that refuses the registers between gets the points one write each", function()
+  local srv <close> = serve({ models = { 1, 103, 120, 121, 123 } })
+  srv:on_write(function(_, path) if path == "WMaxLimPct_WinTms" then return "illegal_data_address" end end)
+  local bus <close> = assert(md.modbus.open(srv:url()))
+  local dev = assert(sunspec.open(bus))
+  local r0 = requests(bus)
+  assert(dev.controls:write{ WMaxLimPct = 40, WMaxLimPct_RvrtTms = 30, WMaxLim_Ena = "ENABLED" })
+  T.eq(requests(bus) - r0, 6, "factor, the span, the refused write, then three writes")
+  T.eq(srv:get(123, "WMaxLimPct"), 40, "limit")
+  T.eq(srv:get(123, "WMaxLimPct_RvrtTms"), 30, "revert time")
+  T.eq(srv:get(123, "WMaxLim_Ena"), "ENABLED", "enabled")
 end)
 
 T.test("verify reports a device that did not take the value", function()
@@ -517,8 +534,8 @@ T.test("model 704: percent limit and absolute setpoint, the simulated inverter o
   T.eq(dev[701].W, 8000, "unlimited")
   local r0 = requests(bus)
   assert(dev[704]:write{ WMaxLimPctEna = "ENABLED", WMaxLimPct = 30, WMaxLimPctRvrtTms = 600 })
-  -- Ena (14), Pct (15), and RvrtTms (18..19) with Rvrt/EnaRvrt between: 2 runs
-  T.eq(requests(bus) - r0, 3, "factor read + 2 writes")
+  -- Ena (14), Pct (15), and RvrtTms (18..19) with Rvrt/EnaRvrt (RW) between: one write
+  T.eq(requests(bus) - r0, 3, "factor read, the span, one write")
   assert(dev:read(701))
   T.eq(dev[701].W, 3000, "limited to 30 % of WMax")
   T.eq(sim.w, 3000, "simulator")

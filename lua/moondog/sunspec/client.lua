@@ -29,8 +29,11 @@
 --
 -- Writing: values are checked (access, type, range, symbols) before
 -- anything is sent; a point with a scale factor has its factor read fresh
--- first; contiguous points go out in one write (function 16); with
--- {verify = true} the registers are read back and compared.
+-- first; contiguous points go out in one write (function 16), and so do
+-- points with only RW registers between them (the gaps are read first and
+-- written back unchanged: model 123's limit, revert time and enable flag
+-- are one write); with {verify = true} the registers are read back and
+-- compared.
 --
 -- Errors: misuse (unknown point, wrong argument) raises; the device or the
 -- value returns nil, message, code: codes of moondog.modbus, and
@@ -526,6 +529,46 @@ local function runs(items)
   return list
 end
 
+-- Exceptions that mean the device would not take the bridged write.
+local refused = { illegal_data_address = true, illegal_data_value = true, illegal_function = true }
+
+-- One run for a write whose runs have gaps (model 123: WMaxLimPct at 5,
+-- WMaxLimPct_RvrtTms at 7 and WMaxLim_Ena at 9, with WinTms and RmpTms in
+-- between), when every register of every gap belongs to a point the
+-- definition marks RW: the span is read just before and the gaps go back
+-- with the values they hold, so that a limit, its revert time and its
+-- enable flag reach the device in one function-16 write, not three (the
+-- device applies them together). nil when a gap cannot be bridged (a
+-- read-only or unlisted register, more than 123 registers) or the read
+-- fails; the caller then writes the runs one by one.
+local function bridge(m, list)
+  if #list < 2 then return nil end
+  local first, last = list[1], list[#list]
+  local span = last.addr + last.count - first.addr
+  if span > 123 then return nil end
+  local rw = {}
+  for _, sl in ipairs(m._slots) do
+    if sl.point and sl.point.access == "RW" and sl.addr >= first.addr and sl.addr < first.addr + span then
+      for a = sl.addr, sl.addr + sl.size - 1 do rw[a] = true end
+    end
+  end
+  for i = 2, #list do
+    for a = list[i - 1].addr + list[i - 1].count, list[i].addr - 1 do
+      if not rw[a] then return nil end
+    end
+  end
+  local bytes = m.device._read(first.addr, span)
+  if not bytes or #bytes ~= 2 * span then return nil end
+  local merged = { addr = first.addr, count = span, items = {}, bridged = true }
+  for _, r in ipairs(list) do
+    local off = 2 * (r.addr - first.addr)
+    bytes = bytes:sub(1, off) .. r.bytes .. bytes:sub(off + #r.bytes + 1)
+    table.move(r.items, 1, #r.items, #merged.items + 1, merged.items)
+  end
+  merged.bytes = bytes
+  return merged
+end
+
 local function names_of(r)
   local names = {}
   for i, it in ipairs(r.items) do names[i] = it.slot.path end
@@ -596,7 +639,18 @@ function Model:write(a, b, c)
   if not ok then return nil, err, code end
   local dev = self.device
   local list = runs(items)
+  local merged = bridge(self, list)
+  if merged then
+    ok, err, code = dev._write(merged.addr, layout.to_registers(merged.bytes))
+    if ok then
+      list = { merged }
+    elseif not refused[code] then
+      return nil, format("sunspec %s: writing %s of model %d (registers %d..%d) failed: %s",
+        dev.where, names_of(merged), self.id, merged.addr, merged.addr + merged.count - 1, err), code
+    end -- refused: the runs alone, below
+  end
   for _, r in ipairs(list) do
+    if r.bridged then break end
     ok, err, code = dev._write(r.addr, layout.to_registers(r.bytes))
     if not ok then
       return nil, format("sunspec %s: writing %s of model %d (registers %d..%d) failed: %s",
