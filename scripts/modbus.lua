@@ -721,6 +721,7 @@ local function cmd_serve(args)
     say("%s serve: cannot serve %s: %s%s", TOOL, url, tostring(err), hint)
     md.exit(1)
   end
+  if not units and #srv:units() > 0 then units = srv:units() end -- "tcp://...?unit=100" serves unit 100
   if o.regs then
     for _, unit in ipairs(units or { false }) do
       unit = unit or nil -- nil: the one map shared by every unit

@@ -395,4 +395,15 @@ function()
   assert(err:find("--set needs --profile", 1, true), err)
 end, { timeout = 60 })
 
+T.test("serve URL?unit=100 --profile victron/gx --set: the profile on the URL's unit", function()
+  local dir <close> = tmpdir()
+  local _srv <close>, url = moondog_serve(dir, q("tcp://127.0.0.1:0?unit=100")
+    .. " --profile victron/gx --set battery_soc=85 --set grid_l1_power=-1234")
+  local bus <close> = assert(md.modbus.open(url))
+  T.eq(assert(bus:read_holding(100, 843, 1))[1], 85, "SoC at 843")
+  T.eq(assert(bus:read_holding(100, 820, 1))[1], 0x10000 - 1234, "grid L1 at 820, an int16")
+  local _, _, code = bus:read_holding(1, 843, 1, { timeout = 1 })
+  T.eq(code, "gateway_target_failed", "unit 1 is not served")
+end, { timeout = 60 })
+
 -- }=====

@@ -14,6 +14,7 @@
 --     max_clients = 1024,               -- when full, the longest idle client is closed
 --   }))
 --   srv:port(), srv:url()                         -- the real port when 0 was asked for
+--   srv:units()                                   -- {1, 2}: the units with maps of their own
 --   srv:set(unit, "holding", 40000, { 1, 2, 3 })  -- also "input", "coil", "discrete"
 --   srv:get(unit, "coil", 0, 8)                   -- {false, true, ...}
 --   srv:set_value(unit, "holding", 40100, 230.5, "float32" [, "ABCD"])
@@ -294,6 +295,12 @@ end
 -- }=====
 
 -- {===== methods =====
+
+--- srv:units() -> the unit ids with a map of their own, in order; {} when
+--- one map answers every unit.
+function Server:units()
+  return self.core:units()
+end
 
 --- The bound port (tcp, udp, rtu+tcp, rtu+udp); nil for a serial line.
 function Server:port()
