@@ -207,6 +207,7 @@ local settled = { no_profile = true, ambiguous = true, bad_address = true }
 -- again with the site's retry backoff until it answers; then it becomes
 -- the profile that fits and is polled as if it had been named.
 local function add_pending(self, id, target, opts, err, code)
+  local function bare(e) return (tostring(e):gsub("^" .. id .. ": ", "")) end -- the device logs its id
   self._index = self._index + 1
   local sd = device.new(self, id, nil, {
     profile = { name = "auto", points = {} }, pending = true, poll = opts.poll,
@@ -218,13 +219,13 @@ local function add_pending(self, id, target, opts, err, code)
   self:_emit("device", sd)
   sd:_probe(function()
     local name, where, pcode = auto_profile(self, id, target, opts)
-    if not name then return nil, where, pcode, settled[pcode] end
+    if not name then return nil, bare(where), pcode, settled[pcode] end
     local p = self._profiles[name] or devices.load(name)
     self._profiles[name] = p
     local dev, oerr, ocode = open_device(self, id, p, where, opts)
-    if not dev then return nil, oerr, ocode, true end
+    if not dev then return nil, bare(oerr), ocode, true end
     return dev
-  end, err, code)
+  end, bare(err), code)
   return sd
 end
 
