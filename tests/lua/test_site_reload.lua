@@ -187,3 +187,42 @@ T.test("SIGHUP reloads `moondog site.lua`: a kept device keeps its connection, a
   a:close(); gone:close(); new:close()
 end, { timeout = 60 })
 
+
+T.test("reload: derived points take the new function, site values keep theirs, new watchers", function()
+  local dir <close> = T.tmpdir()
+  local a = simulate()
+  local path = dir.path .. "/site.lua"
+  local function derived(factor, extra)
+    return script { name = "r3", devs = { { "a", url(a), 0.05 } }, tail = table.concat({
+      "site:value('ctl.limit', { unit = 'W', writable = true, min = 0, max = 5000 }, 800)",
+      format("site:derive('calc.double', { unit = 'W' }, function(v) return v.a.ac_power * %d end)",
+        factor),
+      "_G.watch_seen = {}",
+      format("site:watch('calc.double', function(x) _G.watch_seen[#_G.watch_seen + 1] = %q .. math.floor(x) end)",
+        tostring(factor)),
+      extra or "",
+    }, "\n") }
+  end
+  T.write_file(path, derived(2))
+  local site = assert(dofile(path))
+  T.wait_for(function() return site.calc.double == 6240 end, 10, "double = 2 x 3120")
+  assert(site.ctl:write("limit", 1200))
+  T.write_file(path, derived(3))
+  local r = assert(reload.run(path)).r3
+  T.eq(r.kept, 1, "a kept")
+  T.wait_for(function() return site.calc.double == 9360 end, 10, "double recomputed with the new function")
+  T.eq(site.ctl.limit, 1200, "the site value kept its value, not the script's initial 800")
+  T.wait_for(function() return _G.watch_seen[#_G.watch_seen] == "39360" end, 10, "the new watcher runs")
+  for _, seen in ipairs(_G.watch_seen) do
+    assert(seen:sub(1, 1) == "3", "only the new watcher after the reload: " .. seen)
+  end
+  -- a site-values device the script no longer declares goes away
+  T.write_file(path, script { name = "r3", devs = { { "a", url(a), 0.05 } } })
+  assert(reload.run(path))
+  local ids = {}
+  for _, sd in ipairs(site:devices()) do ids[#ids + 1] = sd.id end
+  T.eq(table.concat(ids, ","), "a", "ctl and calc removed")
+  _G.watch_seen, _G.control_runs = nil, nil
+  site:close()
+  a:close()
+end, { timeout = 60 })

@@ -336,6 +336,9 @@ local function compute(self, d)
   d.sd:_set(d.name, v)
 end
 
+-- Compute derived point d again (a reload gave it a new function).
+function Site:_compute(d) compute(self, d) end
+
 --- site:derive("device.point", def, fn) -> the site device holding it.
 --- fn(v) computes the value from other site values (v.meter.power ...);
 --- it runs again whenever one of the values it read changes. An error in

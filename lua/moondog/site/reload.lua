@@ -154,6 +154,7 @@ function Stage:derive(name, def, fn)
     for _, d in ipairs(site._derived) do
       if d.full == name then
         d.fn = fn
+        site:_compute(d)
         return
       end
     end
@@ -269,6 +270,17 @@ local function commit(stage)
     elseif not stage.values[id] then
       md.log.info("site %s: reload: site values %s removed", site.name, id)
       remove_device(site, id)
+      local derived = {}
+      for _, d in ipairs(site._derived) do
+        if d.sd == sd then
+          for key in pairs(d.deps) do
+            if site._dependents[key] then site._dependents[key][d] = nil end
+          end
+        else
+          derived[#derived + 1] = d
+        end
+      end
+      site._derived = derived
     end
   end
   for _, sd in ipairs(stage.new_order) do
@@ -277,9 +289,7 @@ local function commit(stage)
     site:_attach(sd)
   end
   report.added = report.added - report.changed
-  -- site values and derived points
-  for _, act in ipairs(stage.actions) do act(site) end
-  -- watchers
+  -- watchers (before the derived points, so that they see their new values)
   for _, w in ipairs(site._watchers) do
     w.task:cancel()
     w.cancelled = true
@@ -290,6 +300,8 @@ local function commit(stage)
       w.handle.real = w.name and site:watch(w.name, w.fn) or site:on_change(w.fn)
     end
   end
+  -- site values and derived points
+  for _, act in ipairs(stage.actions) do act(site) end
   -- tasks
   local wanted = {}
   for _, t in ipairs(stage.tasks) do wanted[#wanted + 1] = t end
