@@ -198,8 +198,8 @@ T.test("reload: derived points take the new function, site values keep theirs, n
       format("site:derive('calc.double', { unit = 'W' }, function(v) return v.a.ac_power * %d end)",
         factor),
       "_G.watch_seen = {}",
-      format("site:watch('calc.double', function(x) _G.watch_seen[#_G.watch_seen + 1] = %q .. math.floor(x) end)",
-        tostring(factor)),
+      format("site:watch('calc.double', function(x) "
+        .. "_G.watch_seen[#_G.watch_seen + 1] = %q .. math.floor(x) end)", tostring(factor)),
       extra or "",
     }, "\n") }
   end
