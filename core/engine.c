@@ -24,6 +24,12 @@
  * one-shot POSIX timer aimed at the loop thread, re-armed every twentieth of
  * its limit while tasks run (see batch_enter and on_watchdog_signal).
  *
+ * Signals for Lua. core.wait_signal("HUP") waits in a task for the next
+ * SIGHUP (the site reloads its script on it: moondog.site.reload). The
+ * route is installed at the first wait, so a script that never waits keeps
+ * SIGHUP's default action; once installed, a SIGHUP nobody waits for is
+ * logged and ignored.
+ *
  * Threads: everything here runs on the loop thread.
  */
 #ifndef _GNU_SOURCE
@@ -109,6 +115,16 @@ struct md_wait {
     char what[48];
 };
 
+/* A task waiting in core.wait_signal; owned by the wait (freed by its
+ * results or its cancel). listed: still on the engine's list. */
+typedef struct sig_waiter sig_waiter;
+struct sig_waiter {
+    sig_waiter *next;
+    md_engine *E;
+    md_wait *wait;
+    bool listed;
+};
+
 /* A task waiting in join() for another. */
 struct joiner {
     joiner *next;
@@ -144,6 +160,9 @@ struct md_engine {
 
     void (*on_interrupt)(md_engine *E, void *ud);
     void *on_interrupt_ud;
+
+    sig_waiter *hup_waits; /* tasks in core.wait_signal("HUP") */
+    bool hup_routed;
 };
 
 /* The engine of the process, for the signal handler's hook only. */
@@ -1090,7 +1109,72 @@ static int core_watchdog(lua_State *L)
     return 1;
 }
 
+/* {===== signals for Lua ===== */
+
+static void on_hup(md_loop *loop, void *ud)
+{
+    (void)loop;
+    md_engine *E = ud;
+    sig_waiter *list = E->hup_waits;
+    E->hup_waits = NULL;
+    if (!list)
+        md_log(MD_LOG_WARN, "SIGHUP received, but nothing waits for it (no site script "
+                            "to reload); ignored");
+    for (sig_waiter *s = list; s; s = s->next) {
+        s->listed = false;
+        md_task_done(s->wait);
+    }
+}
+
+static int sig_results(lua_State *L, void *op)
+{
+    free(op);
+    lua_pushliteral(L, "HUP");
+    return 1;
+}
+
+static void sig_cancel(void *op)
+{
+    sig_waiter *s = op;
+    if (s->listed) {
+        for (sig_waiter **p = &s->E->hup_waits; *p; p = &(*p)->next) {
+            if (*p == s) {
+                *p = s->next;
+                break;
+            }
+        }
+    }
+    free(s);
+}
+
+/* core.wait_signal("HUP") -> "HUP" when the next SIGHUP arrives. */
+static int core_wait_signal(lua_State *L)
+{
+    static const char *const names[] = {"HUP", NULL};
+    luaL_checkoption(L, 1, NULL, names);
+    md_engine *E = md_engine_of(L);
+    md_task_check(L);
+    if (!E->hup_routed) {
+        int rc = md_loop_signal(E->loop, SIGHUP, on_hup, E, NULL);
+        if (rc < 0)
+            return luaL_error(L, "cannot catch SIGHUP: %s", strerror(-rc));
+        E->hup_routed = true;
+    }
+    sig_waiter *s = calloc(1, sizeof *s);
+    if (!s)
+        return luaL_error(L, "out of memory");
+    s->E = E;
+    s->wait = md_task_wait(L, s, sig_cancel);
+    s->listed = true;
+    s->next = E->hup_waits;
+    E->hup_waits = s;
+    return md_task_yield(L, s->wait, sig_results);
+}
+
+/* }===== */
+
 static const luaL_Reg core_funcs[] = {
+    {"wait_signal", core_wait_signal},
     {"spawn", core_spawn},
     {"sleep", core_sleep},
     {"every", core_every},

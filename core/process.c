@@ -74,6 +74,13 @@ static void run_child(const char *cmd, pid_t parent)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* No descriptor of the engine's survives into the child: a socket
+     * libmosquitto opened without O_CLOEXEC, inherited by a child, would
+     * outlive its close in the engine and keep its epoll registration
+     * alive, reporting events for a freed watch. */
+    if (close_range(3, ~0U, 0) < 0)
+        for (int fd = 3; fd < 65536; fd++)
+            close(fd);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
 }

@@ -224,16 +224,17 @@ end
 
 local function announce_health(self)
   if not self.ha or not self.site_health then return end
-  local node = (self.ha_opts.node or self.prefix):gsub("[^%w_%-]", "_")
+  local tprefix = self.ha_opts.prefix -- the topics as Home Assistant sees them (topic_prefix)
+  local node = (self.ha_opts.node or tprefix):gsub("[^%w_%-]", "_")
   local dprefix = self.ha_opts.discovery_prefix or ha.DISCOVERY_PREFIX
   local name = self.site.name
   local topic = format("%s/sensor/%s/%s_health/config", dprefix, node, name)
   local config = cjson.encode({
     name = "Health", unique_id = format("%s_%s_health", node, name),
-    state_topic = format("%s/%s/health", self.prefix, name),
-    json_attributes_topic = format("%s/%s/health/attributes", self.prefix, name),
+    state_topic = format("%s/%s/health", tprefix, name),
+    json_attributes_topic = format("%s/%s/health/attributes", tprefix, name),
     device_class = "enum", options = { "ok", "degraded", "failed" }, icon = "mdi:heart-pulse",
-    availability = { { topic = self.prefix .. "/status" } },
+    availability = { { topic = tprefix .. "/status" } },
     device = { identifiers = { node .. "_" .. name }, name = name, manufacturer = "moondog",
                model = "site", sw_version = md.version },
     origin = { name = "moondog", sw_version = md.version },
@@ -557,6 +558,12 @@ function M.start(opts)
   if hopts.discovery ~= nil and hopts.discovery ~= "entity" and hopts.discovery ~= "device" then
     error("publish.start: homeassistant.discovery must be \"entity\" or \"device\"", 2)
   end
+  -- Behind a bridge that remaps topics (docs/fleet.md), Home Assistant sees
+  -- the state and command topics under another prefix than the one published.
+  local tp = hopts.topic_prefix
+  if tp ~= nil and (type(tp) ~= "string" or not mqtt.check_topic(tp) or tp:find("/$")) then
+    error("publish.start: homeassistant.topic_prefix must be a topic such as 'sites/home/moondog'", 2)
+  end
   local self = setmetatable({
     prefix = prefix, qos = opts.qos or 1, retain = opts.retain ~= false, json = opts.json,
     deadband = opts.deadband or 0, min_interval = opts.min_interval or 0,
@@ -568,7 +575,7 @@ function M.start(opts)
   if opts.homeassistant ~= false then
     self.ha = true
     self.ha_opts = {
-      prefix = prefix, discovery_prefix = hopts.discovery_prefix, node = hopts.node,
+      prefix = tp or prefix, discovery_prefix = hopts.discovery_prefix, node = hopts.node,
       on_publish = opts.on_publish,
     }
   end

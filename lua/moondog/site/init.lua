@@ -43,6 +43,11 @@ local M = {}
 local format = string.format
 
 local Site = {}
+M.Site = Site
+
+-- The open sites by name: a reload's md.site.new{name = ...} returns the
+-- running one (moondog.site.reload).
+local live = {}
 
 local function check_id(what, id)
   if type(id) ~= "string" or not id:match("^[a-z0-9_]+$") then
@@ -248,9 +253,23 @@ end
 --- profile that fits (its points appear: the "points" event) and is polled.
 function Site:add(id, profile, target, opts)
   check_id("site:add: the device id", id)
+  local stage = rawget(self, "_stage")
+  if stage then return stage:add(id, profile, target, opts) end
   if self._devices[id] then error(format("site:add: the site already has a device '%s'", id), 2) end
+  local sd, err, code = self:_make_device(id, profile, target, opts)
+  if not sd then return nil, err, code end
+  self._sigs[id] = { profile = profile, target = target, opts = opts } -- what a reload compares
+  self:_attach(sd)
+  return sd
+end
+
+-- The site device for site:add's arguments, not yet part of the site nor
+-- polling (site:_attach does both); or nil, message, code. A reload
+-- (moondog.site.reload) makes devices this way and attaches them only when
+-- the whole script ran.
+function Site:_make_device(id, profile, target, opts)
   if Site[id] ~= nil or id == self.name then
-    error(format("site:add: '%s' is a name the site uses itself; pick another device id", id), 2)
+    error(format("site:add: '%s' is a name the site uses itself; pick another device id", id), 3)
   end
   local dev
   if type(profile) == "table" and profile.profile and profile.read then
@@ -280,15 +299,18 @@ function Site:add(id, profile, target, opts)
   end
   opts = opts or {}
   self._index = self._index + 1
-  local sd = device.new(self, id, dev, {
+  return device.new(self, id, dev, {
     poll = opts.poll, offline_after = opts.offline_after or self._defaults.offline_after,
     retry = opts.retry or self._defaults.retry, index = self._index, epoch = self._epoch,
   })
-  self._devices[id] = sd
+end
+
+-- Make sd (from site:_make_device) part of the site and start polling it.
+function Site:_attach(sd)
+  self._devices[sd.id] = sd
   self._order[#self._order + 1] = sd
   self:_emit("device", sd)
   sd:_start()
-  return sd
 end
 
 -- A device of site values (derived points, setpoints), made on first use.
@@ -331,6 +353,8 @@ end
 --- Home Assistant number whose commands are checked). Set it with
 --- site.device:write("point", v).
 function Site:value(name, def, initial)
+  local stage = rawget(self, "_stage")
+  if stage then return stage:value(name, def, initial) end
   local id, pname = split_name(name)
   local sd = values_device(self, id)
   device.add_point(sd, point_def(def, pname))
@@ -382,12 +406,17 @@ local function compute(self, d)
   d.sd:_set(d.name, v)
 end
 
+-- Compute derived point d again (a reload gave it a new function).
+function Site:_compute(d) compute(self, d) end
+
 --- site:derive("device.point", def, fn) -> the site device holding it.
 --- fn(v) computes the value from other site values (v.meter.power ...);
 --- it runs again whenever one of the values it read changes. An error in
 --- fn, or a missing input, leaves the point without a value.
 function Site:derive(name, def, fn)
   assert(type(fn) == "function", "site:derive: third argument must be a function")
+  local stage = rawget(self, "_stage")
+  if stage then return stage:derive(name, def, fn) end
   local id, pname = split_name(name)
   local sd = values_device(self, id)
   local p = point_def(def, pname)
@@ -444,6 +473,8 @@ end
 --- device goes down). An error in fn is logged; the watch goes on.
 function Site:watch(name, fn)
   assert(type(fn) == "function", "site:watch: second argument must be a function")
+  local stage = rawget(self, "_stage")
+  if stage then return stage:watch(name, fn) end
   local id, pname = split_name(name)
   local sd = self._devices[id] or error(format("site:watch: the site has no device '%s'", id), 2)
   sd:get(pname) -- raises on an unknown point
@@ -456,6 +487,8 @@ end
 --- value, state) runs as a task for every point whose value changes.
 function Site:on_change(fn)
   assert(type(fn) == "function", "site:on_change: expected a function")
+  local stage = rawget(self, "_stage")
+  if stage then return stage:on_change(fn) end
   local w = start_watcher(self, "on_change handler", fn)
   return { cancel = function() w.task:cancel(); w.cancelled = true end }
 end
@@ -541,6 +574,8 @@ end
 --- :cancel() and :status(). fn(...) runs supervised: a critical task that
 --- raises is restarted with backoff and the site's health says so.
 function Site:spawn(fn, opts, ...)
+  local stage = rawget(self, "_stage")
+  if stage then return stage:spawn(fn, opts, ...) end
   return self._sup:spawn(fn, opts, ...)
 end
 
@@ -610,6 +645,8 @@ end
 --- (options as md.mqtt.publish.start; the site's health is published too).
 function Site:publish(opts)
   opts = opts or {}
+  local stage = rawget(self, "_stage")
+  if stage then return stage:publish(opts) end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.site = self
@@ -619,6 +656,7 @@ function Site:publish(opts)
     return nil, err, code
   end
   self._publishers[#self._publishers + 1] = pub
+  self._publish_opts[pub] = opts -- a reload keeps a publisher whose options did not change
   return pub
 end
 
@@ -635,6 +673,8 @@ function Site:remove(id, opts)
   sd:_stop()
   self:_emit("removed", sd)
   local dev = rawget(sd, "_dev")
+  local b = dev and dev.site_bus and self._buses[dev.site_bus]
+  if b then b.devices = b.devices - 1 end
   if dev and not (opts and opts.keep_open) then dev:close() end
   return true
 end
@@ -645,12 +685,15 @@ end
 --- registers, merged requests, an allow-list for writes); see
 --- moondog.site.gateway for the options.
 function Site:serve_modbus(opts)
+  local stage = rawget(self, "_stage")
+  if stage then return stage:serve_modbus(opts) end
   local gw, err, code = require("moondog.site.gateway").for_site(self, opts)
   if not gw then
     md.log.error("site %s: cannot serve Modbus: %s", self.name, tostring(err))
     return nil, err, code
   end
   self._gateways[#self._gateways + 1] = gw
+  self._gateway_opts[gw] = opts
   return gw
 end
 
@@ -659,6 +702,7 @@ end
 function Site:close()
   if self._closed then return end
   self._closed = true
+  if live[self.name] == self then live[self.name] = nil end
   for i = #self._publishers, 1, -1 do self._publishers[i]:close() end
   for _, gw in ipairs(self._gateways) do gw:close() end
   self._sup:close()
@@ -684,7 +728,8 @@ local mt = {
   __index = function(t, k)
     local m = Site[k]
     if m ~= nil then return m end
-    local sd = rawget(t, "_devices")[k]
+    local stage = rawget(t, "_stage")
+    local sd = stage and stage:device(k) or rawget(t, "_devices")[k]
     if sd then return sd end
     if type(k) == "string" and k:sub(1, 1) == "_" then return nil end
     local ids = {}
@@ -717,10 +762,14 @@ function M.new(opts)
   opts = opts or {}
   local name = opts.name or "site"
   check_id("site.new: name", name)
+  local reload = package.loaded["moondog.site.reload"]
+  local again = reload and reload.existing(live[name])
+  if again then return again end
   local self = setmetatable({
     name = name, _devices = {}, _order = {}, _buses = {}, _bus_order = {}, _listeners = {},
     _watchers = {}, _derived = {}, _dependents = {}, _publishers = {}, _gateways = {}, _profiles = {},
-    _sections = {}, _index = 0, _depth = 0,
+    _sections = {}, _index = 0, _depth = 0, _publish_opts = setmetatable({}, { __mode = "k" }),
+    _gateway_opts = setmetatable({}, { __mode = "k" }), _sigs = {},
     _defaults = { offline_after = opts.offline_after, retry = opts.retry },
   }, mt)
   self._epoch = md.now() -- the devices' poll ticks count from here (moondog.site.schedule)
@@ -728,7 +777,13 @@ function M.new(opts)
     exit_after = opts.exit_after, on_health = function() self:_health_changed() end,
   })
   local current = md.current()
-  if current and current:name() == "main chunk" then self._sup:watch_main(current) end
+  if current and current:name() == "main chunk" then
+    self._sup:watch_main(current)
+    -- the site script run as `moondog SCRIPT.lua` reloads on SIGHUP
+    if md.paths.script then require("moondog.site.reload").start(md.paths.script) end
+  end
+  if not live[name] then live[name] = self end
+  if reload then reload.created(self) end
   return self
 end
 

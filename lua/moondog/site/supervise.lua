@@ -81,18 +81,8 @@ local function run_supervised(self, s)
   end
 end
 
---- sup:spawn(fn [, opts], ...) -> handle {name, cancel = fn}: fn(...) runs
---- supervised. opts: name, critical (restart on failure).
-function Sup:spawn(fn, opts, ...)
-  assert(type(fn) == "function", "site:spawn: expected a function")
-  opts = opts or {}
-  local s = {
-    fn = fn, args = table.pack(...), name = opts.name or ("task " .. (#self.tasks + 1)),
-    critical = opts.critical == true, failures = 0, restarts = 0,
-  }
-  self.tasks[#self.tasks + 1] = s
-  s.keeper = md.spawn(run_supervised, self, s)
-  s.keeper:name("supervisor of " .. s.name)
+-- The handle site:spawn returns for the supervised record s.
+local function handle_of(s)
   local handle = {}
   function handle.cancel()
     s.done = true
@@ -103,6 +93,67 @@ function Sup:spawn(fn, opts, ...)
     return s.done and "done" or s.restart_at and "restarting" or "running", s.failures
   end
   return setmetatable(handle, { __index = { name = s.name }, __close = handle.cancel })
+end
+
+local function record(fn, opts, args, position)
+  assert(type(fn) == "function", "site:spawn: expected a function")
+  opts = opts or {}
+  return {
+    fn = fn, args = args, name = opts.name or ("task " .. position),
+    critical = opts.critical == true, failures = 0, restarts = 0,
+  }
+end
+
+local function start(self, s)
+  s.keeper = md.spawn(run_supervised, self, s)
+  s.keeper:name("supervisor of " .. s.name)
+end
+
+--- sup:spawn(fn [, opts], ...) -> handle {name, cancel = fn}: fn(...) runs
+--- supervised. opts: name, critical (restart on failure).
+function Sup:spawn(fn, opts, ...)
+  local s = record(fn, opts, table.pack(...), #self.tasks + 1)
+  self.tasks[#self.tasks + 1] = s
+  start(self, s)
+  return handle_of(s)
+end
+
+--- sup:reconcile(wanted, same) -> handles: the tasks of a reloaded script.
+--- wanted: {{fn, opts, args}} in the order the script spawned them; a task
+--- is known by its name, else its position ("task 3"). A running task the
+--- script asks for again with an equal function and arguments (same(old,
+--- new), moondog.site.reload) keeps running; others are stopped, and new or
+--- changed ones started. Returns the handle of each wanted task and the
+--- counts kept, started, stopped.
+function Sup:reconcile(wanted, same)
+  local old = {}
+  for _, s in ipairs(self.tasks) do old[s.name] = s end
+  local tasks, handles, kept, started, stopped = {}, {}, 0, 0, 0
+  for i, w in ipairs(wanted) do
+    local s = record(w.fn, w.opts, w.args, i)
+    local o = old[s.name]
+    if o and o.critical == s.critical and same(o.fn, s.fn) and same(o.args, s.args) then
+      s = o
+      kept = kept + 1
+    else
+      if o then
+        handle_of(o).cancel()
+        stopped = stopped + 1
+      end
+      start(self, s)
+      started = started + 1
+    end
+    old[s.name] = nil
+    tasks[#tasks + 1] = s
+    handles[i] = handle_of(s)
+  end
+  for _, o in pairs(old) do
+    handle_of(o).cancel()
+    stopped = stopped + 1
+  end
+  self.tasks = tasks
+  changed(self)
+  return handles, kept, started, stopped
 end
 
 --- sup:watch_main(task): the site script's main chunk; when it raises, the
