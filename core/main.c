@@ -31,6 +31,7 @@
 #include "engine.h"
 #include "log.h"
 #include "repl.h"
+#include "sdnotify.h"
 
 #ifndef MD_VERSION
 #define MD_VERSION "0.0.0"
@@ -163,6 +164,21 @@ static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
     return 0;
 }
 
+/* Under systemd (Type=notify) the site is up once its main chunk has run:
+ * devices are added and tasks spawned. A script whose main chunk never
+ * returns says so itself with md.service.ready(). */
+static void main_done(md_engine *E, bool ok, void *ud)
+{
+    (void)E;
+    char state[PATH_MAX + 96];
+    if (ok)
+        snprintf(state, sizeof state, "READY=1\nSTATUS=running %s", (const char *)ud);
+    else
+        snprintf(state, sizeof state, "STATUS=the main chunk of %s failed (see the log)",
+                 (const char *)ud);
+    md_sdnotify(state);
+}
+
 static int make_md_global(md_engine *E)
 {
     lua_State *L = md_engine_lua(E);
@@ -289,9 +305,16 @@ int main(int argc, char **argv)
         const char *path = strcmp(script, "-") == 0 ? NULL : script;
         rc = spawn_chunk(E, luaL_loadfile(L, path), argv + i + 1, argc - i - 1);
     }
+    if (rc == 0 && script[0]) {
+        md_engine_on_main_done(E, main_done, script);
+        if (!simulated)
+            md_sdnotify_watchdog_start(md_engine_loop(E));
+    }
     int code = rc;
     if (rc == 0)
         code = repl ? md_repl_run(E) : md_engine_run(E);
+    md_engine_on_main_done(E, NULL, NULL); /* shutdown cancels it: no failure */
+    md_sdnotify("STOPPING=1");
     md_engine_free(E);
     md_log_close();
     return code;
