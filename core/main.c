@@ -5,6 +5,7 @@
  *   moondog [options] -e CODE                run a chunk of Lua
  *   moondog [options] repl                   interactive Lua
  *   moondog [options] attach [SOCKET]        REPL into a running engine
+ *   moondog [options] check SITE.lua         check a site without running it
  *   moondog [options] TOOL [args...]         run scripts/TOOL.lua
  *
  * It finds its Lua library, scripts and device profiles next to the binary
@@ -43,6 +44,8 @@ static const char usage[] =
     "       moondog [options] repl                   interactive Lua with moondog "
     "loaded\n"
     "       moondog [options] attach [SOCKET]        REPL into a running engine\n"
+    "       moondog [options] check SITE.lua         every mistake of a site, devices\n"
+    "                                                and broker untouched\n"
     "       moondog [options] TOOL [args...]         run a tool (see below)\n"
     "\n"
     "options:\n"

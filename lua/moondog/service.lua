@@ -1,5 +1,5 @@
 -- moondog.service: what a site needs when it runs as a systemd service
--- (packaging/moondog@.service): readiness and status for systemd
+-- (moondog@.service, moondog.service): readiness and status for systemd
 -- (Type=notify), the folder for state kept across restarts, and secrets
 -- kept out of the site script.
 --
