@@ -153,8 +153,21 @@ uninstall:
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/moondog.conf
 	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
+# make deb: moondog_$(VERSION)_<arch>.deb here, built by dpkg-buildpackage
+# (debian/) from a copy of the tree in build/deb, so that its by-products
+# land in build/deb and not in the folder above the tree.
+DEB_DEPS := debhelper dpkg-dev fakeroot
+deb:
+	@$(MAKE) --no-print-directory deps DEPS="$(DEB_DEPS)"
+	rm -rf build/deb && mkdir -p build/deb/moondog-$(VERSION)
+	tar -c --exclude=./build --exclude=./.git --exclude=./tests --exclude=./moondog \
+	  --exclude='./moondog_*' . | tar -x -C build/deb/moondog-$(VERSION)
+	cd build/deb/moondog-$(VERSION) && dpkg-buildpackage -us -uc -b
+	cp build/deb/moondog_$(VERSION)_*.deb .
+	@ls moondog_$(VERSION)_*.deb
+
 clean:
-	rm -rf build moondog
+	rm -rf build moondog moondog_*.deb
 
 # make fuzz [FUZZ_SECONDS=10]: build each tests/fuzz/fuzz_<name>.c with libFuzzer
 # and the sanitizers, linked with core/<name>.c (and FUZZ_EXTRA_<name>), then run
