@@ -63,6 +63,32 @@ md.service.notify("X-MAIN=returning")
     "STOPPING=1 at exit")
 end)
 
+T.test("a frozen loop stops the keep-alives (systemd then restarts the service)", function()
+  local dir <close> = T.tmpdir()
+  local recv <close>, sock = start_receiver(dir)
+  -- The Lua watchdog off: nothing may unfreeze the loop.
+  T.write_file(dir.path .. "/frozen.lua", [[
+local md = require "moondog"
+md.watchdog(0)
+md.spawn(function()
+  md.sleep(0.5)
+  md.service.notify("X-FROZEN=1")
+  while true do end
+end)
+]])
+  local eng <close> = T.start(dir, "engine", format("env NOTIFY_SOCKET=%s WATCHDOG_USEC=100000 %s %s",
+    q(sock), q(md.paths.exe), q(dir.path .. "/frozen.lua")))
+  T.wait_for(function() return (T.read_file(recv.out) or ""):find("X-FROZEN=1", 1, true) end, 15,
+    "the task that freezes the loop")
+  -- One datagram socket, one sender: whatever the loop sent before it froze
+  -- arrived before X-FROZEN=1. Give a further keep-alive 10 periods to show.
+  md.sleep(1)
+  local got = T.read_file(recv.out)
+  assert(got:match("WATCHDOG=1.*X%-FROZEN=1"), "keep-alives before the freeze:\n" .. got)
+  assert(not got:match("X%-FROZEN=1.*WATCHDOG=1"), "a keep-alive from a frozen loop:\n" .. got)
+  eng:stop(0.5)
+end)
+
 T.test("no WATCHDOG=1 when WATCHDOG_PID names another process, no READY=1 when the main chunk fails",
   function()
   local dir <close> = T.tmpdir()
@@ -149,4 +175,18 @@ error("failing with " .. pw)
   for _, secret in ipairs { "Pw-sekrit-9", "Other-sekrit-7", "wrong-pass", "pw2" } do
     assert(not out:find(secret, 1, true), secret .. " appears in the log:\n" .. out)
   end
+end)
+
+T.test("export limiting keeps its state in $STATE_DIRECTORY by default", function()
+  local dir <close> = T.tmpdir()
+  local out, code = T.sh(format("env STATE_DIRECTORY=%s %s -e %s 2>&1", q(dir.path), q(md.paths.exe), q([[
+local site = md.site.new { name = "home" }
+local sim = assert(require("moondog.sim.site").start(require("moondog.sim.scenarios").get("sunny_day")))
+sim:add_to(site, { poll = 1 })
+local el = md.control.export_limit { site = site, grid = "meter.power", inverters = { "pv" }, limit_w = 0 }
+print(el.state_file)
+md.exit(0)
+]])))
+  T.eq(code, 0, out)
+  T.eq(out, dir.path .. "/home-export_limit.json\n")
 end)
