@@ -169,17 +169,20 @@ static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
 
 /* Under systemd (Type=notify) the site is up once its main chunk has run:
  * devices are added and tasks spawned. A script whose main chunk never
- * returns says so itself with md.service.ready(). */
+ * returns says so itself with md.service.ready(). A main chunk that fails
+ * under systemd ends the engine (exit code 1): a half-built site must not
+ * run on, and Restart=on-failure then tries again, instead of systemd
+ * waiting TimeoutStartSec for a READY=1 that never comes. */
 static void main_done(md_engine *E, bool ok, void *ud)
 {
-    (void)E;
     char state[PATH_MAX + 96];
     if (ok)
         snprintf(state, sizeof state, "READY=1\nSTATUS=running %s", (const char *)ud);
     else
         snprintf(state, sizeof state, "STATUS=the main chunk of %s failed (see the log)",
                  (const char *)ud);
-    md_sdnotify(state);
+    if (md_sdnotify(state) > 0 && !ok)
+        md_engine_exit(E, 1);
 }
 
 static int make_md_global(md_engine *E)

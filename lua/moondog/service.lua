@@ -6,6 +6,8 @@
 -- The engine itself tells systemd READY=1 once the main chunk of the script
 -- has returned and sends WATCHDOG=1 from its event loop (core/sdnotify.c);
 -- a script whose main chunk never returns calls service.ready() itself.
+-- Under systemd a main chunk that fails ends the engine (exit code 1), so
+-- that Restart=on-failure starts the site again.
 -- Outside systemd ($NOTIFY_SOCKET unset) every notification is a no-op.
 --
 -- Secrets (an MQTT password, a TLS key's passphrase) are looked up by name,
