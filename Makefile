@@ -46,6 +46,8 @@ DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquit
 DEPS += mosquitto mosquitto-clients openssl time
 # moondog sim's plot (make run)
 DEPS += gnuplot-nox
+# tests/sh/test_install.sh: systemd-analyze verify on the units, man -l on the page
+DEPS += systemd man-db
 LINT_DEPS := lua-check clang-format cppcheck
 FUZZ_DEPS := clang libclang-rt-14-dev
 

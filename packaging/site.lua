@@ -53,12 +53,16 @@ end
 --                           (md.state_dir() .. "/export_limit.json") }
 
 -- Log what the site sees: once the meter's first sample is in, then every
--- 30 s (journalctl shows it). A task, so the main chunk returns at once and
+-- 30 s (journalctl shows it; `systemctl status` shows the latest as the
+-- unit's status line). A task, so the main chunk returns at once and
 -- systemd hears that the site is up.
 md.spawn(function()
   site.meter:wait("power", { timeout = 10 })
   while true do
-    md.log.info("grid %s W, pv %s W", tostring(site.meter:get("power")), tostring(site.pv:get("power")))
+    local line = string.format("grid %s W, pv %s W", tostring(site.meter:get("power")),
+      tostring(site.pv:get("power")))
+    md.log.info("%s", line)
+    md.service.status(line)
     md.sleep(30)
   end
 end)
