@@ -2,6 +2,14 @@
 VERSION := 0.1.0
 PREFIX ?= /usr/local
 DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/moondog
+DOCDIR ?= $(PREFIX)/share/doc/moondog
+MANDIR ?= $(PREFIX)/share/man
+# systemd reads units and sysusers.d files under /usr/local/lib too.
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR ?= /etc
 
 CC ?= cc
 PKGS := lua5.4 libmodbus libmosquitto libedit
@@ -38,10 +46,12 @@ DEPS := build-essential pkg-config liblua5.4-dev lua5.4 libmodbus-dev libmosquit
 DEPS += mosquitto mosquitto-clients openssl time
 # moondog sim's plot (make run)
 DEPS += gnuplot-nox
+# tests/sh/test_install.sh: systemd-analyze verify on the units, man -l on the page
+DEPS += systemd man-db
 LINT_DEPS := lua-check clang-format cppcheck
 FUZZ_DEPS := clang libclang-rt-14-dev
 
-.PHONY: all deps run test bench install uninstall clean lint moondog
+.PHONY: all deps run test bench install uninstall clean lint moondog docs deb
 
 all: moondog
 
@@ -99,21 +109,67 @@ bench: deps
 
 lint:
 	@$(MAKE) --no-print-directory deps DEPS="$(LINT_DEPS)"
-	luacheck --std lua54 lua scripts devices tests/lua
+	luacheck --std lua54 lua scripts devices tests/lua packaging
 	clang-format --dry-run -Werror core/*.c core/*.h
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability -D_GNU_SOURCE core
 
-install: moondog
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/moondog
-	install -m 755 moondog $(DESTDIR)$(PREFIX)/bin/moondog
-	cp -r lua scripts devices $(DESTDIR)$(PREFIX)/share/moondog/
+# The man page and the Lua API reference, generated: the man page from
+# `moondog --help` (packaging/man.lua), the reference from the library's
+# `---` comments, the text help() shows (packaging/apidoc.lua).
+DOCS := $(BUILD)/moondog.1 $(BUILD)/api.md
+docs: $(DOCS)
+
+$(BUILD)/moondog.1: $(BUILD)/moondog packaging/man.lua core/main.c | $(BUILD)
+	MOONDOG_HOME=$(CURDIR) $(BUILD)/moondog packaging/man.lua $(VERSION) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/api.md: $(BUILD)/moondog packaging/apidoc.lua $(shell find lua -name '*.lua') | $(BUILD)
+	MOONDOG_HOME=$(CURDIR) $(BUILD)/moondog packaging/apidoc.lua > $@.tmp && mv $@.tmp $@
+
+# Units with this install's paths in them.
+$(BUILD)/%.service: packaging/%.service.in | $(BUILD)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' $< > $@
+
+UNITS := $(BUILD)/moondog.service $(BUILD)/moondog@.service
+
+# The example site goes to $(SYSCONFDIR)/moondog/site.lua only when there is
+# none (never over a user's site), and to the docs' examples always.
+install: moondog $(DOCS) $(UNITS)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)/examples \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/moondog
+	install -m 755 moondog $(DESTDIR)$(BINDIR)/moondog
+	cp -r lua scripts devices $(DESTDIR)$(DATADIR)/
+	install -m 644 $(UNITS) $(DESTDIR)$(UNITDIR)/
+	install -m 644 packaging/moondog.sysusers $(DESTDIR)$(SYSUSERSDIR)/moondog.conf
+	install -m 644 $(BUILD)/moondog.1 $(DESTDIR)$(MANDIR)/man1/moondog.1
+	install -m 644 README.md LICENSE docs/*.md $(BUILD)/api.md $(DESTDIR)$(DOCDIR)/
+	install -m 644 devices/README.md $(DESTDIR)$(DOCDIR)/devices.md
+	install -m 644 packaging/site.lua $(DESTDIR)$(DOCDIR)/examples/site.lua
+	install -m 644 packaging/secrets.example $(DESTDIR)$(DOCDIR)/examples/secrets
+	[ -e $(DESTDIR)$(SYSCONFDIR)/moondog/site.lua ] || \
+	  install -m 644 packaging/site.lua $(DESTDIR)$(SYSCONFDIR)/moondog/site.lua
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/moondog
-	rm -rf $(DESTDIR)$(PREFIX)/share/moondog
+	rm -f $(DESTDIR)$(BINDIR)/moondog $(DESTDIR)$(MANDIR)/man1/moondog.1
+	rm -f $(DESTDIR)$(UNITDIR)/moondog.service $(DESTDIR)$(UNITDIR)/moondog@.service
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/moondog.conf
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
+
+# make deb: moondog_$(VERSION)_<arch>.deb here, built by dpkg-buildpackage
+# (debian/) from a copy of the tree in build/deb, so that its by-products
+# land in build/deb and not in the folder above the tree.
+DEB_DEPS := debhelper dpkg-dev fakeroot
+deb:
+	@$(MAKE) --no-print-directory deps DEPS="$(DEB_DEPS)"
+	rm -rf build/deb && mkdir -p build/deb/moondog-$(VERSION)
+	tar -c --exclude=./build --exclude=./.git --exclude=./tests --exclude=./moondog \
+	  --exclude='./moondog_*' . | tar -x -C build/deb/moondog-$(VERSION)
+	cd build/deb/moondog-$(VERSION) && dpkg-buildpackage -us -uc -b
+	cp build/deb/moondog_$(VERSION)_*.deb .
+	@ls moondog_$(VERSION)_*.deb
 
 clean:
-	rm -rf build moondog
+	rm -rf build moondog moondog_*.deb
 
 # make fuzz [FUZZ_SECONDS=10]: build each tests/fuzz/fuzz_<name>.c with libFuzzer
 # and the sanitizers, linked with core/<name>.c (and FUZZ_EXTRA_<name>), then run

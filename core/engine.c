@@ -163,6 +163,9 @@ struct md_engine {
 
     sig_waiter *hup_waits; /* tasks in core.wait_signal("HUP") */
     bool hup_routed;
+
+    void (*on_main_done)(md_engine *E, bool ok, void *ud);
+    void *on_main_done_ud;
 };
 
 /* The engine of the process, for the signal handler's hook only. */
@@ -630,6 +633,8 @@ static void finish_task(md_task *t, task_state state)
     all_unlink(E, t);
     if (t->is_main && state == TASK_FAILED)
         E->exit_code = 1;
+    if (t->is_main && E->on_main_done)
+        E->on_main_done(E, state == TASK_DONE, E->on_main_done_ud);
     /* Run the task's pending to-be-closed variables now. */
     int status = reset_thread(t->co, E->L);
     /* After an error the thread reports that error again: already logged. */
@@ -1253,6 +1258,13 @@ void md_engine_on_interrupt(md_engine *E, void (*fn)(md_engine *E, void *ud), vo
     E->on_interrupt_ud = ud;
 }
 
+void md_engine_on_main_done(md_engine *E, void (*fn)(md_engine *E, bool ok, void *ud),
+                            void *ud)
+{
+    E->on_main_done = fn;
+    E->on_main_done_ud = ud;
+}
+
 /* package.path: the moondog library first, then Lua's defaults. */
 static void set_package_path(lua_State *L, const char *home)
 {
@@ -1313,6 +1325,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.event", luaopen_moondog_event);
     preload(E->L, "moondog.sunspec.codec", luaopen_moondog_sunspec_codec);
     preload(E->L, "moondog.process.core", luaopen_moondog_process_core);
+    preload(E->L, "moondog.service.core", luaopen_moondog_service_core);
 
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */

@@ -88,6 +88,11 @@ bool md_engine_closing(md_engine *E);
 /* SIGINT normally shuts the engine down; the REPL routes it here instead. */
 void md_engine_on_interrupt(md_engine *E, void (*fn)(md_engine *E, void *ud), void *ud);
 
+/* fn(E, ok, ud) once the main chunk has finished: ok when it returned, false
+ * when it failed or was cancelled (main.c tells systemd the site is up). */
+void md_engine_on_main_done(md_engine *E, void (*fn)(md_engine *E, bool ok, void *ud),
+                            void *ud);
+
 /* }===== */
 
 /* {===== tasks ===== */
@@ -136,5 +141,6 @@ int luaopen_moondog_stream(lua_State *L);
 int luaopen_moondog_event(lua_State *L);
 int luaopen_moondog_sunspec_codec(lua_State *L);
 int luaopen_moondog_process_core(lua_State *L);
+int luaopen_moondog_service_core(lua_State *L);
 
 #endif

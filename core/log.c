@@ -2,6 +2,15 @@
  * log.c - see log.h. The level is a plain int read without a lock: a
  * torn read is impossible for an int and a stale one only delays a change
  * of level by a line.
+ *
+ * Secrets never reach the log: every line, whoever formatted it (a Lua
+ * md.log call, an error with its traceback, a C module), passes through
+ * mask() before it is written. mask() hides the password of any URL with
+ * user information (mqtt://user:PASSWORD@host) and every string registered
+ * with md_log_secret() (passwords handed to the MQTT client, values read by
+ * md.secret()). Masking here, at the one place lines are written, rather
+ * than at each call site means a log line added later cannot leak one. The
+ * secrets table is guarded by a mutex, since worker threads log too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -10,6 +19,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -115,10 +127,99 @@ static void defuse(char *p, size_t len)
     }
 }
 
-static void write_line(char *line, size_t len, size_t size)
+/* {===== masking secrets ===== */
+
+#define MAX_SECRETS 32
+#define MIN_SECRET 3 /* shorter strings would mask ordinary words */
+static char *secrets[MAX_SECRETS];
+static int n_secrets;
+static pthread_mutex_t secrets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int md_log_secret(const char *secret)
 {
-    if (len >= size - 1) {
-        len = size - 5;
+    if (!secret || strlen(secret) < MIN_SECRET)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&secrets_lock);
+    for (int i = 0; i < n_secrets; i++)
+        if (strcmp(secrets[i], secret) == 0)
+            goto done;
+    if (n_secrets == MAX_SECRETS) {
+        rc = -ENOSPC;
+        goto done;
+    }
+    secrets[n_secrets] = strdup(secret);
+    if (!secrets[n_secrets])
+        rc = -ENOMEM;
+    else
+        n_secrets++;
+done:
+    pthread_mutex_unlock(&secrets_lock);
+    return rc;
+}
+
+/* The length of the password in a URL's user information starting at p
+ * (just after "://"): "user:PASSWORD@host" gives the offset of PASSWORD in
+ * *at and its length; 0 when there is none. */
+static size_t url_password(const char *p, size_t len, size_t *at)
+{
+    size_t colon = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+        if (c == '@')
+            return colon ? (*at = colon + 1, i - colon - 1) : 0;
+        if (c == '/' || c == ' ' || c == '\n' || c == '\t' || c == '"' || c == '\'')
+            return 0;
+        if (c == ':' && !colon)
+            colon = i;
+    }
+    return 0;
+}
+
+/* Copy line[0..len) to out (size outsize) with secrets replaced by "***".
+ * Returns the new length. */
+static size_t mask(const char *line, size_t len, char *out, size_t outsize)
+{
+    size_t o = 0;
+    pthread_mutex_lock(&secrets_lock);
+    for (size_t i = 0; i < len && o + 4 < outsize;) {
+        size_t skip = 0;
+        if (i >= 3 && line[i - 1] == '/' && line[i - 2] == '/' && line[i - 3] == ':') {
+            size_t at = 0, n = url_password(line + i, len - i, &at);
+            if (n) {
+                size_t keep = at < outsize - o - 4 ? at : outsize - o - 4;
+                memcpy(out + o, line + i, keep);
+                o += keep;
+                i += at;
+                skip = n;
+            }
+        }
+        for (int k = 0; !skip && k < n_secrets; k++) {
+            size_t sl = strlen(secrets[k]);
+            if (sl <= len - i && memcmp(line + i, secrets[k], sl) == 0)
+                skip = sl;
+        }
+        if (skip) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+            i += skip;
+        } else {
+            out[o++] = line[i++];
+        }
+    }
+    pthread_mutex_unlock(&secrets_lock);
+    return o;
+}
+
+/* }===== */
+
+static void write_line(char *raw, size_t len, size_t size)
+{
+    char line[4096];
+    bool cut = len >= size - 1; /* vsnprintf gave up, or the line fills the buffer */
+    len = mask(raw, cut ? size - 1 : len, line, sizeof line);
+    if (cut || len >= sizeof line - 1) {
+        len = (len < sizeof line - 5 ? len : sizeof line - 5);
         memcpy(line + len, "...", 3);
         len += 3;
     }

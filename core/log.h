@@ -34,6 +34,12 @@ void md_log_close(void);
 int md_log_enabled(int level);
 void md_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void md_logv(int level, const char *fmt, va_list ap);
+/* Never write this string to the log: every occurrence in a line becomes
+ * "***" (so do URL passwords, mqtt://user:PASSWORD@host, always). Strings
+ * shorter than 3 bytes are ignored. Returns 0, -ENOSPC (32 secrets are kept)
+ * or -ENOMEM. Thread-safe. */
+int md_log_secret(const char *secret);
+
 /* Log a message that is already text (no formatting). */
 void md_log_text(int level, const char *text);
 

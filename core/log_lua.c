@@ -100,9 +100,19 @@ static int log_file(lua_State *L)
     return 1;
 }
 
+/* md.log.secret(s): s never appears in the log from now on ("***" instead). */
+static int log_secret(lua_State *L)
+{
+    const char *s = luaL_checkstring(L, 1);
+    if (md_log_secret(s) < 0)
+        return luaL_error(L, "md.log.secret: too many secrets (32 are kept)");
+    return 0;
+}
+
 static const luaL_Reg funcs[] = {
-    {"error", log_error}, {"warn", log_warn},   {"info", log_info}, {"debug", log_debug},
-    {"trace", log_trace}, {"level", log_level}, {"file", log_file}, {NULL, NULL},
+    {"secret", log_secret}, {"error", log_error}, {"warn", log_warn},
+    {"info", log_info},     {"debug", log_debug}, {"trace", log_trace},
+    {"level", log_level},   {"file", log_file},   {NULL, NULL},
 };
 
 int luaopen_moondog_log(lua_State *L)

@@ -5,6 +5,7 @@
  *   moondog [options] -e CODE                run a chunk of Lua
  *   moondog [options] repl                   interactive Lua
  *   moondog [options] attach [SOCKET]        REPL into a running engine
+ *   moondog [options] check SITE.lua         check a site without running it
  *   moondog [options] TOOL [args...]         run scripts/TOOL.lua
  *
  * It finds its Lua library, scripts and device profiles next to the binary
@@ -31,6 +32,7 @@
 #include "engine.h"
 #include "log.h"
 #include "repl.h"
+#include "sdnotify.h"
 
 #ifndef MD_VERSION
 #define MD_VERSION "0.0.0"
@@ -42,6 +44,8 @@ static const char usage[] =
     "       moondog [options] repl                   interactive Lua with moondog "
     "loaded\n"
     "       moondog [options] attach [SOCKET]        REPL into a running engine\n"
+    "       moondog [options] check SITE.lua         every mistake of a site, devices\n"
+    "                                                and broker untouched\n"
     "       moondog [options] TOOL [args...]         run a tool (see below)\n"
     "\n"
     "options:\n"
@@ -161,6 +165,24 @@ static int spawn_chunk(md_engine *E, int status, char **args, int nargs)
         lua_pushstring(L, args[i]);
     md_engine_spawn_main(E, nargs);
     return 0;
+}
+
+/* Under systemd (Type=notify) the site is up once its main chunk has run:
+ * devices are added and tasks spawned. A script whose main chunk never
+ * returns says so itself with md.service.ready(). A main chunk that fails
+ * under systemd ends the engine (exit code 1): a half-built site must not
+ * run on, and Restart=on-failure then tries again, instead of systemd
+ * waiting TimeoutStartSec for a READY=1 that never comes. */
+static void main_done(md_engine *E, bool ok, void *ud)
+{
+    char state[PATH_MAX + 96];
+    if (ok)
+        snprintf(state, sizeof state, "READY=1\nSTATUS=running %s", (const char *)ud);
+    else
+        snprintf(state, sizeof state, "STATUS=the main chunk of %s failed (see the log)",
+                 (const char *)ud);
+    if (md_sdnotify(state) > 0 && !ok)
+        md_engine_exit(E, 1);
 }
 
 static int make_md_global(md_engine *E)
@@ -289,9 +311,16 @@ int main(int argc, char **argv)
         const char *path = strcmp(script, "-") == 0 ? NULL : script;
         rc = spawn_chunk(E, luaL_loadfile(L, path), argv + i + 1, argc - i - 1);
     }
+    if (rc == 0 && script[0]) {
+        md_engine_on_main_done(E, main_done, script);
+        if (!simulated)
+            md_sdnotify_watchdog_start(md_engine_loop(E));
+    }
     int code = rc;
     if (rc == 0)
         code = repl ? md_repl_run(E) : md_engine_run(E);
+    md_engine_on_main_done(E, NULL, NULL); /* shutdown cancels it: no failure */
+    md_sdnotify("STOPPING=1");
     md_engine_free(E);
     md_log_close();
     return code;

@@ -99,10 +99,23 @@ end
 
 -- }=====
 
+--- md.secret(name) -> value, or nil, message, "not_found": a secret (an MQTT
+--- password) from $CREDENTIALS_DIRECTORY/<name>, $MOONDOG_<NAME> or the
+--- secrets file; never logged. See moondog.service.
+function M.secret(name)
+  return require("moondog.service").secret(name)
+end
+
+--- md.state_dir() -> path, or nil: the folder for state kept across restarts
+--- ($STATE_DIRECTORY under systemd: /var/lib/moondog).
+function M.state_dir()
+  return require("moondog.service").state_dir()
+end
+
 -- Modules loaded on first use; listed so that the REPL can complete them.
 local lazy = {
-  "attach", "clock", "control", "devices", "growatt", "modbus", "mqtt", "rct", "repl", "site", "sunspec",
-  "testing",
+  "attach", "clock", "control", "devices", "growatt", "modbus", "mqtt", "rct", "repl", "service", "site",
+  "sunspec", "testing",
 }
 local is_lazy = {}
 for _, name in ipairs(lazy) do

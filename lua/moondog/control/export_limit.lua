@@ -393,7 +393,8 @@ end
 --- {{id = "pv", rating = W, power = "power"}, ...}, limit_w = 0 [, name =
 --- "export_limit"] [, failsafe_after = 3] [, recover_s = 10] [, revert_s =
 --- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
---- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path]}
+--- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path
+--- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]}
 --- -> controller. on_step(status, grid_w, pv_w) runs after each control
 --- step (a log, a plot); an error in it is an error of the controller.
 --- hold_s: after a cut, the longest the controller waits for
@@ -416,7 +417,10 @@ function M.export_limit(opts)
     revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
     slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
     hold_s = opts.hold_s or 10, on_step = opts.on_step,
-    state_file = opts.state_file, inverters = {}, setpoint_pct = 100, integral = 0, writes = 0,
+    -- as a service, kept in StateDirectory= by default (md.state_dir(): /var/lib/moondog)
+    state_file = opts.state_file
+      or (md.state_dir() and format("%s/%s-%s.json", md.state_dir(), site.name, name)),
+    inverters = {}, setpoint_pct = 100, integral = 0, writes = 0,
     write_errors = 0, state = "starting",
   }, Ctl)
   local total = 0

@@ -84,6 +84,7 @@ local function core_config(opts)
     cfg[k] = opt_type(opts, k, "number", where) or cfg[k]
   end
   cfg.host = cfg.host or "127.0.0.1"
+  if cfg.password then log.secret(cfg.password) end -- never in a log line
   if opts.clean ~= nil then cfg.clean = opts.clean and true or false end
   if cfg.clean == false and not cfg.client_id then
     error("mqtt.connect: a persistent session (clean = false) needs a client_id, so that the "
