@@ -170,8 +170,14 @@ local function add_writable(self, pair, id)
   end
 end
 
+-- A meter record's device: the datalogger's meter.
+local function pair_key(rec)
+  if rec.kind == "meter" then return "meter_" .. tostring(rec.logger) end
+  return rec.inverter
+end
+
 local function pair_device(self, c, rec)
-  local id = device_id(rec.inverter)
+  local id = device_id(pair_key(rec))
   local pair = self._pairs[id]
   if not pair then
     pair = { id = id, points = {}, logger = c.logger, watches = {} }
@@ -186,12 +192,17 @@ local function pair_device(self, c, rec)
       for _, l in ipairs(record.layouts) do
         if l.name == rec.layout then model = l.model end
       end
-      profile.manufacturer, profile.serial = "Growatt", rec.inverter
-      profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
-      profile.label = "Growatt " .. tostring(rec.inverter)
+      profile.manufacturer, profile.serial = "Growatt", pair_key(rec)
+      if rec.kind == "meter" then
+        profile.model = model
+        profile.label = "Growatt meter of datalogger " .. tostring(rec.logger)
+      else
+        profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
+        profile.label = "Growatt " .. tostring(rec.inverter)
+      end
       profile.sw_version = "datalogger " .. tostring(rec.logger)
       pair.points.logger_serial = true
-      if self.writable then add_writable(self, pair, id) end
+      if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
     end
   end
   pair.logger = c.logger
@@ -308,7 +319,7 @@ end
 local function on_frame(self, c, f)
   c.protocol = f.protocol
   if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
-  local rec = record.decode(f, { log = md.log.warn, dtc = c.dtc })
+  local rec = record.decode(f, c.decode_opts)
   if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
       or rec.kind == "ping") then
     bind_serial(self, c, rec.logger)
@@ -317,8 +328,9 @@ local function on_frame(self, c, f)
   if c.standalone then answer(self, c, f, rec) end
   if rec.kind == "announce" then
     c.dtc = rec.dtc
+    c.decode_opts.dtc, c.decode_opts.tp = rec.dtc, rec.tp
     c.inverter = rec.inverter
-  elseif rec.kind == "data" then
+  elseif rec.kind == "data" or rec.kind == "meter" then
     counts.records = counts.records + 1
     c.logger.last_record = self.clock()
     publish_values(self, c, rec)
@@ -699,6 +711,7 @@ local function serve(self, conn)
     conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
     down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
     wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
+    decode_opts = { log = md.log.warn },
   }
   logger.conn = c
   self._anon[logger] = true
