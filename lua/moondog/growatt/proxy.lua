@@ -133,13 +133,6 @@ local function point_def(p)
            label = p.label }
 end
 
-local function set_state(sd, state)
-  local old = rawget(sd, "_state")
-  if old == state then return end
-  rawset(sd, "_state", state)
-  sd._site:_emit("state", sd, old, state, state == "offline" and "no record from the datalogger" or nil)
-end
-
 -- The site device of a datalogger/inverter pair, with points for rec.
 -- Writable points: a site value per allow-listed holding register; a
 -- command (MQTT, Home Assistant, a script's write) is checked by the site
@@ -185,14 +178,14 @@ local function pair_device(self, c, rec)
     if self.site then
       -- the Home Assistant device block: Growatt, the model family from the
       -- layout (and the device type code of the announce), the serials
-      local sd = self.site:value(id .. ".logger_serial", { type = "string", label = "Datalogger serial",
-        entity_category = "diagnostic" })
-      local profile = sd.profile
       local model
       for _, l in ipairs(record.layouts) do
         if l.name == rec.layout then model = l.model end
       end
-      profile.manufacturer, profile.serial = "Growatt", pair_key(rec)
+      local profile = { manufacturer = "Growatt", serial = pair_key(rec),
+        sw_version = "datalogger " .. tostring(rec.logger),
+        points = { { name = "logger_serial", type = "string", label = "Datalogger serial",
+                     entity_category = "diagnostic" } } }
       if rec.kind == "meter" then
         profile.model = model
         profile.label = "Growatt meter of datalogger " .. tostring(rec.logger)
@@ -200,7 +193,7 @@ local function pair_device(self, c, rec)
         profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
         profile.label = "Growatt " .. tostring(rec.inverter)
       end
-      profile.sw_version = "datalogger " .. tostring(rec.logger)
+      self.site:add_pushed(id, profile)
       pair.points.logger_serial = true
       if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
     end
@@ -239,14 +232,13 @@ local function publish_values(self, c, rec)
     if gap >= 1 then pair.interval = math.min(math.max(gap, 10), 3600) end
   end
   pair.last = now
-  -- values the site holds (not writable points): set as site:derive does
-  if sd.logger_serial ~= rec.logger then sd:_set("logger_serial", rec.logger) end
-  if rec.values then
-    for name, v in pairs(rec.values) do sd:_set(name, v) end
-  else
-    for reg, v in pairs(rec.registers or {}) do sd:_set("reg_" .. reg, v) end
+  local values = rec.values
+  if not values then
+    values = {}
+    for reg, v in pairs(rec.registers or {}) do values["reg_" .. reg] = v end
   end
-  set_state(sd, "ok")
+  values.logger_serial = rec.logger
+  sd:update(values)
 end
 
 local function json_value(v)
@@ -755,8 +747,10 @@ local function availability(self)
     for id, pair in pairs(self._pairs) do
       local limit = (pair.interval or self.interval) * self.factor
       if pair.last and now - pair.last > limit and self.site then
-        local sd = rawget(self.site, "_devices")[id]
-        if sd then set_state(sd, "offline") end
+        local sd = self.site[id]
+        if sd then
+          sd:expire(format("no record from the datalogger for %d s", math.floor(now - pair.last)))
+        end
       end
     end
   end
