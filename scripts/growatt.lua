@@ -40,8 +40,9 @@ go to that broker with Home Assistant discovery under --prefix (moondog).
 --command-socket opens grott-async's text command socket (list, read, set)
 on loopback (grott-async uses 15279). --block drops the cloud's
 configuration writes except the clock, and its inverter register writes.
---writable makes the active power rate (holding register 3, %) a number
-entity in Home Assistant, written through the datalogger.
+--writable makes the active power rate (holding register 3, %) and the
+export limit (mode: register 122; power rate: register 123, %) number
+entities in Home Assistant, written through the datalogger.
 ]=]
 
 local function cmd_proxy(args)

@@ -138,21 +138,79 @@ end
 -- command (MQTT, Home Assistant, a script's write) is checked by the site
 -- against the point, then written to the inverter through the logger
 -- (logger:write: own sequence number, matched, timeout, queued).
+-- Growatt's "Inverter Modbus RTU Protocol" v1.20/v1.24, holding
+-- registers: 3 active power rate (0-100 %, 255 = no limit), 122 export
+-- limit mode (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT), 123 export
+-- limit power rate (-1000..1000 in 0.1 %, signed). `scale`: the register
+-- holds value / scale.
 local WRITABLE = {
   { name = "active_power_rate", reg = 3, label = "Active power rate", unit = "%", min = 0, max = 100,
-    step = 1 },
+    step = 1, type = "integer" },
+  { name = "export_limit_mode", reg = 122, label = "Export limit (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT)",
+    min = 0, max = 3, step = 1, type = "integer" },
+  { name = "export_limit_rate", reg = 123, label = "Export limit power rate", unit = "%", min = -100,
+    max = 100, step = 0.1, scale = 0.1 },
 }
+M.WRITABLE = WRITABLE
+
+-- The register value for a point's value: scaled, rounded, two's
+-- complement for a negative one; and back.
+local function register_value(w, v)
+  local r = math.floor(v / (w.scale or 1) + 0.5)
+  if r < 0 then r = r + 0x10000 end
+  return r
+end
+
+local function point_value(w, r)
+  if w.reg == 3 and r == 255 then return 100 end -- 255: not limited
+  if w.min < 0 and r >= 0x8000 then r = r - 0x10000 end
+  local v = r * (w.scale or 1)
+  if w.scale then v = math.floor(v / w.scale + 0.5) * w.scale end
+  return math.type(v) == "float" and tonumber(string.format("%.10g", v)) or v
+end
+
+-- What the inverter holds is read once per pair (and again after a failed
+-- read, at most once a minute, on the next record), so that the number
+-- entities show it; a command writes only a value the inverter does not
+-- hold already.
+local function read_writable(self, pair, id)
+  if pair.reading or (pair.read_at and md.now() - pair.read_at < 60) then return end
+  pair.reading, pair.read_at = true, md.now()
+  pair.read_task = md.spawn(function()
+    local values, missing = {}, false
+    for _, w in ipairs(WRITABLE) do
+      if self.writable[w.name] and pair.known[w.name] == nil then
+        local r, err = pair.logger:read(w.reg)
+        if r then
+          pair.known[w.name] = point_value(w, r[1])
+          values[w.name] = pair.known[w.name]
+        else
+          missing = true
+          md.log.info("growatt proxy: %s: holding register %d not read (%s); trying again later", id, w.reg,
+            tostring(err))
+        end
+      end
+    end
+    pair.reading = false
+    if not missing then pair.read_at = math.huge end
+    local sd = self.site[id]
+    if sd and next(values) then sd:update(values) end
+  end)
+  pair.read_task:name("growatt writable points " .. id)
+end
 
 local function add_writable(self, pair, id)
+  pair.known = {}
   for _, w in ipairs(WRITABLE) do
     if self.writable[w.name] then
       self.site:value(id .. "." .. w.name, { writable = true, min = w.min, max = w.max, step = w.step,
-        unit = w.unit, label = w.label, type = "integer" })
+        unit = w.unit, label = w.label, type = w.type })
       pair.points[w.name] = true
       pair.watches[#pair.watches + 1] = self.site:watch(id .. "." .. w.name, function(v)
-        if v == nil then return end
-        local ok, err = pair.logger:write(w.reg, math.floor(v))
+        if v == nil or v == pair.known[w.name] then return end
+        local ok, err = pair.logger:write(w.reg, register_value(w, v))
         if ok then
+          pair.known[w.name] = v
           md.log.info("growatt proxy: %s.%s = %s written to holding register %d", id, w.name, tostring(v),
             w.reg)
         else
@@ -199,6 +257,7 @@ local function pair_device(self, c, rec)
     end
   end
   pair.logger = c.logger
+  if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
   local site = self.site
   if rec.layout then
     for _, p in ipairs(record.layouts) do
@@ -796,6 +855,7 @@ function Proxy:close()
   if self.avail_task then self.avail_task:cancel() end
   for _, pair in pairs(self._pairs) do
     for _, w in ipairs(pair.watches) do w.cancel() end
+    if pair.read_task then pair.read_task:cancel() end
   end
   local conns = {}
   for c in pairs(self._conns) do conns[#conns + 1] = c end
@@ -814,9 +874,10 @@ Proxy.__close = Proxy.close
 --- grott-async's text command socket, moondog.growatt.command_socket; off
 --- by default, loopback only), block (true, or {config = {31, ...},
 --- holding = {...}}: drop the cloud's config sets and inverter writes
---- except to these registers; default off), writable (true, or a list of
---- names: "active_power_rate" (holding register 3, %) becomes a writable
---- site value of each pair, written to the inverter through the logger).
+--- except to these registers; default off), writable (true for all, or a
+--- list of names: "active_power_rate" (holding register 3, %),
+--- "export_limit_mode" (122), "export_limit_rate" (123, %) become writable
+--- site values of each pair, written to the inverter through the logger).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -829,8 +890,15 @@ function M.start(opts)
   }, Proxy)
   if opts.writable then
     self.writable = {}
-    for _, name in ipairs(opts.writable == true and { "active_power_rate" } or opts.writable) do
-      self.writable[name] = true
+    local names = {}
+    for _, w in ipairs(WRITABLE) do names[w.name] = true end
+    if opts.writable == true then
+      self.writable = names
+    else
+      for _, name in ipairs(opts.writable) do
+        if not names[name] then error("growatt proxy: writable: no such point " .. tostring(name), 2) end
+        self.writable[name] = true
+      end
     end
   end
   if opts.block then
