@@ -260,7 +260,8 @@ T.test("blocking the cloud's commands: the clock set passes, a server change and
   cloud:close()
 end)
 
-T.test("export limit from MQTT / Home Assistant: number entities, commands reach registers 122/123", function()
+T.test("export limit from MQTT / Home Assistant: number entities, commands reach registers 122/123",
+function()
   local broker = require "moondog.mqtt.broker"
   local b <close>, err, code = broker.start {}
   if not b and code == "no_broker" then T.skip("mosquitto is not installed") end
@@ -269,7 +270,8 @@ T.test("export limit from MQTT / Home Assistant: number entities, commands reach
   local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "t13w" })
   local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
   local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site,
-                                         publisher = pub, writable = { "export_limit_mode", "export_limit_rate" } })
+                                         publisher = pub,
+                                         writable = { "export_limit_mode", "export_limit_rate" } })
   local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 200, interval = 0.05,
                                              holding = { [122] = 0, [123] = 1000 } })
   local c <close> = assert(md.mqtt.connect { host = b.host, port = b.port })
