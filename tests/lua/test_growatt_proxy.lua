@@ -279,7 +279,8 @@ function()
   for _, f in ipairs { "homeassistant/number/t13w/#", "t13w/growatt_siminv0001/#" } do
     assert(c:subscribe(f, function(topic, payload) last[topic] = payload end, { qos = 1 }))
   end
-  T.wait_for(function() return last["homeassistant/number/t13w/growatt_siminv0001_export_limit_rate/config"] end,
+  local cfg_topic = "homeassistant/number/t13w/growatt_siminv0001_export_limit_rate/config"
+  T.wait_for(function() return last[cfg_topic] end,
     10, "the export limit rate is a Home Assistant number")
   T.eq(site.growatt_siminv0001._points.active_power_rate, nil, "not allow-listed here: no such point")
   T.wait_for(function() return site.growatt_siminv0001.export_limit_rate == 100 end, 10,

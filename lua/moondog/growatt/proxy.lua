@@ -147,7 +147,8 @@ local WRITABLE = {
   { name = "active_power_rate", reg = 3, label = "Active power rate", unit = "%", min = 0, max = 100,
     step = 1, type = "integer" },
   { name = "export_limit_mode", reg = 122,
-    label = "Export limit (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT)", min = 0, max = 3, step = 1, type = "integer" },
+    label = "Export limit (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT)", min = 0, max = 3, step = 1,
+    type = "integer" },
   { name = "export_limit_rate", reg = 123, label = "Export limit power rate", unit = "%", min = -100,
     max = 100, step = 0.1, scale = 0.1 },
 }
