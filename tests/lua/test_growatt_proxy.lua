@@ -226,6 +226,38 @@ T.test("moondog growatt proxy / logger / cloud from the shell", function()
   T.eq(rc2, 2, "--cloud with --standalone is a usage error")
 end)
 
+T.test("log file per datalogger, rotated; SIGUSR1 writes the counters (a child engine)", function()
+  local dir <close> = T.tmpdir()
+  local q = T.quote
+  local px <close> = T.start(dir, "proxy", format("%s growatt proxy --listen 127.0.0.1:0 --standalone "
+    .. "--log-dir %s --log-max 4096", q(md.paths.exe), q(dir.path)))
+  local paddr = px:first_line()
+  local out, rc = T.sh(format("%s growatt logger --server %s --records 25 --interval 0 --buffered 2 "
+    .. "2>/dev/null", q(md.paths.exe), paddr))
+  T.eq(rc, 0, "logger exit code: " .. out)
+  T.sh(format("kill -USR1 %d", px.pid))
+  local err
+  T.wait_for(function()
+    err = T.read_file(px.err) or ""
+    return err:find("datalogger SIMLOG0001: 25 records, 2 buffered", 1, true) ~= nil
+  end, 10, "the counters in the child's log")
+  assert(px:alive(), "SIGUSR1 does not end the proxy")
+  T.wait_for(function()
+    local log = T.read_file(dir.path .. "/SIMLOG0001.log") or ""
+    return log:find("counters: datalogger SIMLOG0001: 25 records", 1, true) ~= nil
+  end, 10, "the counters in the logger's log file (flushed on SIGUSR1)")
+  local log = T.read_file(dir.path .. "/SIMLOG0001.log")
+  local old = T.read_file(dir.path .. "/SIMLOG0001.log.1")
+  assert(old, "rotated at 4096 bytes: a .1 file")
+  assert(#log <= 4096 and #old <= 4096, "each file within the bound")
+  local all = old .. log
+  assert(all:find("up   type 0x04 seq", 1, true), "data records logged")
+  assert(all:find("layout tlx pv_power=", 1, true), "with a decoded summary")
+  assert(all:find("up   type 0x50", 1, true) and all:find("recorded 20", 1, true),
+    "buffered ones with their time")
+  assert(all:find("own  ack type 0x04 seq", 1, true), "standalone: the proxy's own answers")
+end)
+
 T.test("a logger whose bytes are no Growatt frames (AES firmware): reported, still forwarded", function()
   local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
   local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()) })

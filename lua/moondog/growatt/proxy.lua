@@ -44,12 +44,20 @@
 -- read: they were forwarded all the same), commands (from the cloud),
 -- connections, last_record (wall-clock time), standalone, encrypted (its
 -- first bytes were no Growatt frame: AES firmware, reported once).
+-- SIGUSR1 writes every logger's counters to the log (and to its log file).
+--
+-- Log files (log_dir): one per datalogger, <log_dir>/<serial>.log, a line
+-- per frame both ways (moondog.growatt.logfile: time, direction, type,
+-- sequence, a decoded summary), bounded by log_max_bytes and rotated;
+-- written by the decoder task, flushed every 5 s, on SIGUSR1 and on close.
 
 local md = require "moondog"
 local stream = require "moondog.stream"
 local event = require "moondog.event"
 local core = require "moondog.growatt.core"
 local record = require "moondog.growatt.record"
+local logfile = require "moondog.growatt.logfile"
+local signal = require "moondog.signal"
 
 local M = {}
 
@@ -120,6 +128,28 @@ local function bind_serial(self, c, serial)
   c.logger.standalone = c.standalone
 end
 
+--- logger:counters_line() -> the counters as one sentence (SIGUSR1).
+function Logger:counters_line()
+  local c = self.counts
+  return format("datalogger %s: %d records, %d buffered, %d bytes up, %d bytes down, %d CRC errors, "
+    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, last record %s%s",
+    tostring(self.serial or "(no serial yet)"), c.records, c.buffered, c.bytes_up, c.bytes_down, c.crc_errors,
+    c.commands, c.own_commands, c.blocked, c.connections,
+    self.last_record and os.date("%Y-%m-%dT%H:%M:%S", math.floor(self.last_record)) or "never",
+    self.conn and (self.standalone and " (connected, standalone)" or " (connected)") or " (not connected)")
+end
+
+-- The logger's log file, opened once its serial is known (log_dir set).
+local function log_of(self, logger)
+  if not self.log_dir or not logger.serial then return nil end
+  if logger.logfile == nil then
+    local f, err = logfile.open(self.log_dir, logger.serial, { max_bytes = self.log_max_bytes })
+    if not f then md.log.warn("growatt proxy: %s; logging to it is off", err) end
+    logger.logfile = f or false
+  end
+  return logger.logfile or nil
+end
+
 -- }=====
 
 -- {===== values =====
@@ -182,10 +212,11 @@ local function read_writable(self, pair, id)
     for _, w in ipairs(WRITABLE) do
       if self.writable[w.name] and pair.known[w.name] == nil then
         local r, err = pair.logger:read(w.reg)
-        if r then
+        local sd = self.site[id]
+        if r and sd and sd:get(w.name) == nil then -- no command came in meanwhile
           pair.known[w.name] = point_value(w, r[1])
           values[w.name] = pair.known[w.name]
-        else
+        elseif not r then
           missing = true
           md.log.info("growatt proxy: %s: holding register %d not read (%s); trying again later", id, w.reg,
             tostring(err))
@@ -349,14 +380,18 @@ end
 
 -- Standalone: answer as the server would.
 local function answer(self, c, f, rec)
+  local lf = self.log_dir and log_of(self, c.logger)
   if f.type == 0x16 then
     send_logger(c, f.raw)
+    if lf then lf:line(format("own  ping echo seq %d", f.seq)) end
   elseif ACKED[f.type] and #f.body > 1 then
     send_logger(c, core.ack(f.seq, f.protocol, f.unit, f.type))
+    if lf then lf:line(format("own  ack type 0x%02x seq %d", f.type, f.seq)) end
     if f.type == 0x03 and rec.logger then
       c.own_seq = (c.own_seq % 0xFFFF) + 1
       local now = os.date("%Y-%m-%d %H:%M:%S", math.floor(self.clock()))
       send_logger(c, core.config_set(c.own_seq, f.protocol, 1, rec.logger:sub(1, 10), 31, now))
+      if lf then lf:line(format("own  clock set %s seq %d", now, c.own_seq)) end
     end
   end
 end
@@ -377,6 +412,10 @@ local function on_frame(self, c, f)
     bind_serial(self, c, rec.logger)
   end
   local counts = c.logger.counts
+  if self.log_dir then
+    local lf = log_of(self, c.logger)
+    if lf then lf:frame("up", f, rec) end
+  end
   if c.standalone then answer(self, c, f, rec) end
   if rec.kind == "announce" then
     c.dtc = rec.dtc
@@ -437,6 +476,10 @@ local function decoder(self, c)
       if COMMANDS[f.type] then
         c.logger.counts.commands = c.logger.counts.commands + 1
         c.cloud_seqs[f.seq] = true
+      end
+      if self.log_dir then
+        local lf = log_of(self, c.logger)
+        if lf then lf:frame("down", f, record.decode(f, c.decode_opts)) end
       end
     end)
   end
@@ -816,6 +859,32 @@ local function availability(self)
   end
 end
 
+-- SIGUSR1: every logger's counters to the log and to its log file.
+local function on_usr1(self)
+  while true do
+    signal.wait("USR1")
+    local list = self:loggers()
+    if #list == 0 then md.log.info("growatt proxy: no datalogger seen yet") end
+    for _, l in ipairs(list) do
+      local line = l:counters_line()
+      md.log.info("growatt proxy: %s", line)
+      local lf = log_of(self, l)
+      if lf then
+        lf:line("counters: " .. line)
+        lf:flush()
+      end
+    end
+  end
+end
+
+local function flusher(self)
+  for _ in md.every(5) do
+    for _, l in pairs(self._loggers) do
+      if l.logfile then l.logfile:flush() end
+    end
+  end
+end
+
 -- }=====
 
 --- proxy:port() -> the port it listens on.
@@ -854,6 +923,8 @@ function Proxy:close()
   self.listener:close()
   if self.command_socket then self.command_socket:close() end
   if self.avail_task then self.avail_task:cancel() end
+  self.usr1_task:cancel()
+  if self.flush_task then self.flush_task:cancel() end
   for _, pair in pairs(self._pairs) do
     for _, w in ipairs(pair.watches) do w.cancel() end
     if pair.read_task then pair.read_task:cancel() end
@@ -861,6 +932,9 @@ function Proxy:close()
   local conns = {}
   for c in pairs(self._conns) do conns[#conns + 1] = c end
   for _, c in ipairs(conns) do close_conn(self, c) end
+  for _, l in pairs(self._loggers) do
+    if l.logfile then l.logfile:close() end
+  end
 end
 
 Proxy.__close = Proxy.close
@@ -878,7 +952,9 @@ Proxy.__close = Proxy.close
 --- except to these registers; default off), writable (true for all, or a
 --- list of names: "active_power_rate" (holding register 3, %),
 --- "export_limit_mode" (122), "export_limit_rate" (123, %) become writable
---- site values of each pair, written to the inverter through the logger).
+--- site values of each pair, written to the inverter through the logger),
+--- log_dir (a log file per datalogger there; default none), log_max_bytes
+--- (1 MiB: then the file is rotated to .1).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -887,6 +963,7 @@ function M.start(opts)
     site = opts.site, publisher = opts.publisher, cloud_timeout = opts.cloud_timeout or 10,
     interval = opts.interval or 300, factor = opts.availability_factor or 3,
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
+    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes,
     _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
   }, Proxy)
   if opts.writable then
@@ -921,6 +998,12 @@ function M.start(opts)
   self.listener = l
   self.accept_task = md.spawn(acceptor, self)
   self.accept_task:name("growatt proxy accept")
+  self.usr1_task = md.spawn(on_usr1, self)
+  self.usr1_task:name("growatt proxy SIGUSR1")
+  if self.log_dir then
+    self.flush_task = md.spawn(flusher, self)
+    self.flush_task:name("growatt proxy log flush")
+  end
   if opts.command_socket then
     local cs, cerr, ccode = require("moondog.growatt.command_socket").start(self, {
       listen = opts.command_socket == true and "127.0.0.1:15279" or opts.command_socket })
