@@ -3,7 +3,7 @@
 --
 --   moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
 --                         [--mqtt HOST[:PORT]] [--prefix P] [--command-socket [HOST:]PORT]
---                         [--block] [--writable]
+--                         [--block] [--writable] [--log-dir DIR [--log-max BYTES]]
 --   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6]
 --   moondog growatt cloud [--listen HOST:PORT] [--commands-every N]
 --
