@@ -449,7 +449,8 @@ end
 local function drain(c, q, parser, fn)
   local chunks = q.chunks
   q.chunks, q.bytes = {}, 0
-  for _, bytes in ipairs(chunks) do
+  for i, bytes in ipairs(chunks) do
+    if i > 1 then coroutine.yield() end -- a backlog: let the other tasks run between chunks
     parser:push(bytes)
     while true do
       local f, _, code = parser:next()
@@ -863,6 +864,7 @@ end
 local function on_usr1(self)
   while true do
     signal.wait("USR1")
+    md.log.info("growatt proxy: Lua heap %d KiB", math.floor(collectgarbage("count")))
     local list = self:loggers()
     if #list == 0 then md.log.info("growatt proxy: no datalogger seen yet") end
     for _, l in ipairs(list) do

@@ -187,9 +187,81 @@ local function meter_values(layout, body, t_at, text_at)
   return out
 end
 
+-- A plan for one layout and one placement of its groups in the body (the
+-- same for every record of a logger): where each point's bytes are, as
+-- one string.unpack format over the whole span ("x" skips a byte), and
+-- how each raw value is scaled. Decimal scales divide by a power of ten:
+-- 2174 / 10 is the double nearest 217.4, as a person expects.
+local plans = setmetatable({}, { __mode = "k" })
+
+local FMT = { u16 = "I2", s16 = "i2", u32 = "I4", s32 = "i4" }
+
+local function make_plan(layout, groups)
+  local items = {}
+  for _, pt in ipairs(layout.points) do
+    local pos
+    for _, g in ipairs(groups) do
+      local last = pt.type:sub(2) == "32" and pt.reg + 1 or pt.reg
+      if pt.reg >= g[1] and last <= g[2] then pos = g.pos + 2 * (pt.reg - g[1]) end
+    end
+    if not pos then return false end -- a point outside the groups (or across two): the slow way
+    local scale, div, mul = pt.scale or 1, nil, nil
+    if scale ~= 1 then
+      local digits = scale < 1 and math.floor(-math.log(scale, 10) + 0.5) or 0
+      if digits > 0 and digits <= 4 and math.abs(10 ^ -digits - scale) < 1e-12 then
+        div = math.tointeger(10 ^ digits)
+      else
+        mul = scale
+      end
+    end
+    items[#items + 1] = { name = pt.name, pos = pos, fmt = FMT[pt.type], div = div, mul = mul,
+                          size = pt.type:sub(2) == "32" and 4 or 2 }
+  end
+  table.sort(items, function(a, b) return a.pos < b.pos end)
+  local parts, at = { ">" }, items[1] and items[1].pos or 1
+  local start = at
+  for _, it in ipairs(items) do
+    if it.pos < at then return false end -- overlapping points: the slow way
+    parts[#parts + 1] = string.rep("x", it.pos - at) .. it.fmt
+    at = it.pos + it.size
+  end
+  return { items = items, fmt = table.concat(parts), start = start, stop = at - 1 }
+end
+
+local function plan_for(layout, groups)
+  local by_layout = plans[layout]
+  if not by_layout then
+    by_layout = {}
+    plans[layout] = by_layout
+  end
+  local parts = {}
+  for i, g in ipairs(groups) do parts[i] = g[1] .. "-" .. g[2] .. "@" .. g.pos end
+  local key = table.concat(parts, ",")
+  local plan = by_layout[key]
+  if plan == nil then
+    plan = make_plan(layout, groups)
+    by_layout[key] = plan
+  end
+  return plan
+end
+
 --- record.values(layout, body, groups) -> {name = value}
 function M.values(layout, body, groups)
   local out = {}
+  local plan = plan_for(layout, groups)
+  if plan and plan.stop <= #body then
+    local raw = { unpack(plan.fmt, body, plan.start) }
+    for i, it in ipairs(plan.items) do
+      local v = raw[i]
+      if it.div then
+        v = v / it.div
+      elseif it.mul then
+        v = v * it.mul
+      end
+      out[it.name] = v
+    end
+    return out
+  end
   for _, pt in ipairs(layout.points) do out[pt.name] = value(body, groups, pt) end
   return out
 end
