@@ -46,7 +46,7 @@ run() { # name pid addr: run the logger through addr, print rate and CPU/record 
     for _ in $(seq 100); do
         sleep 0.2
         c2=$(cpu_ticks "$pid")
-        [ "$c2" = "$c1" ] && break
+        if [ "$c2" = "$c1" ]; then break; fi
         c1=$c2
     done
     awk -v n="$N" -v c="$((c1 - c0))" -v t="$((t1 - t0))" -v k="$tck" -v name="$name" \

@@ -1,7 +1,8 @@
 -- site:add_pushed: a device fed by records its source pushes (the Growatt
 -- proxy) rather than polled. dev:update sets values through the site's
 -- policy (a total never goes down) and makes the device "ok"; dev:expire
--- makes it offline; watchers and on_change see both; misuse raises.
+-- makes it offline; watchers see both; add_pushed again adds points;
+-- misuse raises.
 
 local T = require "moondog.testing"
 local md = require "moondog"
@@ -49,8 +50,11 @@ T.test("pushed devices: misuse raises", function()
   local site = md.site.new { name = "pushed2" }
   local sd = site:add_pushed("p1", { points = { { name = "x" } } })
   raises(function() sd:update({ y = 1 }) end, "no point 'y'")
-  raises(function() site:add_pushed("p1", {}) end, "taken")
   site:value("sv.limit", { writable = true, min = 0, max = 10 })
+  raises(function() site:add_pushed("sv", {}) end, "taken")
+  -- again with more points: adds the ones it does not have
+  T.eq(site:add_pushed("p1", { points = { { name = "x" }, { name = "z" } } }), sd)
+  T.eq(#sd:update({ x = 1, z = 3 }), 2)
   raises(function() site.sv:update({ limit = 1 }) end, "not a pushed device")
   -- more points through site:value
   site:value("p1.y", {})

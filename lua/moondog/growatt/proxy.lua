@@ -262,6 +262,25 @@ end
 local function pair_device(self, c, rec)
   local id = device_id(pair_key(rec))
   local pair = self._pairs[id]
+  -- the points this record brings that the pair does not have yet
+  local new = {}
+  if rec.layout then
+    for _, l in ipairs(record.layouts) do
+      if l.name == rec.layout then
+        for _, pt in ipairs(l.points) do
+          if not (pair and pair.points[pt.name]) then
+            local d = point_def(pt)
+            d.name = pt.name
+            new[#new + 1] = d
+          end
+        end
+      end
+    end
+  else
+    for reg in pairs(rec.registers or {}) do
+      if not (pair and pair.points["reg_" .. reg]) then new[#new + 1] = { name = "reg_" .. reg } end
+    end
+  end
   if not pair then
     pair = { id = id, points = {}, logger = c.logger, watches = {} }
     self._pairs[id] = pair
@@ -272,10 +291,10 @@ local function pair_device(self, c, rec)
       for _, l in ipairs(record.layouts) do
         if l.name == rec.layout then model = l.model end
       end
+      new[#new + 1] = { name = "logger_serial", type = "string", label = "Datalogger serial",
+                        entity_category = "diagnostic" }
       local profile = { manufacturer = "Growatt", serial = pair_key(rec),
-        sw_version = "datalogger " .. tostring(rec.logger),
-        points = { { name = "logger_serial", type = "string", label = "Datalogger serial",
-                     entity_category = "diagnostic" } } }
+        sw_version = "datalogger " .. tostring(rec.logger), points = new }
       if rec.kind == "meter" then
         profile.model = model
         profile.label = "Growatt meter of datalogger " .. tostring(rec.logger)
@@ -284,34 +303,18 @@ local function pair_device(self, c, rec)
         profile.label = "Growatt " .. tostring(rec.inverter)
       end
       self.site:add_pushed(id, profile)
-      pair.points.logger_serial = true
+      for _, d in ipairs(new) do pair.points[d.name] = true end
       if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
+      new = {}
     end
   end
   pair.logger = c.logger
   if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
-  local site = self.site
-  if rec.layout then
-    for _, p in ipairs(record.layouts) do
-      if p.name == rec.layout then
-        for _, pt in ipairs(p.points) do
-          if not pair.points[pt.name] then
-            pair.points[pt.name] = true
-            site:value(id .. "." .. pt.name, point_def(pt))
-          end
-        end
-      end
-    end
-  else
-    for reg in pairs(rec.registers or {}) do
-      local n = "reg_" .. reg
-      if not pair.points[n] then
-        pair.points[n] = true
-        site:value(id .. "." .. n, {})
-      end
-    end
+  if #new > 0 then -- all at once: one announcement of the new points
+    self.site:add_pushed(id, { points = new })
+    for _, d in ipairs(new) do pair.points[d.name] = true end
   end
-  return pair, site[id]
+  return pair, self.site[id]
 end
 
 local function publish_values(self, c, rec)
