@@ -50,13 +50,6 @@ SIGUSR1 writes every datalogger's counters to the log (and its log file).
 ]=]
 
 local function cmd_proxy(args)
-  -- The proxy's live Lua heap is small (about 1.7 MB with a logger) but
-  -- each record makes short-lived garbage; with the engine's generational
-  -- collector the heap peaked near 5 MB (RSS 10.5 MB after 3000 records),
-  -- with an incremental one that starts its next cycle at once (pause
-  -- 100 %) near 2 MB (RSS 7.1 MB), at no more CPU per record
-  -- (tests/bench/growatt.sh).
-  collectgarbage("incremental", 100, 200)
   local o, pos = cli:parse("proxy", args, { listen = { arg = "HOST:PORT" }, cloud = { arg = "HOST:PORT" },
     standalone = {}, mqtt = { arg = "HOST[:PORT]" }, prefix = { arg = "P" },
     ["command-socket"] = { arg = "[HOST:]PORT" }, block = {}, writable = {}, help = {},
