@@ -1323,6 +1323,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.growatt.core", luaopen_moondog_growatt_core);
     preload(E->L, "moondog.stream", luaopen_moondog_stream);
     preload(E->L, "moondog.event", luaopen_moondog_event);
+    preload(E->L, "moondog.signal", luaopen_moondog_signal);
     preload(E->L, "moondog.sunspec.codec", luaopen_moondog_sunspec_codec);
     preload(E->L, "moondog.process.core", luaopen_moondog_process_core);
     preload(E->L, "moondog.service.core", luaopen_moondog_service_core);

@@ -139,6 +139,7 @@ int luaopen_moondog_rct_codec(lua_State *L);
 int luaopen_moondog_growatt_core(lua_State *L);
 int luaopen_moondog_stream(lua_State *L);
 int luaopen_moondog_event(lua_State *L);
+int luaopen_moondog_signal(lua_State *L);
 int luaopen_moondog_sunspec_codec(lua_State *L);
 int luaopen_moondog_process_core(lua_State *L);
 int luaopen_moondog_service_core(lua_State *L);

@@ -3,7 +3,7 @@
 --
 --   moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
 --                         [--mqtt HOST[:PORT]] [--prefix P] [--command-socket [HOST:]PORT]
---                         [--block] [--writable]
+--                         [--block] [--writable] [--log-dir DIR [--log-max BYTES]]
 --   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6]
 --   moondog growatt cloud [--listen HOST:PORT] [--commands-every N]
 --
@@ -32,6 +32,7 @@ local proxy_help = [=[
 usage: moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
                              [--mqtt HOST[:PORT]] [--prefix P]
                              [--command-socket [HOST:]PORT] [--block] [--writable]
+                             [--log-dir DIR [--log-max BYTES]]
 
 Forward Growatt dataloggers' traffic to the cloud unchanged and decode a
 copy. --listen defaults to 0.0.0.0:5279, --cloud to server.growatt.com:5279;
@@ -40,20 +41,26 @@ go to that broker with Home Assistant discovery under --prefix (moondog).
 --command-socket opens grott-async's text command socket (list, read, set)
 on loopback (grott-async uses 15279). --block drops the cloud's
 configuration writes except the clock, and its inverter register writes.
---writable makes the active power rate (holding register 3, %) a number
-entity in Home Assistant, written through the datalogger.
+--writable makes the active power rate (holding register 3, %) and the
+export limit (mode: register 122; power rate: register 123, %) number
+entities in Home Assistant, written through the datalogger.
+--log-dir writes a log file per datalogger there (DIR/<serial>.log: a line
+per frame both ways), rotated to .1 at --log-max bytes (1048576).
+SIGUSR1 writes every datalogger's counters to the log (and its log file).
 ]=]
 
 local function cmd_proxy(args)
   local o, pos = cli:parse("proxy", args, { listen = { arg = "HOST:PORT" }, cloud = { arg = "HOST:PORT" },
     standalone = {}, mqtt = { arg = "HOST[:PORT]" }, prefix = { arg = "P" },
-    ["command-socket"] = { arg = "[HOST:]PORT" }, block = {}, writable = {}, help = {} })
+    ["command-socket"] = { arg = "[HOST:]PORT" }, block = {}, writable = {}, help = {},
+    ["log-dir"] = { arg = "DIR" }, ["log-max"] = { arg = "BYTES" } })
   if o.help then show_help(proxy_help) end
   if #pos > 0 then cli:usage_error("proxy", "unexpected argument '%s'", pos[1]) end
   if o.standalone and o.cloud then cli:usage_error("proxy", "--cloud and --standalone exclude each other") end
   local listen = o.listen or "0.0.0.0:5279"
   hostport("proxy", "listen", listen, 5279)
   if o.cloud then hostport("proxy", "cloud", o.cloud, 5279) end
+  if o["log-max"] and not o["log-dir"] then cli:usage_error("proxy", "--log-max needs --log-dir") end
   local site = md.site.new { name = "growatt" }
   local pub
   if o.mqtt then
@@ -70,7 +77,9 @@ local function cmd_proxy(args)
   end
   local p, err = proxy.start { listen = listen, cloud = (not o.standalone) and (o.cloud or nil) or false,
                                site = site, publisher = pub, command_socket = cs, block = o.block and true,
-                               writable = o.writable and true }
+                               writable = o.writable and true, log_dir = o["log-dir"],
+                               log_max_bytes = o["log-max"]
+                                 and cli:int("proxy", "log-max", o["log-max"], 1024, 1e12) }
   if not p then
     cli_mod.say("%s proxy: %s", TOOL, tostring(err))
     md.exit(1)

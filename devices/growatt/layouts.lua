@@ -1,25 +1,31 @@
 -- Growatt datalogger records: which inverter input registers a live data
 -- record (0x04, and buffered 0x50) carries, and what they mean. Facts only:
 -- a data record carries register groups (start, end, values), and a layout
--- is chosen by the first group's range (and the device type code, holding
--- register 43 of the announce record, where two families share a range).
+-- is chosen by its groups and by what the announce record (0x03: holding
+-- registers) said about the inverter: the device type code (holding
+-- register 43) and the tracker/phase word (holding register 44, e.g.
+-- 0x0203 = two MPPT, three-phase output), where two families share groups.
 --
--- Sources: the register offsets of grott's classic and TL-X tables, mapped
--- to input registers and checked against 26 captured records
--- (../shared/reference/growatt); Growatt's "Inverter Modbus RTU Protocol"
--- v1.24 for the TL3-X/MAX/MID group 0-124, which no capture here covers
--- (verified = false). SPH/SPA hybrids (groups 0-124 + 1000-1124) and the
--- smart-meter records (0x1b, 0x20) have no layout yet: they are published as
--- raw registers.
+-- Sources: the register offsets of grott's tables (johanmeijer/grott
+-- grottconf.py: T06NNNN, T06NNNNX, T06NNNNXTL3, T06NNNNXSPH, T06NNNNXSPA,
+-- T060120, T06221b; examples/Record Layout/T06NNNNXMOD.json,
+-- t060104max3.json), mapped to input registers through the group markers;
+-- the register ranges per family of Growatt's "Inverter Modbus RTU
+-- Protocol" v1.20/v1.24 (TL-X/MIN 3000-3124 + 3125-3249; TL3-X/MAX/MID/MAC
+-- 0-124 + 125-249; SPH and MIX 0-124 + 1000-1124; SPA 1000-1124 +
+-- 2000-2124). `verified = true`: checked against the captured records of
+-- ../shared/reference/growatt (classic, TL-X); the others were checked
+-- register by register against grott's byte offsets only (no capture here).
 --
--- Point fields: reg (input register), type (u16, s16, u32, s32; 32-bit
--- values high word first), scale, and the site/Home Assistant fields of a
+-- Point fields: reg (input register; meter records: `at`, a byte offset,
+-- or `pos`, a field of a text record), type (u16, s16, u32, s32; 32-bit
+-- values high word first; text), scale, and the site/Home Assistant fields of a
 -- profile point. `grott` is grott's name for the value, for users who switch.
 
 local function p(name, reg, typ, scale, unit, class, grott)
   local t = { name = name, reg = reg, type = typ, scale = scale, unit = unit, grott = grott }
   if class == "power" or class == "voltage" or class == "current" or class == "frequency"
-      or class == "temperature" then
+      or class == "temperature" or class == "battery" then
     t.device_class, t.state_class = class, "measurement"
   elseif class == "energy" then
     t.device_class, t.state_class = "energy", "total_increasing"
@@ -106,6 +112,9 @@ local tl3 = {
   p("pv2_voltage", 7, "u16", 0.1, "V", "voltage", "pv2voltage"),
   p("pv2_current", 8, "u16", 0.1, "A", "current", "pv2current"),
   p("pv2_power", 9, "u32", 0.1, "W", "power", "pv2watt"),
+  p("pv3_voltage", 11, "u16", 0.1, "V", "voltage", "pv3voltage"),
+  p("pv3_current", 12, "u16", 0.1, "A", "current", "pv3current"),
+  p("pv3_power", 13, "u32", 0.1, "W", "power", "pv3watt"),
   p("ac_power", 35, "s32", 0.1, "W", "power", "pvpowerout"),
   p("grid_frequency", 37, "u16", 0.01, "Hz", "frequency", "pvfrequentie"),
   p("grid_voltage", 38, "u16", 0.1, "V", "voltage", "pvgridvoltage"),
@@ -117,6 +126,9 @@ local tl3 = {
   p("grid_voltage3", 46, "u16", 0.1, "V", "voltage", "pvgridvoltage3"),
   p("grid_current3", 47, "u16", 0.1, "A", "current", "pvgridcurrent3"),
   p("grid_power3", 48, "u32", 0.1, "W", "power", "pvgridpower3"),
+  p("line_voltage_12", 50, "u16", 0.1, "V", "voltage", "Vac_RS"),
+  p("line_voltage_23", 51, "u16", 0.1, "V", "voltage", "Vac_ST"),
+  p("line_voltage_31", 52, "u16", 0.1, "V", "voltage", "Vac_TR"),
   p("energy_today", 53, "u32", 0.1, "kWh", "energy_today", "pvenergytoday"),
   p("energy_total", 55, "u32", 0.1, "kWh", "energy", "pvenergytotal"),
   p("work_time", 57, "u32", 1 / 7200, "h", nil, "totworktime"),
@@ -129,13 +141,194 @@ local tl3 = {
   p("ipm_temperature", 94, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
 }
 
+-- (loaded with an empty environment: no ipairs here)
+local function concat(a, b)
+  local out = {}
+  for i = 1, #a do out[#out + 1] = a[i] end
+  for i = 1, #b do out[#out + 1] = b[i] end
+  return out
+end
+
+-- MOD TL3-X(H) (three-phase, 3000-range like TL-X/MIN; grott's
+-- T06NNNNXMOD): the TL-X points plus strings 3 and 4, line voltages and the
+-- power/energy flows of its meter.
+local mod = concat(tlx, {
+  p("pv3_voltage", 3011, "u16", 0.1, "V", "voltage", "pv3voltage"),
+  p("pv3_current", 3012, "u16", 0.1, "A", "current", "pv3current"),
+  p("pv3_power", 3013, "u32", 0.1, "W", "power", "pv3watt"),
+  p("pv4_voltage", 3015, "u16", 0.1, "V", "voltage", "pv4voltage"),
+  p("pv4_current", 3016, "u16", 0.1, "A", "current", "pv4current"),
+  p("pv4_power", 3017, "u32", 0.1, "W", "power", "pv4watt"),
+  p("line_voltage_12", 3038, "u16", 0.1, "V", "voltage", "vacrs"),
+  p("line_voltage_23", 3039, "u16", 0.1, "V", "voltage", "vacst"),
+  p("line_voltage_31", 3040, "u16", 0.1, "V", "voltage", "vactr"),
+  p("grid_import_power", 3041, "u32", 0.1, "W", "power", "ptousertotal"),
+  p("grid_export_power", 3043, "u32", 0.1, "W", "power", "ptogridtotal"),
+  p("load_power", 3045, "u32", 0.1, "W", "power", "ptoloadtotal"),
+  p("grid_import_energy_today", 3067, "u32", 0.1, "kWh", "energy_today", "etousertoday"),
+  p("grid_import_energy_total", 3069, "u32", 0.1, "kWh", "energy", "etousertotal"),
+  p("grid_export_energy_today", 3071, "u32", 0.1, "kWh", "energy_today", "etogridtoday"),
+  p("grid_export_energy_total", 3073, "u32", 0.1, "kWh", "energy", "etogridtotal"),
+  p("load_energy_today", 3075, "u32", 0.1, "kWh", "energy_today", "eloadtoday"),
+  p("load_energy_total", 3077, "u32", 0.1, "kWh", "energy", "eloadtotal"),
+})
+
+-- The storage group 1000-1124 of SPH, MIX and SPA (same registers in all
+-- three): battery, grid and load flows and their energy counters.
+local storage = {
+  p("system_work_mode", 1000, "u16", 1, nil, nil, "uwsysworkmode"),
+  p("battery_discharge_power", 1009, "u32", 0.1, "W", "power", "pdischarge1"),
+  p("battery_charge_power", 1011, "u32", 0.1, "W", "power", "p1charge1"),
+  p("battery_voltage", 1013, "u16", 0.1, "V", "voltage", "vbat"),
+  p("battery_soc", 1014, "u16", 1, "%", "battery", "SOC"),
+  p("grid_import_power", 1021, "u32", 0.1, "W", "power", "pactousertot"),
+  p("grid_export_power", 1029, "u32", 0.1, "W", "power", "pactogridtot"),
+  p("load_power", 1037, "u32", 0.1, "W", "power", "plocaloadtot"),
+  p("battery_temperature", 1040, "u16", 0.1, "°C", "temperature", "battemp"),
+  p("grid_import_energy_today", 1044, "u32", 0.1, "kWh", "energy_today", "etouser_tod"),
+  p("grid_import_energy_total", 1046, "u32", 0.1, "kWh", "energy", "etouser_tot"),
+  p("grid_export_energy_today", 1048, "u32", 0.1, "kWh", "energy_today", "etogrid_tod"),
+  p("grid_export_energy_total", 1050, "u32", 0.1, "kWh", "energy", "etogrid_tot"),
+  p("battery_discharge_energy_today", 1052, "u32", 0.1, "kWh", "energy_today", "edischarge1_tod"),
+  p("battery_discharge_energy_total", 1054, "u32", 0.1, "kWh", "energy", "edischarge1_tot"),
+  p("battery_charge_energy_today", 1056, "u32", 0.1, "kWh", "energy_today", "eharge1_tod"),
+  p("battery_charge_energy_total", 1058, "u32", 0.1, "kWh", "energy", "eharge1_tot"),
+  p("load_energy_today", 1060, "u32", 0.1, "kWh", "energy_today", "elocalload_tod"),
+  p("load_energy_total", 1062, "u32", 0.1, "kWh", "energy", "elocalload_tot"),
+}
+
+-- SPH / MIX hybrids: groups 0-124 (the TL3 register map, grott's
+-- T06NNNNXSPH) + 1000-1124.
+local sph = concat({
+  p("status", 0, "u16", 1, nil, nil, "pvstatus"),
+  p("pv_power", 1, "u32", 0.1, "W", "power", "pvpowerin"),
+  p("pv1_voltage", 3, "u16", 0.1, "V", "voltage", "pv1voltage"),
+  p("pv1_current", 4, "u16", 0.1, "A", "current", "pv1current"),
+  p("pv1_power", 5, "u32", 0.1, "W", "power", "pv1watt"),
+  p("pv2_voltage", 7, "u16", 0.1, "V", "voltage", "pv2voltage"),
+  p("pv2_current", 8, "u16", 0.1, "A", "current", "pv2current"),
+  p("pv2_power", 9, "u32", 0.1, "W", "power", "pv2watt"),
+  p("ac_power", 35, "s32", 0.1, "W", "power", "pvpowerout"),
+  p("grid_frequency", 37, "u16", 0.01, "Hz", "frequency", "pvfrequentie"),
+  p("grid_voltage", 38, "u16", 0.1, "V", "voltage", "pvgridvoltage"),
+  p("grid_current", 39, "u16", 0.1, "A", "current", "pvgridcurrent"),
+  p("grid_power", 40, "u32", 0.1, "W", "power", "pvgridpower"),
+  p("energy_today", 53, "u32", 0.1, "kWh", "energy_today", "eactoday"),
+  p("energy_total", 55, "u32", 0.1, "kWh", "energy", "eactotal"),
+  p("work_time", 57, "u32", 1 / 7200, "h", nil, "totworktime"),
+  p("pv1_energy_today", 59, "u32", 0.1, "kWh", "energy_today", "epv1today"),
+  p("pv1_energy_total", 61, "u32", 0.1, "kWh", "energy", "epv1total"),
+  p("pv2_energy_today", 63, "u32", 0.1, "kWh", "energy_today", "epv2today"),
+  p("pv2_energy_total", 65, "u32", 0.1, "kWh", "energy", "epv2total"),
+  p("pv_energy_total", 91, "u32", 0.1, "kWh", "energy", "epvtotal"),
+  p("temperature", 93, "u16", 0.1, "°C", "temperature", "pvtemperature"),
+  p("ipm_temperature", 94, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  p("ac_charge_energy_today", 112, "u32", 0.1, "kWh", "energy_today", "eacharge_today"),
+  p("ac_charge_energy_total", 114, "u32", 0.1, "kWh", "energy", "eacharge_total"),
+  p("battery_type", 119, "u16", 1, nil, nil, "batterytype"),
+}, storage)
+
+-- SPA (AC-coupled storage, no PV): groups 1000-1124 (+ 1125-1249) and
+-- 2000-2124, the inverter side (grott's T06NNNNXSPA).
+local spa = concat(storage, {
+  p("bms_soc", 1086, "u16", 1, "%", "battery", "bmssoc"),
+  p("status", 2000, "u16", 1, nil, nil, "inverterstatus"),
+  p("ac_power", 2035, "s32", 0.1, "W", "power", "pacs"),
+  p("grid_frequency", 2037, "u16", 0.01, "Hz", "frequency", "fac"),
+  p("grid_voltage", 2038, "u16", 0.1, "V", "voltage", "vac1"),
+  p("grid_current", 2039, "u16", 0.1, "A", "current", "iac1"),
+  p("grid_power", 2040, "u32", 0.1, "W", "power", "pac1"),
+  p("energy_today", 2053, "u32", 0.1, "kWh", "energy_today", "eactoday"),
+  p("energy_total", 2055, "u32", 0.1, "kWh", "energy", "eactot"),
+  p("work_time", 2057, "u32", 1 / 7200, "h", nil, "timetotal"),
+  p("temperature", 2093, "u16", 0.1, "°C", "temperature", "Temp1"),
+  p("ac_charge_energy_today", 2112, "u32", 0.1, "kWh", "energy_today", "eacchargetoday"),
+  p("ac_charge_energy_total", 2114, "u32", 0.1, "kWh", "energy", "eacchargetotal"),
+  p("ac_charge_power", 2116, "u32", 0.1, "W", "power", "acchargepower"),
+  p("priority", 2118, "u16", 1, nil, nil, "priority"),
+  p("battery_type", 2119, "u16", 1, nil, nil, "batterytype"),
+})
+
+-- Smart-meter records. 0x20 (grott's T060120): 32-bit big-endian values at
+-- fixed places, the first 12 bytes after the record's timestamp (`at`:
+-- byte offset from there; protocol 6 puts the timestamp at byte 68, so
+-- voltage L1 is at byte 80). Voltages, currents, powers and energies in
+-- tenths, power factors in thousandths, as grott divides them.
+local function m(name, at, typ, scale, unit, class, grott)
+  local t = p(name, nil, typ, scale, unit, class, grott)
+  t.reg, t.at = nil, at
+  return t
+end
+local meter20 = {
+  m("voltage_l1", 12, "u32", 0.1, "V", "voltage", "voltage_l1"),
+  m("voltage_l2", 16, "u32", 0.1, "V", "voltage", "voltage_l2"),
+  m("voltage_l3", 20, "u32", 0.1, "V", "voltage", "voltage_l3"),
+  m("current_l1", 24, "u32", 0.1, "A", "current", "Current_l1"),
+  m("current_l2", 28, "u32", 0.1, "A", "current", "Current_l2"),
+  m("current_l3", 32, "u32", 0.1, "A", "current", "Current_l3"),
+  m("power_l1", 36, "s32", 0.1, "W", "power", "act_power_l1"),
+  m("power_l2", 40, "s32", 0.1, "W", "power", "act_power_l2"),
+  m("power_l3", 44, "s32", 0.1, "W", "power", "act_power_l3"),
+  m("power_factor_l1", 72, "s32", 0.001, nil, nil, "powerfactor_l1"),
+  m("power_factor_l2", 76, "s32", 0.001, nil, nil, "powerfactor_l2"),
+  m("power_factor_l3", 80, "s32", 0.001, nil, nil, "powerfactor_l3"),
+  m("power", 84, "s32", 0.1, "W", "power", "pos_rev_act_power"),
+  m("apparent_power", 88, "s32", 0.1, "VA", nil, "app_power"),
+  m("reactive_power", 92, "s32", 0.1, "var", nil, "react_power"),
+  m("power_factor", 96, "s32", 0.001, nil, nil, "powerfactor"),
+  m("frequency", 100, "u32", 0.1, "Hz", "frequency", "frequency"),
+  m("import_energy", 116, "s32", 0.1, "kWh", "energy", "pos_act_energy"),
+  m("export_energy", 120, "s32", 0.1, "kWh", "energy", "rev_act_energy"),
+}
+
+-- 0x1b (grott's T06221b, an SDM630 on the datalogger's meter port): the
+-- values as ASCII decimal numbers separated by commas, from right after
+-- the inverter serial field to the CRC; `pos` is the 1-based field. grott
+-- gives no units or scales for them: published as the meter sent them.
+local function c(name, pos, grott, unit, class)
+  local t = p(name, nil, "text", 1, unit, class, grott)
+  t.reg, t.pos = nil, pos
+  return t
+end
+local meter1b = {
+  c("power_l1", 3, "activePowerL1"), c("power_l2", 4, "activePowerL2"), c("power_l3", 5, "activePowerL3"),
+  c("power_factor_l1", 12, "powerFactorL1"), c("power_factor_l2", 13, "powerFactorL2"),
+  c("power_factor_l3", 14, "powerFactorL3"),
+  c("voltage_l1", 15, "voltageL1", "V", "voltage"), c("voltage_l2", 16, "voltageL2", "V", "voltage"),
+  c("voltage_l3", 17, "voltageL3", "V", "voltage"),
+  c("current_l1", 18, "currentL1", "A", "current"), c("current_l2", 19, "currentL2", "A", "current"),
+  c("current_l3", 20, "currentL3", "A", "current"),
+  c("power", 21, "power"), c("apparent_power", 22, "apparent_power"),
+  c("reactive_power", 23, "reactive_power"),
+  c("power_factor", 24, "power_factor"), c("frequency", 25, "frequency", "Hz", "frequency"),
+  c("import_energy", 26, "posiActivePower"), c("export_energy", 27, "reverActivePower"),
+  c("total_energy", 37, "total_energy"),
+}
+
+-- Three-phase output in the announce's tracker/phase word (holding 44).
+local function three_phase(info)
+  return info.tp ~= nil and info.tp & 0xFF == 3
+end
+
 return {
-  -- In order: the first whose `first` group (start, end) and, when given,
-  -- `second` group start match the record is used.
+  -- Data records (0x04, 0x50), in order: the first whose `first` group
+  -- (start, end), `second` group start (when given) and `when(info)` (when
+  -- given; info = {dtc = holding 43, tp = holding 44} from the announce)
+  -- match the record is used.
   { name = "classic", model = "Growatt -S (classic)", first = { 0, 44 }, verified = true,
     points = classic },
+  { name = "mod", model = "Growatt MOD TL3-X", first = { 3000, 3124 }, when = three_phase,
+    verified = false, points = mod },
   { name = "tlx", model = "Growatt TL-X / MIN", first = { 3000, 3124 }, verified = true,
     points = tlx },
   { name = "tl3", model = "Growatt TL3-X / MAX / MID", first = { 0, 124 }, second = 125,
     verified = false, points = tl3 },
+  { name = "sph", model = "Growatt SPH / MIX", first = { 0, 124 }, second = 1000, verified = false,
+    points = sph },
+  { name = "spa", model = "Growatt SPA", first = { 1000, 1124 }, verified = false, points = spa },
+  -- Smart-meter records, by record type.
+  { name = "meter", model = "Growatt smart meter", record_type = 0x20, verified = false,
+    points = meter20 },
+  { name = "meter_sdm630", model = "Eastron SDM630 (through the datalogger)", record_type = 0x1b,
+    verified = false, points = meter1b },
 }

@@ -152,8 +152,8 @@ return { protocol = "modbus", poll = 0, sleeps = "yes", points = {
       .. "for the Energy dashboard",
     "profile bad_meter, point current: offline must be \"zero\", \"hold\" or \"unavailable\", got keep",
     "profile bad_meter, point current: device_class current takes the units A, mA, not 'V'",
-    "profile bad_meter, point stats: a site device has a method of this name (describe, get, id, own, "
-      .. "owner, points, profile, refresh, stats, wait, write are taken); rename the point",
+    "profile bad_meter, point stats: a site device has a method of this name (describe, expire, get, id, "
+      .. "own, owner, points, profile, refresh, stats, update, wait, write are taken); rename the point",
     "profile bad_meter, point setpoint: a writable number needs min, max and step (Home Assistant would "
       .. "otherwise assume 1..100 in steps of 1)",
     "profile bad_meter, point fast: poll must be a number of seconds > 0, got -1",

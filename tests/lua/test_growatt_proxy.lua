@@ -226,6 +226,38 @@ T.test("moondog growatt proxy / logger / cloud from the shell", function()
   T.eq(rc2, 2, "--cloud with --standalone is a usage error")
 end)
 
+T.test("log file per datalogger, rotated; SIGUSR1 writes the counters (a child engine)", function()
+  local dir <close> = T.tmpdir()
+  local q = T.quote
+  local px <close> = T.start(dir, "proxy", format("%s growatt proxy --listen 127.0.0.1:0 --standalone "
+    .. "--log-dir %s --log-max 4096", q(md.paths.exe), q(dir.path)))
+  local paddr = px:first_line()
+  local out, rc = T.sh(format("%s growatt logger --server %s --records 25 --interval 0 --buffered 2 "
+    .. "2>/dev/null", q(md.paths.exe), paddr))
+  T.eq(rc, 0, "logger exit code: " .. out)
+  T.sh(format("kill -USR1 %d", px.pid))
+  local err
+  T.wait_for(function()
+    err = T.read_file(px.err) or ""
+    return err:find("datalogger SIMLOG0001: 25 records, 2 buffered", 1, true) ~= nil
+  end, 10, "the counters in the child's log")
+  assert(px:alive(), "SIGUSR1 does not end the proxy")
+  T.wait_for(function()
+    local log = T.read_file(dir.path .. "/SIMLOG0001.log") or ""
+    return log:find("counters: datalogger SIMLOG0001: 25 records", 1, true) ~= nil
+  end, 10, "the counters in the logger's log file (flushed on SIGUSR1)")
+  local log = T.read_file(dir.path .. "/SIMLOG0001.log")
+  local old = T.read_file(dir.path .. "/SIMLOG0001.log.1")
+  assert(old, "rotated at 4096 bytes: a .1 file")
+  assert(#log <= 4096 and #old <= 4096, "each file within the bound")
+  local all = old .. log
+  assert(all:find("up   type 0x04 seq", 1, true), "data records logged")
+  assert(all:find("layout tlx pv_power=", 1, true), "with a decoded summary")
+  assert(all:find("up   type 0x50", 1, true) and all:find("recorded 20", 1, true),
+    "buffered ones with their time")
+  assert(all:find("own  ack type 0x04 seq", 1, true), "standalone: the proxy's own answers")
+end)
+
 T.test("a logger whose bytes are no Growatt frames (AES firmware): reported, still forwarded", function()
   local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
   local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()) })
@@ -260,6 +292,48 @@ T.test("blocking the cloud's commands: the clock set passes, a server change and
   cloud:close()
 end)
 
+T.test("export limit from MQTT / Home Assistant: number entities, commands reach registers 122/123",
+function()
+  local broker = require "moondog.mqtt.broker"
+  local b <close>, err, code = broker.start {}
+  if not b and code == "no_broker" then T.skip("mosquitto is not installed") end
+  assert(b, err)
+  local site <close> = md.site.new { name = "gw" }
+  local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "t13w" })
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site,
+                                         publisher = pub,
+                                         writable = { "export_limit_mode", "export_limit_rate" } })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 200, interval = 0.05,
+                                             holding = { [122] = 0, [123] = 1000 } })
+  local c <close> = assert(md.mqtt.connect { host = b.host, port = b.port })
+  local last = {}
+  for _, f in ipairs { "homeassistant/number/t13w/#", "t13w/growatt_siminv0001/#" } do
+    assert(c:subscribe(f, function(topic, payload) last[topic] = payload end, { qos = 1 }))
+  end
+  local cfg_topic = "homeassistant/number/t13w/growatt_siminv0001_export_limit_rate/config"
+  T.wait_for(function() return last[cfg_topic] end,
+    10, "the export limit rate is a Home Assistant number")
+  T.eq(site.growatt_siminv0001._points.active_power_rate, nil, "not allow-listed here: no such point")
+  T.wait_for(function() return site.growatt_siminv0001.export_limit_rate == 100 end, 10,
+    "the number shows what the inverter holds (register 123 = 1000)")
+  assert(c:publish("t13w/growatt_siminv0001/export_limit_mode/set", "1", { qos = 1 }))
+  assert(c:publish("t13w/growatt_siminv0001/export_limit_rate/set", "-12.5", { qos = 1 }))
+  T.wait_for(function() return l.holding[122] == 1 end, 10, "register 122 written")
+  T.wait_for(function() return l.holding[123] == 0x10000 - 125 end, 10, "register 123 = -125 (0.1 %)")
+  last["t13w/growatt_siminv0001/export_limit_rate/result"] = nil
+  assert(c:publish("t13w/growatt_siminv0001/export_limit_rate/set", "250", { qos = 1 }))
+  T.wait_for(function() return last["t13w/growatt_siminv0001/export_limit_rate/result"] end, 10,
+    "the command's result")
+  assert(last["t13w/growatt_siminv0001/export_limit_rate/result"]:find('"ok":false', 1, true))
+  T.eq(l.holding[123], 0x10000 - 125, "out of range: nothing sent")
+  assert(l:wait(20))
+  T.eq(p:stats().loggers.SIMLOG0001.own_commands, 4, "two reads, two writes")
+  l:close()
+  p:close()
+  cloud:close()
+end)
+
 T.test("a writable point: the site's write reaches the inverter through the logger", function()
   local site <close> = md.site.new { name = "gw" }
   local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0", commands_every = 1 })
@@ -274,7 +348,7 @@ T.test("a writable point: the site's write reaches the inverter through the logg
   assert(site.growatt_siminv0001:write("active_power_rate", 60))
   T.wait_for(function() return l.holding[3] == 60 end, 10, "register 3 written")
   assert(l:wait(10))
-  T.eq(p:stats().loggers.SIMLOG0001.own_commands, 1)
+  T.eq(p:stats().loggers.SIMLOG0001.own_commands, 4, "reads of registers 3, 122, 123; the write")
   l:close()
   p:close()
   cloud:close()

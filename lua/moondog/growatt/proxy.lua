@@ -44,12 +44,20 @@
 -- read: they were forwarded all the same), commands (from the cloud),
 -- connections, last_record (wall-clock time), standalone, encrypted (its
 -- first bytes were no Growatt frame: AES firmware, reported once).
+-- SIGUSR1 writes every logger's counters to the log (and to its log file).
+--
+-- Log files (log_dir): one per datalogger, <log_dir>/<serial>.log, a line
+-- per frame both ways (moondog.growatt.logfile: time, direction, type,
+-- sequence, a decoded summary), bounded by log_max_bytes and rotated;
+-- written by the decoder task, flushed every 5 s, on SIGUSR1 and on close.
 
 local md = require "moondog"
 local stream = require "moondog.stream"
 local event = require "moondog.event"
 local core = require "moondog.growatt.core"
 local record = require "moondog.growatt.record"
+local logfile = require "moondog.growatt.logfile"
+local signal = require "moondog.signal"
 
 local M = {}
 
@@ -120,6 +128,28 @@ local function bind_serial(self, c, serial)
   c.logger.standalone = c.standalone
 end
 
+--- logger:counters_line() -> the counters as one sentence (SIGUSR1).
+function Logger:counters_line()
+  local c = self.counts
+  return format("datalogger %s: %d records, %d buffered, %d bytes up, %d bytes down, %d CRC errors, "
+    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, last record %s%s",
+    tostring(self.serial or "(no serial yet)"), c.records, c.buffered, c.bytes_up, c.bytes_down, c.crc_errors,
+    c.commands, c.own_commands, c.blocked, c.connections,
+    self.last_record and os.date("%Y-%m-%dT%H:%M:%S", math.floor(self.last_record)) or "never",
+    self.conn and (self.standalone and " (connected, standalone)" or " (connected)") or " (not connected)")
+end
+
+-- The logger's log file, opened once its serial is known (log_dir set).
+local function log_of(self, logger)
+  if not self.log_dir or not logger.serial then return nil end
+  if logger.logfile == nil then
+    local f, err = logfile.open(self.log_dir, logger.serial, { max_bytes = self.log_max_bytes })
+    if not f then md.log.warn("growatt proxy: %s; logging to it is off", err) end
+    logger.logfile = f or false
+  end
+  return logger.logfile or nil
+end
+
 -- }=====
 
 -- {===== values =====
@@ -133,33 +163,86 @@ local function point_def(p)
            label = p.label }
 end
 
-local function set_state(sd, state)
-  local old = rawget(sd, "_state")
-  if old == state then return end
-  rawset(sd, "_state", state)
-  sd._site:_emit("state", sd, old, state, state == "offline" and "no record from the datalogger" or nil)
-end
-
 -- The site device of a datalogger/inverter pair, with points for rec.
 -- Writable points: a site value per allow-listed holding register; a
 -- command (MQTT, Home Assistant, a script's write) is checked by the site
 -- against the point, then written to the inverter through the logger
 -- (logger:write: own sequence number, matched, timeout, queued).
+-- Growatt's "Inverter Modbus RTU Protocol" v1.20/v1.24, holding
+-- registers: 3 active power rate (0-100 %, 255 = no limit), 122 export
+-- limit mode (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT), 123 export
+-- limit power rate (-1000..1000 in 0.1 %, signed). `scale`: the register
+-- holds value / scale.
 local WRITABLE = {
   { name = "active_power_rate", reg = 3, label = "Active power rate", unit = "%", min = 0, max = 100,
-    step = 1 },
+    step = 1, type = "integer" },
+  { name = "export_limit_mode", reg = 122,
+    label = "Export limit (0 off, 1 RS-485 meter, 2 RS-232 meter, 3 CT)", min = 0, max = 3, step = 1,
+    type = "integer" },
+  { name = "export_limit_rate", reg = 123, label = "Export limit power rate", unit = "%", min = -100,
+    max = 100, step = 0.1, scale = 0.1 },
 }
+M.WRITABLE = WRITABLE
+
+-- The register value for a point's value: scaled, rounded, two's
+-- complement for a negative one; and back.
+local function register_value(w, v)
+  local r = math.floor(v / (w.scale or 1) + 0.5)
+  if r < 0 then r = r + 0x10000 end
+  return r
+end
+
+local function point_value(w, r)
+  if w.reg == 3 and r == 255 then return 100 end -- 255: not limited
+  if w.min < 0 and r >= 0x8000 then r = r - 0x10000 end
+  local v = r * (w.scale or 1)
+  if w.scale then v = math.floor(v / w.scale + 0.5) * w.scale end
+  return math.type(v) == "float" and tonumber(string.format("%.10g", v)) or v
+end
+
+-- What the inverter holds is read once per pair (and again after a failed
+-- read, at most once a minute, on the next record), so that the number
+-- entities show it; a command writes only a value the inverter does not
+-- hold already.
+local function read_writable(self, pair, id)
+  if pair.reading or (pair.read_at and md.now() - pair.read_at < 60) then return end
+  pair.reading, pair.read_at = true, md.now()
+  pair.read_task = md.spawn(function()
+    local values, missing = {}, false
+    for _, w in ipairs(WRITABLE) do
+      if self.writable[w.name] and pair.known[w.name] == nil then
+        local r, err = pair.logger:read(w.reg)
+        local sd = self.site[id]
+        if r and sd and sd:get(w.name) == nil then -- no command came in meanwhile
+          pair.known[w.name] = point_value(w, r[1])
+          values[w.name] = pair.known[w.name]
+        elseif not r then
+          missing = true
+          md.log.info("growatt proxy: %s: holding register %d not read (%s); trying again later", id, w.reg,
+            tostring(err))
+        end
+      end
+    end
+    pair.reading = false
+    if not missing then pair.read_at = math.huge end
+    local sd = self.site[id]
+    if sd and next(values) then sd:update(values) end
+  end)
+  pair.read_task:name("growatt writable points " .. id)
+end
 
 local function add_writable(self, pair, id)
+  pair.known = {}
   for _, w in ipairs(WRITABLE) do
     if self.writable[w.name] then
       self.site:value(id .. "." .. w.name, { writable = true, min = w.min, max = w.max, step = w.step,
-        unit = w.unit, label = w.label, type = "integer" })
+        unit = w.unit, label = w.label, type = w.type })
       pair.points[w.name] = true
       pair.watches[#pair.watches + 1] = self.site:watch(id .. "." .. w.name, function(v)
-        if v == nil then return end
-        local ok, err = pair.logger:write(w.reg, math.floor(v))
+        if v == nil or v == pair.known[w.name] then return end
+        local ok, err = pair.logger:write(w.reg, register_value(w, v))
         if ok then
+          pair.known[w.name] = v
           md.log.info("growatt proxy: %s.%s = %s written to holding register %d", id, w.name, tostring(v),
             w.reg)
         else
@@ -170,53 +253,68 @@ local function add_writable(self, pair, id)
   end
 end
 
+-- A meter record's device: the datalogger's meter.
+local function pair_key(rec)
+  if rec.kind == "meter" then return "meter_" .. tostring(rec.logger) end
+  return rec.inverter
+end
+
 local function pair_device(self, c, rec)
-  local id = device_id(rec.inverter)
+  local id = device_id(pair_key(rec))
   local pair = self._pairs[id]
-  if not pair then
-    pair = { id = id, points = {}, logger = c.logger, watches = {} }
-    self._pairs[id] = pair
-    if self.site then
-      -- the Home Assistant device block: Growatt, the model family from the
-      -- layout (and the device type code of the announce), the serials
-      local sd = self.site:value(id .. ".logger_serial", { type = "string", label = "Datalogger serial",
-        entity_category = "diagnostic" })
-      local profile = sd.profile
-      local model
-      for _, l in ipairs(record.layouts) do
-        if l.name == rec.layout then model = l.model end
-      end
-      profile.manufacturer, profile.serial = "Growatt", rec.inverter
-      profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
-      profile.label = "Growatt " .. tostring(rec.inverter)
-      profile.sw_version = "datalogger " .. tostring(rec.logger)
-      pair.points.logger_serial = true
-      if self.writable then add_writable(self, pair, id) end
-    end
-  end
-  pair.logger = c.logger
-  local site = self.site
+  -- the points this record brings that the pair does not have yet
+  local new = {}
   if rec.layout then
-    for _, p in ipairs(record.layouts) do
-      if p.name == rec.layout then
-        for _, pt in ipairs(p.points) do
-          if not pair.points[pt.name] then
-            pair.points[pt.name] = true
-            site:value(id .. "." .. pt.name, point_def(pt))
+    for _, l in ipairs(record.layouts) do
+      if l.name == rec.layout then
+        for _, pt in ipairs(l.points) do
+          if not (pair and pair.points[pt.name]) then
+            local d = point_def(pt)
+            d.name = pt.name
+            new[#new + 1] = d
           end
         end
       end
     end
   else
     for reg in pairs(rec.registers or {}) do
-      local n = "reg_" .. reg
-      if not pair.points[n] then
-        pair.points[n] = true
-        site:value(id .. "." .. n, {})
-      end
+      if not (pair and pair.points["reg_" .. reg]) then new[#new + 1] = { name = "reg_" .. reg } end
     end
   end
-  return pair, site[id]
+  if not pair then
+    pair = { id = id, points = {}, logger = c.logger, watches = {} }
+    self._pairs[id] = pair
+    if self.site then
+      -- the Home Assistant device block: Growatt, the model family from the
+      -- layout (and the device type code of the announce), the serials
+      local model
+      for _, l in ipairs(record.layouts) do
+        if l.name == rec.layout then model = l.model end
+      end
+      new[#new + 1] = { name = "logger_serial", type = "string", label = "Datalogger serial",
+                        entity_category = "diagnostic" }
+      local profile = { manufacturer = "Growatt", serial = pair_key(rec),
+        sw_version = "datalogger " .. tostring(rec.logger), points = new }
+      if rec.kind == "meter" then
+        profile.model = model
+        profile.label = "Growatt meter of datalogger " .. tostring(rec.logger)
+      else
+        profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
+        profile.label = "Growatt " .. tostring(rec.inverter)
+      end
+      self.site:add_pushed(id, profile)
+      for _, d in ipairs(new) do pair.points[d.name] = true end
+      if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
+      new = {}
+    end
+  end
+  pair.logger = c.logger
+  if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
+  if #new > 0 then -- all at once: one announcement of the new points
+    self.site:add_pushed(id, { points = new })
+    for _, d in ipairs(new) do pair.points[d.name] = true end
+  end
+  return pair, self.site[id]
 end
 
 local function publish_values(self, c, rec)
@@ -228,14 +326,13 @@ local function publish_values(self, c, rec)
     if gap >= 1 then pair.interval = math.min(math.max(gap, 10), 3600) end
   end
   pair.last = now
-  -- values the site holds (not writable points): set as site:derive does
-  if sd.logger_serial ~= rec.logger then sd:_set("logger_serial", rec.logger) end
-  if rec.values then
-    for name, v in pairs(rec.values) do sd:_set(name, v) end
-  else
-    for reg, v in pairs(rec.registers or {}) do sd:_set("reg_" .. reg, v) end
+  local values = rec.values
+  if not values then
+    values = {}
+    for reg, v in pairs(rec.registers or {}) do values["reg_" .. reg] = v end
   end
-  set_state(sd, "ok")
+  values.logger_serial = rec.logger
+  sd:update(values)
 end
 
 local function json_value(v)
@@ -286,14 +383,18 @@ end
 
 -- Standalone: answer as the server would.
 local function answer(self, c, f, rec)
+  local lf = self.log_dir and log_of(self, c.logger)
   if f.type == 0x16 then
     send_logger(c, f.raw)
+    if lf then lf:line(format("own  ping echo seq %d", f.seq)) end
   elseif ACKED[f.type] and #f.body > 1 then
     send_logger(c, core.ack(f.seq, f.protocol, f.unit, f.type))
+    if lf then lf:line(format("own  ack type 0x%02x seq %d", f.type, f.seq)) end
     if f.type == 0x03 and rec.logger then
       c.own_seq = (c.own_seq % 0xFFFF) + 1
       local now = os.date("%Y-%m-%d %H:%M:%S", math.floor(self.clock()))
       send_logger(c, core.config_set(c.own_seq, f.protocol, 1, rec.logger:sub(1, 10), 31, now))
+      if lf then lf:line(format("own  clock set %s seq %d", now, c.own_seq)) end
     end
   end
 end
@@ -308,17 +409,22 @@ end
 local function on_frame(self, c, f)
   c.protocol = f.protocol
   if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
-  local rec = record.decode(f, { log = md.log.warn, dtc = c.dtc })
+  local rec = record.decode(f, c.decode_opts)
   if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
       or rec.kind == "ping") then
     bind_serial(self, c, rec.logger)
   end
   local counts = c.logger.counts
+  if self.log_dir then
+    local lf = log_of(self, c.logger)
+    if lf then lf:frame("up", f, rec) end
+  end
   if c.standalone then answer(self, c, f, rec) end
   if rec.kind == "announce" then
     c.dtc = rec.dtc
+    c.decode_opts.dtc, c.decode_opts.tp = rec.dtc, rec.tp
     c.inverter = rec.inverter
-  elseif rec.kind == "data" then
+  elseif rec.kind == "data" or rec.kind == "meter" then
     counts.records = counts.records + 1
     c.logger.last_record = self.clock()
     publish_values(self, c, rec)
@@ -346,7 +452,8 @@ end
 local function drain(c, q, parser, fn)
   local chunks = q.chunks
   q.chunks, q.bytes = {}, 0
-  for _, bytes in ipairs(chunks) do
+  for i, bytes in ipairs(chunks) do
+    if i > 1 then coroutine.yield() end -- a backlog: let the other tasks run between chunks
     parser:push(bytes)
     while true do
       local f, _, code = parser:next()
@@ -373,6 +480,10 @@ local function decoder(self, c)
       if COMMANDS[f.type] then
         c.logger.counts.commands = c.logger.counts.commands + 1
         c.cloud_seqs[f.seq] = true
+      end
+      if self.log_dir then
+        local lf = log_of(self, c.logger)
+        if lf then lf:frame("down", f, record.decode(f, c.decode_opts)) end
       end
     end)
   end
@@ -699,6 +810,7 @@ local function serve(self, conn)
     conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
     down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
     wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
+    decode_opts = { log = md.log.warn },
   }
   logger.conn = c
   self._anon[logger] = true
@@ -742,9 +854,38 @@ local function availability(self)
     for id, pair in pairs(self._pairs) do
       local limit = (pair.interval or self.interval) * self.factor
       if pair.last and now - pair.last > limit and self.site then
-        local sd = rawget(self.site, "_devices")[id]
-        if sd then set_state(sd, "offline") end
+        local sd = self.site[id]
+        if sd then
+          sd:expire(format("no record from the datalogger for %d s", math.floor(now - pair.last)))
+        end
       end
+    end
+  end
+end
+
+-- SIGUSR1: every logger's counters to the log and to its log file.
+local function on_usr1(self)
+  while true do
+    signal.wait("USR1")
+    md.log.info("growatt proxy: Lua heap %d KiB", math.floor(collectgarbage("count")))
+    local list = self:loggers()
+    if #list == 0 then md.log.info("growatt proxy: no datalogger seen yet") end
+    for _, l in ipairs(list) do
+      local line = l:counters_line()
+      md.log.info("growatt proxy: %s", line)
+      local lf = log_of(self, l)
+      if lf then
+        lf:line("counters: " .. line)
+        lf:flush()
+      end
+    end
+  end
+end
+
+local function flusher(self)
+  for _ in md.every(5) do
+    for _, l in pairs(self._loggers) do
+      if l.logfile then l.logfile:flush() end
     end
   end
 end
@@ -787,12 +928,18 @@ function Proxy:close()
   self.listener:close()
   if self.command_socket then self.command_socket:close() end
   if self.avail_task then self.avail_task:cancel() end
+  self.usr1_task:cancel()
+  if self.flush_task then self.flush_task:cancel() end
   for _, pair in pairs(self._pairs) do
     for _, w in ipairs(pair.watches) do w.cancel() end
+    if pair.read_task then pair.read_task:cancel() end
   end
   local conns = {}
   for c in pairs(self._conns) do conns[#conns + 1] = c end
   for _, c in ipairs(conns) do close_conn(self, c) end
+  for _, l in pairs(self._loggers) do
+    if l.logfile then l.logfile:close() end
+  end
 end
 
 Proxy.__close = Proxy.close
@@ -807,9 +954,12 @@ Proxy.__close = Proxy.close
 --- grott-async's text command socket, moondog.growatt.command_socket; off
 --- by default, loopback only), block (true, or {config = {31, ...},
 --- holding = {...}}: drop the cloud's config sets and inverter writes
---- except to these registers; default off), writable (true, or a list of
---- names: "active_power_rate" (holding register 3, %) becomes a writable
---- site value of each pair, written to the inverter through the logger).
+--- except to these registers; default off), writable (true for all, or a
+--- list of names: "active_power_rate" (holding register 3, %),
+--- "export_limit_mode" (122), "export_limit_rate" (123, %) become writable
+--- site values of each pair, written to the inverter through the logger),
+--- log_dir (a log file per datalogger there; default none), log_max_bytes
+--- (1 MiB: then the file is rotated to .1).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -818,12 +968,20 @@ function M.start(opts)
     site = opts.site, publisher = opts.publisher, cloud_timeout = opts.cloud_timeout or 10,
     interval = opts.interval or 300, factor = opts.availability_factor or 3,
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
+    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes,
     _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
   }, Proxy)
   if opts.writable then
     self.writable = {}
-    for _, name in ipairs(opts.writable == true and { "active_power_rate" } or opts.writable) do
-      self.writable[name] = true
+    local names = {}
+    for _, w in ipairs(WRITABLE) do names[w.name] = true end
+    if opts.writable == true then
+      self.writable = names
+    else
+      for _, name in ipairs(opts.writable) do
+        if not names[name] then error("growatt proxy: writable: no such point " .. tostring(name), 2) end
+        self.writable[name] = true
+      end
     end
   end
   if opts.block then
@@ -845,6 +1003,12 @@ function M.start(opts)
   self.listener = l
   self.accept_task = md.spawn(acceptor, self)
   self.accept_task:name("growatt proxy accept")
+  self.usr1_task = md.spawn(on_usr1, self)
+  self.usr1_task:name("growatt proxy SIGUSR1")
+  if self.log_dir then
+    self.flush_task = md.spawn(flusher, self)
+    self.flush_task:name("growatt proxy log flush")
+  end
   if opts.command_socket then
     local cs, cerr, ccode = require("moondog.growatt.command_socket").start(self, {
       listen = opts.command_socket == true and "127.0.0.1:15279" or opts.command_socket })

@@ -3,17 +3,21 @@
 -- a copy of the bytes, after they were forwarded.
 --
 --   local record = require "moondog.growatt.record"
---   local r = record.decode(frame [, { dtc = 5100 }])
---   r.kind        -- "data", "buffered", "announce", "ping", "ack", "command", "other"
+--   local r = record.decode(frame [, { dtc = 5100, tp = 0x0203 }])
+--   r.kind        -- "data", "buffered", "announce", "meter", "ping", "ack", "command",
+--                 -- "other"
 --   r.logger, r.inverter   -- serials (data records and pings; commands: logger)
 --   r.time        -- "2020-07-25T16:10:39" (the record's own clock) or nil
 --   r.time_raw    -- the 6 timestamp bytes when they are no valid time
 --   r.buffered    -- true for 0x50: recorded earlier, never a current value
---   r.layout      -- "classic", "tlx", "tl3", or nil when none fits
+--   r.layout      -- "classic", "tlx", "mod", "tl3", "sph", "spa", "meter",
+--                 -- "meter_sdm630", or nil when none fits
 --   r.values      -- {pv_power = 217.4, ...} by the layout's point names
 --   r.registers   -- {[0] = 1, [1] = 0, ...}: every register the record carries
 --                    (announce records, and records without a layout)
---   r.dtc         -- device type code (announce: holding register 43)
+--   r.dtc, r.tp   -- announce: device type code (holding register 43) and
+--                 -- trackers/phases (holding register 44); give them back
+--                 -- as opts.dtc, opts.tp for the data records that follow
 --
 -- Record layout (after the 8-byte header, unscrambled; protocol 6 has a
 -- 20-byte pad after each serial): logger serial (10), inverter serial
@@ -39,7 +43,8 @@ local unpack, format = string.unpack, string.format
 
 M.layouts = layouts
 
-local DATA = { [0x03] = "announce", [0x04] = "data", [0x50] = "buffered" }
+local DATA = { [0x03] = "announce", [0x04] = "data", [0x50] = "buffered", [0x1b] = "meter",
+               [0x20] = "meter" }
 
 local function serial(s)
   return (s:gsub("%z+$", ""))
@@ -101,20 +106,7 @@ local function reg_at(body, groups, r)
   return nil
 end
 
-local function value(body, groups, pt)
-  local hi = reg_at(body, groups, pt.reg)
-  if hi == nil then return nil end
-  local v
-  if pt.type == "u16" then
-    v = hi
-  elseif pt.type == "s16" then
-    v = hi >= 0x8000 and hi - 0x10000 or hi
-  else
-    local lo = reg_at(body, groups, pt.reg + 1)
-    if lo == nil then return nil end
-    v = hi * 65536 + lo
-    if pt.type == "s32" and v >= 0x80000000 then v = v - 0x100000000 end
-  end
+local function scaled(pt, v)
   local scale = pt.scale
   if scale and scale ~= 1 then
     v = v * scale
@@ -130,22 +122,146 @@ local function value(body, groups, pt)
   return v
 end
 
---- record.layout_for(groups [, dtc]) -> the layout table, or nil.
-function M.layout_for(groups)
+local function value(body, groups, pt)
+  local hi = reg_at(body, groups, pt.reg)
+  if hi == nil then return nil end
+  local v
+  if pt.type == "u16" then
+    v = hi
+  elseif pt.type == "s16" then
+    v = hi >= 0x8000 and hi - 0x10000 or hi
+  else
+    local lo = reg_at(body, groups, pt.reg + 1)
+    if lo == nil then return nil end
+    v = hi * 65536 + lo
+    if pt.type == "s32" and v >= 0x80000000 then v = v - 0x100000000 end
+  end
+  return scaled(pt, v)
+end
+
+local NOINFO = {}
+
+--- record.layout_for(groups [, info]) -> the layout table, or nil. info:
+--- {dtc =, tp =} from the logger's announce (holding registers 43, 44).
+function M.layout_for(groups, info)
   local g1, g2 = groups[1], groups[2]
   if not g1 then return nil end
+  info = info or NOINFO
   for _, l in ipairs(layouts) do
-    if l.first[1] == g1[1] and l.first[2] == g1[2]
-        and (l.second == nil or (g2 and g2[1] == l.second)) then
+    if l.first and l.first[1] == g1[1] and l.first[2] == g1[2]
+        and (l.second == nil or (g2 and g2[1] == l.second))
+        and (l.when == nil or l.when(info)) then
       return l
     end
   end
   return nil
 end
 
+local meter_layouts = {}
+for _, l in ipairs(layouts) do
+  if l.record_type then meter_layouts[l.record_type] = l end
+end
+
+-- A smart-meter record: 0x20 holds 32-bit values at fixed byte offsets
+-- from the timestamp; 0x1b holds comma-separated ASCII numbers after the
+-- inverter serial field.
+local function meter_values(layout, body, t_at, text_at)
+  local out = {}
+  if layout.record_type == 0x1b then
+    local fields, i = {}, 0
+    for f in (body:sub(text_at):gsub("%z.*$", "") .. ","):gmatch("([^,]*),") do
+      i = i + 1
+      fields[i] = f
+    end
+    for _, pt in ipairs(layout.points) do out[pt.name] = tonumber(fields[pt.pos]) end
+    return out
+  end
+  for _, pt in ipairs(layout.points) do
+    local at = t_at + pt.at
+    if at + 3 <= #body then
+      local v = unpack(">I4", body, at)
+      if pt.type == "s32" and v >= 0x80000000 then v = v - 0x100000000 end
+      out[pt.name] = scaled(pt, v)
+    end
+  end
+  return out
+end
+
+-- A plan for one layout and one placement of its groups in the body (the
+-- same for every record of a logger): where each point's bytes are, as
+-- one string.unpack format over the whole span ("x" skips a byte), and
+-- how each raw value is scaled. Decimal scales divide by a power of ten:
+-- 2174 / 10 is the double nearest 217.4, as a person expects.
+local plans = setmetatable({}, { __mode = "k" })
+
+local FMT = { u16 = "I2", s16 = "i2", u32 = "I4", s32 = "i4" }
+
+local function make_plan(layout, groups)
+  local items = {}
+  for _, pt in ipairs(layout.points) do
+    local pos
+    for _, g in ipairs(groups) do
+      local last = pt.type:sub(2) == "32" and pt.reg + 1 or pt.reg
+      if pt.reg >= g[1] and last <= g[2] then pos = g.pos + 2 * (pt.reg - g[1]) end
+    end
+    if not pos then return false end -- a point outside the groups (or across two): the slow way
+    local scale, div, mul = pt.scale or 1, nil, nil
+    if scale ~= 1 then
+      local digits = scale < 1 and math.floor(-math.log(scale, 10) + 0.5) or 0
+      if digits > 0 and digits <= 4 and math.abs(10 ^ -digits - scale) < 1e-12 then
+        div = math.tointeger(10 ^ digits)
+      else
+        mul = scale
+      end
+    end
+    items[#items + 1] = { name = pt.name, pos = pos, fmt = FMT[pt.type], div = div, mul = mul,
+                          size = pt.type:sub(2) == "32" and 4 or 2 }
+  end
+  table.sort(items, function(a, b) return a.pos < b.pos end)
+  local parts, at = { ">" }, items[1] and items[1].pos or 1
+  local start = at
+  for _, it in ipairs(items) do
+    if it.pos < at then return false end -- overlapping points: the slow way
+    parts[#parts + 1] = string.rep("x", it.pos - at) .. it.fmt
+    at = it.pos + it.size
+  end
+  return { items = items, fmt = table.concat(parts), start = start, stop = at - 1 }
+end
+
+local function plan_for(layout, groups)
+  local by_layout = plans[layout]
+  if not by_layout then
+    by_layout = {}
+    plans[layout] = by_layout
+  end
+  local parts = {}
+  for i, g in ipairs(groups) do parts[i] = g[1] .. "-" .. g[2] .. "@" .. g.pos end
+  local key = table.concat(parts, ",")
+  local plan = by_layout[key]
+  if plan == nil then
+    plan = make_plan(layout, groups)
+    by_layout[key] = plan
+  end
+  return plan
+end
+
 --- record.values(layout, body, groups) -> {name = value}
 function M.values(layout, body, groups)
   local out = {}
+  local plan = plan_for(layout, groups)
+  if plan and plan.stop <= #body then
+    local raw = { unpack(plan.fmt, body, plan.start) }
+    for i, it in ipairs(plan.items) do
+      local v = raw[i]
+      if it.div then
+        v = v / it.div
+      elseif it.mul then
+        v = v * it.mul
+      end
+      out[it.name] = v
+    end
+    return out
+  end
   for _, pt in ipairs(layout.points) do out[pt.name] = value(body, groups, pt) end
   return out
 end
@@ -188,15 +304,24 @@ function M.decode(frame, opts)
   local inv_at = 11 + pad
   r.inverter = serial(body:sub(inv_at, inv_at + 9))
   local t_at = inv_at + 10 + pad
+  if kind == "meter" then
+    local layout = meter_layouts[typ]
+    r.layout = layout.name
+    if typ == 0x20 then
+      r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
+    end
+    r.values = meter_values(layout, body, t_at, inv_at + 10)
+    return r
+  end
   r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
   local groups = M.groups(body, t_at + 6)
   r.groups = groups
   if kind == "announce" then
     r.registers = M.registers(body, groups)
-    r.dtc = r.registers[43]
+    r.dtc, r.tp = r.registers[43], r.registers[44]
     return r
   end
-  local layout = M.layout_for(groups, opts and opts.dtc)
+  local layout = M.layout_for(groups, opts)
   if layout then
     r.layout = layout.name
     r.values = M.values(layout, body, groups)

@@ -46,7 +46,7 @@ local format = string.format
 -- Names that are the device's own and cannot be point names.
 M.reserved = {
   id = true, profile = true, get = true, wait = true, refresh = true, write = true, stats = true,
-  describe = true, points = true, own = true, owner = true,
+  describe = true, points = true, own = true, owner = true, update = true, expire = true,
 }
 
 local Device = {}
@@ -210,6 +210,8 @@ local function set_state(self, state, err)
     else
       md.log.info("%s is back (%s before)", self.id, old)
     end
+  elseif state == "offline" and self._pushed then
+    md.log.warn("%s is offline: %s", self.id, tostring(err))
   elseif state == "offline" then
     if old == "starting" then
       md.log.warn("%s does not answer at start: %s; trying again in %g s (it is kept, not dropped)",
@@ -698,6 +700,44 @@ function Device:_set(name, v)
   if v ~= nil then wake(self, name, v, 0, "ok") end
   emit(self, "sample", { name }, changed and { name } or {})
 end
+
+-- {===== pushed devices =====
+
+-- A pushed device (site:add_pushed) is fed by its source (a Growatt
+-- datalogger's records) rather than polled: dev:update takes what came,
+-- through the same policy as a poll (totals never go down, no NaN), and
+-- dev:expire says the source went quiet.
+
+--- dev:update(values [, t]) -> names whose value changed. values: {point =
+--- value}; points not in it keep theirs. The device is "ok" from now. t:
+--- when the values were measured (md.now() clock; default now).
+function Device:update(values, t)
+  if not self._pushed then error(format("%s is not a pushed device (site:add_pushed)", self.id), 2) end
+  local now = t or md.now()
+  local names, changed = {}, {}
+  for name in pairs(values) do
+    local p = self._points[name]
+    if not p then error(format("%s has no point '%s'", self.id, tostring(name)), 2) end
+    names[#names + 1] = name
+  end
+  if self._state ~= "ok" then set_state(self, "ok") end
+  for _, name in ipairs(names) do
+    if take(self, self._points[name], values[name], now) then changed[#changed + 1] = name end
+    self._impl[name] = true
+    wake(self, name, self._v[name], 0, "ok")
+  end
+  emit(self, "sample", names, changed)
+  return changed
+end
+
+--- dev:expire(why): a pushed device's source went quiet: the device is
+--- offline (each point shows its offline policy) until the next update.
+function Device:expire(why)
+  if not self._pushed then error(format("%s is not a pushed device (site:add_pushed)", self.id), 2) end
+  set_state(self, "offline", why)
+end
+
+-- }=====
 
 M.Device = Device
 

@@ -363,6 +363,44 @@ function Site:value(name, def, initial)
   return sd
 end
 
+--- site:add_pushed(id, profile) -> the site device: a device fed by its
+--- source (records it pushes: the Growatt proxy) rather than polled.
+--- profile: {manufacturer, model, label, serial, sw_version, points =
+--- {...}} (points without a source). Its source calls dev:update(values
+--- [, t]) and, when it goes quiet, dev:expire(why). More points: add them
+--- with site:value("id.point", def), or many at once: site:add_pushed(id,
+--- {points = {...}}) again adds those the device does not have yet.
+function Site:add_pushed(id, profile)
+  check_id("site:add_pushed", id)
+  local known = self._devices[id]
+  if known and rawget(known, "_pushed") then
+    local added = false
+    for _, p in ipairs(profile and profile.points or {}) do
+      if not known._points[p.name] then
+        device.add_point(known, point_def(p, p.name))
+        added = true
+      end
+    end
+    if added then self:_emit("points", known) end
+    return known
+  end
+  if known or Site[id] ~= nil then
+    error(format("site:add_pushed: '%s' is taken", id), 2)
+  end
+  local prof = base.copy(profile or {})
+  prof.name = prof.name or "pushed"
+  local points = prof.points or {}
+  prof.points = {}
+  local sd = device.new(self, id, nil, { profile = prof })
+  rawset(sd, "_pushed", true)
+  rawset(sd, "_state", "starting")
+  for _, p in ipairs(points) do device.add_point(sd, point_def(p, p.name)) end
+  self._devices[id] = sd
+  self._order[#self._order + 1] = sd
+  self:_emit("device", sd)
+  return sd
+end
+
 -- }=====
 
 -- {===== derived points =====
