@@ -44,6 +44,7 @@ T.test("a pushed device: update, watchers, totals held, expire, back", function(
   T.eq(v3, 99)
   T.eq(st3, "ok")
   w:cancel()
+  site:close()
 end)
 
 T.test("pushed devices: misuse raises", function()
@@ -59,4 +60,5 @@ T.test("pushed devices: misuse raises", function()
   -- more points through site:value
   site:value("p1.y", {})
   T.eq(#sd:update({ y = 2 }), 1)
+  site:close()
 end)
