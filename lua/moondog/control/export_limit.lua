@@ -243,6 +243,50 @@ local function excursion_check(self, export_w, now)
   end
 end
 
+-- Battery first: the charge the battery should take, so that it absorbs
+-- the export before PV is curtailed: its measured charge plus the export
+-- over the target, within 0..its charge power, none when it is full (at
+-- soc_max). Written as model 124's InWRte (% of WChaMax) when it moved by
+-- 1 % of the charge power or more, and every revert/2 s (the storage's
+-- own rate timer takes it back to idle when moondog stops). Returns the W
+-- the battery takes beyond what it takes now: room for PV.
+local function battery_step(self, grid_w, now, pv_held)
+  local b = self.battery
+  local sd = b.sd
+  -- The charge it was told to take: its measured power is polled apart
+  -- from the meter, and mixing the two makes the pair oscillate. The
+  -- meter shows a battery write only a meter period later (a sample
+  -- polled after the write may have been taken before it), so for
+  -- battery_hold_s after a write no new decision is made, unless the
+  -- export is over the limit.
+  local bat_w = (b.written_pct or 0) / 100 * b.max_w
+  local over = -grid_w > self.limit_w + self.tolerance_w
+  if not over and b.written_at and now - b.written_at < self.battery_hold_s then return 0 end
+  local soc = sd:get("battery_soc")
+  -- It follows the export; while PV is held at its setpoint (curtailed)
+  -- it takes 20 % of its power more each time and PV gets the room, until
+  -- PV is no longer held back (the sun gives no more) or the battery is at
+  -- its power.
+  local want = bat_w + (-grid_w - self.limit_w + self.margin_w)
+  if pv_held then want = want + 0.2 * b.max_w end
+  if soc == nil or soc >= b.soc_max then want = 0 end
+  want = math.max(0, math.min(b.max_w, want))
+  local pct = quantize(want / b.max_w * 100, 0.1, true)
+  local due = b.written_at == nil or now - b.written_at >= self.revert_s / 2
+  if due or math.abs(pct - (b.written_pct or -100)) >= 1 or (pct == 0 and (b.written_pct or 0) > 0) then
+    local ok, err = sd:write({ charge_rate = pct }, { owner = self.name })
+    self.writes = self.writes + 1
+    if not ok then
+      self.write_errors = self.write_errors + 1
+      md.log.warn("export limit: cannot set the battery %s: %s", sd.id, tostring(err))
+      return 0
+    end
+    b.written_pct, b.written_at = pct, now
+  end
+  self.battery_w = want
+  return pct / 100 * b.max_w - bat_w
+end
+
 -- One control step on a fresh grid sample.
 local function step(self, grid_w, now, grid_t)
   local rating = self.rating_w
@@ -281,6 +325,9 @@ local function step(self, grid_w, now, grid_t)
     self.integral = 0
   end
   local allowed = pv + err + self.integral
+  if self.battery and self.battery.max_w then
+    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling)
+  end
   local pct = math.max(0, math.min(100, allowed / rating * 100))
   local over_w = -grid_w - self.limit_w -- W exported above the limit (< 0: under)
   -- After a cut, the meter and the inverter are read at different moments
@@ -372,6 +419,18 @@ local function prepare(self)
   end
   self.rating_w = total
   defaults_w(self, total)
+  local b = self.battery
+  if b and not b.max_w then
+    local w = b.sd:wait("max_charge_power", { timeout = 60 })
+    if not w then error(format("export limit: battery %s has no charge power (WChaMax)", b.sd.id), 0) end
+    b.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, self.name)
+    local ok, err = b.sd:write({ storage_mode = "CHARGE", charge_rate = 0, rate_revert = self.revert_s },
+      { owner = self.name })
+    if not ok then
+      error(format("export limit: cannot set up the battery %s: %s", b.sd.id, tostring(err)), 0)
+    end
+    b.max_w, b.written_pct, b.written_at = w, 0, md.now()
+  end
   self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
   self.prepared = true
 end
@@ -473,7 +532,7 @@ function Ctl:status()
   return {
     state = self.state, limit_w = self.limit_w, setpoint_pct = self.setpoint_pct, rating_w = self.rating_w,
     writes = self.writes, write_errors = self.write_errors, excursions = self.persist.excursions or 0,
-    last_excursion = self.persist.last, latched = self.persist.latched,
+    last_excursion = self.persist.last, latched = self.persist.latched, battery_w = self.battery_w,
   }
 end
 
@@ -490,6 +549,9 @@ function Ctl:stop()
   for _, inv in ipairs(self.inverters) do
     if inv.adapter then inv.sd:own(inv.adapter.points, nil) end
   end
+  if self.battery and self.battery.max_w then
+    self.battery.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, nil)
+  end
 end
 
 --- export_limit{site =, grid = "meter.power", inverters = {"pv", ...} or
@@ -498,7 +560,10 @@ end
 --- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
 --- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path]
 --- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.1]
---- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]}
+--- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
+--- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
+--- (sunspec_storage: 124 + 802) charged with the export before PV is
+--- curtailed.
 --- -> controller. on_step(status, grid_w, pv_w) runs after each control
 --- step (a log, a plot); an error in it is an error of the controller.
 --- hold_s: after a cut, the longest the controller waits for
@@ -520,11 +585,12 @@ function M.export_limit(opts)
     failsafe_after = opts.failsafe_after or 3, recover_s = opts.recover_s or 10,
     revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
     slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
-    overcut = opts.overcut or 0.1, relax_s = opts.relax_s or 15,
+    overcut = opts.overcut or 0.1, relax_s = opts.relax_s or 15, battery_hold_s = opts.battery_hold_s or 2,
     hold_s = opts.hold_s or 10, on_step = opts.on_step, escalate_s = opts.escalate_s,
     escalate_count = opts.escalate_count, escalate_window_s = opts.escalate_window_s or 86400,
     state_file = opts.state_file, inverters = {}, setpoint_pct = 100, integral = 0, writes = 0,
     write_errors = 0, state = "starting",
+    failsafe_pct = 0, -- until the ratings are known: 0 % is safe for any limit
   }, Ctl)
   local total = 0
   for _, x in ipairs(opts.inverters or error("export_limit: inverters = {\"pv\", ...}", 2)) do
@@ -535,6 +601,10 @@ function M.export_limit(opts)
   end
   self.opts = opts
   defaults_w(self, total)
+  if opts.battery then
+    local spec = type(opts.battery) == "table" and opts.battery or { id = opts.battery }
+    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100 }
+  end
   self.persist = load_state(self.state_file)
   self.values = site:value(name .. ".limit", { label = "Export limit", writable = true, min = 0,
     max = 1000000,

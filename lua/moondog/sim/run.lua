@@ -246,6 +246,7 @@ function M.start(scenario, opts)
   self.inverter_ids = inverters
   local copts = { site = site, grid = meter .. ".power", inverters = inverters, limit_w = self.limit_w }
   if self.controller == "moondog" then
+    copts.battery = ids_of_kind(scenario, "battery")[1] -- battery first, when the site has one
     for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = md.control.export_limit(copts)
   elseif self.controller ~= "none" then

@@ -13,6 +13,7 @@
 --     plant = { ...moondog.sim.plant spec... },
 --     devices = {                                   -- what is served, by id
 --       meter = { kind = "meter" },                 -- SunSpec meter, model 203
+--       bat = { kind = "battery" },                 -- SunSpec storage, 124 + 802
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },
@@ -230,6 +231,62 @@ end
 
 -- }=====
 
+-- {===== battery =====
+
+-- A SunSpec storage system (models 802 battery and 124 storage controls)
+-- in front of the plant's battery. A write of model 124 sets the battery's
+-- power: with StorCtl_Mod's CHARGE bit, InWRte % of WChaMax charging; with
+-- DiSCHARGE, OutWRte % discharging; neither: idle. InOutWRte_RvrtTms > 0
+-- makes the battery go idle by itself that long after the last write, as
+-- the rate timers of model 124 do.
+local function battery_setpoint(srv, max_w)
+  local mode = srv:get(124, "StorCtl_Mod") or {}
+  local bits = {}
+  for _, name in ipairs(type(mode) == "table" and mode or {}) do bits[name] = true end
+  if bits.CHARGE then return (srv:get(124, "InWRte") or 0) / 100 * max_w end
+  if bits.DiSCHARGE then return -(srv:get(124, "OutWRte") or 0) / 100 * max_w end
+  return 0
+end
+
+local function serve_battery(self, id, d)
+  local b = self.plant.battery or error(format("sim site: device %s: the plant has no battery", id), 3)
+  local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = {
+      1,
+      { id = 124, raw = { WChaMax = math.floor(b.max_w), WChaMax_SF = 0, InWRte = 0, OutWRte = 0,
+                          InOutWRte_SF = -1, InOutWRte_RvrtTms = 0, MinRsvPct = math.floor(b.min_soc * 10),
+                          MinRsvPct_SF = -1, ChaState = 0, ChaState_SF = -1, StorCtl_Mod = 0 } },
+      { id = 802, raw = { SoC = 0, SoC_SF = -1, SoH = 100, SoH_SF = 0, V = 5000, V_SF = -1, A = 0, A_SF = -1,
+                          W = 0, W_SF = 0, State = 3, ChaSt = 6,
+                          WHRtg = math.floor(b.capacity_wh / 10), WHRtg_SF = 1, NCyc = 0 } },
+    },
+    values = { [1] = { Mn = "moondog", Md = "Simulated battery", SN = "SIM-" .. id:upper(), Vr = "1.0" } },
+    on_read = d.line and line_read_hook(self, d.line) or nil,
+  })
+  if not srv then return nil, err, code end
+  wire(self, srv, d.line)
+  srv:on_write(function(model)
+    if model == 124 then
+      b.setpoint_w = battery_setpoint(srv, b.max_w)
+      local rvrt = srv:get(124, "InOutWRte_RvrtTms") or 0
+      b.revert_at = rvrt > 0 and self.plant.t + rvrt or nil
+    end
+  end)
+  local dev = { id = id, kind = "battery", server = srv, profile = "sunspec_storage" }
+  function dev.update()
+    if b.revert_at and self.plant.t >= b.revert_at then b.setpoint_w, b.revert_at = 0, nil end
+    srv:set(802, "SoC", math.floor(b.soc * 10 + 0.5) / 10)
+    srv:set(124, "ChaState", math.floor(b.soc * 10 + 0.5) / 10)
+    srv:set(802, "W", -math.floor(b.w + 0.5)) -- 802: < 0 charging
+    srv:set(802, "A", math.floor(-b.w / 500 * 10 + 0.5) / 10)
+    srv:set(802, "ChaSt", b.w > 0 and "CHARGING" or b.w < 0 and "DISCHARGING" or b.soc >= 100 and "FULL"
+      or "HOLDING")
+  end
+  return dev
+end
+
+-- }=====
+
 -- {===== meter =====
 
 local function serve_meter(self, id, d)
@@ -386,8 +443,10 @@ function M.start(scenario)
       dev, err, code = serve_meter(self, id, d)
     elseif d.kind == "inverter" then
       dev, err, code = serve_inverter(self, id, d)
+    elseif d.kind == "battery" then
+      dev, err, code = serve_battery(self, id, d)
     else
-      error(format("sim site: device %s: kind must be \"meter\" or \"inverter\", got %s", id,
+      error(format("sim site: device %s: kind must be \"meter\", \"inverter\" or \"battery\", got %s", id,
         tostring(d.kind)), 2)
     end
     if not dev then
