@@ -172,6 +172,23 @@ T.test("battery_first: the battery (SunSpec 124/802) charges before PV is curtai
   full:close()
 end, { timeout = 3600 })
 
+T.test("growatt_min: a Growatt MIN limited through its Modbus profile (holding 3), within the floor", function()
+  local r <close>, m = run_scenario("growatt_min", { seconds = 150 })
+  local p = r.sim.plant
+  local inv = p.inverters.gw
+  local srv
+  for _, d in ipairs(r.sim.devices) do if d.id == "gw" then srv = d.server end end
+  local rate = srv:get(1, "holding", 3)[1]
+  assert(rate < 30, "the rate cut after the 2 kW drop: " .. rate .. " %")
+  T.eq(inv.limit_pct, rate, "the plant inverter follows holding register 3")
+  assert(math.abs(p.pv_w - p.house_w) < 150, string.format("PV %.0f W at the house load %.0f W", p.pv_w,
+    p.house_w))
+  assert(m.longest_excursion_s <= m.floor_s, "longest excursion " .. m.longest_excursion_s)
+  local _, err, code = r.site.gw:write("active_power_rate", 100)
+  T.eq(code, "owned", "the controller owns the rate: " .. tostring(err))
+  r:close()
+end, { timeout = 3600 })
+
 T.test("broker_gone in simulated time: MQTT is refused with a clear reason", function()
   local sc = scenarios.get("broker_gone")
   local r, err, code = run.start(sc)

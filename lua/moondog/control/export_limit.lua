@@ -69,8 +69,18 @@ local format = string.format
 -- {===== inverters =====
 
 -- How to limit one inverter: model 704 when the device implements it
--- (reverts to a fail-safe level), else model 123 (reverts to full power).
+-- (reverts to a fail-safe level), else model 123 (reverts to full power);
+-- a Growatt TL-X by its active power rate (no revert at all).
 local function adapter(sd)
+  if sd._points.active_power_rate then
+    -- a Growatt TL-X's holding register 3 (devices/growatt/min_tlx.lua): no
+    -- enable flag, no revert timer
+    return {
+      mode = "rate", points = { "active_power_rate" },
+      limit = function(pct) return { active_power_rate = pct } end,
+      step = 1,
+    }
+  end
   if sd._points.der_limit and sd._v.der_limit ~= nil then
     return {
       mode = 704, points = { "der_limit", "der_limit_enabled", "der_failsafe_limit", "der_failsafe_enabled",
@@ -159,7 +169,7 @@ local function write_all(self, pct)
     local q = quantize(pct, inv.adapter.step, true)
     -- the enable flag is written only while the inverter does not show it on:
     -- one transaction per setpoint, not two
-    local on = inv.sd._v[inv.adapter.enabled] == "ENABLED"
+    local on = inv.adapter.enabled == nil or inv.sd._v[inv.adapter.enabled] == "ENABLED"
     local ok, err, code = inv.sd:write(inv.adapter.limit(q, on), { owner = self.name })
     self.writes = self.writes + 1
     if not ok then return nil, format("%s: %s", inv.sd.id, tostring(err)), code end
@@ -373,7 +383,7 @@ local function step(self, grid_w, now, grid_t)
     -- inverters settled: it gives back the over-cut
     or (self.correct and not settling and math.abs(pct - written) >= 0.1)
   if not settling then self.correct = nil end
-  if moved or since >= self.revert_s / 2 then
+  if moved or (self.refresh and since >= self.revert_s / 2) then
     local ok, werr = write_all(self, pct)
     if not ok then
       self.write_errors = self.write_errors + 1
@@ -399,6 +409,9 @@ local function prepare(self)
   for _, inv in ipairs(self.inverters) do
     local sd = inv.sd
     if not inv.rating then
+      if not sd._points.max_power then
+        error(format("export limit: inverter %s has no rating (max_power); give rating = W", sd.id), 0)
+      end
       local w = sd:wait("max_power", { timeout = 60 })
       inv.rating = sd.max_power or w
       if not inv.rating then
@@ -409,13 +422,19 @@ local function prepare(self)
       sd:refresh()
       inv.adapter = adapter(sd)
       sd:own(inv.adapter.points, self.name)
-      if inv.adapter.mode == 123 then
+      if inv.adapter.mode == "rate" then
+        md.log.warn("export limit: inverter %s is limited by its active power rate, which has no revert "
+          .. "timer: if moondog stops it keeps the last rate written, whatever the house does. Set the "
+          .. "inverter's own export limit (export_limit_mode, export_limit) as the backstop.", sd.id)
+      elseif inv.adapter.mode == 123 then
         md.log.warn("export limit: inverter %s has only SunSpec model 123: if moondog stops it goes back to "
           .. "FULL power after %g s. Set the inverter's own export limit as the backstop.", sd.id,
           self.revert_s)
       end
     end
     total = total + inv.rating
+    -- revert timers to refresh (a Growatt's rate has none)
+    self.refresh = self.refresh or inv.adapter.revert ~= nil
   end
   self.rating_w = total
   defaults_w(self, total)
@@ -442,7 +461,10 @@ local function set_reverts(self, now)
   self.reverts_tried = now
   for _, inv in ipairs(self.inverters) do
     local pct = quantize(self.failsafe_pct, inv.adapter.step, true)
-    local ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    local ok, err = true, nil
+    if inv.adapter.revert then
+      ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    end
     if not ok then
       self.write_errors = self.write_errors + 1
       md.log.error("export limit: cannot set the revert settings of %s: %s", inv.sd.id, tostring(err))

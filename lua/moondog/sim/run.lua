@@ -244,6 +244,12 @@ function M.start(scenario, opts)
   local meter = ids_of_kind(scenario, "meter")[1] or error("run: the scenario has no meter", 2)
   local inverters = ids_of_kind(scenario, "inverter")
   self.inverter_ids = inverters
+  for i, id in ipairs(inverters) do
+    -- a device whose profile has no rating (a Growatt TL-X): the plant's
+    for _, d in ipairs(sim.devices) do
+      if d.id == id and d.rating then inverters[i] = { id = id, rating = d.rating } end
+    end
+  end
   local copts = { site = site, grid = meter .. ".power", inverters = inverters, limit_w = self.limit_w }
   if self.controller == "moondog" then
     copts.battery = ids_of_kind(scenario, "battery")[1] -- battery first, when the site has one

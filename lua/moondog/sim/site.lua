@@ -14,6 +14,7 @@
 --     devices = {                                   -- what is served, by id
 --       meter = { kind = "meter" },                 -- SunSpec meter, model 203
 --       bat = { kind = "battery" },                 -- SunSpec storage, 124 + 802
+--       gw = { kind = "inverter", protocol = "growatt_min" }, -- Growatt MIN over Modbus
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },
@@ -231,6 +232,49 @@ end
 
 -- }=====
 
+-- {===== Growatt MIN =====
+
+-- A Growatt MIN/MIC TL-X over Modbus (its registers as
+-- devices/growatt/min_tlx.lua reads them) in front of a plant inverter:
+-- holding register 3, the active power rate (% of the rating; 255: no
+-- limit), sets the inverter's limit, which its output follows with the
+-- plant's lag. The TL-X has no revert timer: a rate stays until written
+-- again (in the inverter's memory; real ones keep it across a restart).
+local function serve_growatt_min(self, id, d)
+  local inv = self.plant.inverters[d.inverter or id]
+    or error(format("sim site: device %s: the plant has no inverter '%s'", id, d.inverter or id), 3)
+  local srv, err, code = md.modbus.serve("tcp://127.0.0.1:0", {
+    on_read = d.line and line_read_hook(self, d.line) or nil,
+    on_write = function(_, kind, addr, values)
+      if kind ~= "holding" then return end
+      local rate = addr <= 3 and values[3 - addr + 1]
+      if not rate then return end
+      if rate > 100 and rate ~= 255 then return "illegal_data_value" end
+      local ok = inv:set_limit(rate == 255 and 100 or rate)
+      if not ok then return "server_device_failure" end
+    end,
+  })
+  if not srv then return nil, err, code end
+  srv:set(1, "holding", 0, { 1, 0, 0, 255 })                  -- 3: active power rate, no limit
+  srv:set_value(1, "holding", 9, "SIM", "string", "ABCD", 3)  -- firmware
+  srv:set_value(1, "holding", 23, "SIMGW" .. id:upper():sub(1, 5), "string", "ABCD", 5)
+  srv:set(1, "holding", 44, 0x0101)                           -- 1 tracker, 1 AC phase
+  srv:set(1, "holding", 122, { 0, 1000 })                     -- own export limit: disabled
+  srv:set(1, "input", 3000, 1)                                -- normal
+  local dev = { id = id, kind = "inverter", server = srv, profile = "growatt/min_tlx", inv = inv,
+                rating = inv.rating }
+  function dev.update()
+    local w = math.floor(inv.output_w * 10 + 0.5)
+    srv:set_value(1, "input", 3001, math.floor(w * 1.03), "uint32")
+    srv:set_value(1, "input", 3023, w, "uint32")
+    srv:set(1, "input", 3025, { 5000, 2300, math.floor(inv.output_w / 23 + 0.5) })
+    srv:set_value(1, "input", 3051, math.floor(HISTORY_WH / 100 + self.plant.pv_wh / 100), "uint32")
+  end
+  return dev
+end
+
+-- }=====
+
 -- {===== battery =====
 
 -- A SunSpec storage system (models 802 battery and 124 storage controls)
@@ -441,6 +485,8 @@ function M.start(scenario)
     local dev, err, code
     if d.kind == "meter" then
       dev, err, code = serve_meter(self, id, d)
+    elseif d.kind == "inverter" and d.protocol == "growatt_min" then
+      dev, err, code = serve_growatt_min(self, id, d)
     elseif d.kind == "inverter" then
       dev, err, code = serve_inverter(self, id, d)
     elseif d.kind == "battery" then
