@@ -1,7 +1,9 @@
 -- moondog.sim.pace (`moondog sim --speed N`): the pacing rule driven by an
 -- injected real clock (no real-time assertion), the task in simulated time
 -- with that clock, and the tool itself paced in a child process, checked
--- loosely (a paced run cannot be as fast as an unpaced one).
+-- loosely (a paced run cannot be as fast as an unpaced one); the view on a
+-- terminal (script(1) gives the tool a pseudo-terminal): one screen redrawn
+-- in place per simulated second.
 
 local T = require "moondog.testing"
 local pace = require "moondog.sim.pace"
@@ -40,7 +42,8 @@ T.test("moondog sim --speed 20: paced, one plain line per simulated second", fun
   local function sim(args)
     local t0 = md.now()
     local proc <close> = T.start(dir, "sim", md.paths.exe .. " --log-level warn sim --scenario load_drop "
-      .. "--seconds 40 --csv " .. T.quote(dir.path .. "/run.csv") .. " --plot " .. T.quote(dir.path .. "/p.png")
+      .. "--seconds 40 --csv " .. T.quote(dir.path .. "/run.csv")
+      .. " --plot " .. T.quote(dir.path .. "/p.png")
       .. " " .. args)
     T.wait_for(function() return not proc:alive() end, 60, "moondog sim to finish")
     local _, how, code = proc:stop()
@@ -58,6 +61,23 @@ T.test("moondog sim --speed 20: paced, one plain line per simulated second", fun
   -- (start, CSV and plot cost the same); loosely: at least half of that
   assert(paced - fast >= 1, string.format("paced: %.2f s of real time for 40 simulated s at 20x, "
     .. "unpaced %.2f s", paced, fast))
+end, { timeout = 90 })
+
+T.test("on a terminal: the view is redrawn in place once a simulated second, like top", function()
+  T.need("script") -- util-linux: runs the tool on a pseudo-terminal
+  local dir <close> = T.tmpdir()
+  local cmd = md.paths.exe .. " --log-level warn sim --scenario load_drop --seconds 12 --speed 50 --csv "
+    .. T.quote(dir.path .. "/run.csv") .. " --plot " .. T.quote(dir.path .. "/p.png")
+  local proc <close> = T.start(dir, "script", "env TERM=xterm script -qec " .. T.quote(cmd) .. " /dev/null")
+  T.wait_for(function() return not proc:alive() end, 60, "moondog sim on a terminal to finish")
+  local out = T.read_file(proc.out)
+  local screens = 0
+  for _ in out:gmatch("\27%[H\27%[2J") do screens = screens + 1 end
+  assert(screens >= 11 and screens <= 13, "one screen per simulated second: " .. screens .. "; stderr: "
+    .. T.read_file(proc.err) .. "; stdout: " .. out:sub(1, 200))
+  assert(out:find("export limiter (moondog)", 1, true), "the controller's line")
+  assert(out:find("site health:", 1, true) and out:find("polls", 1, true), "device health")
+  assert(not out:find("%d%d:%d%d:%d%d grid"), "no plain lines on a terminal")
 end, { timeout = 90 })
 
 -- last: from here on the file runs in simulated time (there is no way back)
