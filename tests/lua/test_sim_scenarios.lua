@@ -172,7 +172,7 @@ T.test("battery_first: the battery (SunSpec 124/802) charges before PV is curtai
   full:close()
 end, { timeout = 3600 })
 
-T.test("growatt_min: a Growatt MIN limited through its Modbus profile (holding 3), within the floor", function()
+T.test("growatt_min: a Growatt MIN limited by its Modbus profile (holding 3), within the floor", function()
   local r <close>, m = run_scenario("growatt_min", { seconds = 150 })
   local p = r.sim.plant
   local inv = p.inverters.gw
