@@ -398,7 +398,7 @@ end
 -- again once the ratings are known (read from the inverters).
 local function defaults_w(self, total)
   local o = self.opts
-  self.margin_w = o.margin_w or math.max(20, 0.01 * total)
+  self.margin_w = o.margin_w or math.max(20, 0.005 * total)
   self.tolerance_w = o.tolerance_w or math.max(50, 0.02 * total)
   self.deadband_w = o.deadband_w or self.tolerance_w
 end
