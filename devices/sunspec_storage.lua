@@ -57,6 +57,6 @@ return {
       min = 0, max = 3600, step = 1, unit = "s", device_class = "duration" },
     { name = "min_reserve", source = "storage.MinRsvPct", writable = true,
       min = 0, max = 100, step = 0.1, unit = "%" },
-    { name = "storage_mode", source = "storage.StorCtl_Mod", type = "string" },
+    { name = "storage_mode", source = "storage.StorCtl_Mod", type = "string", writable = true },
   },
 }

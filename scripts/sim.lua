@@ -26,6 +26,7 @@
 local md = require "moondog"
 local scenarios = require "moondog.sim.scenarios"
 local run = require "moondog.sim.run"
+local pace = require "moondog.sim.pace"
 
 local usage = [[
 usage: moondog sim --scenario NAME [--speed N | --simulated-time] [--seconds S]
@@ -126,28 +127,6 @@ opts.plot = opts.plot or ("moondog-sim-" .. sc.name .. ".png")
 
 local DAY0 = md.clock.parse_start("2026-06-21")
 
--- Pace a simulated clock at `speed` simulated seconds per real second: the
--- clock waits `quiet` real seconds before each jump; every 2 simulated
--- seconds the quiet time is scaled by how far real time is off its target.
-local function pace(speed)
-  local function real()
-    local p = io.popen("date +%s.%N")
-    local t = tonumber(p:read("l"))
-    p:close()
-    return t
-  end
-  local quiet = 0.01 / speed
-  local v0, r0 = md.now(), real()
-  md.clock.simulate { start = md.time(), quiet = quiet }
-  return md.every(2, function()
-    local want = (md.now() - v0) / speed
-    local got = real() - r0
-    local factor = math.max(0.5, math.min(2, 1 + (want - got) / 2))
-    quiet = math.max(0.0005, math.min(1, quiet * factor))
-    md.clock.simulate { start = md.time(), quiet = quiet }
-  end)
-end
-
 -- }=====
 
 -- {===== the view =====
@@ -247,7 +226,7 @@ end
 if opts.simulated or opts.speed > 1 then
   md.clock.simulate { start = DAY0 + (sc.start or 0), seed = sc.seed }
 end
-local pacer = opts.speed and opts.speed > 1 and pace(opts.speed)
+local pacer = opts.speed and opts.speed > 1 and pace.start(opts.speed)
 
 local r, err = run.start(sc, { controller = opts.controller, mqtt = opts.mqtt, prefix = opts.prefix,
   on_second = show })

@@ -177,3 +177,57 @@ T.test("excursions are counted, timestamped and survive a restart", function()
   T.eq(site.export_limit.excursions, 1, "and shown")
   stop(sim, site, ctl)
 end, { timeout = 3600 })
+
+T.test("G100 escalation: an excursion not corrected in time holds the fail-safe until reset", function()
+  local dir <close> = T.tmpdir()
+  local file = dir.path .. "/export_limit.json"
+  -- the inverter refuses writes for 40 s around the load drop: the export stays far over the limit
+  -- (revert_s 120: its own 704 revert timer, the backstop, would end the excursion after 30 s)
+  local sim, site, ctl = start({ events = { { at = DROP - 10, refuse_writes = "pv", duration = 40 } } },
+    { state_file = file, excursion_s = 5, escalate_s = 20, revert_s = 120 })
+  md.sleep(DROP + 19)
+  T.eq(ctl:status().latched, nil, "not yet: 19 s over the limit")
+  T.eq(site.export_limit.alarm, false, "no alarm yet")
+  md.sleep(4) -- the drop is seen up to a meter period after it
+  local st = ctl:status()
+  assert(st.latched and st.latched.reason:find("20 s", 1, true), "latched after 20 s over the limit")
+  T.eq(st.state, "fail-safe", "fail-safe")
+  T.eq(site.export_limit.alarm, true, "the alarm entity is on")
+  md.sleep(38) -- writes are taken again at DROP + 30; fresh samples for far longer than recover_s
+  T.eq(ctl:status().state, "fail-safe", "held: fresh data does not clear an escalation")
+  T.eq(sim.plant.inverters.pv.limit_pct, 0, "the inverter at the fail-safe level")
+  local f = assert(io.open(file))
+  local saved = require("cjson").decode(f:read("a"))
+  f:close()
+  assert(saved.latched and saved.latched.at > 1782000000, "the latch is persisted, timestamped")
+  stop(sim, site, ctl)
+  -- a restart keeps it
+  sim, site, ctl = start(nil, { state_file = file, escalate_s = 20 })
+  md.sleep(20)
+  T.eq(ctl:status().state, "fail-safe", "still held after a restart")
+  T.eq(site.export_limit.alarm, true, "and the alarm shown")
+  assert(site.export_limit:write("alarm", false)) -- what the Home Assistant switch sends
+  md.sleep(15) -- recover_s of fresh data
+  T.eq(ctl:status().latched, nil, "reset")
+  T.eq(ctl:status().state, "limiting", "normal control again")
+  stop(sim, site, ctl)
+end, { timeout = 3600 })
+
+T.test("G100 escalation by count: the n-th excursion within the window latches the fail-safe", function()
+  local dir <close> = T.tmpdir()
+  local file = dir.path .. "/export_limit.json"
+  local f = assert(io.open(file, "w"))
+  -- two excursions already counted an hour ago (a state file from before a restart)
+  f:write(require("cjson").encode { excursions = 2, starts = { md.time() - 3600, md.time() - 3500 } })
+  f:close()
+  local sim, site, ctl = start({ events = { { at = DROP - 10, refuse_writes = "pv", duration = 30 } } },
+    { state_file = file, excursion_s = 5, escalate_count = 3 })
+  md.sleep(DROP + 4)
+  T.eq(ctl:status().latched, nil, "two excursions: no escalation")
+  md.sleep(3)
+  local st = ctl:status()
+  T.eq(st.excursions, 3, "the third excursion")
+  assert(st.latched and st.latched.reason:find("3 excursions", 1, true), "latched on the third")
+  T.eq(site.export_limit.alarm, true, "alarm")
+  stop(sim, site, ctl)
+end, { timeout = 3600 })

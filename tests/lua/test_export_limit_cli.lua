@@ -40,6 +40,38 @@ T.test("limits the export of a simulated site to 0 W, through the 6 kW load drop
   assert(err:find("export limit: limiting", 1, true), "the state change is logged: " .. err)
 end, { timeout = 60 })
 
+-- An inverter with SunSpec model 123 only: it reverts to full power when
+-- moondog stops, which the log must say at start (issue 12, section 3).
+local CHILD_123 = [[
+md.clock.simulate { start = "2026-06-21 11:58", seed = 1 }
+local sc = require("moondog.sim.scenarios").get("load_drop")
+sc.devices.pv.models = { 123 }
+local sim = assert(require("moondog.sim.site").start(sc))
+md.spawn(function()
+  md.sleep(40)
+  local inv = sim.plant.inverters.pv
+  print(string.format("plant: limit %.0f %%, revert %s s to %s %%", inv.limit_pct, tostring(inv.revert_s),
+    tostring(inv.revert_to)))
+end)
+local tool = assert(loadfile(md.paths.scripts .. "/export-limit.lua"))
+tool("--grid", sim:url("meter"), "--grid-profile", "sunspec_meter", "--inverter", sim:url("pv"),
+  "--inverter-profile", "sunspec_inverter", "--limit", "0", "--seconds", "45")
+]]
+
+T.test("model 123 only: the log says loudly that the inverter reverts to full power", function()
+  local dir <close> = T.tmpdir()
+  local script = dir.path .. "/child.lua"
+  T.write_file(script, CHILD_123)
+  local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
+  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  assert(err:find("has only SunSpec model 123: if moondog stops it goes back to FULL power", 1, true), err)
+  assert(err:find("own export limit as the backstop", 1, true), err)
+  local limit, revert, to = out:match("plant: limit (%d+) %%, revert (%d+) s to (%d+) %%")
+  assert(limit and tonumber(limit) < 100, "limiting through model 123: " .. out)
+  T.eq(tonumber(revert), 30, "the 123 revert timer set (WMaxLimPct_RvrtTms)")
+  T.eq(tonumber(to), 100, "and it goes to full power: " .. out)
+end, { timeout = 60 })
+
 T.test("--help and bad arguments: exit 2 with one line", function()
   local dir <close> = T.tmpdir()
   local exe = md.paths.exe .. " export-limit "

@@ -99,6 +99,16 @@ T.test("make run: the site with export limiting, published with discovery, a com
   end
   assert(n >= 10, "entities announced: " .. n)
   assert(configs["homeassistant/number/moondog/export_limit_limit/config"], "the limit entity")
+  -- the controller's own entities (issue 12, section 3): limit (number, min 0 W), enabled (switch),
+  -- state, headroom, excursion count, and the G100 alarm (switch)
+  T.eq(configs["homeassistant/number/moondog/export_limit_limit/config"].min, 0, "limit: min 0 W")
+  local entities = { enabled = "switch", state = "sensor", headroom = "sensor", excursions = "sensor",
+                     alarm = "switch" }
+  for name, component in pairs(entities) do
+    local topic = string.format("homeassistant/%s/moondog/export_limit_%s/config", component, name)
+    assert(configs[topic], "announced: " .. topic)
+    assert(seen[configs[topic].state_topic], name .. ": a state published")
+  end
   local result = cjson.decode((assert(seen["moondog/export_limit/limit/result"], "command result")))
   T.eq(result.ok, true, "the limit command accepted")
   T.eq(seen["moondog/export_limit/limit"], "1000", "the new limit published")

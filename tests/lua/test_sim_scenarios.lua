@@ -147,6 +147,48 @@ T.test("sunny_day: an hour around noon, curtailed to the house", function()
   r:close()
 end, { timeout = 7200 })
 
+T.test("battery_first: the battery (SunSpec 124/802) charges before PV is curtailed", function()
+  local r <close>, m = run_scenario("battery_first", { seconds = 150 })
+  local p = r.sim.plant
+  -- 30 s after the 6 kW drop: the battery at its 3 kW, PV curtailed only by the rest
+  assert(math.abs(p.battery_w - 3000) < 1, "the battery charges at its power: " .. p.battery_w)
+  assert(p.pv_w > p.house_w + 2800 and p.pv_w < p.house_w + 3100,
+    string.format("PV %.0f W = house %.0f W + the battery's 3 kW", p.pv_w, p.house_w))
+  assert(p.grid_w > -50 and p.grid_w < 200, "no export: " .. p.grid_w)
+  assert(m.longest_excursion_s <= m.floor_s, "longest excursion " .. m.longest_excursion_s)
+  T.eq(r.ctl:status().battery_w, 3000, "the controller's view")
+  assert(r.site.bat.storage_mode == "CHARGE", "charge mode set over model 124")
+  r:close()
+  -- the same with the battery full: PV takes the whole cut
+  local full <close> = run_scenario("battery_first", { seconds = 150, change = { plant = (function()
+    local plant = scenarios.get("battery_first").plant
+    plant.battery.soc = 100
+    return plant
+  end)() } })
+  p = full.sim.plant
+  T.eq(p.battery_w, 0, "a full battery takes nothing")
+  assert(p.pv_w < p.house_w + 100, "PV curtailed to the house: " .. p.pv_w)
+  assert(p.grid_w > -50, "no export: " .. p.grid_w)
+  full:close()
+end, { timeout = 3600 })
+
+T.test("growatt_min: a Growatt MIN limited by its Modbus profile (holding 3), within the floor", function()
+  local r <close>, m = run_scenario("growatt_min", { seconds = 150 })
+  local p = r.sim.plant
+  local inv = p.inverters.gw
+  local srv
+  for _, d in ipairs(r.sim.devices) do if d.id == "gw" then srv = d.server end end
+  local rate = srv:get(1, "holding", 3)[1]
+  assert(rate < 30, "the rate cut after the 2 kW drop: " .. rate .. " %")
+  T.eq(inv.limit_pct, rate, "the plant inverter follows holding register 3")
+  assert(math.abs(p.pv_w - p.house_w) < 150, string.format("PV %.0f W at the house load %.0f W", p.pv_w,
+    p.house_w))
+  assert(m.longest_excursion_s <= m.floor_s, "longest excursion " .. m.longest_excursion_s)
+  local _, err, code = r.site.gw:write("active_power_rate", 100)
+  T.eq(code, "owned", "the controller owns the rate: " .. tostring(err))
+  r:close()
+end, { timeout = 3600 })
+
 T.test("broker_gone in simulated time: MQTT is refused with a clear reason", function()
   local sc = scenarios.get("broker_gone")
   local r, err, code = run.start(sc)

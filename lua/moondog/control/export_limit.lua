@@ -19,11 +19,13 @@
 -- the feed-forward cannot see (an inverter that runs 2 % over its limit);
 -- it only integrates while the inverters are limited and is bounded
 -- (anti-windup). The setpoint, a percentage of the inverters' total
--- rating shared by all of them, is cut at once and relaxed at most
--- `slew_pct` per second; it is written only when it moved by
--- `min_change_pct` or more (limit registers are often kept in flash), and
--- re-written every revert/2 s so that the inverter's revert timer never
--- fires while moondog runs.
+-- rating shared by all of them, is cut at once (over-cut by `overcut` of
+-- the excess on a sample over the limit, given back once the inverters
+-- have settled) and relaxed at most `slew_pct` per second. A cut while
+-- over the limit, or a change of `deadband_w` or more, is written at once;
+-- a smaller one waits until `relax_s` after the last write (limit
+-- registers are often kept in flash); every write restarts the
+-- inverter's revert timer, and one is due every revert/2 s in any case.
 --
 -- Fail-safe. When the meter value is older than `failsafe_after` seconds
 -- (default 3), a write fails, or the controller itself raises, every
@@ -40,14 +42,18 @@
 -- Excursions: export above limit_w + tolerance_w for longer than
 -- excursion_s (default 15 s, UK G100's "typically within 15 s") is one
 -- excursion, counted with its start, duration and peak, and kept in
--- `state_file` (JSON, written atomically) across restarts.
+-- `state_file` (JSON, written atomically) across restarts. G100's
+-- escalation, as an option: an excursion longer than `escalate_s`, or the
+-- `escalate_count`-th within `escalate_window_s`, latches the fail-safe
+-- (persisted, the `alarm` entity on) until a person resets it.
 --
 -- Ownership: the inverters' limit points are owned by the controller
 -- (dev:own): MQTT commands to them are refused ("owned"). Home Assistant
 -- gets the controller's own entities instead, as site values of the
 -- device `name` (default "export_limit"): limit (number, W), enabled
 -- (switch), state (normal / limiting / fail-safe / disabled), headroom
--- (W of export still allowed), excursions (count).
+-- (W of export still allowed), excursions (count), alarm (switch: on while a
+-- G100 escalation holds the fail-safe; off resets it).
 --
 -- The controller runs as a critical supervised task of the site: an error
 -- puts the inverters in fail-safe first, then the site restarts it and
@@ -63,8 +69,18 @@ local format = string.format
 -- {===== inverters =====
 
 -- How to limit one inverter: model 704 when the device implements it
--- (reverts to a fail-safe level), else model 123 (reverts to full power).
+-- (reverts to a fail-safe level), else model 123 (reverts to full power);
+-- a Growatt TL-X by its active power rate (no revert at all).
 local function adapter(sd)
+  if sd._points.active_power_rate then
+    -- a Growatt TL-X's holding register 3 (devices/growatt/min_tlx.lua): no
+    -- enable flag, no revert timer
+    return {
+      mode = "rate", points = { "active_power_rate" },
+      limit = function(pct) return { active_power_rate = pct } end,
+      step = 1,
+    }
+  end
   if sd._points.der_limit and sd._v.der_limit ~= nil then
     return {
       mode = 704, points = { "der_limit", "der_limit_enabled", "der_failsafe_limit", "der_failsafe_enabled",
@@ -153,7 +169,7 @@ local function write_all(self, pct)
     local q = quantize(pct, inv.adapter.step, true)
     -- the enable flag is written only while the inverter does not show it on:
     -- one transaction per setpoint, not two
-    local on = inv.sd._v[inv.adapter.enabled] == "ENABLED"
+    local on = inv.adapter.enabled == nil or inv.sd._v[inv.adapter.enabled] == "ENABLED"
     local ok, err, code = inv.sd:write(inv.adapter.limit(q, on), { owner = self.name })
     self.writes = self.writes + 1
     if not ok then return nil, format("%s: %s", inv.sd.id, tostring(err)), code end
@@ -174,6 +190,30 @@ local function failsafe(self, why)
   end
 end
 
+-- G100's escalation: an export over the limit that the scheme did not
+-- correct in time (or too many excursions) must end in the fail-safe and
+-- stay there until a person has looked. The latch is kept in the state
+-- file, so a restart does not clear it; writing the `alarm` entity false
+-- (or ctl:reset()) does.
+local function latch(self, why)
+  if self.persist.latched then return end
+  self.persist.latched = { at = md.time(), reason = why }
+  md.log.error("export limit: %s: fail-safe held until reset (set %s.alarm to false)", why, self.name)
+  local ok, err = save_state(self.state_file, self.persist)
+  if not ok then md.log.error("export limit: cannot save %s: %s", self.state_file, tostring(err)) end
+  self.values:_set("alarm", true)
+  failsafe(self, why)
+end
+
+-- Counted excursions whose start lies within the escalation window.
+local function recent_excursions(self, wall)
+  local n = 0
+  for _, t in ipairs(self.persist.starts or {}) do
+    if wall - t < self.escalate_window_s then n = n + 1 end
+  end
+  return n
+end
+
 local function excursion_check(self, export_w, now)
   local over = export_w > self.limit_w + self.tolerance_w
   local e = self.excursion
@@ -188,12 +228,21 @@ local function excursion_check(self, export_w, now)
       local st = self.persist
       st.excursions = (st.excursions or 0) + 1
       st.last = { start = e.wall, peak_w = e.peak }
+      st.starts = st.starts or {}
+      table.insert(st.starts, e.wall)
+      while #st.starts > 100 do table.remove(st.starts, 1) end
       md.log.warn("export limit: excursion %d: export %.0f W over the limit of %.0f W for %g s",
         st.excursions,
         e.peak, self.limit_w, self.excursion_s)
       local ok, err = save_state(self.state_file, st)
       if not ok then md.log.error("export limit: cannot save %s: %s", self.state_file, tostring(err)) end
       self.values:_set("excursions", st.excursions)
+      if self.escalate_count and recent_excursions(self, e.wall) >= self.escalate_count then
+        latch(self, format("%d excursions within %g s", self.escalate_count, self.escalate_window_s))
+      end
+    end
+    if self.escalate_s and now - e.start >= self.escalate_s then
+      latch(self, format("export over the limit for %g s", self.escalate_s))
     end
   elseif e then
     if e.counted then
@@ -202,6 +251,50 @@ local function excursion_check(self, export_w, now)
     end
     self.excursion = nil
   end
+end
+
+-- Battery first: the charge the battery should take, so that it absorbs
+-- the export before PV is curtailed: its measured charge plus the export
+-- over the target, within 0..its charge power, none when it is full (at
+-- soc_max). Written as model 124's InWRte (% of WChaMax) when it moved by
+-- 1 % of the charge power or more, and every revert/2 s (the storage's
+-- own rate timer takes it back to idle when moondog stops). Returns the W
+-- the battery takes beyond what it takes now: room for PV.
+local function battery_step(self, grid_w, now, pv_held)
+  local b = self.battery
+  local sd = b.sd
+  -- The charge it was told to take: its measured power is polled apart
+  -- from the meter, and mixing the two makes the pair oscillate. The
+  -- meter shows a battery write only a meter period later (a sample
+  -- polled after the write may have been taken before it), so for
+  -- battery_hold_s after a write no new decision is made, unless the
+  -- export is over the limit.
+  local bat_w = (b.written_pct or 0) / 100 * b.max_w
+  local over = -grid_w > self.limit_w + self.tolerance_w
+  if not over and b.written_at and now - b.written_at < self.battery_hold_s then return 0 end
+  local soc = sd:get("battery_soc")
+  -- It follows the export; while PV is held at its setpoint (curtailed)
+  -- it takes 20 % of its power more each time and PV gets the room, until
+  -- PV is no longer held back (the sun gives no more) or the battery is at
+  -- its power.
+  local want = bat_w + (-grid_w - self.limit_w + self.margin_w)
+  if pv_held then want = want + 0.2 * b.max_w end
+  if soc == nil or soc >= b.soc_max then want = 0 end
+  want = math.max(0, math.min(b.max_w, want))
+  local pct = quantize(want / b.max_w * 100, 0.1, true)
+  local due = b.written_at == nil or now - b.written_at >= self.revert_s / 2
+  if due or math.abs(pct - (b.written_pct or -100)) >= 1 or (pct == 0 and (b.written_pct or 0) > 0) then
+    local ok, err = sd:write({ charge_rate = pct }, { owner = self.name })
+    self.writes = self.writes + 1
+    if not ok then
+      self.write_errors = self.write_errors + 1
+      md.log.warn("export limit: cannot set the battery %s: %s", sd.id, tostring(err))
+      return 0
+    end
+    b.written_pct, b.written_at = pct, now
+  end
+  self.battery_w = want
+  return pct / 100 * b.max_w - bat_w
 end
 
 -- One control step on a fresh grid sample.
@@ -227,14 +320,26 @@ local function step(self, grid_w, now, grid_t)
   end
   local settling = self.cut_at and now - self.cut_at < self.hold_s
     and (moving or not self.settled_at or (grid_t or now) <= self.settled_at)
-  -- PI trim: only while curtailing in a settled state, on small errors, bounded
-  if limited and not settling and math.abs(err) < 0.05 * rating then
+  -- PI trim: only in steady state (the inverters held at their setpoint,
+  -- not settling after a cut, a small error), bounded. An inverter held
+  -- below its setpoint by the sun (a cloud) makes the house import; that
+  -- is no error of the setpoint, and integrating it would wind the trim
+  -- up to an excursion when the cloud has passed.
+  -- Nor while the setpoint waits for a write (a change below the
+  -- deadband): the inverter does not see it, so the error would not move.
+  local applied = self.written_pct and math.abs(self.setpoint_pct - self.written_pct) < 0.1
+  local held = math.abs(pv - self.setpoint_pct / 100 * rating) <= self.tolerance_w
+  if limited and held and applied and not settling and math.abs(err) < 0.05 * rating then
     self.integral = math.max(-0.05 * rating, math.min(0.05 * rating, self.integral + self.ki * err * dt))
   elseif not limited then
     self.integral = 0
   end
   local allowed = pv + err + self.integral
+  if self.battery and self.battery.max_w then
+    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling)
+  end
   local pct = math.max(0, math.min(100, allowed / rating * 100))
+  local over_w = -grid_w - self.limit_w -- W exported above the limit (< 0: under)
   -- After a cut, the meter and the inverter are read at different moments
   -- while the inverter's output falls: a grid value from before with a PV
   -- value from after gives a wrong answer either way. Hold the setpoint
@@ -242,6 +347,17 @@ local function step(self, grid_w, now, grid_t)
   if settling and -grid_w <= self.export_at_cut + self.tolerance_w then
     pct = self.setpoint_pct
   elseif pct < self.setpoint_pct - 0.5 then
+    -- A cut on a sample over the limit is the full required cut at once,
+    -- and then some: `overcut` of the excess more. The inverter follows a
+    -- cut as a first-order lag, so it crosses the limit in tau * ln(step /
+    -- tolerance) when aimed at the exact value (3.6 tau for a 6 kW step
+    -- and 160 W), but in tau * ln((1 + overcut) step / (tolerance +
+    -- overcut step)) when aimed lower (2.2 tau with 10 %). The extra is
+    -- given back by the relax after the inverter has settled.
+    if over_w > self.tolerance_w then
+      pct = math.max(0, pct - self.overcut * over_w / rating * 100)
+      self.correct = true
+    end
     self.cut_at, self.export_at_cut, self.settled_at = now, -grid_w, nil
   end
   if pct > self.setpoint_pct then -- relax slowly
@@ -249,14 +365,25 @@ local function step(self, grid_w, now, grid_t)
   end
   md.log.debug("export limit: grid %.0f W, pv %.0f W, trim %.0f W -> %.2f %%", grid_w, pv, self.integral, pct)
   self.setpoint_pct = pct
-  local due_refresh = self.written_at == nil or now - self.written_at >= self.revert_s / 2
-  -- small cuts go out at once only while the export is over the limit;
-  -- otherwise a change must be worth a write (limit registers live in flash)
-  local over = -grid_w > self.limit_w
-  local moved = self.written_pct == nil or math.abs(pct - self.written_pct) >= self.min_change_pct
-    or (pct >= 100 and self.written_pct < 100)
-    or (over and pct < self.written_pct and self.written_pct - pct >= 0.5)
-  if moved or due_refresh then
+  -- When to write (limit registers often live in flash): a cut goes out
+  -- at once while the export is over the limit, and any change of the
+  -- deadband (W, as a percentage of the rating) or more at once too; a
+  -- smaller change (the meter's noise, a slow drift) waits until relax_s
+  -- after the last write, and the revert timer is refreshed every
+  -- revert/2 s in any case. So in steady state the inverter sees about one
+  -- write per relax_s, and the margin keeps the export under the limit
+  -- meanwhile.
+  local written = self.written_pct
+  local since = self.written_at and now - self.written_at or math.huge
+  local band = math.max(self.min_change_pct, self.deadband_w / rating * 100)
+  local moved = written == nil or math.abs(pct - written) >= band
+    or (over_w > 0 and pct < written and written - pct >= 0.5)
+    or (since >= self.relax_s and math.abs(pct - written) >= 0.1)
+    -- the one correction after a cut, on the first sample taken after the
+    -- inverters settled: it gives back the over-cut
+    or (self.correct and not settling and math.abs(pct - written) >= 0.1)
+  if not settling then self.correct = nil end
+  if moved or (self.refresh and since >= self.revert_s / 2) then
     local ok, werr = write_all(self, pct)
     if not ok then
       self.write_errors = self.write_errors + 1
@@ -267,12 +394,24 @@ local function step(self, grid_w, now, grid_t)
   if self.on_step then self.on_step(self:status(), grid_w, pv) end
 end
 
+-- The margins in W that default to a share of the total rating: set
+-- again once the ratings are known (read from the inverters).
+local function defaults_w(self, total)
+  local o = self.opts
+  self.margin_w = o.margin_w or math.max(20, 0.005 * total)
+  self.tolerance_w = o.tolerance_w or math.max(50, 0.02 * total)
+  self.deadband_w = o.deadband_w or self.tolerance_w
+end
+
 -- Setup: ratings, adapters, revert settings, ownership.
 local function prepare(self)
   local total = 0
   for _, inv in ipairs(self.inverters) do
     local sd = inv.sd
     if not inv.rating then
+      if not sd._points.max_power then
+        error(format("export limit: inverter %s has no rating (max_power); give rating = W", sd.id), 0)
+      end
       local w = sd:wait("max_power", { timeout = 60 })
       inv.rating = sd.max_power or w
       if not inv.rating then
@@ -283,15 +422,34 @@ local function prepare(self)
       sd:refresh()
       inv.adapter = adapter(sd)
       sd:own(inv.adapter.points, self.name)
-      if inv.adapter.mode == 123 then
+      if inv.adapter.mode == "rate" then
+        md.log.warn("export limit: inverter %s is limited by its active power rate, which has no revert "
+          .. "timer: if moondog stops it keeps the last rate written, whatever the house does. Set the "
+          .. "inverter's own export limit (export_limit_mode, export_limit) as the backstop.", sd.id)
+      elseif inv.adapter.mode == 123 then
         md.log.warn("export limit: inverter %s has only SunSpec model 123: if moondog stops it goes back to "
           .. "FULL power after %g s. Set the inverter's own export limit as the backstop.", sd.id,
           self.revert_s)
       end
     end
     total = total + inv.rating
+    -- revert timers to refresh (a Growatt's rate has none)
+    self.refresh = self.refresh or inv.adapter.revert ~= nil
   end
   self.rating_w = total
+  defaults_w(self, total)
+  local b = self.battery
+  if b and not b.max_w then
+    local w = b.sd:wait("max_charge_power", { timeout = 60 })
+    if not w then error(format("export limit: battery %s has no charge power (WChaMax)", b.sd.id), 0) end
+    b.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, self.name)
+    local ok, err = b.sd:write({ storage_mode = "CHARGE", charge_rate = 0, rate_revert = self.revert_s },
+      { owner = self.name })
+    if not ok then
+      error(format("export limit: cannot set up the battery %s: %s", b.sd.id, tostring(err)), 0)
+    end
+    b.max_w, b.written_pct, b.written_at = w, 0, md.now()
+  end
   self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
   self.prepared = true
 end
@@ -303,7 +461,10 @@ local function set_reverts(self, now)
   self.reverts_tried = now
   for _, inv in ipairs(self.inverters) do
     local pct = quantize(self.failsafe_pct, inv.adapter.step, true)
-    local ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    local ok, err = true, nil
+    if inv.adapter.revert then
+      ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    end
     if not ok then
       self.write_errors = self.write_errors + 1
       md.log.error("export limit: cannot set the revert settings of %s: %s", inv.sd.id, tostring(err))
@@ -312,6 +473,11 @@ local function set_reverts(self, now)
   end
   self.reverts_ok = true
   return true
+end
+
+-- The fail-safe setting is written again every revert/2 s while held.
+local function now_due(self)
+  return self.written_at == nil or md.now() - self.written_at >= self.revert_s / 2
 end
 
 local function run(self)
@@ -331,7 +497,19 @@ local function run(self)
     if not set_reverts(self, md.now()) then
       if self.state ~= "fail-safe" then failsafe(self, "the inverter refuses its settings") end
     end
-    if self.values.enabled == false then
+    if self.values.alarm == false and self.persist.latched then
+      md.log.warn("export limit: the alarm was reset (%s); normal control after %g s of fresh data",
+        self.persist.latched.reason, self.recover_s)
+      self.persist.latched = nil
+      save_state(self.state_file, self.persist)
+      self.fresh_since = nil
+    end
+    if self.persist.latched then
+      if self.state ~= "fail-safe" then failsafe(self, self.persist.latched.reason) end
+      if self.values.alarm ~= true then self.values:_set("alarm", true) end
+      if now_due(self) then write_all(self, self.failsafe_pct) end
+      md.sleep(0.5)
+    elseif self.values.enabled == false then
       if self.state ~= "disabled" then
         set_state(self, "disabled")
         write_all(self, 100)
@@ -371,13 +549,19 @@ local function run(self)
 end
 
 --- ctl:status() -> {state, limit_w, setpoint_pct, rating_w, writes,
---- write_errors, excursions, last_excursion}
+--- write_errors, excursions, last_excursion, latched = {at, reason} or nil}
 function Ctl:status()
   return {
     state = self.state, limit_w = self.limit_w, setpoint_pct = self.setpoint_pct, rating_w = self.rating_w,
     writes = self.writes, write_errors = self.write_errors, excursions = self.persist.excursions or 0,
-    last_excursion = self.persist.last,
+    last_excursion = self.persist.last, latched = self.persist.latched, battery_w = self.battery_w,
   }
+end
+
+--- ctl:reset(): clear a latched escalation (as writing the alarm entity
+--- false does); control resumes after recover_s of fresh data.
+function Ctl:reset()
+  assert(self.site[self.name]:write("alarm", false))
 end
 
 --- ctl:stop(): stop controlling; the inverters keep their last setting
@@ -387,6 +571,9 @@ function Ctl:stop()
   for _, inv in ipairs(self.inverters) do
     if inv.adapter then inv.sd:own(inv.adapter.points, nil) end
   end
+  if self.battery and self.battery.max_w then
+    self.battery.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, nil)
+  end
 end
 
 --- export_limit{site =, grid = "meter.power", inverters = {"pv", ...} or
@@ -394,7 +581,12 @@ end
 --- "export_limit"] [, failsafe_after = 3] [, recover_s = 10] [, revert_s =
 --- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
 --- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path
---- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]}
+--- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]
+--- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.1]
+--- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
+--- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
+--- (sunspec_storage: 124 + 802) charged with the export before PV is
+--- curtailed.
 --- -> controller. on_step(status, grid_w, pv_w) runs after each control
 --- step (a log, a plot); an error in it is an error of the controller.
 --- hold_s: after a cut, the longest the controller waits for
@@ -416,12 +608,15 @@ function M.export_limit(opts)
     failsafe_after = opts.failsafe_after or 3, recover_s = opts.recover_s or 10,
     revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
     slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
-    hold_s = opts.hold_s or 10, on_step = opts.on_step,
+    overcut = opts.overcut or 0.1, relax_s = opts.relax_s or 15, battery_hold_s = opts.battery_hold_s or 2,
+    hold_s = opts.hold_s or 10, on_step = opts.on_step, escalate_s = opts.escalate_s,
+    escalate_count = opts.escalate_count, escalate_window_s = opts.escalate_window_s or 86400,
     -- as a service, kept in StateDirectory= by default (md.state_dir(): /var/lib/moondog)
     state_file = opts.state_file
       or (md.state_dir() and format("%s/%s-%s.json", md.state_dir(), site.name, name)),
     inverters = {}, setpoint_pct = 100, integral = 0, writes = 0,
     write_errors = 0, state = "starting",
+    failsafe_pct = 0, -- until the ratings are known: 0 % is safe for any limit
   }, Ctl)
   local total = 0
   for _, x in ipairs(opts.inverters or error("export_limit: inverters = {\"pv\", ...}", 2)) do
@@ -430,8 +625,12 @@ function M.export_limit(opts)
     self.inverters[#self.inverters + 1] = { sd = sd, rating = spec.rating, power = spec.power or "power" }
     total = total + (spec.rating or 0)
   end
-  self.margin_w = opts.margin_w or math.max(20, 0.01 * total)
-  self.tolerance_w = opts.tolerance_w or math.max(50, 0.02 * total)
+  self.opts = opts
+  defaults_w(self, total)
+  if opts.battery then
+    local spec = type(opts.battery) == "table" and opts.battery or { id = opts.battery }
+    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100 }
+  end
   self.persist = load_state(self.state_file)
   self.values = site:value(name .. ".limit", { label = "Export limit", writable = true, min = 0,
     max = 1000000,
@@ -443,6 +642,8 @@ function M.export_limit(opts)
     state_class = "measurement" })
   site:value(name .. ".excursions", { label = "Export excursions", type = "integer",
     state_class = "total_increasing" })
+  site:value(name .. ".alarm", { label = "Export limit alarm", writable = true, type = "bool" },
+    self.persist.latched ~= nil)
   self.values:_set("state", "starting")
   self.values:_set("excursions", self.persist.excursions or 0)
   self.handle = site:spawn(function()

@@ -34,6 +34,9 @@ local Peer = {}
 Peer.__index = Peer
 
 local function limit_points(sd)
+  if sd._points.active_power_rate then -- a Growatt TL-X: whole percent, no enable flag
+    return function(pct) return { active_power_rate = math.floor(pct) } end
+  end
   if sd._points.der_limit and sd._v.der_limit ~= nil then
     return function(pct) return { der_limit = pct, der_limit_enabled = "ENABLED" } end
   end
@@ -91,9 +94,10 @@ function M.start(rule, opts)
     write_errors = 0, state = "starting", rating_w = 0,
   }, Peer)
   self.task = md.spawn(function()
-    for _, id in ipairs(opts.inverters) do
+    for _, x in ipairs(opts.inverters) do
+      local id = type(x) == "table" and x.id or x
       local sd = opts.site[id]
-      local rating = sd.max_power or sd:wait("max_power", { timeout = 60 })
+      local rating = type(x) == "table" and x.rating or sd.max_power or sd:wait("max_power", { timeout = 60 })
       if not rating then error("peer " .. rule .. ": inverter " .. id .. " has no rating", 0) end
       sd:refresh()
       self.inverters[#self.inverters + 1] = { sd = sd, points = limit_points(sd) }

@@ -40,6 +40,7 @@ local md = require "moondog"
 local broker = require "moondog.mqtt.broker"
 local simsite = require "moondog.sim.site"
 local peers = require "moondog.sim.peers"
+local devices = require "moondog.devices"
 
 local M = {}
 
@@ -173,11 +174,30 @@ local function start_mqtt(self, opts)
   return true
 end
 
+-- The device's profile with a poll interval per point: polls = {power =
+-- 1} reads `power` every second and the rest at the profile's own
+-- interval (on a 9600-baud line, reading every register of two SunSpec
+-- inverters each second takes more than the line's whole time).
+local function with_polls(name, polls)
+  local prof = devices.load(name)
+  local copy = {}
+  for k, v in pairs(prof) do copy[k] = v end
+  copy.points = {}
+  for i, pt in ipairs(prof.points) do
+    local c = {}
+    for k, v in pairs(pt) do c[k] = v end
+    c.poll = polls[pt.name] or c.poll
+    copy.points[i] = c
+  end
+  return copy
+end
+
 --- run.start(scenario, opts) -> run, or nil, message, code.
 --- opts: controller = "moondog" (default) | "ode" | "openems" | "none";
 --- ctl_opts (more options for md.control.export_limit); site_name;
 --- on_second(run, row) after each recorded second; poll (per device id,
---- overrides the scenario's); mqtt ("host:port", true: start a broker,
+--- overrides the scenario's: seconds, or {point = seconds} for those
+--- points, the others at the profile's interval); mqtt ("host:port", true: start a broker,
 --- false: none even when the scenario asks); prefix; on_publish(topic,
 --- payload); warmup (seconds at the start left out of the figures: the
 --- site finding its devices, the controller's first cut).
@@ -209,9 +229,12 @@ function M.start(scenario, opts)
   for k, v in pairs(scenario.poll or {}) do poll[k] = v end
   for k, v in pairs(opts.poll or {}) do poll[k] = v end
   for _, d in ipairs(sim.devices) do
-    local o = { poll = poll[d.id] or (d.kind == "meter" and 0.25 or 1) }
+    local p = poll[d.id] or (d.kind == "meter" and 0.25 or 1)
+    local profile = d.profile
+    if type(p) == "table" then profile, p = with_polls(d.profile, p), nil end
+    local o = { poll = p }
     if d.kind == "meter" then o.offline_after = 2 end
-    local ok, aerr, acode = site:add(d.id, d.profile, sim:url(d.id), o)
+    local ok, aerr, acode = site:add(d.id, profile, sim:url(d.id), o)
     if not ok then
       self:close()
       return nil, format("%s: %s", d.id, tostring(aerr)), acode
@@ -221,8 +244,15 @@ function M.start(scenario, opts)
   local meter = ids_of_kind(scenario, "meter")[1] or error("run: the scenario has no meter", 2)
   local inverters = ids_of_kind(scenario, "inverter")
   self.inverter_ids = inverters
+  for i, id in ipairs(inverters) do
+    -- a device whose profile has no rating (a Growatt TL-X): the plant's
+    for _, d in ipairs(sim.devices) do
+      if d.id == id and d.rating then inverters[i] = { id = id, rating = d.rating } end
+    end
+  end
   local copts = { site = site, grid = meter .. ".power", inverters = inverters, limit_w = self.limit_w }
   if self.controller == "moondog" then
+    copts.battery = ids_of_kind(scenario, "battery")[1] -- battery first, when the site has one
     for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = md.control.export_limit(copts)
   elseif self.controller ~= "none" then

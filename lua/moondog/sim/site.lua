@@ -13,6 +13,8 @@
 --     plant = { ...moondog.sim.plant spec... },
 --     devices = {                                   -- what is served, by id
 --       meter = { kind = "meter" },                 -- SunSpec meter, model 203
+--       bat = { kind = "battery" },                 -- SunSpec storage, 124 + 802
+--       gw = { kind = "inverter", protocol = "growatt_min" }, -- Growatt MIN over Modbus
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },
@@ -230,6 +232,105 @@ end
 
 -- }=====
 
+-- {===== Growatt MIN =====
+
+-- A Growatt MIN/MIC TL-X over Modbus (its registers as
+-- devices/growatt/min_tlx.lua reads them) in front of a plant inverter:
+-- holding register 3, the active power rate (% of the rating; 255: no
+-- limit), sets the inverter's limit, which its output follows with the
+-- plant's lag. The TL-X has no revert timer: a rate stays until written
+-- again (in the inverter's memory; real ones keep it across a restart).
+local function serve_growatt_min(self, id, d)
+  local inv = self.plant.inverters[d.inverter or id]
+    or error(format("sim site: device %s: the plant has no inverter '%s'", id, d.inverter or id), 3)
+  local srv, err, code = md.modbus.serve("tcp://127.0.0.1:0", {
+    on_read = d.line and line_read_hook(self, d.line) or nil,
+    on_write = function(_, kind, addr, values)
+      if kind ~= "holding" then return end
+      local rate = addr <= 3 and values[3 - addr + 1]
+      if not rate then return end
+      if rate > 100 and rate ~= 255 then return "illegal_data_value" end
+      local ok = inv:set_limit(rate == 255 and 100 or rate)
+      if not ok then return "server_device_failure" end
+    end,
+  })
+  if not srv then return nil, err, code end
+  srv:set(1, "holding", 0, { 1, 0, 0, 255 })                  -- 3: active power rate, no limit
+  srv:set_value(1, "holding", 9, "SIM", "string", "ABCD", 3)  -- firmware
+  srv:set_value(1, "holding", 23, "SIMGW" .. id:upper():sub(1, 5), "string", "ABCD", 5)
+  srv:set(1, "holding", 44, 0x0101)                           -- 1 tracker, 1 AC phase
+  srv:set(1, "holding", 122, { 0, 1000 })                     -- own export limit: disabled
+  srv:set(1, "input", 3000, 1)                                -- normal
+  local dev = { id = id, kind = "inverter", server = srv, profile = "growatt/min_tlx", inv = inv,
+                rating = inv.rating }
+  function dev.update()
+    local w = math.floor(inv.output_w * 10 + 0.5)
+    srv:set_value(1, "input", 3001, math.floor(w * 1.03), "uint32")
+    srv:set_value(1, "input", 3023, w, "uint32")
+    srv:set(1, "input", 3025, { 5000, 2300, math.floor(inv.output_w / 23 + 0.5) })
+    srv:set_value(1, "input", 3051, math.floor(HISTORY_WH / 100 + self.plant.pv_wh / 100), "uint32")
+  end
+  return dev
+end
+
+-- }=====
+
+-- {===== battery =====
+
+-- A SunSpec storage system (models 802 battery and 124 storage controls)
+-- in front of the plant's battery. A write of model 124 sets the battery's
+-- power: with StorCtl_Mod's CHARGE bit, InWRte % of WChaMax charging; with
+-- DiSCHARGE, OutWRte % discharging; neither: idle. InOutWRte_RvrtTms > 0
+-- makes the battery go idle by itself that long after the last write, as
+-- the rate timers of model 124 do.
+local function battery_setpoint(srv, max_w)
+  local mode = srv:get(124, "StorCtl_Mod") or {}
+  local bits = {}
+  for _, name in ipairs(type(mode) == "table" and mode or {}) do bits[name] = true end
+  if bits.CHARGE then return (srv:get(124, "InWRte") or 0) / 100 * max_w end
+  if bits.DiSCHARGE then return -(srv:get(124, "OutWRte") or 0) / 100 * max_w end
+  return 0
+end
+
+local function serve_battery(self, id, d)
+  local b = self.plant.battery or error(format("sim site: device %s: the plant has no battery", id), 3)
+  local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", {
+    models = {
+      1,
+      { id = 124, raw = { WChaMax = math.floor(b.max_w), WChaMax_SF = 0, InWRte = 0, OutWRte = 0,
+                          InOutWRte_SF = -1, InOutWRte_RvrtTms = 0, MinRsvPct = math.floor(b.min_soc * 10),
+                          MinRsvPct_SF = -1, ChaState = 0, ChaState_SF = -1, StorCtl_Mod = 0 } },
+      { id = 802, raw = { SoC = 0, SoC_SF = -1, SoH = 100, SoH_SF = 0, V = 5000, V_SF = -1, A = 0, A_SF = -1,
+                          W = 0, W_SF = 0, State = 3, ChaSt = 6,
+                          WHRtg = math.floor(b.capacity_wh / 10), WHRtg_SF = 1, NCyc = 0 } },
+    },
+    values = { [1] = { Mn = "moondog", Md = "Simulated battery", SN = "SIM-" .. id:upper(), Vr = "1.0" } },
+    on_read = d.line and line_read_hook(self, d.line) or nil,
+  })
+  if not srv then return nil, err, code end
+  wire(self, srv, d.line)
+  srv:on_write(function(model)
+    if model == 124 then
+      b.setpoint_w = battery_setpoint(srv, b.max_w)
+      local rvrt = srv:get(124, "InOutWRte_RvrtTms") or 0
+      b.revert_at = rvrt > 0 and self.plant.t + rvrt or nil
+    end
+  end)
+  local dev = { id = id, kind = "battery", server = srv, profile = "sunspec_storage" }
+  function dev.update()
+    if b.revert_at and self.plant.t >= b.revert_at then b.setpoint_w, b.revert_at = 0, nil end
+    srv:set(802, "SoC", math.floor(b.soc * 10 + 0.5) / 10)
+    srv:set(124, "ChaState", math.floor(b.soc * 10 + 0.5) / 10)
+    srv:set(802, "W", -math.floor(b.w + 0.5)) -- 802: < 0 charging
+    srv:set(802, "A", math.floor(-b.w / 500 * 10 + 0.5) / 10)
+    srv:set(802, "ChaSt", b.w > 0 and "CHARGING" or b.w < 0 and "DISCHARGING" or b.soc >= 100 and "FULL"
+      or "HOLDING")
+  end
+  return dev
+end
+
+-- }=====
+
 -- {===== meter =====
 
 local function serve_meter(self, id, d)
@@ -384,10 +485,14 @@ function M.start(scenario)
     local dev, err, code
     if d.kind == "meter" then
       dev, err, code = serve_meter(self, id, d)
+    elseif d.kind == "inverter" and d.protocol == "growatt_min" then
+      dev, err, code = serve_growatt_min(self, id, d)
     elseif d.kind == "inverter" then
       dev, err, code = serve_inverter(self, id, d)
+    elseif d.kind == "battery" then
+      dev, err, code = serve_battery(self, id, d)
     else
-      error(format("sim site: device %s: kind must be \"meter\" or \"inverter\", got %s", id,
+      error(format("sim site: device %s: kind must be \"meter\", \"inverter\" or \"battery\", got %s", id,
         tostring(d.kind)), 2)
     end
     if not dev then

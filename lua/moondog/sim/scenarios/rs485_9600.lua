@@ -19,7 +19,9 @@ return {
     pv1 = { kind = "inverter", models = { 123 }, line = "bus" },
     pv2 = { kind = "inverter", models = { 123, 704 }, line = "bus" },
   },
-  poll = { meter = 0.5, pv1 = 1, pv2 = 1 },
+  -- the inverters' output every second, the rest of their registers at the
+  -- profile's 5 s: all of them every second would take more than the line
+  poll = { meter = 0.5, pv1 = { power = 1 }, pv2 = { power = 1 } },
   control = { limit_w = 0 },
   step_at = 120,
 }
