@@ -6,13 +6,22 @@
  *   l:path()       -- the socket path
  *   l:sessions()   -- number of clients connected through l
  *   l:close()      -- stop listening and remove the socket file
- *   md.attach.default_path()
+ *   md.attach.site()               -- this engine's site name (--name, script)
+ *   md.attach.default_path([site]) -- where the site's engine listens
+ *
+ * Each engine listens on its own socket, named after its site:
+ * $RUNTIME_DIRECTORY/<site>.sock, else $XDG_RUNTIME_DIR/moondog/<site>.sock,
+ * else ${TMPDIR:-/tmp}/moondog-<uid>/<site>.sock ($MOONDOG_ATTACH overrides
+ * the default). A symbolic link or another user's file at the path is never
+ * followed or reused; a stale socket of our own is replaced. A listen that
+ * fails is also logged (and printed on stderr when the log goes to a file).
  *
  * One call in a script is enough: the listener stays open until closed or
  * until the engine exits, whether or not the script keeps the object. It
  * does not keep the engine alive; a connected session does. Codes: "in_use"
  * (another engine listens there), "exists" (a file that is not a socket),
- * "unsafe" (the default path's directory is not private to this user),
+ * "unsafe" (the directory is not private to this user, or the path is a
+ * symbolic link or another user's file),
  * "io" (anything else).
  *
  * WIRE PROTOCOL. A byte stream of frames, each 1 type byte, a 4-byte
@@ -785,8 +794,11 @@ static int attach_listen(lua_State *L)
     char err[2 * PATH_LEN + 200];
     const char *code;
     int fd = -1;
+    int chk;
     if (private_dir && md_attach_private_dir(path, true, err, sizeof err) < 0)
         code = "unsafe";
+    else if ((chk = md_attach_check_socket_file(path, err, sizeof err)) < 0)
+        code = chk == -ENOTSOCK ? "exists" : "unsafe";
     else
         fd = open_socket(ls, err, sizeof err, &code);
     if (fd >= 0) {
@@ -800,6 +812,11 @@ static int attach_listen(lua_State *L)
         }
     }
     if (fd < 0) {
+        /* Scripts often ignore the result: a session nobody can attach to
+         * must not go unnoticed (issue 15). */
+        md_log(MD_LOG_WARN, "attach: %s", err);
+        if (!md_log_on_stderr())
+            fprintf(stderr, "moondog: attach: %s\n", err);
         lua_pushnil(L);
         lua_pushstring(L, err);
         lua_pushstring(L, code);
@@ -813,10 +830,20 @@ static int attach_listen(lua_State *L)
     return 1;
 }
 
+/* md.attach.default_path([site]) -> the socket path of site (default: this
+ * engine's site, or $MOONDOG_ATTACH) */
 static int attach_default_path(lua_State *L)
 {
     char buf[PATH_LEN + 64];
-    lua_pushstring(L, md_attach_default_path(buf, sizeof buf));
+    const char *site = luaL_optstring(L, 1, NULL);
+    lua_pushstring(L, md_attach_site_path(site, buf, sizeof buf));
+    return 1;
+}
+
+/* md.attach.site() -> the name of this engine's site */
+static int attach_site(lua_State *L)
+{
+    lua_pushstring(L, md_attach_site());
     return 1;
 }
 
@@ -874,6 +901,7 @@ static const luaL_Reg listener_meta[] = {
 static const luaL_Reg funcs[] = {
     {"listen", attach_listen},
     {"default_path", attach_default_path},
+    {"site", attach_site},
     {NULL, NULL},
 };
 
