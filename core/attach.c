@@ -172,32 +172,6 @@ int md_attach_private_dir(const char *path, bool create, char *err, size_t errle
     return 0;
 }
 
-int md_attach_check_socket_file(const char *path, char *err, size_t errlen)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return 0; /* nothing there (or bind will say why) */
-    if (S_ISLNK(st.st_mode)) {
-        snprintf(err, errlen,
-                 "%s is a symbolic link: moondog never follows one for its socket; "
-                 "remove it",
-                 path);
-        return -ELOOP;
-    }
-    if (st.st_uid != geteuid()) {
-        snprintf(err, errlen,
-                 "%s belongs to user %u, not to you (%u): moondog never reuses it; "
-                 "remove it or choose another --name",
-                 path, (unsigned)st.st_uid, (unsigned)geteuid());
-        return -EPERM;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "%s exists and is not a socket", path);
-        return -ENOTSOCK;
-    }
-    return 0;
-}
-
 /* {===== frames ===== */
 
 /* Send one frame, blocking. Returns 0 or -errno. */

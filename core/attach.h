@@ -41,13 +41,6 @@ bool md_attach_default_in_private_dir(void);
  * it is not private, -EINVAL when path has no directory part. */
 int md_attach_private_dir(const char *path, bool create, char *err, size_t errlen);
 
-/* Check the file at a socket path before listening there (lstat, never
- * following a link): 0 when nothing is there or it is a socket of this
- * user, which the caller may probe and replace when stale; -ELOOP for a
- * symbolic link, -EPERM for a file of another user, -ENOTSOCK for any
- * other file, with a message in err. */
-int md_attach_check_socket_file(const char *path, char *err, size_t errlen);
-
 /* `moondog attach [SITE|PATH]`: connect to the engine of a site (a name),
  * at a path (an argument with a '/' or ending in .sock), or, with NULL, to
  * the only engine listening in md_attach_socket_dir ($MOONDOG_ATTACH when
