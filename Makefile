@@ -83,6 +83,8 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 TEST_EXTRA_loop := -lpthread
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
+# libmosquitto only as the reference of the differential topic test
+TEST_EXTRA_mqtt_queue := $$(pkg-config --libs libmosquitto)
 TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
