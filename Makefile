@@ -153,8 +153,8 @@ FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
                    $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
 build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
 
-FUZZ_EXTRA_mqtt := core/loop.c core/log.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/loop.c core/log.c
+FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c -lpthread -ldl
+build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)
