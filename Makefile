@@ -86,6 +86,7 @@ TEST_EXTRA_rctcodec := -lm
 # libmosquitto only as the reference of the differential topic test
 TEST_EXTRA_mqtt_queue := $$(pkg-config --libs libmosquitto)
 TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o -lm
+TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/loop.o -lpthread
 TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
