@@ -64,12 +64,7 @@ typedef enum {
     OP_FLUSH
 } op_kind;
 
-typedef struct event {
-    struct event *next;
-    md_mqtt_event ev;
-    bool flag;
-    char code[32], message[300];
-} event;
+typedef md_mqtt_event_rec event;
 
 /* A waiting call. */
 typedef struct op {
@@ -100,8 +95,7 @@ struct lclient {
     sub *subs;
     int next_sub_id;
     md_mqtt_budget budget; /* queued for handlers, all subscriptions */
-    event *ev_head, *ev_tail;
-    int ev_count;
+    md_mqtt_events events; /* for next_event, once someone listens */
     uint64_t failures;
     bool listening;      /* someone called next_event: keep events */
     bool ever_connected; /* wait_connected: failures end a wait only before */
@@ -202,35 +196,15 @@ static void push_event(lclient *c, md_mqtt_event ev, bool flag, const char *code
 {
     for (op *o = c->ops; o; o = o->next)
         if (o->kind == OP_EVENT) {
-            o->e = calloc(1, sizeof *o->e);
-            if (o->e) {
-                *o->e = (event){.ev = ev, .flag = flag};
-                snprintf(o->e->code, sizeof o->e->code, "%s", code ? code : "");
-                snprintf(o->e->message, sizeof o->e->message, "%s",
-                         message ? message : "");
-            }
+            o->e = md_mqtt_event_new(ev, flag, code, message);
             op_finish(o, NULL, NULL);
             return;
         }
     if (!c->listening)
         return;
-    event *e = calloc(1, sizeof *e);
-    if (!e)
-        return;
-    *e = (event){.ev = ev, .flag = flag};
-    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
-    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
-    if (c->ev_tail)
-        c->ev_tail->next = e;
-    else
-        c->ev_head = e;
-    c->ev_tail = e;
-    if (++c->ev_count > MAX_EVENTS) { /* a state history: the oldest matter least */
-        event *old = c->ev_head;
-        c->ev_head = old->next;
-        free(old);
-        c->ev_count--;
-    }
+    event *e = md_mqtt_event_new(ev, flag, code, message);
+    if (e)
+        md_mqtt_events_push(&c->events, e);
 }
 
 static void resubscribe(lclient *c)
@@ -647,14 +621,9 @@ static int client_next_event(lua_State *L)
         return 0;
     c->listening = true;
     op *o = new_op(L, c, OP_EVENT);
-    if (c->ev_head) {
-        o->e = c->ev_head;
-        c->ev_head = o->e->next;
-        if (!c->ev_head)
-            c->ev_tail = NULL;
-        c->ev_count--;
+    o->e = md_mqtt_events_pop(&c->events);
+    if (o->e)
         op_finish(o, NULL, NULL);
-    }
     return md_task_yield(L, o->wait, event_results);
 }
 
@@ -744,12 +713,7 @@ static int client_close(lua_State *L)
     while (c->subs)
         remove_sub(c, c->subs);
     finish_ops(c, -1, "closed", why);
-    while (c->ev_head) {
-        event *e = c->ev_head;
-        c->ev_head = e->next;
-        free(e);
-    }
-    c->ev_tail = NULL;
+    md_mqtt_events_clear(&c->events);
     md_mqtt *m = c->m;
     c->m = NULL;
     bool stopping = md_engine_closing(c->E) || md_loop_stopped(md_engine_loop(c->E));
@@ -865,6 +829,7 @@ static int mqtt_new(lua_State *L)
     luaL_setmetatable(L, CLIENT_MT);
     c->E = md_engine_of(L);
     c->budget.max_count = max_pending;
+    c->events.max = MAX_EVENTS;
     c->budget.max_bytes = max_pending_bytes;
     if (cfg.name)
         snprintf(c->name, sizeof c->name, "%s", cfg.name);

@@ -15,6 +15,7 @@
 #include "mqtt_queue.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -282,6 +283,55 @@ void md_mqtt_inq_clear(md_mqtt_inq *q, md_mqtt_budget *b)
     }
     q->tail = NULL;
     q->count = 0;
+}
+
+/* }===== */
+
+/* {===== events ===== */
+
+md_mqtt_event_rec *md_mqtt_event_new(int ev, bool flag, const char *code,
+                                     const char *message)
+{
+    md_mqtt_event_rec *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->ev = ev;
+    e->flag = flag;
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
+    return e;
+}
+
+void md_mqtt_events_push(md_mqtt_events *q, md_mqtt_event_rec *e)
+{
+    e->next = NULL;
+    if (q->tail)
+        q->tail->next = e;
+    else
+        q->head = e;
+    q->tail = e;
+    if (++q->count > q->max)
+        free(md_mqtt_events_pop(q));
+}
+
+md_mqtt_event_rec *md_mqtt_events_pop(md_mqtt_events *q)
+{
+    md_mqtt_event_rec *e = q->head;
+    if (!e)
+        return NULL;
+    q->head = e->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->count--;
+    e->next = NULL;
+    return e;
+}
+
+void md_mqtt_events_clear(md_mqtt_events *q)
+{
+    md_mqtt_event_rec *e;
+    while ((e = md_mqtt_events_pop(q)))
+        free(e);
 }
 
 /* }===== */

@@ -11,7 +11,9 @@
  *  - md_mqtt_inq: the incoming messages of one subscription that its
  *    handler has not taken yet, bounded per subscription in messages and,
  *    with an md_mqtt_budget shared by all subscriptions of a client, in
- *    bytes; what does not fit is dropped and counted (mqtt_lua.c).
+ *    bytes; what does not fit is dropped and counted (mqtt_lua.c);
+ *  - md_mqtt_events: connection events for next_event, oldest dropped
+ *    past a bound (mqtt_lua.c).
  *
  * The queues are plain structs embedded in their owner (zero-initialised
  * is empty), not opaque handles: they are parts of one client, never
@@ -127,6 +129,33 @@ void md_mqtt_inq_push(md_mqtt_inq *q, md_mqtt_budget *b, md_mqtt_msg *m);
 md_mqtt_msg *md_mqtt_inq_pop(md_mqtt_inq *q, md_mqtt_budget *b, uint64_t *dropped);
 /* Free every queued message. */
 void md_mqtt_inq_clear(md_mqtt_inq *q, md_mqtt_budget *b);
+
+/* }===== */
+
+/* {===== connection events waiting for next_event ===== */
+
+typedef struct md_mqtt_event_rec {
+    struct md_mqtt_event_rec *next;
+    int ev; /* md_mqtt_event (mqtt.h) */
+    bool flag;
+    char code[32], message[300];
+} md_mqtt_event_rec;
+
+/* A state history: bounded, and the oldest entries matter least, so past
+ * max the oldest is dropped. */
+typedef struct md_mqtt_events {
+    md_mqtt_event_rec *head, *tail;
+    int count, max;
+} md_mqtt_events;
+
+/* A new event (code and message NULL: empty), or NULL when out of memory. */
+md_mqtt_event_rec *md_mqtt_event_new(int ev, bool flag, const char *code,
+                                     const char *message);
+/* Append e (taken over); drops the oldest past q->max. */
+void md_mqtt_events_push(md_mqtt_events *q, md_mqtt_event_rec *e);
+/* The oldest event, now the caller's (free()), or NULL. */
+md_mqtt_event_rec *md_mqtt_events_pop(md_mqtt_events *q);
+void md_mqtt_events_clear(md_mqtt_events *q);
 
 /* }===== */
 

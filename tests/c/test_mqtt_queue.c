@@ -11,7 +11,8 @@
  * while it grows, and forgets a tag. The incoming queue is first in, first
  * out, drops past its count or the shared byte budget (one message always
  * fits), says when the first drop happens and how many were dropped once
- * the handler caught up, and frees what is left.
+ * the handler caught up, and frees what is left. The event history keeps
+ * the newest events, in order, past its bound.
  *
  * Design: plain function calls on structs made fresh in each test; the
  * generator is a fixed-seed xorshift, so a failure repeats.
@@ -310,6 +311,46 @@ static void inq_shared_byte_budget(void **state)
 
 /* }===== */
 
+/* {===== events ===== */
+
+static void events_keep_the_newest(void **state)
+{
+    (void)state;
+    md_mqtt_events q = {.max = 3};
+    for (int i = 0; i < 5; i++) {
+        char msg[32];
+        snprintf(msg, sizeof msg, "event %d", i);
+        md_mqtt_event_rec *e =
+            md_mqtt_event_new(i % 2, i == 4, i ? "refused" : NULL, msg);
+        assert_non_null(e);
+        md_mqtt_events_push(&q, e);
+    }
+    assert_int_equal(q.count, 3);
+    for (int i = 2; i < 5; i++) { /* 0 and 1 were dropped, oldest first */
+        md_mqtt_event_rec *e = md_mqtt_events_pop(&q);
+        assert_non_null(e);
+        char want[32];
+        snprintf(want, sizeof want, "event %d", i);
+        assert_string_equal(e->message, want);
+        assert_string_equal(e->code, "refused");
+        assert_int_equal(e->ev, i % 2);
+        assert_int_equal(e->flag, i == 4);
+        free(e);
+    }
+    assert_null(md_mqtt_events_pop(&q));
+    assert_null(q.tail);
+    md_mqtt_events_push(&q, md_mqtt_event_new(0, false, NULL, NULL));
+    md_mqtt_events_push(&q, md_mqtt_event_new(1, false, "x", "y"));
+    md_mqtt_event_rec *e = md_mqtt_events_pop(&q);
+    assert_string_equal(e->code, ""); /* NULL becomes empty */
+    free(e);
+    md_mqtt_events_clear(&q);
+    assert_int_equal(q.count, 0);
+    assert_null(q.head);
+}
+
+/* }===== */
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -323,6 +364,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(outq_grows_in_order),
         cmocka_unit_test(inq_fifo_and_count_limit),
         cmocka_unit_test(inq_shared_byte_budget),
+        cmocka_unit_test(events_keep_the_newest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
