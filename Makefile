@@ -93,6 +93,11 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 TEST_EXTRA_loop := -lpthread
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
+# libmosquitto only as the reference of the differential topic test
+TEST_EXTRA_mqtt_queue := $$(pkg-config --libs libmosquitto)
+TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o -lm
+TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/loop.o -lpthread
+TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)
@@ -206,8 +211,8 @@ FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
                    $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
 build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
 
-FUZZ_EXTRA_mqtt := core/loop.c core/log.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/loop.c core/log.c
+FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c -lpthread -ldl
+build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)

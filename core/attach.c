@@ -29,6 +29,7 @@
 #endif
 #include "attach.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,26 +74,62 @@ static struct {
 static int sig_pipe[2] = {-1, -1};
 static char C_default[PATH_MAX]; /* the default path, when no path was given */
 
-const char *md_attach_default_path(char *buf, size_t len)
+static char site_name[128] = "repl";
+
+void md_attach_set_site(const char *name)
 {
-    const char *env = getenv("MOONDOG_ATTACH");
+    size_t n = 0;
+    for (const char *p = name; *p && n + 1 < sizeof site_name; p++) {
+        char ch = *p;
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || (ch == '.' && n);
+        site_name[n++] = ok ? ch : '_';
+    }
+    site_name[n] = '\0';
+    if (n == 0)
+        snprintf(site_name, sizeof site_name, "repl");
+}
+
+const char *md_attach_site(void)
+{
+    return site_name;
+}
+
+const char *md_attach_socket_dir(char *buf, size_t len)
+{
+    const char *sysd = getenv("RUNTIME_DIRECTORY");
     const char *run = getenv("XDG_RUNTIME_DIR");
     const char *tmp = getenv("TMPDIR");
-    if (env && *env)
-        snprintf(buf, len, "%s", env);
-    else if (run && *run)
-        snprintf(buf, len, "%s/moondog.sock", run);
-    else
-        snprintf(buf, len, "%s/moondog-%u/attach.sock", tmp && *tmp ? tmp : "/tmp",
+    if (sysd && *sysd) {
+        /* systemd may list several directories, separated by ':' */
+        size_t n = strcspn(sysd, ":");
+        snprintf(buf, len, "%.*s", (int)n, sysd);
+    } else if (run && *run) {
+        snprintf(buf, len, "%s/moondog", run);
+    } else {
+        snprintf(buf, len, "%s/moondog-%u", tmp && *tmp ? tmp : "/tmp",
                  (unsigned)getuid());
+    }
+    return buf;
+}
+
+const char *md_attach_site_path(const char *site, char *buf, size_t len)
+{
+    const char *env = getenv("MOONDOG_ATTACH");
+    if (!site && env && *env) {
+        snprintf(buf, len, "%s", env);
+        return buf;
+    }
+    char dir[PATH_MAX];
+    snprintf(buf, len, "%s/%s.sock", md_attach_socket_dir(dir, sizeof dir),
+             site ? site : site_name);
     return buf;
 }
 
 bool md_attach_default_in_private_dir(void)
 {
     const char *env = getenv("MOONDOG_ATTACH");
-    const char *run = getenv("XDG_RUNTIME_DIR");
-    return !(env && *env) && !(run && *run);
+    return !(env && *env);
 }
 
 /* Only this user (or root) may own the socket, its directory or the engine,
@@ -124,7 +161,7 @@ int md_attach_private_dir(const char *path, bool create, char *err, size_t errle
         snprintf(err, errlen, "cannot use %s: %s", dir, strerror(e));
         return -e;
     }
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
         snprintf(err, errlen,
                  "%s is not a private directory of user %u (owner %u, mode %03o): "
                  "another user may have made it; remove it or set MOONDOG_ATTACH",
@@ -552,10 +589,131 @@ static void run(void)
     }
 }
 
-int md_attach_client(const char *path)
+/* {===== choosing an engine ===== */
+
+typedef struct engine_entry {
+    char site[128];
+    char path[PATH_MAX];
+    long pid; /* of the listening process, -1 when unknown */
+} engine_entry;
+
+enum { ENGINES_MAX = 64 };
+
+/* The live engines in dir: sockets of this user that accept a connection.
+ * Returns how many were put in out (at most max). */
+static int find_engines(const char *dir, engine_entry *out, int max)
 {
-    if (!path)
-        path = md_attach_default_path(C_default, sizeof C_default);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while (n < max && (e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= 5 || strcmp(e->d_name + len - 5, ".sock") != 0 ||
+            len - 5 >= sizeof out->site)
+            continue;
+        engine_entry *en = &out[n];
+        size_t dlen = strlen(dir);
+        if (dlen + 1 + len >= sizeof en->path)
+            continue;
+        memcpy(en->path, dir, dlen);
+        en->path[dlen] = '/';
+        memcpy(en->path + dlen + 1, e->d_name, len + 1);
+        struct stat st;
+        if (lstat(en->path, &st) < 0 || !S_ISSOCK(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        int fd = connect_to(en->path);
+        if (fd < 0)
+            continue; /* stale: the engine is gone */
+        struct ucred cred;
+        socklen_t credlen = sizeof cred;
+        en->pid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0
+                      ? (long)cred.pid
+                      : -1;
+        close(fd);
+        snprintf(en->site, sizeof en->site, "%.*s", (int)(len - 5), e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Several engines: list them; on a terminal, ask for a site name. Returns
+ * the chosen entry or NULL (the caller exits 2). */
+static const engine_entry *ask_engine(const engine_entry *en, int n, const char *dir)
+{
+    printf("%d engines listen in %s:\n  %-20s %8s  %s\n", n, dir, "SITE", "PID",
+           "SOCKET");
+    for (int i = 0; i < n; i++)
+        printf("  %-20s %8ld  %s\n", en[i].site, en[i].pid, en[i].path);
+    if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) {
+        fprintf(stderr,
+                "moondog: several engines run: choose one with moondog attach SITE\n");
+        return NULL;
+    }
+    for (int tries = 0; tries < 3; tries++) {
+        char line[256];
+        printf("site to attach to: ");
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin))
+            return NULL;
+        line[strcspn(line, "\r\n")] = '\0';
+        for (int i = 0; i < n; i++)
+            if (strcmp(line, en[i].site) == 0)
+                return &en[i];
+        printf("no engine named '%s'\n", line);
+    }
+    return NULL;
+}
+
+static bool is_path(const char *target)
+{
+    size_t len = strlen(target);
+    return strchr(target, '/') || (len > 5 && strcmp(target + len - 5, ".sock") == 0);
+}
+
+/* Where to attach: fills path; returns -1 to go on, or an exit code. */
+static int resolve_target(const char *target, char *path, size_t len)
+{
+    const char *env = getenv("MOONDOG_ATTACH");
+    if (target && is_path(target)) {
+        snprintf(path, len, "%s", target);
+        return -1;
+    }
+    if (target || (env && *env)) {
+        md_attach_site_path(target, path, len);
+        if (target)
+            snprintf(C_default, sizeof C_default, "%s", path);
+        return -1;
+    }
+    char dir[PATH_MAX];
+    md_attach_socket_dir(dir, sizeof dir);
+    static engine_entry found[ENGINES_MAX];
+    int n = find_engines(dir, found, ENGINES_MAX);
+    if (n == 0) {
+        fprintf(stderr,
+                "moondog: no engine listens in %s — start a site (its script calls "
+                "md.attach.listen()), or give its name or socket path\n",
+                dir);
+        return 1;
+    }
+    const engine_entry *en = n == 1 ? &found[0] : ask_engine(found, n, dir);
+    if (!en)
+        return 2;
+    snprintf(path, len, "%s", en->path);
+    snprintf(C_default, sizeof C_default, "%s", path);
+    return -1;
+}
+
+/* }===== */
+
+int md_attach_client(const char *target)
+{
+    char path[PATH_MAX];
+    int rc = resolve_target(target, path, sizeof path);
+    if (rc >= 0)
+        return rc;
     C.sock = connect_to(path);
     if (C.sock < 0) {
         fprintf(stderr,

@@ -6,13 +6,22 @@
  *   l:path()       -- the socket path
  *   l:sessions()   -- number of clients connected through l
  *   l:close()      -- stop listening and remove the socket file
- *   md.attach.default_path()
+ *   md.attach.site()               -- this engine's site name (--name, script)
+ *   md.attach.default_path([site]) -- where the site's engine listens
+ *
+ * Each engine listens on its own socket, named after its site:
+ * $RUNTIME_DIRECTORY/<site>.sock, else $XDG_RUNTIME_DIR/moondog/<site>.sock,
+ * else ${TMPDIR:-/tmp}/moondog-<uid>/<site>.sock ($MOONDOG_ATTACH overrides
+ * the default). A symbolic link or another user's file at the path is never
+ * followed or reused; a stale socket of our own is replaced. A listen that
+ * fails is also logged (and printed on stderr when the log goes to a file).
  *
  * One call in a script is enough: the listener stays open until closed or
  * until the engine exits, whether or not the script keeps the object. It
  * does not keep the engine alive; a connected session does. Codes: "in_use"
  * (another engine listens there), "exists" (a file that is not a socket),
- * "unsafe" (the default path's directory is not private to this user),
+ * "unsafe" (the directory is not private to this user, or the path is a
+ * symbolic link or another user's file),
  * "io" (anything else).
  *
  * WIRE PROTOCOL. A byte stream of frames, each 1 type byte, a 4-byte
@@ -43,12 +52,15 @@
  * Output to a slow client is queued, with a write watch, up to 1 MiB; past
  * that the session is dropped. A client that goes away, even mid-line,
  * closes its session: the line's task is cancelled and one info line logged.
+ * The socket, framing and output queue are Lua-free, in attach_server.c
+ * (with cmocka tests); this file binds them to REPL sessions.
  *
  * Threads: everything runs on the loop thread.
  *
- * Ownership. Listener and session state live in their userdata. An open
- * listener and a connected session each anchor their userdata in the
- * registry (their watch points into it), and drop the anchor on close;
+ * Ownership. Listener and session state live in their userdata, which hold
+ * the md_attach_server and md_attach_conn they opened. An open listener and
+ * a connected session each anchor their userdata in the registry (the C
+ * objects' callbacks point into it), and drop the anchor on close;
  * __gc closes what is still open. A session holds a registry ref to its
  * running line's task while the line runs. The listener lists the sessions
  * it accepted only to count them; closing it detaches them, and they go on
@@ -58,12 +70,8 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -71,18 +79,13 @@
 #include <lua.h>
 
 #include "attach.h"
-#include "attachcodec.h"
+#include "attach_server.h"
 #include "engine.h"
 #include "log.h"
 
 #define LISTENER_MT "moondog.attach.listener"
 #define SESSION_MT "moondog.attach.session"
 #define RUNNER_KEY "moondog.attach.runner"
-
-#define FRAME_HEADER MD_ATTACH_HEADER
-#define IN_MAX MD_ATTACH_LINE_MAX /* largest frame a client may send */
-#define OUT_MAX (1u << 20)        /* output queued for a slow client before dropping it */
-#define ACCEPT_RETRY_MS 1000
 
 #define PATH_LEN sizeof(((struct sockaddr_un *)0)->sun_path)
 
@@ -97,32 +100,23 @@ typedef struct session session;
 typedef struct listener {
     md_engine *E;
     md_loop *loop;
-    int fd; /* -1: closed */
-    md_watch *watch;
-    md_timer *retry; /* accepting paused after EMFILE and friends */
-    int self_ref;    /* registry anchor while open */
+    md_attach_server *srv; /* NULL: closed */
+    int self_ref;          /* registry anchor while open */
     session *sessions;
     int nsessions;
-    dev_t dev; /* of the socket file we created, so close removes only it */
-    ino_t ino;
     char path[PATH_LEN];
 } listener;
 
 struct session {
     md_engine *E;
     md_loop *loop;
-    int fd; /* -1: closed */
-    md_watch *watch;
-    int self_ref; /* registry anchor while connected */
-    int task_ref; /* the running line's task, or LUA_NOREF */
+    md_attach_conn *conn; /* NULL: closed */
+    int self_ref;         /* registry anchor while connected */
+    int task_ref;         /* the running line's task, or LUA_NOREF */
     lua_Integer line_id;
     unsigned long long id;
     listener *owner; /* NULL once that listener closed */
     session *prev, *next;
-    char *in; /* received bytes not yet parsed */
-    size_t in_len, in_cap;
-    char *out; /* bytes the client has not taken yet */
-    size_t out_len, out_cap;
 };
 
 static unsigned long long last_session_id;
@@ -131,74 +125,15 @@ static unsigned long long last_session_id;
 
 static void session_close(lua_State *L, session *s, const char *why);
 
-/* Queue bytes behind what the client has not taken yet. */
-static bool queue_out(session *s, const char *data, size_t len)
-{
-    if (s->out_len + len > OUT_MAX)
-        return false;
-    if (s->out_cap - s->out_len < len) {
-        size_t cap = s->out_cap ? s->out_cap : 4096;
-        while (cap - s->out_len < len)
-            cap *= 2;
-        char *out = realloc(s->out, cap);
-        if (!out)
-            return false;
-        s->out = out;
-        s->out_cap = cap;
-    }
-    memcpy(s->out + s->out_len, data, len);
-    s->out_len += len;
-    return true;
-}
-
-/* Send a frame now if the socket takes it, else queue the rest and watch
- * for writability. May close the session (slow or broken client). */
+/* Send a frame, or queue it for a slow client (attach_server.c). A client
+ * that went away or is too slow is dropped: the connection closes itself
+ * and on_conn_closed closes the session. */
 static void session_send(lua_State *L, session *s, char type, const char *data,
                          size_t len)
 {
-    if (s->fd < 0)
-        return;
-    uint8_t head[FRAME_HEADER];
-    md_attach_header(head, type, (uint32_t)len);
-    size_t sent = 0, total = sizeof head + len;
-    if (s->out_len == 0) {
-        struct iovec iov[2] = {{head, sizeof head}, {(void *)data, len}};
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-        ssize_t n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            session_close(L, s, "client went away");
-            return;
-        }
-        sent = n > 0 ? (size_t)n : 0;
-    }
-    if (sent == total)
-        return;
-    bool ok = true;
-    if (sent < sizeof head)
-        ok = queue_out(s, (const char *)head + sent, sizeof head - sent);
-    size_t from = sent > sizeof head ? sent - sizeof head : 0;
-    if (ok)
-        ok = queue_out(s, data + from, len - from);
-    if (!ok) {
-        session_close(L, s, "client too slow: 1 MiB of output waiting");
-        return;
-    }
-    md_loop_watch_set(s->loop, s->watch, MD_LOOP_READ | MD_LOOP_WRITE);
-}
-
-static void flush_out(lua_State *L, session *s)
-{
-    ssize_t n = send(s->fd, s->out, s->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n < 0) {
-        session_close(L, s, "client went away");
-        return;
-    }
-    memmove(s->out, s->out + n, s->out_len - (size_t)n);
-    s->out_len -= (size_t)n;
-    if (s->out_len == 0)
-        md_loop_watch_set(s->loop, s->watch, MD_LOOP_READ);
+    (void)L;
+    if (s->conn)
+        md_attach_conn_send(s->conn, type, data, len);
 }
 
 static void send_text(lua_State *L, session *s, const char *text)
@@ -209,7 +144,7 @@ static void send_text(lua_State *L, session *s, const char *text)
 /* Send 'P' with the prompt of the repl session; idx is the session userdata. */
 static void send_prompt(lua_State *L, session *s, int idx)
 {
-    if (s->fd < 0)
+    if (!s->conn)
         return;
     idx = lua_absindex(L, idx);
     const char *prompt = "> ";
@@ -320,7 +255,7 @@ static int line_done(lua_State *L)
         return 0;
     luaL_unref(L, LUA_REGISTRYINDEX, s->task_ref);
     s->task_ref = LUA_NOREF;
-    if (s->fd >= 0)
+    if (s->conn)
         send_prompt(L, s, lua_upvalueindex(1));
     return 0;
 }
@@ -344,7 +279,7 @@ static int spawn_line(lua_State *L)
     return 0;
 }
 
-/* idx: the session userdata, kept on the stack by on_session_io. */
+/* idx: the session userdata, kept on the stack by on_conn_frame. */
 static void start_line(lua_State *L, session *s, int idx, const char *line, size_t len)
 {
     if (s->task_ref != LUA_NOREF) {
@@ -392,7 +327,7 @@ static void interrupt(lua_State *L, session *s, int idx)
         return;
     }
     send_text(L, s, "interrupted\n");
-    if (s->fd < 0)
+    if (!s->conn)
         return; /* that send dropped the session, which cancelled the line */
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->task_ref);
     md_task_cancel_at(L, -1); /* a waiting task ends now and sends 'P' */
@@ -421,70 +356,32 @@ static void on_frame(lua_State *L, session *s, int idx, char type, const char *d
     }
 }
 
-/* Handle every complete frame in s->in. A handler may close the session,
- * which frees s->in: check after each one. */
-static void handle_frames(lua_State *L, session *s, int idx)
-{
-    size_t off = 0;
-    while (s->fd >= 0) {
-        char type;
-        uint32_t n;
-        int rc = md_attach_next((const uint8_t *)s->in + off, s->in_len - off, IN_MAX,
-                                &type, &n);
-        if (rc < 0) {
-            session_close(L, s, "frame too large");
-            return;
-        }
-        if (rc == 0)
-            break;
-        size_t at = off + FRAME_HEADER;
-        off += FRAME_HEADER + n;
-        on_frame(L, s, idx, type, s->in + at, n);
-    }
-    if (s->fd >= 0 && off > 0) {
-        memmove(s->in, s->in + off, s->in_len - off);
-        s->in_len -= off;
-    }
-}
+static void session_finish(lua_State *L, session *s, const char *why);
 
-static void read_frames(lua_State *L, session *s, int idx)
+/* The userdata stays on the stack while a frame is handled: a handler may
+ * close the session, which drops its anchor, and s must outlive that. */
+static void on_conn_frame(void *ud, char type, const char *data, size_t len)
 {
-    if (s->in_cap - s->in_len < 4096) {
-        size_t cap = s->in_cap ? s->in_cap * 2 : 8192;
-        char *in = cap <= 2 * (IN_MAX + FRAME_HEADER) ? realloc(s->in, cap) : NULL;
-        if (!in) {
-            session_close(L, s, "input buffer full");
-            return;
-        }
-        s->in = in;
-        s->in_cap = cap;
-    }
-    ssize_t n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        session_close(L, s, "client disconnected");
-        return;
-    }
-    s->in_len += (size_t)n;
-    handle_frames(L, s, idx);
-}
-
-/* The userdata stays on the stack while its frames are handled: a handler
- * may close the session, which drops its anchor, and s must outlive that. */
-static void on_session_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
-{
-    (void)loop, (void)w, (void)fd;
     session *s = ud;
     lua_State *L = md_engine_lua(s->E);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref); /* stack: s */
     int idx = lua_gettop(L);
-    if ((events & MD_LOOP_WRITE) && s->out_len)
-        flush_out(L, s);
-    if ((events & MD_LOOP_READ) && s->fd >= 0)
-        read_frames(L, s, idx);
+    on_frame(L, s, idx, type, data, len);
     lua_settop(L, idx - 1);
 }
+
+/* The client left, sent a broken frame or is too slow. */
+static void on_conn_closed(void *ud, const char *why)
+{
+    session *s = ud;
+    lua_State *L = md_engine_lua(s->E);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref); /* stack: s */
+    s->conn = NULL;
+    session_finish(L, s, why);
+    lua_pop(L, 1);
+}
+
+static const md_attach_conn_fns conn_fns = {on_conn_frame, on_conn_closed};
 
 static void unlink_session(session *s)
 {
@@ -503,24 +400,15 @@ static void unlink_session(session *s)
 }
 
 /*
- * Idempotent. why is logged at info level; NULL (from __gc) logs nothing.
- * The line's task is cancelled last: its guard may run line_done now, which
- * must already see the session closed.
+ * The Lua half of closing, once the connection is gone. why is logged at
+ * info level; NULL (from __gc) logs nothing. The line's task is cancelled
+ * last: its guard may run line_done now, which must already see the
+ * session closed.
  */
-static void session_close(lua_State *L, session *s, const char *why)
+static void session_finish(lua_State *L, session *s, const char *why)
 {
-    if (s->fd < 0)
-        return;
     if (why)
         md_log(MD_LOG_INFO, "attach: session %llu closed: %s", s->id, why);
-    md_loop_unwatch(s->loop, s->watch);
-    s->watch = NULL;
-    close(s->fd);
-    s->fd = -1;
-    free(s->in);
-    free(s->out);
-    s->in = s->out = NULL;
-    s->in_len = s->in_cap = s->out_len = s->out_cap = 0;
     unlink_session(s);
     if (s->task_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->task_ref);
@@ -532,6 +420,16 @@ static void session_close(lua_State *L, session *s, const char *why)
     }
     luaL_unref(L, LUA_REGISTRYINDEX, s->self_ref);
     s->self_ref = LUA_NOREF;
+}
+
+/* Idempotent. */
+static void session_close(lua_State *L, session *s, const char *why)
+{
+    if (!s->conn)
+        return;
+    md_attach_conn_close(s->conn);
+    s->conn = NULL;
+    session_finish(L, s, why);
 }
 
 static int session_gc(lua_State *L)
@@ -550,7 +448,6 @@ static int session_open(lua_State *L)
     memset(s, 0, sizeof *s);
     s->E = ls->E;
     s->loop = ls->loop;
-    s->fd = -1;
     s->self_ref = s->task_ref = LUA_NOREF;
     luaL_setmetatable(L, SESSION_MT);
 
@@ -569,10 +466,9 @@ static int session_open(lua_State *L)
     lua_call(L, 1, 1);
     lua_setiuservalue(L, 3, 1);
 
-    s->watch = md_loop_watch(s->loop, *pfd, MD_LOOP_READ, on_session_io, s);
-    if (!s->watch)
+    s->conn = md_attach_conn_new(s->loop, *pfd, &conn_fns, s);
+    if (!s->conn)
         return luaL_error(L, "cannot watch the connection: %s", strerror(errno));
-    s->fd = *pfd;
     *pfd = -1;
     s->id = ++last_session_id;
     lua_pushvalue(L, 3);
@@ -592,33 +488,10 @@ static int session_open(lua_State *L)
 
 /* {===== listener ===== */
 
-static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud);
-
-static void accept_again(md_loop *loop, md_timer *t, void *ud)
+/* A client connected to ls's server. */
+static void open_session(void *ud, int fd)
 {
-    (void)t;
     listener *ls = ud;
-    ls->retry = NULL;
-    md_loop_watch_set(loop, ls->watch, MD_LOOP_READ);
-}
-
-/* Out of fds or memory: a level-triggered watch would spin, so stop
- * accepting for a while; the waiting clients stay in the backlog. */
-static void pause_accepting(listener *ls, int err)
-{
-    md_log(MD_LOG_WARN, "attach: cannot accept on %s: %s; retrying in %d ms", ls->path,
-           strerror(err), ACCEPT_RETRY_MS);
-    md_loop_watch_set(ls->loop, ls->watch, 0);
-    ls->retry = md_loop_timer(ls->loop, md_loop_now(ls->loop) + ACCEPT_RETRY_MS,
-                              accept_again, ls);
-    if (ls->retry)
-        md_loop_timer_keepalive(ls->loop, ls->retry, false);
-    else
-        md_loop_watch_set(ls->loop, ls->watch, MD_LOOP_READ);
-}
-
-static void open_session(listener *ls, int fd)
-{
     lua_State *L = md_engine_lua(ls->E);
     lua_pushcfunction(L, session_open);
     lua_pushlightuserdata(L, ls);
@@ -631,119 +504,12 @@ static void open_session(listener *ls, int fd)
         close(fd);
 }
 
-static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
-{
-    (void)loop, (void)w, (void)fd, (void)events;
-    listener *ls = ud;
-    for (int i = 0; i < 16 && ls->fd >= 0; i++) {
-        int c = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0) {
-            int e = errno;
-            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
-                pause_accepting(ls, e);
-            return;
-        }
-        open_session(ls, c);
-    }
-}
-
-/* Is a live server behind the socket file at path? 1: yes, 0: no (stale,
- * removed), -errno: cannot tell; -ENOTSOCK: not a socket at all. */
-static int probe(const char *path, const struct sockaddr_un *sa)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISSOCK(st.st_mode))
-        return -ENOTSOCK;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
-    int e = errno;
-    close(fd);
-    if (rc == 0 || e == EAGAIN || e == EINPROGRESS)
-        return 1;
-    if (e != ECONNREFUSED)
-        return -e;
-    return unlink(path) == 0 || errno == ENOENT ? 0 : -errno;
-}
-
-/* Bind and listen at path, mode 0600, replacing a stale socket file.
- * Returns the fd, or -1 with a message and a code. */
-static int open_socket(listener *ls, char *err, size_t errlen, const char **code)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, ls->path, strlen(ls->path) + 1);
-    *code = "io";
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            snprintf(err, errlen, "cannot create a socket: %s", strerror(errno));
-            return -1;
-        }
-        /* Nobody else may connect even for the moment before chmod. umask is
-         * per process: a file created by another thread right now would get
-         * 0600 too, which errs on the safe side. */
-        mode_t old = umask(0077);
-        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-        int e = errno;
-        umask(old);
-        struct stat st;
-        if (rc == 0 && chmod(ls->path, 0600) == 0 && listen(fd, 16) == 0 &&
-            stat(ls->path, &st) == 0) {
-            ls->dev = st.st_dev;
-            ls->ino = st.st_ino;
-            return fd;
-        }
-        if (rc == 0) {
-            e = errno;
-            unlink(ls->path);
-        }
-        close(fd);
-        if (rc < 0 && e == EADDRINUSE && attempt == 0) {
-            int live = probe(ls->path, &sa);
-            if (live == 0)
-                continue;
-            if (live == 1) {
-                *code = "in_use";
-                snprintf(err, errlen, "another engine is listening on %s", ls->path);
-            } else if (live == -ENOTSOCK) {
-                *code = "exists";
-                snprintf(err, errlen, "%s exists and is not a socket", ls->path);
-            } else {
-                snprintf(err, errlen, "cannot listen on %s: %s", ls->path,
-                         strerror(-live));
-            }
-            return -1;
-        }
-        snprintf(err, errlen, "cannot listen on %s: %s", ls->path, strerror(e));
-        return -1;
-    }
-    snprintf(err, errlen, "cannot listen on %s: %s", ls->path, strerror(EADDRINUSE));
-    return -1;
-}
-
-/* Remove the socket file only if it is still the one we created. */
-static void remove_socket_file(listener *ls)
-{
-    struct stat st;
-    if (lstat(ls->path, &st) == 0 && st.st_dev == ls->dev && st.st_ino == ls->ino)
-        unlink(ls->path);
-}
-
 static void listener_close(lua_State *L, listener *ls)
 {
-    if (ls->fd < 0)
+    if (!ls->srv)
         return;
-    md_loop_unwatch(ls->loop, ls->watch);
-    ls->watch = NULL;
-    if (ls->retry)
-        md_loop_timer_cancel(ls->loop, ls->retry);
-    ls->retry = NULL;
-    close(ls->fd);
-    ls->fd = -1;
-    remove_socket_file(ls);
+    md_attach_server_close(ls->srv);
+    ls->srv = NULL;
     while (ls->sessions)
         unlink_session(ls->sessions);
     luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
@@ -753,7 +519,7 @@ static void listener_close(lua_State *L, listener *ls)
 static listener *check_open(lua_State *L)
 {
     listener *ls = luaL_checkudata(L, 1, LISTENER_MT);
-    if (ls->fd < 0)
+    if (!ls->srv)
         luaL_error(L, "attempt to use a closed listener");
     return ls;
 }
@@ -777,36 +543,26 @@ static int attach_listen(lua_State *L)
     memset(ls, 0, sizeof *ls);
     ls->E = md_engine_of(L);
     ls->loop = md_engine_loop(ls->E);
-    ls->fd = -1;
     ls->self_ref = LUA_NOREF;
     snprintf(ls->path, sizeof ls->path, "%s", path);
     luaL_setmetatable(L, LISTENER_MT);
 
     char err[2 * PATH_LEN + 200];
-    const char *code;
-    int fd = -1;
-    if (private_dir && md_attach_private_dir(path, true, err, sizeof err) < 0)
-        code = "unsafe";
-    else
-        fd = open_socket(ls, err, sizeof err, &code);
-    if (fd >= 0) {
-        ls->watch = md_loop_watch(ls->loop, fd, MD_LOOP_READ, on_accept, ls);
-        if (!ls->watch) {
-            snprintf(err, sizeof err, "cannot watch %s: %s", path, strerror(errno));
-            code = "io";
-            close(fd);
-            remove_socket_file(ls);
-            fd = -1;
-        }
-    }
-    if (fd < 0) {
+    const char *code = "unsafe";
+    if (!private_dir || md_attach_private_dir(path, true, err, sizeof err) == 0)
+        ls->srv = md_attach_server_open(ls->loop, path, open_session, ls, err, sizeof err,
+                                        &code);
+    if (!ls->srv) {
+        /* Scripts often ignore the result: a session nobody can attach to
+         * must not go unnoticed (issue 15). */
+        md_log(MD_LOG_WARN, "attach: %s", err);
+        if (!md_log_on_stderr())
+            fprintf(stderr, "moondog: attach: %s\n", err);
         lua_pushnil(L);
         lua_pushstring(L, err);
         lua_pushstring(L, code);
         return 3;
     }
-    ls->fd = fd;
-    md_loop_watch_keepalive(ls->loop, ls->watch, false);
     lua_pushvalue(L, -1);
     ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     md_log(MD_LOG_INFO, "attach: listening on %s", ls->path);
@@ -816,7 +572,15 @@ static int attach_listen(lua_State *L)
 static int attach_default_path(lua_State *L)
 {
     char buf[PATH_LEN + 64];
-    lua_pushstring(L, md_attach_default_path(buf, sizeof buf));
+    const char *site = luaL_optstring(L, 1, NULL);
+    lua_pushstring(L, md_attach_site_path(site, buf, sizeof buf));
+    return 1;
+}
+
+/* md.attach.site() -> the name of this engine's site */
+static int attach_site(lua_State *L)
+{
+    lua_pushstring(L, md_attach_site());
     return 1;
 }
 
@@ -848,7 +612,7 @@ static int listener_sessions(lua_State *L)
 static int listener_tostring(lua_State *L)
 {
     listener *ls = luaL_checkudata(L, 1, LISTENER_MT);
-    if (ls->fd < 0)
+    if (!ls->srv)
         lua_pushliteral(L, "attach listener (closed)");
     else
         lua_pushfstring(L, "attach listener (%s, %d sessions)", ls->path, ls->nsessions);
@@ -874,6 +638,7 @@ static const luaL_Reg listener_meta[] = {
 static const luaL_Reg funcs[] = {
     {"listen", attach_listen},
     {"default_path", attach_default_path},
+    {"site", attach_site},
     {NULL, NULL},
 };
 

@@ -59,6 +59,11 @@ int md_log_get_level(void)
     return current_level;
 }
 
+int md_log_on_stderr(void)
+{
+    return log_fd == STDERR_FILENO;
+}
+
 int md_log_open(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -30,6 +30,8 @@ int md_log_open(const char *path);
  * time gives its own); NULL: the real clock. Loop thread only. */
 void md_log_set_clock(int64_t (*wall_ms)(void *ud), void *ud);
 void md_log_close(void);
+/* Whether log lines go to stderr (no md_log_open, or it failed). */
+int md_log_on_stderr(void);
 
 int md_log_enabled(int level);
 void md_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -4,7 +4,7 @@
  *   moondog [options] SCRIPT.lua [args...]   run a script (service mode)
  *   moondog [options] -e CODE                run a chunk of Lua
  *   moondog [options] repl                   interactive Lua
- *   moondog [options] attach [SOCKET]        REPL into a running engine
+ *   moondog [options] attach [SITE|SOCKET]   REPL into a running engine
  *   moondog [options] check SITE.lua         check a site without running it
  *   moondog [options] TOOL [args...]         run scripts/TOOL.lua
  *
@@ -43,7 +43,7 @@ static const char usage[] =
     "       moondog [options] -e CODE                run a chunk of Lua\n"
     "       moondog [options] repl                   interactive Lua with moondog "
     "loaded\n"
-    "       moondog [options] attach [SOCKET]        REPL into a running engine\n"
+    "       moondog [options] attach [SITE|SOCKET]   REPL into a running engine\n"
     "       moondog [options] check SITE.lua         every mistake of a site, devices\n"
     "                                                and broker untouched\n"
     "       moondog [options] TOOL [args...]         run a tool (see below)\n"
@@ -52,13 +52,21 @@ static const char usage[] =
     "  -e CODE             run CODE (may be repeated; runs before a script)\n"
     "  --log-level LEVEL   error, warn, info (default), debug or trace\n"
     "  --log-file FILE     append the log to FILE instead of stderr\n"
+    "  --name SITE         the site's name (default: the script's name without\n"
+    "                      .lua); names the attach socket SITE.sock\n"
     "  --simulated-time    run on a virtual clock that jumps to the next timer\n"
     "                      whenever nothing can run (see md.clock)\n"
     "  --version           print the version and exit\n"
     "  --help              print this help and exit\n"
     "\n"
     "A script runs as a task; moondog exits when no task, timer, server or\n"
-    "connection is left, on md.exit(code), or on SIGINT/SIGTERM.\n";
+    "connection is left, on md.exit(code), or on SIGINT/SIGTERM.\n"
+    "\n"
+    "attach: an engine whose script calls md.attach.listen() listens on\n"
+    "$RUNTIME_DIRECTORY/SITE.sock, else $XDG_RUNTIME_DIR/moondog/SITE.sock, else\n"
+    "${TMPDIR:-/tmp}/moondog-UID/SITE.sock. `moondog attach` alone attaches to\n"
+    "the only engine there, or lists them (site, pid, socket) when several run;\n"
+    "`moondog attach SITE` picks one by name, a path (with a /) any socket.\n";
 
 static bool file_exists(const char *path)
 {
@@ -199,11 +207,27 @@ static int make_md_global(md_engine *E)
     return 0;
 }
 
+/* The site name, which names the attach socket: --name, else the script's
+ * (or tool's) basename without .lua, else "repl" (the REPL, -e chunks). */
+static void set_site(const char *name, const char *command, bool repl)
+{
+    char buf[PATH_MAX];
+    if (!name && command && !repl && strcmp(command, "-") != 0) {
+        snprintf(buf, sizeof buf, "%s", command);
+        name = basename(buf);
+        size_t n = strlen(name);
+        if (n > 4 && strcmp(name + n - 4, ".lua") == 0)
+            ((char *)name)[n - 4] = '\0'; /* name points into buf */
+    }
+    md_attach_set_site(name ? name : "repl");
+}
+
 int main(int argc, char **argv)
 {
     const char *log_file = NULL;
     int first_e = 0, i;
     bool simulated = false;
+    const char *site = NULL;
     char home[PATH_MAX];
     find_home(home, sizeof home);
 
@@ -228,6 +252,8 @@ int main(int argc, char **argv)
             md_log_set_level(level);
         } else if (strcmp(a, "--log-file") == 0 && i + 1 < argc) {
             log_file = argv[++i];
+        } else if (strcmp(a, "--name") == 0 && i + 1 < argc) {
+            site = argv[++i];
         } else if (strcmp(a, "--simulated-time") == 0) {
             simulated = true;
         } else if (strcmp(a, "-e") == 0 && i + 1 < argc) {
@@ -280,6 +306,7 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
+    set_site(site, command, repl);
 
     char err[256];
     md_engine *E = md_engine_new(home, err, sizeof err);
@@ -303,7 +330,7 @@ int main(int argc, char **argv)
                 E, luaL_loadbuffer(L, argv[k], strlen(argv[k]), "=(command line)"), NULL,
                 0);
         } else if (strcmp(argv[k], "--log-level") == 0 ||
-                   strcmp(argv[k], "--log-file") == 0) {
+                   strcmp(argv[k], "--log-file") == 0 || strcmp(argv[k], "--name") == 0) {
             k++;
         }
     }

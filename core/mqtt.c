@@ -48,11 +48,10 @@
  * module counts them in a ring of (mid, bytes, tag) in publish order, which
  * acknowledgements normally follow, and refuses a publish that would pass
  * max_queued messages or max_queued_bytes: counted as dropped, logged, and
- * reported to the caller. libmosquitto's message ids are 16 bits and a new
- * message silently replaces a queued one with the same id, so a publish is
- * also refused when 65000 ids were handed out since the oldest queued one.
- * QoS 0 messages are never queued: while disconnected they are refused
- * (counted as not_sent).
+ * reported to the caller (the ring: md_mqtt_outq in mqtt_queue.c). libmosquitto's message
+ * ids are 16 bits and a new message silently replaces a queued one with the same id, so a
+ * publish is also refused when 65000 ids were handed out since the oldest queued one. QoS
+ * 0 messages are never queued: while disconnected they are refused (counted as not_sent).
  *
  * Threads: the loop thread, plus a resolver thread per DNS lookup, which
  * touches only its own request. Ownership: the client owns its strings,
@@ -85,7 +84,6 @@
 #include "log.h"
 
 #define MQTT_MAX_PAYLOAD 268435455u
-#define MID_SPAN 65000  /* ids handed out since the oldest queued message, at most */
 #define STABLE_MS 10000 /* a connection this long resets the backoff */
 
 /* {===== libmosquitto, loaded on first use ===== */
@@ -118,11 +116,7 @@
     X(log_callback_set)                                                                  \
     X(strerror)                                                                          \
     X(connack_string)                                                                    \
-    X(reason_string)                                                                     \
-    X(topic_matches_sub)                                                                 \
-    X(pub_topic_check)                                                                   \
-    X(sub_topic_check)                                                                   \
-    X(validate_utf8)
+    X(reason_string)
 
 static struct {
 #define X(f) __typeof__(mosquitto_##f) *f;
@@ -168,15 +162,6 @@ int md_mqtt_library(char *err, size_t errlen)
 
 typedef enum { ST_CONNECTING, ST_CONNECTED, ST_WAITING, ST_CLOSED } conn_state;
 
-/* A QoS 1/2 message not yet acknowledged. */
-typedef struct track {
-    uint64_t seq; /* ids handed out before it: for the 16-bit id span */
-    void *tag;
-    uint32_t bytes;
-    uint16_t mid;
-    bool live;
-} track;
-
 typedef struct resolve resolve;
 
 /* A host name resolved on a worker thread. */
@@ -218,12 +203,7 @@ struct md_mqtt {
     unsigned seed;
     resolve *res; /* lookup in flight */
 
-    /* outgoing QoS 1/2 messages, oldest first: ring[(head + i) & (cap - 1)] */
-    track *ring;
-    size_t cap, head, len;
-    int queued;
-    size_t queued_bytes;
-    uint64_t ids_issued;
+    md_mqtt_outq out; /* outgoing QoS 1/2 messages not yet acknowledged */
     uint64_t drop_burst;
 
     uint64_t connects, attempts, disconnects, published, delivered, dropped, not_sent,
@@ -254,67 +234,9 @@ static void set_error(md_mqtt *m, const char *code, const char *fmt, ...)
 
 /* {===== outgoing queue accounting ===== */
 
-static track *slot(md_mqtt *m, size_t i)
-{
-    return &m->ring[(m->head + i) & (m->cap - 1)];
-}
-
-static int track_add(md_mqtt *m, int mid, uint32_t bytes, void *tag, uint64_t seq)
-{
-    if (m->len == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        track *ring = malloc(cap * sizeof *ring);
-        if (!ring)
-            return -1;
-        for (size_t i = 0; i < m->len; i++)
-            ring[i] = *slot(m, i);
-        free(m->ring);
-        m->ring = ring;
-        m->cap = cap;
-        m->head = 0;
-    }
-    *slot(m, m->len++) = (track){
-        .seq = seq, .tag = tag, .bytes = bytes, .mid = (uint16_t)mid, .live = true};
-    m->queued++;
-    m->queued_bytes += bytes;
-    return 0;
-}
-
-/* Acknowledged: returns the tag (NULL if none), *found whether mid was queued. */
-static void *track_done(md_mqtt *m, int mid, bool *found)
-{
-    *found = false;
-    void *tag = NULL;
-    for (size_t i = 0; i < m->len; i++) {
-        track *t = slot(m, i);
-        if (t->live && t->mid == (uint16_t)mid) {
-            t->live = false;
-            tag = t->tag;
-            m->queued--;
-            m->queued_bytes -= t->bytes;
-            *found = true;
-            break;
-        }
-    }
-    while (m->len && !slot(m, 0)->live) {
-        m->head = (m->head + 1) & (m->cap - 1);
-        m->len--;
-    }
-    return tag;
-}
-
 void md_mqtt_forget(md_mqtt *m, void *tag)
 {
-    for (size_t i = 0; i < m->len; i++)
-        if (slot(m, i)->tag == tag)
-            slot(m, i)->tag = NULL;
-}
-
-static bool queue_has_room(md_mqtt *m, size_t bytes)
-{
-    if (m->queued + 1 > m->max_queued || m->queued_bytes + bytes > m->max_queued_bytes)
-        return false;
-    return m->len == 0 || m->ids_issued - slot(m, 0)->seq < MID_SPAN;
+    md_mqtt_outq_forget(&m->out, tag);
 }
 
 static void note_drop(md_mqtt *m, size_t bytes)
@@ -324,13 +246,13 @@ static void note_drop(md_mqtt *m, size_t bytes)
         md_log_warn("mqtt %s: the outgoing queue is full: a QoS 1/2 message of %zu bytes "
                     "does not fit beside %d messages, %zu bytes (limits %d messages, %zu "
                     "bytes); such messages are refused until it drains",
-                    m->name, bytes, m->queued, m->queued_bytes, m->max_queued,
-                    m->max_queued_bytes);
+                    m->name, bytes, m->out.queued, m->out.queued_bytes, m->out.max_queued,
+                    m->out.max_queued_bytes);
 }
 
 static void note_drain(md_mqtt *m)
 {
-    if (m->drop_burst && m->queued <= m->max_queued / 2) {
+    if (m->drop_burst && m->out.queued <= m->out.max_queued / 2) {
         md_log_warn("mqtt %s: the outgoing queue has room again; %llu message(s) were "
                     "refused while it was full",
                     m->name, (unsigned long long)m->drop_burst);
@@ -426,14 +348,14 @@ static void cb_publish(struct mosquitto *mosq, void *ud, int mid)
     (void)mosq;
     md_mqtt *m = ud;
     bool found;
-    void *tag = track_done(m, mid, &found);
+    void *tag = md_mqtt_outq_done(&m->out, mid, &found);
     if (!found) /* QoS 0 written out */
         return;
     m->delivered++;
     note_drain(m);
     if (tag && m->h.delivered)
         m->h.delivered(m->ud, tag);
-    if (m->queued == 0 && m->h.drained)
+    if (m->out.queued == 0 && m->h.drained)
         m->h.drained(m->ud);
 }
 
@@ -607,7 +529,7 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
         if (stable)
             m->backoff_ms = m->backoff_min_ms;
         md_log_warn("mqtt %s: connection lost: %s; reconnecting (%d message(s) queued)",
-                    m->name, message, m->queued);
+                    m->name, message, m->out.queued);
     } else {
         md_log(same ? MD_LOG_DEBUG : MD_LOG_WARN,
                "mqtt %s: connection attempt failed: %s", m->name, message);
@@ -937,8 +859,8 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
     m->name = strdup(cfg->name ? cfg->name : name);
     m->port = cfg->port;
     m->keepalive = cfg->keepalive;
-    m->max_queued = cfg->max_queued;
-    m->max_queued_bytes = cfg->max_queued_bytes;
+    m->out.max_queued = cfg->max_queued;
+    m->out.max_queued_bytes = cfg->max_queued_bytes;
     m->max_inflight = cfg->max_inflight;
     m->connect_timeout_ms = cfg->connect_timeout_ms;
     m->backoff_min_ms = cfg->backoff_min_ms;
@@ -983,7 +905,7 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
     if (len > MQTT_MAX_PAYLOAD)
         return -MD_MQTT_ETOOLARGE;
     size_t bytes = strlen(topic) + len;
-    if ((qos == 0 && !m->up) || (qos > 0 && !queue_has_room(m, bytes))) {
+    if ((qos == 0 && !m->up) || (qos > 0 && !md_mqtt_outq_has_room(&m->out, bytes))) {
         /* libmosquitto is not called: check the topic here */
         if (md_mqtt_check_topic(topic, false) < 0)
             return -MD_MQTT_ETOPIC;
@@ -992,14 +914,14 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
         m->not_sent++;
         return -MD_MQTT_ENOTCONN;
     }
-    if (qos > 0 && !queue_has_room(m, bytes)) {
+    if (qos > 0 && !md_mqtt_outq_has_room(&m->out, bytes)) {
         note_drop(m, bytes);
         return -MD_MQTT_EFULL;
     }
     cork(m);
     int id = 0;
     int rc = mq.publish(m->mosq, &id, topic, (int)len, payload, qos, retain);
-    m->ids_issued++;
+    uint64_t seq = md_mqtt_outq_issue(&m->out);
     *mid = id;
     if (rc == MOSQ_ERR_INVAL || rc == MOSQ_ERR_MALFORMED_UTF8)
         return -MD_MQTT_ETOPIC;
@@ -1009,8 +931,7 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
         return -MD_MQTT_ENOMEM;
     /* QoS 1/2: NO_CONN (and a failed write) still leaves it queued. */
     if (qos > 0) {
-        if (track_add(m, id, (uint32_t)(bytes > UINT32_MAX ? UINT32_MAX : bytes), tag,
-                      m->ids_issued - 1) < 0)
+        if (md_mqtt_outq_add(&m->out, id, bytes, tag, seq) < 0)
             md_log_error("mqtt %s: out of memory while counting queued messages",
                          m->name);
     } else if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN &&
@@ -1030,7 +951,7 @@ int md_mqtt_subscribe(md_mqtt *m, const char *filter, int qos, int *mid)
     if (!m->up)
         return -MD_MQTT_ENOTCONN;
     int rc = mq.subscribe(m->mosq, mid, filter, qos);
-    m->ids_issued++;
+    md_mqtt_outq_issue(&m->out);
     if (rc == MOSQ_ERR_NOMEM)
         return -MD_MQTT_ENOMEM;
     if (rc == MOSQ_ERR_NO_CONN)
@@ -1048,7 +969,7 @@ int md_mqtt_unsubscribe(md_mqtt *m, const char *filter)
         return -MD_MQTT_ENOTCONN;
     int mid;
     int rc = mq.unsubscribe(m->mosq, &mid, filter);
-    m->ids_issued++;
+    md_mqtt_outq_issue(&m->out);
     if (m->conn)
         sync_io(m);
     return rc ? -MD_MQTT_ELIB : 0;
@@ -1073,29 +994,11 @@ void md_mqtt_get_stats(const md_mqtt *m, md_mqtt_stats *out)
         .dropped = m->dropped,
         .not_sent = m->not_sent,
         .received = m->received,
-        .queued = m->queued,
-        .queued_bytes = m->queued_bytes,
+        .queued = m->out.queued,
+        .queued_bytes = m->out.queued_bytes,
         .last_code = m->last_code,
         .last_error = m->last_code ? m->last_error : NULL,
     };
-}
-
-bool md_mqtt_matches(const char *filter, const char *topic)
-{
-    bool result = false;
-    if (mq_loaded)
-        mq.topic_matches_sub(filter, topic, &result);
-    return result;
-}
-
-int md_mqtt_check_topic(const char *topic, bool is_filter)
-{
-    if (!mq_loaded || !topic[0])
-        return -MD_MQTT_ETOPIC;
-    if (mq.validate_utf8(topic, (int)strlen(topic)))
-        return -MD_MQTT_ETOPIC;
-    int rc = is_filter ? mq.sub_topic_check(topic) : mq.pub_topic_check(topic);
-    return rc ? -MD_MQTT_ETOPIC : 0;
 }
 
 const char *md_mqtt_strerror(int rc)
@@ -1136,15 +1039,15 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
     }
     if (was_up && graceful)
         mq.disconnect(m->mosq); /* written at once unless the socket is full */
-    if (m->queued)              /* never silently */
+    if (m->out.queued)          /* never silently */
         md_log_warn("mqtt %s: closed with %d QoS 1/2 message(s) the broker has not "
                     "acknowledged; they are lost",
-                    m->name, m->queued);
+                    m->name, m->out.queued);
     unwatch(m);
     unwatch_network(m);
     mq.destroy(m->mosq);
     md_loop_release_local(m->loop);
-    free(m->ring);
+    md_mqtt_outq_free(&m->out);
     free(m->host);
     free(m->name);
     free(m);

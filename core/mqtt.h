@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "mqtt_queue.h"
 
 typedef struct md_mqtt md_mqtt;
 
@@ -143,10 +144,7 @@ int md_mqtt_unsubscribe(md_mqtt *m, const char *filter);
 bool md_mqtt_connected(const md_mqtt *m);
 void md_mqtt_get_stats(const md_mqtt *m, md_mqtt_stats *out);
 
-/* Does filter (with + and #) match topic? Both must be valid. */
-bool md_mqtt_matches(const char *filter, const char *topic);
-/* 0 if topic is a valid topic to publish to (is_filter: a valid filter). */
-int md_mqtt_check_topic(const char *topic, bool is_filter);
+/* md_mqtt_matches and md_mqtt_check_topic: see mqtt_queue.h. */
 
 /* Text for a return code of this module. */
 const char *md_mqtt_strerror(int rc);

@@ -28,6 +28,8 @@
  * subscription's receive() call. Lua never runs inside a libmosquitto
  * callback.
  *
+ * The queues and topic rules are Lua-free, in mqtt_queue.c (cmocka-tested).
+ *
  * Ownership: the client userdata owns its md_mqtt, subscriptions, queued
  * messages and events. A waiting call owns an op; the client links it until
  * it completes (or the client closes, which completes it with "closed").
@@ -51,14 +53,7 @@
 typedef struct lclient lclient;
 typedef struct sub sub;
 
-typedef struct msg {
-    struct msg *next;
-    char *topic; /* points into data */
-    size_t len;
-    int qos;
-    bool retain;
-    char data[]; /* payload, then topic */
-} msg;
+typedef md_mqtt_msg msg;
 
 typedef enum {
     OP_CONNECT,
@@ -69,12 +64,7 @@ typedef enum {
     OP_FLUSH
 } op_kind;
 
-typedef struct event {
-    struct event *next;
-    md_mqtt_event ev;
-    bool flag;
-    char code[32], message[300];
-} event;
+typedef md_mqtt_event_rec event;
 
 /* A waiting call. */
 typedef struct op {
@@ -92,10 +82,8 @@ typedef struct op {
 
 struct sub {
     sub *next;
-    int id, qos, mid; /* mid: SUBSCRIBE in flight */
-    msg *head, *tail;
-    int count;
-    uint64_t dropped;
+    int id, qos, mid;  /* mid: SUBSCRIBE in flight */
+    md_mqtt_inq queue; /* messages its handler has not taken yet */
     op *receiver, *suback;
     char filter[];
 };
@@ -105,11 +93,10 @@ struct lclient {
     md_engine *E;
     op *ops;
     sub *subs;
-    int next_sub_id, max_pending;
-    size_t pending_bytes, max_pending_bytes; /* queued for handlers, all subscriptions */
-    event *ev_head, *ev_tail;
-    int ev_count;
-    uint64_t failures, incoming_dropped;
+    int next_sub_id;
+    md_mqtt_budget budget; /* queued for handlers, all subscriptions */
+    md_mqtt_events events; /* for next_event, once someone listens */
+    uint64_t failures;
     bool listening;      /* someone called next_event: keep events */
     bool ever_connected; /* wait_connected: failures end a wait only before */
     char name[200];
@@ -209,35 +196,15 @@ static void push_event(lclient *c, md_mqtt_event ev, bool flag, const char *code
 {
     for (op *o = c->ops; o; o = o->next)
         if (o->kind == OP_EVENT) {
-            o->e = calloc(1, sizeof *o->e);
-            if (o->e) {
-                *o->e = (event){.ev = ev, .flag = flag};
-                snprintf(o->e->code, sizeof o->e->code, "%s", code ? code : "");
-                snprintf(o->e->message, sizeof o->e->message, "%s",
-                         message ? message : "");
-            }
+            o->e = md_mqtt_event_new(ev, flag, code, message);
             op_finish(o, NULL, NULL);
             return;
         }
     if (!c->listening)
         return;
-    event *e = calloc(1, sizeof *e);
-    if (!e)
-        return;
-    *e = (event){.ev = ev, .flag = flag};
-    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
-    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
-    if (c->ev_tail)
-        c->ev_tail->next = e;
-    else
-        c->ev_head = e;
-    c->ev_tail = e;
-    if (++c->ev_count > MAX_EVENTS) { /* a state history: the oldest matter least */
-        event *old = c->ev_head;
-        c->ev_head = old->next;
-        free(old);
-        c->ev_count--;
-    }
+    event *e = md_mqtt_event_new(ev, flag, code, message);
+    if (e)
+        md_mqtt_events_push(&c->events, e);
 }
 
 static void resubscribe(lclient *c)
@@ -287,51 +254,21 @@ static void on_drained(void *ud)
 static void deliver(lclient *c, sub *s, const char *topic, const void *payload, int len,
                     int qos, bool retain)
 {
-    size_t tlen = strlen(topic);
-    size_t size = (size_t)len + tlen + 1;
-    /* Bounded in count and in bytes (400 messages of 1 MB once took 399 MB,
-     * issue 17); one message per subscription always fits. */
-    if (s->count >= c->max_pending ||
-        (s->count > 0 && c->pending_bytes + size > c->max_pending_bytes)) {
-        c->incoming_dropped++;
-        if (s->dropped++ == 0)
-            md_log_warn(
-                "mqtt %s: the handler of '%s' does not keep up; incoming messages "
-                "beyond %d or %zu bytes are dropped until it does",
-                c->name, s->filter, c->max_pending, c->max_pending_bytes);
+    bool first_drop;
+    msg *m = md_mqtt_inq_admit(&s->queue, &c->budget, topic, payload, (size_t)len, qos,
+                               retain, &first_drop);
+    if (first_drop)
+        md_log_warn("mqtt %s: the handler of '%s' does not keep up; incoming messages "
+                    "beyond %d or %zu bytes are dropped until it does",
+                    c->name, s->filter, c->budget.max_count, c->budget.max_bytes);
+    if (!m)
         return;
-    }
-    msg *m = malloc(sizeof *m + size);
-    if (!m) {
-        c->incoming_dropped++;
-        return;
-    }
-    m->next = NULL;
-    m->len = (size_t)len;
-    m->qos = qos;
-    m->retain = retain;
-    if (len > 0)
-        memcpy(m->data, payload, (size_t)len);
-    m->topic = m->data + len;
-    memcpy(m->topic, topic, tlen + 1);
     if (s->receiver) {
         s->receiver->m = m;
         op_finish(s->receiver, NULL, NULL);
         return;
     }
-    if (s->tail)
-        s->tail->next = m;
-    else
-        s->head = m;
-    s->tail = m;
-    s->count++;
-    c->pending_bytes += size;
-}
-
-/* Bytes a queued message counts against max_pending_bytes. */
-static size_t msg_size(const msg *m)
-{
-    return m->len + strlen(m->topic) + 1;
+    md_mqtt_inq_push(&s->queue, &c->budget, m);
 }
 
 static void on_message(void *ud, const char *topic, const void *payload, int len, int qos,
@@ -541,12 +478,7 @@ static int subscribe_results(lua_State *L, void *p)
 
 static void free_sub(lclient *c, sub *s)
 {
-    while (s->head) {
-        msg *m = s->head;
-        s->head = m->next;
-        c->pending_bytes -= msg_size(m);
-        free(m);
-    }
+    md_mqtt_inq_clear(&s->queue, &c->budget);
     free(s);
 }
 
@@ -627,20 +559,13 @@ static int client_receive(lua_State *L)
         return luaL_error(L, "subscription %d already has a task receiving from it",
                           (int)id);
     op *o = new_op(L, c, OP_RECEIVE);
-    if (s->head) {
-        o->m = s->head;
-        s->head = o->m->next;
-        if (!s->head)
-            s->tail = NULL;
-        s->count--;
-        c->pending_bytes -= msg_size(o->m);
-        o->m->next = NULL;
-        if (s->dropped && s->count == 0) {
-            md_log_warn("mqtt %s: the handler of '%s' caught up; %llu message(s) were "
-                        "dropped",
-                        c->name, s->filter, (unsigned long long)s->dropped);
-            s->dropped = 0;
-        }
+    uint64_t dropped;
+    o->m = md_mqtt_inq_pop(&s->queue, &c->budget, &dropped);
+    if (dropped)
+        md_log_warn("mqtt %s: the handler of '%s' caught up; %llu message(s) were "
+                    "dropped",
+                    c->name, s->filter, (unsigned long long)dropped);
+    if (o->m) {
         op_finish(o, NULL, NULL);
     } else {
         o->s = s;
@@ -696,14 +621,9 @@ static int client_next_event(lua_State *L)
         return 0;
     c->listening = true;
     op *o = new_op(L, c, OP_EVENT);
-    if (c->ev_head) {
-        o->e = c->ev_head;
-        c->ev_head = o->e->next;
-        if (!c->ev_head)
-            c->ev_tail = NULL;
-        c->ev_count--;
+    o->e = md_mqtt_events_pop(&c->events);
+    if (o->e)
         op_finish(o, NULL, NULL);
-    }
     return md_task_yield(L, o->wait, event_results);
 }
 
@@ -767,7 +687,7 @@ static int client_stats(lua_State *L)
     set_int(L, "dropped", (lua_Integer)st.dropped);
     set_int(L, "not_sent", (lua_Integer)st.not_sent);
     set_int(L, "received", (lua_Integer)st.received);
-    set_int(L, "received_dropped", (lua_Integer)c->incoming_dropped);
+    set_int(L, "received_dropped", (lua_Integer)c->budget.dropped);
     set_int(L, "queued", st.queued);
     set_int(L, "queued_bytes", (lua_Integer)st.queued_bytes);
     if (st.last_code) {
@@ -793,12 +713,7 @@ static int client_close(lua_State *L)
     while (c->subs)
         remove_sub(c, c->subs);
     finish_ops(c, -1, "closed", why);
-    while (c->ev_head) {
-        event *e = c->ev_head;
-        c->ev_head = e->next;
-        free(e);
-    }
-    c->ev_tail = NULL;
+    md_mqtt_events_clear(&c->events);
     md_mqtt *m = c->m;
     c->m = NULL;
     bool stopping = md_engine_closing(c->E) || md_loop_stopped(md_engine_loop(c->E));
@@ -913,8 +828,9 @@ static int mqtt_new(lua_State *L)
     memset(c, 0, sizeof *c); /* closed until the client exists */
     luaL_setmetatable(L, CLIENT_MT);
     c->E = md_engine_of(L);
-    c->max_pending = max_pending;
-    c->max_pending_bytes = max_pending_bytes;
+    c->budget.max_count = max_pending;
+    c->events.max = MAX_EVENTS;
+    c->budget.max_bytes = max_pending_bytes;
     if (cfg.name)
         snprintf(c->name, sizeof c->name, "%s", cfg.name);
     else

@@ -24,13 +24,11 @@
  * except 10 s for connect.
  *
  * Design. Everything runs on the loop thread with non-blocking sockets and
- * THE async pattern of engine.h. A read first tries recv() at once and
- * waits only when nothing is there; a write sends at once and waits only
- * for what the kernel did not take, which then goes out in order from an
- * output queue, so writes from several tasks never interleave. Read
- * interest is switched off lazily: after a read completes it stays on, and
- * is dropped only when input arrives with no reader, which saves two
- * epoll_ctl calls per message for a task that reads in a loop.
+ * THE async pattern of engine.h. A connection's state machine (connect over
+ * the addresses, reads that try recv() at once, an ordered output queue so
+ * writes from several tasks never interleave, lazy read interest) is
+ * Lua-free, in stream_conn.c, with its own cmocka tests; this file turns its
+ * callbacks into finished waits and its results into Lua values.
  *
  * Liveness: a connection or listener keeps the engine alive only while a
  * task waits on it (an idle connection must not stop a script's exit);
@@ -59,6 +57,7 @@
 
 #include "engine.h"
 #include "stream.h"
+#include "stream_conn.h"
 
 #define CONN_MT "moondog.stream.conn"
 #define LISTENER_MT "moondog.stream.listener"
@@ -66,7 +65,6 @@
 enum {
     READ_DEFAULT = 64 * 1024,
     READ_MAX = 16 * 1024 * 1024,
-    OUT_MAX = 4 * 1024 * 1024, /* queued output past which a write says "busy" */
     CONNECT_TIMEOUT_MS = 10000,
 };
 
@@ -77,36 +75,19 @@ typedef struct writer {
     md_wait *wait;
     conn *c;
     struct writer *prev, *next;
-    uint64_t end; /* done once c->sent reaches it */
+    uint64_t end; /* done once md_stream_conn_sent reaches it */
     int err;      /* 0, or errno of a broken connection */
 } writer;
 
+/* The userdata of a connection: the state machine (stream_conn.c) and the
+ * waits on it. */
 struct conn {
-    md_engine *E;
-    md_loop *loop;
-    int fd;      /* -1: not connected (yet), or closed */
-    bool closed; /* closed by close() or __gc */
-    md_watch *watch;
-    int events;
-    bool keepalive; /* waits keep the engine alive */
-    char peer[80];  /* for messages */
-
-    /* connecting (only inside stream.connect) */
-    struct addrinfo *addrs, *next_addr;
+    md_stream_conn *sc; /* NULL once closed */
+    bool closed;        /* closed by close() or __gc (or never opened) */
+    char peer[80];      /* for messages */
+    md_wait *cwait;     /* connecting (only inside stream.connect) */
     int connect_err;
-    md_wait *cwait;
-
-    /* reading */
-    md_wait *rwait;
-    size_t rmax;
-    uint8_t *rbuf; /* owned: rcap bytes; rlen of them received and not handed out */
-    size_t rcap, rlen;
-    int lost; /* 0; -1 the peer closed; else errno of the failure */
-
-    /* writing */
-    uint8_t *out; /* owned: out[out_off..out_len) still to send */
-    size_t out_off, out_len, out_cap;
-    uint64_t sent, queued; /* bytes handed to the kernel / accepted by write() */
+    md_wait *rwait; /* the waiting reader */
     writer *writers;
 };
 
@@ -120,57 +101,25 @@ typedef struct listener {
     int accept_err; /* errno for the waiter */
 } listener;
 
-/* {===== connections: plumbing ===== */
+/* {===== connections: events from the state machine ===== */
 
-static void on_conn_io(md_loop *loop, md_watch *w, int fd, int events, void *ud);
-
-/* Interest and liveness follow what waits: see the top of the file. */
-static void update_watch(conn *c, bool keep_read)
+static void done(md_wait **slot)
 {
-    if (!c->watch)
-        return;
-    int ev = 0;
-    if (c->rwait || (keep_read && (c->events & MD_LOOP_READ)))
-        ev |= MD_LOOP_READ;
-    if (c->cwait || c->out_off < c->out_len)
-        ev |= MD_LOOP_WRITE;
-    if (ev != c->events && md_loop_watch_set(c->loop, c->watch, ev) == 0)
-        c->events = ev;
-    bool waiting = c->rwait || c->writers || c->cwait;
-    md_loop_watch_keepalive(c->loop, c->watch, c->keepalive && waiting);
+    md_wait *w = *slot;
+    *slot = NULL;
+    if (w)
+        md_task_done(w);
 }
 
-/* Start watching the connected (or connecting) fd. 0 or -errno. */
-static int watch_fd(conn *c, int events)
-{
-    c->watch = md_loop_watch(c->loop, c->fd, events, on_conn_io, c);
-    if (!c->watch)
-        return -errno;
-    c->events = events;
-    md_loop_watch_keepalive(c->loop, c->watch, false);
-    return 0;
-}
-
-static void drop_fd(conn *c)
-{
-    if (c->watch) {
-        md_loop_unwatch(c->loop, c->watch);
-        c->watch = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-    c->events = 0;
-}
-
-/* Wake every waiting writer with err (0: its bytes went out). */
+/* Wake waiting writers with err (0: their bytes went out): all, or those
+ * whose bytes went out. */
 static void wake_writers(conn *c, int err, bool all)
 {
+    uint64_t sent = c->sc ? md_stream_conn_sent(c->sc) : 0;
     writer *w = c->writers;
     while (w) {
         writer *next = w->next;
-        if (all || w->end <= c->sent) {
+        if (all || w->end <= sent) {
             if (w->prev)
                 w->prev->next = w->next;
             else
@@ -179,136 +128,62 @@ static void wake_writers(conn *c, int err, bool all)
                 w->next->prev = w->prev;
             w->prev = w->next = NULL;
             w->err = err;
-            md_wait *wait = w->wait;
-            w->wait = NULL;
-            md_task_done(wait);
+            done(&w->wait);
         }
         w = next;
     }
+    if (c->sc)
+        md_stream_conn_set_writers(c->sc, c->writers != NULL);
 }
 
-/* The connection broke (err) or the peer closed it (-1): fail what waits. */
-static void set_lost(conn *c, int err)
+static void on_connected(void *ud, int err)
 {
-    if (!c->lost)
-        c->lost = err;
-    c->out_off = c->out_len = 0;
-    wake_writers(c, err, true);
-    if (c->rwait) {
-        md_wait *w = c->rwait;
-        c->rwait = NULL;
-        md_task_done(w);
-    }
-    update_watch(c, false);
-}
-
-/* Send queued output. */
-static void flush(conn *c)
-{
-    while (c->out_off < c->out_len) {
-        ssize_t n =
-            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                set_lost(c, errno);
-            break;
-        }
-        c->out_off += (size_t)n;
-        c->sent += (uint64_t)n;
-    }
-    if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    wake_writers(c, 0, false);
-    update_watch(c, true);
-}
-
-/* recv into rbuf for the waiting reader. */
-static void take_input(conn *c)
-{
-    ssize_t n;
-    do
-        n = recv(c->fd, c->rbuf, c->rmax, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        return; /* spurious: keep waiting */
-    if (n <= 0) {
-        set_lost(c, n == 0 ? -1 : errno);
-        return;
-    }
-    c->rlen = (size_t)n;
-    md_wait *w = c->rwait;
-    c->rwait = NULL;
-    update_watch(c, true);
-    md_task_done(w);
-}
-
-static void try_next_addr(conn *c);
-
-static void on_conn_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
-{
-    (void)loop, (void)w, (void)fd;
     conn *c = ud;
-    if (c->cwait) {
-        int rc = md_stream_connect_result(c->fd);
-        if (rc == 0) {
-            freeaddrinfo(c->addrs);
-            c->addrs = c->next_addr = NULL;
-            md_wait *cw = c->cwait;
-            c->cwait = NULL;
-            update_watch(c, false);
-            md_task_done(cw);
-        } else {
-            c->connect_err = -rc;
-            drop_fd(c);
-            try_next_addr(c);
-        }
-        return;
-    }
-    if (events & MD_LOOP_WRITE)
-        flush(c);
-    if (!(events & MD_LOOP_READ) || c->fd < 0)
-        return;
-    if (c->rwait)
-        take_input(c);
-    else
-        update_watch(c, false); /* input with no reader: stop watching until one comes */
+    c->connect_err = err;
+    done(&c->cwait);
 }
 
+static void on_input(void *ud)
+{
+    conn *c = ud;
+    done(&c->rwait);
+}
+
+static void on_progress(void *ud)
+{
+    conn *c = ud;
+    int lost = md_stream_conn_lost(c->sc);
+    wake_writers(c, lost, lost != 0);
+}
+
+static const md_stream_conn_fns conn_fns = {on_connected, on_input, on_progress};
+
+/* Idempotent: wake what waits (their results say "closed") and free the
+ * state machine. */
 static void conn_shutdown(conn *c)
 {
     c->closed = true;
-    drop_fd(c);
-    if (c->addrs) {
-        freeaddrinfo(c->addrs);
-        c->addrs = c->next_addr = NULL;
-    }
     wake_writers(c, 0, true);
-    if (c->rwait) {
-        md_wait *w = c->rwait;
-        c->rwait = NULL;
-        md_task_done(w);
-    }
-    free(c->rbuf);
-    free(c->out);
-    c->rbuf = c->out = NULL;
-    c->rcap = c->rlen = c->out_cap = c->out_off = c->out_len = 0;
+    done(&c->rwait);
+    md_stream_conn_close(c->sc);
+    c->sc = NULL;
 }
 
 /* }===== */
 
 /* {===== connections: Lua ===== */
 
-static conn *new_conn(lua_State *L)
+/* A connection userdata, created closed, then with its state machine. */
+static conn *new_conn(lua_State *L, md_engine *E)
 {
     conn *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
-    c->E = md_engine_of(L);
-    c->loop = md_engine_loop(c->E);
-    c->fd = -1;
-    c->keepalive = true;
+    c->closed = true;
     luaL_setmetatable(L, CONN_MT);
+    c->sc = md_stream_conn_new(md_engine_loop(E), &conn_fns, c);
+    if (!c->sc)
+        luaL_error(L, "out of memory");
+    c->closed = false;
     return c;
 }
 
@@ -323,11 +198,12 @@ static conn *check_conn(lua_State *L)
 /* nil, message, "connection_lost" for a connection that broke. */
 static int push_lost(lua_State *L, conn *c)
 {
+    int lost = c->sc ? md_stream_conn_lost(c->sc) : -1;
     lua_pushnil(L);
-    if (c->lost == -1)
+    if (lost == -1)
         lua_pushfstring(L, "%s closed the connection", c->peer);
     else
-        lua_pushfstring(L, "connection to %s lost: %s", c->peer, strerror(c->lost));
+        lua_pushfstring(L, "connection to %s lost: %s", c->peer, strerror(lost));
     lua_pushliteral(L, "connection_lost");
     return 3;
 }
@@ -350,21 +226,23 @@ static int64_t opt_timeout_ms(lua_State *L, int idx, int64_t dflt)
     return (int64_t)(s * 1000 + 0.5);
 }
 
-/* Hand out up to max of the bytes kept in rbuf. */
+/* Hand out up to max of the kept bytes. */
 static int push_kept(lua_State *L, conn *c, size_t max)
 {
-    size_t n = c->rlen < max ? c->rlen : max;
-    lua_pushlstring(L, (const char *)c->rbuf, n);
-    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
-    c->rlen -= n;
+    size_t kept = md_stream_conn_kept(c->sc);
+    size_t n = kept < max ? kept : max;
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, n);
+    md_stream_conn_take(c->sc, p, n);
+    luaL_pushresultsize(&b, n);
     return 1;
 }
 
 static int read_results(lua_State *L, void *op)
 {
     conn *c = op;
-    if (c->rlen > 0)
-        return push_kept(L, c, c->rlen);
+    if (c->sc && md_stream_conn_kept(c->sc) > 0)
+        return push_kept(L, c, READ_MAX);
     if (c->closed)
         return push_closed(L, c);
     return push_lost(L, c);
@@ -374,7 +252,8 @@ static void read_cancel(void *op)
 {
     conn *c = op;
     c->rwait = NULL;
-    update_watch(c, true);
+    if (c->sc)
+        md_stream_conn_cancel_read(c->sc);
 }
 
 /* conn:read([max [, timeout]]) -> bytes | nil, err, code */
@@ -387,35 +266,17 @@ static int conn_read(lua_State *L)
     if (c->rwait)
         return luaL_error(L, "another task is already reading from this connection");
     md_task_check(L);
-    if (c->rlen > 0)
+    int n = md_stream_conn_read(c->sc, (size_t)max);
+    if (n > 0)
         return push_kept(L, c, (size_t)max);
-    if (c->lost)
+    if (n == MD_STREAM_LOST)
         return push_lost(L, c);
-    if (c->rcap < (size_t)max) {
-        uint8_t *b = realloc(c->rbuf, (size_t)max);
-        if (!b)
-            return luaL_error(L, "out of memory");
-        c->rbuf = b;
-        c->rcap = (size_t)max;
-    }
-    ssize_t n;
-    do
-        n = recv(c->fd, c->rbuf, (size_t)max, MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        lua_pushlstring(L, (const char *)c->rbuf, (size_t)n);
-        return 1;
-    }
-    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-        set_lost(c, n == 0 ? -1 : errno);
-        return push_lost(L, c);
-    }
-    c->rmax = (size_t)max;
+    if (n < 0)
+        return luaL_error(L, "out of memory");
     c->rwait = md_task_wait(L, c, read_cancel);
     char what[128];
     snprintf(what, sizeof what, "reading from %s", c->peer);
     md_wait_timeout(c->rwait, ms, what);
-    update_watch(c, true);
     return md_task_yield(L, c->rwait, read_results);
 }
 
@@ -441,30 +302,8 @@ static void write_cancel(void *op)
     if (w->next)
         w->next->prev = w->prev;
     w->wait = NULL;
-    update_watch(c, true);
-}
-
-/* Append to the output queue. 0 or -ENOMEM. */
-static int enqueue(conn *c, const char *s, size_t len)
-{
-    if (c->out_off > 0 && c->out_len + len > c->out_cap) {
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
-    }
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 4096;
-        while (cap < c->out_len + len)
-            cap *= 2;
-        uint8_t *b = realloc(c->out, cap);
-        if (!b)
-            return -ENOMEM;
-        c->out = b;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, s, len);
-    c->out_len += len;
-    return 0;
+    if (c->sc)
+        md_stream_conn_set_writers(c->sc, c->writers != NULL);
 }
 
 /* conn:write(bytes [, timeout]) -> true | nil, err, code */
@@ -475,55 +314,41 @@ static int conn_write(lua_State *L)
     const char *s = luaL_checklstring(L, 2, &len);
     int64_t ms = opt_timeout_ms(L, 3, -1);
     md_task_check(L);
-    if (c->lost)
+    uint64_t end = 0;
+    int rc = md_stream_conn_write(c->sc, s, len, &end);
+    if (rc == 0) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (rc == MD_STREAM_LOST)
         return push_lost(L, c);
-    /* Refuse before anything goes out, so a write is taken whole or not at all. */
-    if (c->out_off < c->out_len && c->out_len - c->out_off + len > OUT_MAX) {
+    if (rc == -EBUSY) {
         lua_pushnil(L);
         lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
-                        OUT_MAX, c->peer);
+                        (int)MD_STREAM_OUT_MAX, c->peer);
         lua_pushliteral(L, "busy");
         return 3;
     }
-    size_t off = 0;
-    if (c->out_off == c->out_len) { /* nothing queued: straight to the kernel */
-        ssize_t n;
-        do
-            n = send(c->fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            set_lost(c, errno);
-            return push_lost(L, c);
-        }
-        off = n > 0 ? (size_t)n : 0;
-        c->sent += off;
-        c->queued += off;
-        if (off == len) {
-            lua_pushboolean(L, 1);
-            return 1;
-        }
-    }
-    if (enqueue(c, s + off, len - off) < 0)
+    if (rc < 0)
         return luaL_error(L, "out of memory");
-    c->queued += len - off;
     writer *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives on this task's stack */
-    *w = (writer){.c = c, .end = c->queued};
+    *w = (writer){.c = c, .end = end};
     w->wait = md_task_wait(L, w, write_cancel);
     w->next = c->writers; /* linked only once the wait exists: nothing raises after */
     if (c->writers)
         c->writers->prev = w;
     c->writers = w;
+    md_stream_conn_set_writers(c->sc, true);
     char what[128];
     snprintf(what, sizeof what, "writing to %s", c->peer);
     md_wait_timeout(w->wait, ms, what);
-    update_watch(c, true);
     return md_task_yield(L, w->wait, write_results);
 }
 
 static int conn_close(lua_State *L)
 {
     conn *c = luaL_checkudata(L, 1, CONN_MT);
-    if (!c->closed)
+    if (!c->closed || c->sc)
         conn_shutdown(c);
     return 0;
 }
@@ -540,8 +365,7 @@ static int conn_keepalive(lua_State *L)
 {
     conn *c = check_conn(L);
     luaL_checktype(L, 2, LUA_TBOOLEAN);
-    c->keepalive = lua_toboolean(L, 2);
-    update_watch(c, true);
+    md_stream_conn_keepalive(c->sc, lua_toboolean(L, 2));
     return 0;
 }
 
@@ -586,47 +410,14 @@ static int push_connect_error(lua_State *L, conn *c, int err)
     return 3;
 }
 
-/* Try the remaining addresses until one connects or is in progress. */
-static void try_next_addr(conn *c)
-{
-    while (c->next_addr) {
-        struct addrinfo *ai = c->next_addr;
-        c->next_addr = ai->ai_next;
-        bool in_progress = false;
-        int fd = md_stream_connect_addr(ai, &in_progress);
-        if (fd < 0) {
-            c->connect_err = -fd;
-            continue;
-        }
-        c->fd = fd;
-        int rc = watch_fd(c, in_progress ? MD_LOOP_WRITE : 0);
-        if (rc < 0) {
-            c->connect_err = -rc;
-            drop_fd(c);
-            continue;
-        }
-        if (in_progress) {
-            update_watch(c, false);
-            return;
-        }
-        break; /* connected at once */
-    }
-    freeaddrinfo(c->addrs);
-    c->addrs = c->next_addr = NULL;
-    if (c->cwait) {
-        md_wait *w = c->cwait;
-        c->cwait = NULL;
-        update_watch(c, false);
-        md_task_done(w);
-    }
-}
-
 static int connect_results(lua_State *L, void *op)
 {
     conn *c = op;
-    if (c->fd < 0)
-        return push_connect_error(L, c, c->connect_err);
-    update_watch(c, false);
+    if (c->connect_err) {
+        int err = c->connect_err;
+        conn_shutdown(c);
+        return push_connect_error(L, c, err);
+    }
     lua_pushvalue(L, 4); /* the connection, pushed by stream_connect */
     return 1;
 }
@@ -653,24 +444,21 @@ static int stream_connect(lua_State *L)
     }
     lua_settop(L, 3);
     md_task_check(L);
-    conn *c = new_conn(L); /* stack: host, port, opts, conn */
+    conn *c = new_conn(L, md_engine_of(L)); /* stack: host, port, opts, conn */
     snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
              (int)port);
-    int rc = md_stream_resolve(host, (int)port, false, &c->addrs);
-    if (rc < 0) {
-        conn_shutdown(c);
-        return push_connect_error(L, c, -rc);
-    }
-    c->next_addr = c->addrs;
-    c->connect_err = EHOSTUNREACH;
-    try_next_addr(c);
-    if (!c->addrs)
+    struct addrinfo *addrs = NULL;
+    int rc = md_stream_resolve(host, (int)port, false, &addrs);
+    if (rc == 0)
+        rc = md_stream_conn_connect(c->sc, addrs); /* takes addrs */
+    if (rc <= 0) {
+        c->connect_err = -rc;
         return connect_results(L, c); /* connected or failed at once */
+    }
     c->cwait = md_task_wait(L, c, connect_cancel);
     char what[128];
     snprintf(what, sizeof what, "connecting to %s", c->peer);
     md_wait_timeout(c->cwait, ms, what);
-    update_watch(c, false);
     return md_task_yield(L, c->cwait, connect_results);
 }
 
@@ -716,10 +504,9 @@ static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 /* Wrap an accepted socket in a connection and push it. */
 static int push_accepted(lua_State *L, int fd)
 {
-    conn *c = new_conn(L);
-    c->fd = fd;
+    conn *c = new_conn(L, md_engine_of(L));
     md_stream_peer_name(fd, c->peer, sizeof c->peer);
-    int rc = watch_fd(c, 0);
+    int rc = md_stream_conn_adopt(c->sc, fd); /* takes fd */
     if (rc < 0) {
         conn_shutdown(c);
         lua_pushnil(L);

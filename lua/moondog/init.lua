@@ -83,12 +83,19 @@ end
 --- new is given.
 
 --- md.attach.listen([path]) -> listener, or nil, message, code: lets
---- `moondog attach [path]` open REPL sessions into this engine over a unix
---- socket (mode 0600). The default path is md.attach.default_path(). Codes:
---- "in_use" (another engine listens there), "exists", "io".
+--- `moondog attach [SITE|PATH]` open REPL sessions into this engine over a
+--- unix socket (mode 0600). The default path is md.attach.default_path().
+--- A failure is also logged. Codes: "in_use" (another engine listens there),
+--- "exists" (a file that is not a socket), "unsafe" (a symbolic link, another
+--- user's file or directory), "io".
 
---- md.attach.default_path() -> $MOONDOG_ATTACH, else
---- $XDG_RUNTIME_DIR/moondog.sock, else /tmp/moondog-<uid>.sock.
+--- md.attach.site() -> this engine's site name: --name, else the script's
+--- name without .lua, else "repl".
+
+--- md.attach.default_path([site]) -> the socket of site (default: this
+--- engine's, or $MOONDOG_ATTACH): $RUNTIME_DIRECTORY/<site>.sock, else
+--- $XDG_RUNTIME_DIR/moondog/<site>.sock, else
+--- ${TMPDIR:-/tmp}/moondog-<uid>/<site>.sock.
 
 --- listener:path() -> the socket's path.
 

@@ -1,8 +1,8 @@
 /*
  * fuzz_mqtt.c - libFuzzer target for the C half of MQTT command routing in
- * core/mqtt.c: md_mqtt_check_topic (is a topic or filter valid) and
+ * core/mqtt_queue.c: md_mqtt_check_topic (is a topic or filter valid) and
  * md_mqtt_matches (does a received topic match a subscription such as
- * "moondog/+/+/set"), both through libmosquitto as the engine uses them.
+ * "moondog/+/+/set"), moondog's own rules as the engine uses them.
  *
  * What is not here, and why: the command parser itself (which device and
  * point a .../set topic names, what the payload means) is Lua,

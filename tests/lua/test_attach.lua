@@ -231,3 +231,110 @@ T.test("misuse raises", function()
   assert(not pcall(md.attach.listen, ("x"):rep(200)))
   assert(type(md.attach.default_path()) == "string")
 end)
+
+-- {===== one socket per engine, named after its site (issue 15, item 4) =====
+
+local q, format = T.quote, string.format
+
+-- Engines see only this runtime directory: no MOONDOG_ATTACH, no RUNTIME_DIRECTORY.
+local function site_env(dir)
+  return format("env -u MOONDOG_ATTACH -u RUNTIME_DIRECTORY XDG_RUNTIME_DIR=%s", q(dir))
+end
+
+-- A background engine for site `name` that listens on its default socket,
+-- prints "ready <path>" and stays up until the test ends.
+local function start_site(d, dir, name)
+  local code = [[
+    local l, err, code = md.attach.listen()
+    print(l and ("ready " .. l:path()) or ("failed " .. code .. " " .. err))
+    io.stdout:flush()
+    md.sleep(60)
+  ]]
+  local p = T.start(d, name, format("%s %s --name %s -e %s", site_env(dir), q(exe), q(name), q(code)))
+  T.eq(p:first_line(), format("ready %s/moondog/%s.sock", dir, name), name .. " listening")
+  return p
+end
+
+local function attach_to(dir, target, input)
+  return T.sh(format("printf %s | %s %s attach %s 2>&1", q(input), site_env(dir), q(exe), target or ""))
+end
+
+T.test("two engines, each attached by its site name", function()
+  local dir, d <close> = tmpdir()
+  local _a <close> = start_site(d, dir, "north")
+  local _b <close> = start_site(d, dir, "south")
+  local out, rc = attach_to(dir, "north", "print('site=' .. md.attach.site())\n")
+  T.eq(rc, 0, "attach north: " .. out)
+  assert(out:find("site=north", 1, true), out)
+  out, rc = attach_to(dir, "south", "print('site=' .. md.attach.site())\n")
+  T.eq(rc, 0, "attach south: " .. out)
+  assert(out:find("site=south", 1, true), out)
+  -- A path works as well as a name.
+  out, rc = attach_to(dir, q(dir .. "/moondog/south.sock"), "print('site=' .. md.attach.site())\n")
+  T.eq(rc, 0, "attach by path: " .. out)
+  assert(out:find("site=south", 1, true), out)
+  -- A script's site is its basename.
+  T.write_file(dir .. "/garage.lua", "print(md.attach.site(), md.attach.default_path())\n")
+  out = T.sh(format("%s %s %s", site_env(dir), q(exe), q(dir .. "/garage.lua")))
+  T.eq(out, format("garage\t%s/moondog/garage.sock\n", dir), "site of a script")
+end)
+
+T.test("attach with no name lists the engines when several run", function()
+  local dir, d <close> = tmpdir()
+  local out, rc = attach_to(dir, nil, "")
+  T.eq(rc, 1, "no engine: " .. out)
+  assert(out:find("no engine listens in " .. dir .. "/moondog", 1, true), out)
+  local _a <close> = start_site(d, dir, "north")
+  -- One engine: attach goes there.
+  out, rc = attach_to(dir, nil, "print('site=' .. md.attach.site())\n")
+  T.eq(rc, 0, "one engine: " .. out)
+  assert(out:find("site=north", 1, true), out)
+  local _b <close> = start_site(d, dir, "south")
+  out, rc = attach_to(dir, nil, "print('never runs')\n")
+  T.eq(rc, 2, "several engines: " .. out)
+  assert(not out:find("never runs", 1, true), out)
+  for _, site in ipairs({ "north", "south" }) do
+    local sock = (dir .. "/moondog/" .. site .. ".sock"):gsub("%p", "%%%0")
+    local pid = out:match(site .. "%s+(%d+)%s+" .. sock)
+    assert(pid, "listed " .. site .. " with a pid: " .. out)
+    -- the pid is the engine's own: its command line names the site
+    local cmdline = (T.read_file("/proc/" .. pid .. "/cmdline") or ""):gsub("%z", " ")
+    assert(cmdline:find("--name " .. site, 1, true), "pid " .. pid .. " runs " .. cmdline)
+  end
+  assert(out:find("moondog attach SITE", 1, true), out)
+end)
+
+T.test("a listen that fails says so on stderr and in the log", function()
+  local dir, d <close> = tmpdir()
+  local _a <close> = start_site(d, dir, "north")
+  local code = "local l, err, c = md.attach.listen(); print(l, c)"
+  local out = T.sh(format("%s %s --name north -e %s 2>&1", site_env(dir), q(exe), q(code)))
+  assert(out:find("attach: another engine is listening on " .. dir .. "/moondog/north.sock", 1, true), out)
+  assert(out:find("nil\tin_use", 1, true), out)
+  -- With the log in a file: the warning goes there and to stderr.
+  local log = dir .. "/engine.log"
+  local err = T.sh(format("%s %s --log-file %s --name north -e %s 2>&1 >/dev/null", site_env(dir), q(exe),
+    q(log), q(code)))
+  assert(err:find("moondog: attach: another engine is listening", 1, true), "stderr: " .. err)
+  assert((T.read_file(log) or ""):find("attach: another engine is listening", 1, true), "log file")
+end)
+
+T.test("a symbolic link at the socket path is never followed", function()
+  local dir, _ <close> = tmpdir()
+  os.execute(format("mkdir -m 0700 %s", q(dir .. "/moondog")))
+  local target = dir .. "/elsewhere"
+  T.write_file(target, "keep me")
+  os.execute(format("ln -s %s %s", q(target), q(dir .. "/moondog/west.sock")))
+  local code = "local l, err, c = md.attach.listen(); print(l, c, err)"
+  local out = T.sh(format("%s %s --name west -e %s 2>/dev/null", site_env(dir), q(exe), q(code)))
+  assert(out:find("^nil\tunsafe\t.*symbolic link"), out)
+  T.eq(T.read_file(target), "keep me", "link target")
+  local _, is_link = T.sh("test -L " .. q(dir .. "/moondog/west.sock"))
+  T.eq(is_link, 0, "the link is left alone")
+  -- The same for a path given to listen().
+  local l, err, c = md.attach.listen(dir .. "/moondog/west.sock")
+  T.eq(l, nil, "listen on the link")
+  T.eq(c, "unsafe", "code: " .. tostring(err))
+end)
+
+-- }=====
