@@ -81,6 +81,9 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # tests/c/test_<name>.c is linked with $(BUILD)/<name>.o and TEST_EXTRA_<name>
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
+# conn: the loop it runs on (listed again as a prerequisite, so that it is built)
+TEST_EXTRA_conn := $(BUILD)/loop.o -lpthread
+$(BUILD)/tests/test_conn: $(BUILD)/loop.o
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
 .SECONDEXPANSION:
