@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { CONNECT_TIMEOUT_MS = 3000, HOST_MAX = 256 };
@@ -67,6 +68,7 @@ struct md_resolve {
     bool finished;  /* the thread has its result (res_lock) */
     bool cancelled; /* the owner gave up (res_lock) */
     md_conn_resolver resolve;
+    int delay_ms; /* MOONDOG_TEST_DNS_DELAY_MS: a slow resolver, for tests */
     struct addrinfo hints;
     char host[HOST_MAX], service[16];
     struct addrinfo *res;
@@ -149,6 +151,11 @@ static void *resolve_main(void *arg)
 {
     md_resolve *r = arg;
     struct addrinfo *res = NULL;
+    if (r->delay_ms > 0) {
+        struct timespec ts = {r->delay_ms / 1000, (r->delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
     int rc = r->resolve(r->host, r->service, &r->hints, &res);
     int err = from_gai(rc, errno);
     pthread_mutex_lock(&res_lock);
@@ -211,6 +218,8 @@ md_resolve *md_resolve_start(md_loop *loop, const char *host, int port, int sock
         return r;
     }
     r->threaded = true;
+    const char *delay = getenv("MOONDOG_TEST_DNS_DELAY_MS");
+    r->delay_ms = delay ? atoi(delay) : 0;
     make_hints(&r->hints, socktype, passive);
     snprintf(r->host, sizeof r->host, "%s", host);
     snprintf(r->service, sizeof r->service, "%d", port);

@@ -42,7 +42,10 @@ typedef struct md_resolve md_resolve;
 typedef int (*md_conn_resolver)(const char *host, const char *service,
                                 const struct addrinfo *hints, struct addrinfo **res);
 /* Install fn as the resolver of every later lookup (NULL: getaddrinfo).
- * It runs on resolver threads, so it may block. For tests. */
+ * It runs on resolver threads, so it may block. For tests. A test of the
+ * whole program sets MOONDOG_TEST_DNS_DELAY_MS instead: each name lookup
+ * then waits that long on its thread before it starts (never a literal
+ * address, never the loop thread). */
 void md_conn_set_resolver(md_conn_resolver fn);
 
 /*
