@@ -20,7 +20,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int md_stream_resolve(const char *host, int port, bool passive, struct addrinfo **res)
+/* getaddrinfo for a listener: host NULL, "" or "*" means every local
+ * address. A host name blocks for DNS; a literal IP address never does. */
+static int resolve(const char *host, int port, bool passive, struct addrinfo **res)
 {
     char service[16];
     snprintf(service, sizeof service, "%d", port);
@@ -43,36 +45,10 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int md_stream_connect_addr(const struct addrinfo *ai, bool *in_progress)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-    if (fd < 0)
-        return -errno;
-    set_nodelay(fd);
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    int err = rc < 0 ? errno : 0;
-    if (rc < 0 && err != EINPROGRESS) {
-        close(fd);
-        return -err;
-    }
-    *in_progress = rc < 0;
-    return fd;
-}
-
-int md_stream_connect_result(int fd)
-{
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        return -errno;
-    return -soerr;
-}
-
 int md_stream_listen(const char *host, int port, int backlog)
 {
     struct addrinfo *res;
-    int rc = md_stream_resolve(host, port, true, &res);
+    int rc = resolve(host, port, true, &res);
     if (rc < 0)
         return rc;
     int err = EADDRNOTAVAIL;

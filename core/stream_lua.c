@@ -19,7 +19,8 @@
  * Codes: "timeout" (the engine's wait timed out), "connection_lost" (the
  * peer closed the connection or it broke), "closed" (closed here while a
  * task waited), "refused", "unreachable", "connect" (other connect
- * failures), "in_use" and "permission" (listen), "busy" (a write while
+ * failures), "dns" (a host name that does not resolve), "in_use" and
+ * "permission" (listen), "busy" (a write while
  * more than 4 MB wait to be sent), "accept". Timeouts are seconds; none by default,
  * except 10 s for connect.
  *
@@ -57,6 +58,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "conn.h"
 #include "engine.h"
 #include "stream.h"
 
@@ -92,7 +94,7 @@ struct conn {
     char peer[80];  /* for messages */
 
     /* connecting (only inside stream.connect) */
-    struct addrinfo *addrs, *next_addr;
+    md_conn *pending; /* conn.c's attempt */
     int connect_err;
     md_wait *cwait;
 
@@ -244,28 +246,10 @@ static void take_input(conn *c)
     md_task_done(w);
 }
 
-static void try_next_addr(conn *c);
-
 static void on_conn_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 {
     (void)loop, (void)w, (void)fd;
     conn *c = ud;
-    if (c->cwait) {
-        int rc = md_stream_connect_result(c->fd);
-        if (rc == 0) {
-            freeaddrinfo(c->addrs);
-            c->addrs = c->next_addr = NULL;
-            md_wait *cw = c->cwait;
-            c->cwait = NULL;
-            update_watch(c, false);
-            md_task_done(cw);
-        } else {
-            c->connect_err = -rc;
-            drop_fd(c);
-            try_next_addr(c);
-        }
-        return;
-    }
     if (events & MD_LOOP_WRITE)
         flush(c);
     if (!(events & MD_LOOP_READ) || c->fd < 0)
@@ -280,9 +264,9 @@ static void conn_shutdown(conn *c)
 {
     c->closed = true;
     drop_fd(c);
-    if (c->addrs) {
-        freeaddrinfo(c->addrs);
-        c->addrs = c->next_addr = NULL;
+    if (c->pending) {
+        md_conn_cancel(c->pending);
+        c->pending = NULL;
     }
     wake_writers(c, 0, true);
     if (c->rwait) {
@@ -569,8 +553,8 @@ static const char *connect_code(int err)
     case ECONNREFUSED: return "refused";
     case ENETUNREACH:
     case EHOSTUNREACH:
-    case EADDRNOTAVAIL:
-    case MD_STREAM_ERESOLVE: return "unreachable";
+    case EADDRNOTAVAIL: return "unreachable";
+    case MD_CONN_EDNS: return "dns";
     case ETIMEDOUT: return "timeout";
     default: return "connect";
     }
@@ -579,46 +563,30 @@ static const char *connect_code(int err)
 static int push_connect_error(lua_State *L, conn *c, int err)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "cannot connect to %s: %s", c->peer,
-                    err == MD_STREAM_ERESOLVE ? "the host name does not resolve"
-                                              : strerror(err));
+    lua_pushfstring(L, "cannot connect to %s: %s", c->peer, md_conn_strerror(-err));
     lua_pushstring(L, connect_code(err));
     return 3;
 }
 
-/* Try the remaining addresses until one connects or is in progress. */
-static void try_next_addr(conn *c)
+/* conn.c is done: the connected socket, or the last address's error. */
+static void on_connected(md_loop *loop, int fd, int err, void *ud)
 {
-    while (c->next_addr) {
-        struct addrinfo *ai = c->next_addr;
-        c->next_addr = ai->ai_next;
-        bool in_progress = false;
-        int fd = md_stream_connect_addr(ai, &in_progress);
-        if (fd < 0) {
-            c->connect_err = -fd;
-            continue;
-        }
-        c->fd = fd;
-        int rc = watch_fd(c, in_progress ? MD_LOOP_WRITE : 0);
+    (void)loop;
+    conn *c = ud;
+    c->pending = NULL;
+    c->fd = fd;
+    c->connect_err = -err;
+    if (fd >= 0) {
+        int rc = watch_fd(c, 0);
         if (rc < 0) {
             c->connect_err = -rc;
             drop_fd(c);
-            continue;
         }
-        if (in_progress) {
-            update_watch(c, false);
-            return;
-        }
-        break; /* connected at once */
     }
-    freeaddrinfo(c->addrs);
-    c->addrs = c->next_addr = NULL;
-    if (c->cwait) {
-        md_wait *w = c->cwait;
-        c->cwait = NULL;
-        update_watch(c, false);
+    md_wait *w = c->cwait;
+    c->cwait = NULL;
+    if (w)
         md_task_done(w);
-    }
 }
 
 static int connect_results(lua_State *L, void *op)
@@ -656,16 +624,17 @@ static int stream_connect(lua_State *L)
     conn *c = new_conn(L); /* stack: host, port, opts, conn */
     snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
              (int)port);
-    int rc = md_stream_resolve(host, (int)port, false, &c->addrs);
-    if (rc < 0) {
+    /* The whole connect waits at most ms (below), and so does each address. */
+    md_conn_config cfg = {.host = host,
+                          .port = (int)port,
+                          .socktype = SOCK_STREAM,
+                          .timeout_ms = ms > 0 ? (int)ms : 1};
+    c->pending = md_conn_start(c->loop, &cfg, on_connected, c);
+    if (!c->pending) {
+        int err = errno;
         conn_shutdown(c);
-        return push_connect_error(L, c, -rc);
+        return push_connect_error(L, c, err);
     }
-    c->next_addr = c->addrs;
-    c->connect_err = EHOSTUNREACH;
-    try_next_addr(c);
-    if (!c->addrs)
-        return connect_results(L, c); /* connected or failed at once */
     c->cwait = md_task_wait(L, c, connect_cancel);
     char what[128];
     snprintf(what, sizeof what, "connecting to %s", c->peer);
