@@ -84,6 +84,10 @@ TEST_EXTRA_loop := -lpthread
 # conn: the loop it runs on (listed again as a prerequisite, so that it is built)
 TEST_EXTRA_conn := $(BUILD)/loop.o -lpthread
 $(BUILD)/tests/test_conn: $(BUILD)/loop.o
+# mbus: the client's layers, the loop and libmodbus (the serial transport)
+MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o conn.o loop.o mbcodec.o)
+TEST_EXTRA_mbus := $(MBUS_OBJ) $(shell pkg-config --libs libmodbus 2>/dev/null) -lpthread -lm
+$(BUILD)/tests/test_mbus: $(MBUS_OBJ)
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
 .SECONDEXPANSION:

@@ -512,7 +512,7 @@ static void pump(md_mbus *b)
 
 /* {===== API ===== */
 
-int mbus_net_open(md_mbus *b)
+static int net_open(md_mbus *b)
 {
     mbus_net *n = calloc(1, sizeof *n);
     if (!n)
@@ -523,14 +523,15 @@ int mbus_net_open(md_mbus *b)
     return 0;
 }
 
-void mbus_net_submit(md_mbus *b, md_mbus_req *r)
+static void net_submit(md_mbus *b, md_mbus_req *r)
 {
     mbus_queue_push(&b->queue, r);
     pump(b);
 }
 
-void mbus_net_close(md_mbus *b)
+static void net_close(md_mbus *b, bool wait)
 {
+    (void)wait; /* a socket bus always closes at once */
     mbus_net *n = b->net;
     md_loop *loop = b->loop;
     b->closing = true;
@@ -553,5 +554,8 @@ void mbus_net_close(md_mbus *b)
         r->done.fn(loop, r->done.ud);
     }
 }
+
+const mbus_ops mbus_net_ops = {
+    .open = net_open, .submit = net_submit, .close = net_close};
 
 /* }===== */

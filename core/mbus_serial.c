@@ -453,7 +453,7 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int mbus_serial_open(md_mbus *b)
+static int serial_open(md_mbus *b)
 {
     mbus_serial *s = calloc(1, sizeof *s);
     if (!s)
@@ -471,7 +471,7 @@ int mbus_serial_open(md_mbus *b)
     return 0;
 }
 
-void mbus_serial_submit(md_mbus *b, md_mbus_req *r)
+static void serial_submit(md_mbus *b, md_mbus_req *r)
 {
     pthread_mutex_lock(&b->lock);
     if (b->closing) {
@@ -500,7 +500,7 @@ static void on_worker_exit(md_loop *loop, void *ud)
     serial_free(b);
 }
 
-void mbus_serial_close(md_mbus *b, bool wait)
+static void serial_close(md_mbus *b, bool wait)
 {
     mbus_serial *s = b->serial;
     pthread_mutex_lock(&b->lock);
@@ -523,5 +523,8 @@ void mbus_serial_close(md_mbus *b, bool wait)
         serial_free(b);
     }
 }
+
+const mbus_ops mbus_serial_ops = {
+    .open = serial_open, .submit = serial_submit, .close = serial_close};
 
 /* }===== */
