@@ -84,9 +84,9 @@ TEST_EXTRA_loop := -lpthread
 # conn: the loop it runs on (listed again as a prerequisite, so that it is built)
 TEST_EXTRA_conn := $(BUILD)/loop.o -lpthread
 $(BUILD)/tests/test_conn: $(BUILD)/loop.o
-# mbus: the client's layers, the loop and libmodbus (the serial transport)
-MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o conn.o loop.o mbcodec.o)
-TEST_EXTRA_mbus := $(MBUS_OBJ) $(shell pkg-config --libs libmodbus 2>/dev/null) -lpthread -lm
+# mbus: the layers of the client and the loop it runs on
+MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o serial.o conn.o loop.o mbcodec.o)
+TEST_EXTRA_mbus := $(MBUS_OBJ) -lpthread -lm
 $(BUILD)/tests/test_mbus: $(MBUS_OBJ)
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
@@ -153,9 +153,10 @@ fuzz-run: $(FUZZ_BIN)
 FUZZ_EXTRA_mbserver := core/mbcodec.c
 build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
 FUZZ_EXTRA_sscodec := -lm
-FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c \
-                   $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
-build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
+FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_serial.c \
+                 core/serial.c core/conn.c core/loop.c
+FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm
+build/fuzz/fuzz_mbus: $(FUZZ_MBUS_SRC)
 
 FUZZ_EXTRA_mqtt := core/loop.c core/log.c -lpthread -ldl
 build/fuzz/fuzz_mqtt: core/loop.c core/log.c

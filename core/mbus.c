@@ -24,20 +24,22 @@
  * same reads run at 0.95-1.09x the C client's requests/s and 0.93-1.15x
  * its CPU: one context switch and three syscalls per transaction.
  *
- * Serial (rtu): mbus_serial.c, one worker thread per bus that owns a
- * libmodbus context. libmodbus owns the port setup and the line timing
- * (inter-frame silence, RS-485 direction), which only a blocking caller
- * gets right; a serial line at 9600-115200 baud spends milliseconds per
- * transaction on the wire, so the hand-off costs nothing that matters
- * there. A slow or dead device so delays only its own bus.
+ * Serial (rtu): mbus_serial.c, one worker thread per bus that owns the
+ * line, set up by serial.c (the same code as the Modbus server's). A
+ * blocking caller keeps the line timing simple (the answer is read under
+ * poll until its length is in), and a serial line at 9600-115200 baud
+ * spends milliseconds per transaction on the wire, so the hand-off costs
+ * nothing that matters there. A slow or dead device so delays only its
+ * own bus. Serial buses went through libmodbus until the port set-up was
+ * written once for client and server (issue 16): libmodbus could only set
+ * up the port itself.
  *
- * Framing. Everything except libmodbus's serial function codes uses
- * mbus_base.c's PDU-level framing on top of mbcodec.c: libmodbus 3.1.6 has no UDP
- * backend, cannot frame RTU over a socket and misframes FC 43; and its TCP
- * client fails the request after a timeout when the late answer to the
- * earlier one arrives (it cannot tell a transaction id mismatch from a
- * malformed frame), where ours skips answers to other transactions and
- * keeps those errors apart.
+ * Framing. Every transport uses mbus_base.c's PDU-level framing on top of
+ * mbcodec.c: libmodbus 3.1.6 has no UDP backend, cannot frame RTU over a
+ * socket and misframes FC 43; and its TCP client fails the request after a
+ * timeout when the late answer to the earlier one arrives (it cannot tell a
+ * transaction id mismatch from a malformed frame), where ours skips answers
+ * to other transactions and keeps those errors apart.
  *
  * Timeouts. With no configured timeout, the response timeout adapts to the
  * device like TCP's retransmission timer (RFC 6298): smoothed round trip

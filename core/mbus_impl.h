@@ -6,7 +6,7 @@
  *   mbus.c         the API: picks the transport and calls its operations
  *   mbus_net.c     socket transports on the loop thread (tcp, udp, rtu+tcp,
  *                  rtu+udp): non-blocking, no thread; connects via conn.c
- *   mbus_serial.c  serial rtu on a worker thread through libmodbus
+ *   mbus_serial.c  serial rtu on a worker thread; the line from serial.c
  *   mbus_base.c    what both directions use: ADU build and check, the
  *                  request queue, the adaptive timeout, statistics, backoff
  *
