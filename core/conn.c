@@ -115,6 +115,20 @@ int md_conn_resolve_literal(const char *host, int port, int socktype, bool passi
     return from_gai(rc, errno);
 }
 
+int md_conn_resolve_now(const char *host, int port, int socktype, bool passive,
+                        struct addrinfo **res)
+{
+    int rc = md_conn_resolve_literal(host, port, socktype, passive, res);
+    if (rc != -EAGAIN)
+        return rc;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints;
+    make_hints(&hints, socktype, passive);
+    rc = resolver(host, service, &hints, res);
+    return from_gai(rc, errno);
+}
+
 static void deliver(md_resolve *r)
 {
     md_resolve_fn fn = r->fn;

@@ -69,6 +69,16 @@ void md_resolve_cancel(md_resolve *r);
 int md_conn_resolve_literal(const char *host, int port, int socktype, bool passive,
                             struct addrinfo **res);
 
+/*
+ * Resolve host:port at once, through the same resolver and with the same
+ * errors as md_resolve_start: for a listener that must have its socket
+ * before its open returns. A literal address (and passive "*") never
+ * blocks; a host name blocks the caller for one lookup. 0 and *res (free
+ * with freeaddrinfo), or -errno / -MD_CONN_EDNS.
+ */
+int md_conn_resolve_now(const char *host, int port, int socktype, bool passive,
+                        struct addrinfo **res);
+
 typedef struct md_conn_config {
     const char *host; /* copied */
     int port;

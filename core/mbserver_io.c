@@ -57,6 +57,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 #include "serial.h"
 #include "stream.h"
@@ -706,16 +707,13 @@ static void on_datagram(md_loop *loop, md_watch *w, int fd, int events, void *ud
 /* Bind a socket of socktype to host:port; listen for streams. */
 static int open_socket(md_mbsrv *s, int socktype)
 {
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->cfg.link.port);
-    const char *host =
-        s->cfg.link.host[0] && strcmp(s->cfg.link.host, "*") ? s->cfg.link.host : NULL;
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE};
+    /* conn.c's resolver: "" and "*" bind every address, a literal address
+     * needs no lookup, a host name is looked up once, here. */
     struct addrinfo *res;
-    int grc = getaddrinfo(host, port, &hints, &res);
-    if (grc != 0)
-        return grc == EAI_SYSTEM ? -errno : -MD_MBSRV_ERESOLVE;
+    int rc =
+        md_conn_resolve_now(s->cfg.link.host, s->cfg.link.port, socktype, true, &res);
+    if (rc < 0)
+        return rc == -MD_CONN_EDNS ? -MD_MBSRV_ERESOLVE : rc;
     int err = EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -20,24 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* getaddrinfo for a listener: host NULL, "" or "*" means every local
- * address. A host name blocks for DNS; a literal IP address never does. */
-static int resolve(const char *host, int port, bool passive, struct addrinfo **res)
-{
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
-    };
-    if (passive && host && (!host[0] || strcmp(host, "*") == 0))
-        host = NULL;
-    int rc = getaddrinfo(host, service, &hints, res);
-    if (rc == 0)
-        return 0;
-    return rc == EAI_SYSTEM ? -errno : -MD_STREAM_ERESOLVE;
-}
+#include "conn.h"
 
 static void set_nodelay(int fd)
 {
@@ -48,9 +31,9 @@ static void set_nodelay(int fd)
 int md_stream_listen(const char *host, int port, int backlog)
 {
     struct addrinfo *res;
-    int rc = resolve(host, port, true, &res);
+    int rc = md_conn_resolve_now(host, port, SOCK_STREAM, true, &res);
     if (rc < 0)
-        return rc;
+        return rc == -MD_CONN_EDNS ? -MD_STREAM_ERESOLVE : rc;
     int err = EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,

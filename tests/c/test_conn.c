@@ -4,8 +4,9 @@
  * What is checked: a name that does not resolve (dns), a refused port, a
  * connect that times out against a listener whose backlog is full, several
  * addresses with the first failing, a literal address that connects without
- * the resolver, and that a slow resolver never blocks the loop (timers keep
- * firing while it hangs, and a cancel does not wait for it).
+ * the resolver, that a slow resolver never blocks the loop (timers keep
+ * firing while it hangs, and a cancel does not wait for it), and the
+ * listeners' resolve-at-once through the same resolver.
  *
  * Design: the resolver is replaced (md_conn_set_resolver) by fakes that
  * return hand-built address lists on loopback, so nothing depends on DNS.
@@ -349,6 +350,23 @@ static void cancel_while_resolving(void **state)
     assert_false(f->called);
 }
 
+/* The listeners' resolve: the same resolver and errors, at once. */
+static void resolve_now(void **state)
+{
+    (void)state;
+    struct addrinfo *res = NULL;
+    assert_int_equal(md_conn_resolve_now("nowhere.test", 1, SOCK_STREAM, true, &res),
+                     -MD_CONN_EDNS);
+    fake_ports[0] = 1502;
+    fake_nports = 1;
+    assert_int_equal(md_conn_resolve_now("one.test", 1, SOCK_STREAM, true, &res), 0);
+    assert_int_equal(ntohs(((struct sockaddr_in *)res->ai_addr)->sin_port), 1502);
+    freeaddrinfo(res);
+    assert_int_equal(md_conn_resolve_now("*", 1503, SOCK_DGRAM, true, &res), 0);
+    assert_int_equal(res->ai_socktype, SOCK_DGRAM);
+    freeaddrinfo(res);
+}
+
 static void tokens(void **state)
 {
     (void)state;
@@ -373,6 +391,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(literal_connects, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_resolver_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_while_resolving, setup, teardown),
+        cmocka_unit_test_setup_teardown(resolve_now, setup, teardown),
         cmocka_unit_test(tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
