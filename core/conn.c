@@ -172,21 +172,23 @@ static void *resolve_main(void *arg)
     }
     int rc = r->resolve(r->host, r->service, &r->hints, &res);
     int err = from_gai(rc, errno);
+    /* Posted under the lock: once a cancel has the lock, this thread has
+     * either posted already or never touches the loop (which may be freed
+     * right after the cancel). */
     pthread_mutex_lock(&res_lock);
     bool cancelled = r->cancelled;
     if (!cancelled) {
         r->finished = true;
         r->res = res;
         r->err = err;
+        md_loop_post(r->loop, &r->done);
     }
     pthread_mutex_unlock(&res_lock);
     if (cancelled) { /* the owner and maybe the loop are gone: touch neither */
         if (res)
             freeaddrinfo(res);
         free(r);
-        return NULL;
     }
-    md_loop_post(r->loop, &r->done);
     return NULL;
 }
 
@@ -262,7 +264,7 @@ void md_resolve_cancel(md_resolve *r)
     r->cancelled = true;
     bool finished = r->finished;
     pthread_mutex_unlock(&res_lock);
-    /* finished: the completion is posted (or about to be) and frees r;
+    /* finished: the completion is posted and frees r when it runs;
      * else the thread frees r when its lookup returns. */
     if (!finished)
         md_loop_release(r->loop);
