@@ -91,12 +91,19 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # tests/c/test_<name>.c is linked with $(BUILD)/<name>.o and TEST_EXTRA_<name>
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
+# conn: the loop it runs on (listed again as a prerequisite, so that it is built)
+TEST_EXTRA_conn := $(BUILD)/loop.o -lpthread
+$(BUILD)/tests/test_conn: $(BUILD)/loop.o
+# mbus: the layers of the client and the loop it runs on
+MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o serial.o conn.o loop.o mbcodec.o)
+TEST_EXTRA_mbus := $(MBUS_OBJ) -lpthread -lm
+$(BUILD)/tests/test_mbus: $(MBUS_OBJ)
 TEST_EXTRA_sscodec := -lm
 TEST_EXTRA_rctcodec := -lm
 # libmosquitto only as the reference of the differential topic test
 TEST_EXTRA_mqtt_queue := $$(pkg-config --libs libmosquitto)
 TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o -lm
-TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/loop.o -lpthread
+TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o -lpthread
 TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
@@ -207,9 +214,10 @@ fuzz-run: $(FUZZ_BIN)
 FUZZ_EXTRA_mbserver := core/mbcodec.c
 build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
 FUZZ_EXTRA_sscodec := -lm
-FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c \
-                   $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
-build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
+FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_serial.c \
+                 core/serial.c core/conn.c core/loop.c
+FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm
+build/fuzz/fuzz_mbus: $(FUZZ_MBUS_SRC)
 
 FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c -lpthread -ldl
 build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c

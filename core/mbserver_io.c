@@ -47,21 +47,19 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/serial.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
+#include "serial.h"
 #include "stream.h"
 
 enum {
@@ -179,7 +177,10 @@ static void conn_close(conn *c)
     if (c->idle_timer)
         md_loop_timer_cancel(s->loop, c->idle_timer);
     md_loop_unwatch(s->loop, c->watch);
-    close(c->fd);
+    if (c->serial)
+        md_serial_close(c->fd); /* also gives TIOCEXCL back */
+    else
+        close(c->fd);
     if (c->serial) {
         s->line = NULL;
         arm_retry(s, RETRY_MS);
@@ -706,16 +707,13 @@ static void on_datagram(md_loop *loop, md_watch *w, int fd, int events, void *ud
 /* Bind a socket of socktype to host:port; listen for streams. */
 static int open_socket(md_mbsrv *s, int socktype)
 {
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->cfg.link.port);
-    const char *host =
-        s->cfg.link.host[0] && strcmp(s->cfg.link.host, "*") ? s->cfg.link.host : NULL;
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE};
+    /* conn.c's resolver: "" and "*" bind every address, a literal address
+     * needs no lookup, a host name is looked up once, here. */
     struct addrinfo *res;
-    int grc = getaddrinfo(host, port, &hints, &res);
-    if (grc != 0)
-        return grc == EAI_SYSTEM ? -errno : -MD_MBSRV_ERESOLVE;
+    int rc =
+        md_conn_resolve_now(s->cfg.link.host, s->cfg.link.port, socktype, true, &res);
+    if (rc < 0)
+        return rc == -MD_CONN_EDNS ? -MD_MBSRV_ERESOLVE : rc;
     int err = EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -757,87 +755,22 @@ static int open_network(md_mbsrv *s)
 
 /* {===== serial line ===== */
 
-static const struct {
-    int baud;
-    speed_t speed;
-} speeds[] = {
-    {50, B50},           {75, B75},           {110, B110},         {134, B134},
-    {150, B150},         {200, B200},         {300, B300},         {600, B600},
-    {1200, B1200},       {1800, B1800},       {2400, B2400},       {4800, B4800},
-    {9600, B9600},       {19200, B19200},     {38400, B38400},     {57600, B57600},
-    {115200, B115200},   {230400, B230400},   {460800, B460800},   {500000, B500000},
-    {576000, B576000},   {921600, B921600},   {1000000, B1000000}, {1152000, B1152000},
-    {1500000, B1500000}, {2000000, B2000000}, {2500000, B2500000}, {3000000, B3000000},
-};
-
-static int find_speed(int baud, speed_t *out)
-{
-    for (size_t i = 0; i < sizeof speeds / sizeof *speeds; i++)
-        if (speeds[i].baud == baud) {
-            *out = speeds[i].speed;
-            return 0;
-        }
-    return -MD_MBSRV_EBAUD;
-}
-
-/* Raw 8-bit line with the URL's settings; a pty takes them and ignores
- * the speed. */
-static int setup_line(int fd, const md_mbsrv_config *cfg, speed_t speed)
-{
-    struct termios tio;
-    if (tcgetattr(fd, &tio) < 0)
-        return -errno;
-    cfmakeraw(&tio);
-    tio.c_cflag |= CLOCAL | CREAD;
-    tio.c_cflag &= ~(tcflag_t)(CSIZE | PARENB | PARODD | CSTOPB | CRTSCTS);
-    static const tcflag_t sizes[] = {CS5, CS6, CS7, CS8};
-    tio.c_cflag |= sizes[cfg->link.data_bits >= 5 && cfg->link.data_bits <= 8
-                             ? cfg->link.data_bits - 5
-                             : 3];
-    if (cfg->link.parity == 'E' || cfg->link.parity == 'O')
-        tio.c_cflag |= PARENB | (cfg->link.parity == 'O' ? PARODD : 0);
-    if (cfg->link.stop_bits == 2)
-        tio.c_cflag |= CSTOPB;
-    tio.c_cc[VMIN] = 0;
-    tio.c_cc[VTIME] = 0;
-    cfsetispeed(&tio, speed);
-    cfsetospeed(&tio, speed);
-    if (tcsetattr(fd, TCSANOW, &tio) < 0)
-        return -errno;
-    tcflush(fd, TCIOFLUSH);
-    ioctl(fd, TIOCEXCL); /* a second opener gets EBUSY; best effort */
-    if (cfg->link.rs485) {
-        struct serial_rs485 rs = {.flags = SER_RS485_ENABLED | SER_RS485_RTS_ON_SEND};
-        if (ioctl(fd, TIOCSRS485, &rs) < 0)
-            return -errno;
-    }
-    return 0;
-}
-
+/* The line is set up by serial.c, as for client buses (locked first, so
+ * a line another program uses is refused before its settings change). */
 static int open_serial(md_mbsrv *s)
 {
-    speed_t speed;
-    if (find_speed(s->cfg.link.baud, &speed) < 0)
+    if (!md_serial_baud_ok(s->cfg.link.baud))
         return -MD_MBSRV_EBAUD;
-    int fd = open(s->cfg.link.device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    int fd = md_serial_open(&s->cfg.link);
     if (fd < 0)
-        return -errno;
-    /* One party per line, as for client buses (mbus_serial.c): lock before
-     * setup_line changes the settings of a line another program uses. */
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-        close(fd);
-        return -EBUSY; /* other errors: no lock support there, serve anyway */
-    }
-    int rc = setup_line(fd, &s->cfg, speed);
-    conn *c = rc == 0 ? conn_new(s, fd, true) : NULL;
+        return fd;
+    conn *c = conn_new(s, fd, true);
     if (c)
         c->watch = md_loop_watch(s->loop, fd, MD_LOOP_READ, on_conn_event, c);
-    if (rc == 0 && (!c || !c->watch))
-        rc = -ENOMEM;
-    if (rc < 0) {
+    if (!c || !c->watch) {
         free(c);
-        close(fd);
-        return rc;
+        md_serial_close(fd);
+        return -ENOMEM;
     }
     s->line = c;
     return 0;

@@ -9,7 +9,7 @@
  * non-blocking socket watched by the loop, and each request's completion
  * is called directly on the loop thread, possibly before md_mbus_submit()
  * returns (a request that fails at once). A serial bus (rtu) has a worker
- * thread that owns its libmodbus context from open to close and hands each
+ * thread that owns its line (serial.c) from open to close and hands each
  * finished request back through md_loop_post(). Neither touches Lua. See
  * mbus.c for why there are two designs.
  *

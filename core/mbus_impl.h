@@ -1,12 +1,14 @@
 /*
- * mbus_impl.h - what the three files of the Modbus client share; not a
- * public header (see mbus.h for the API, mbus.c for the design).
+ * mbus_impl.h - what the files of the Modbus client share; not a public
+ * header (see mbus.h for the API, mbus.c for the design). Layers, top to
+ * bottom; each calls only the one below it:
  *
- *   mbus.c         the API, the request queue, statistics, the adaptive
- *                  timeout, connect backoff and the framing helpers
+ *   mbus.c         the API: picks the transport and calls its operations
  *   mbus_net.c     socket transports on the loop thread (tcp, udp, rtu+tcp,
- *                  rtu+udp): non-blocking, no thread
- *   mbus_serial.c  serial rtu on a worker thread through libmodbus
+ *                  rtu+udp): non-blocking, no thread; connects via conn.c
+ *   mbus_serial.c  serial rtu on a worker thread; the line from serial.c
+ *   mbus_base.c    what both directions use: ADU build and check, the
+ *                  request queue, the adaptive timeout, statistics, backoff
  *
  * Locking. Only a serial bus has a second thread; its fields marked
  * "shared" below are guarded by b->lock. A socket bus lives on the loop
@@ -44,12 +46,29 @@ typedef struct mbus_queue {
 struct mbus_net;
 struct mbus_serial;
 
+/* A transport's operations, as libmodbus has one backend table per
+ * transport. mbus.c calls them; they complete each request through its
+ * md_completion and never call back into mbus.c. */
+typedef struct mbus_ops {
+    /* Set up the transport of a freshly allocated bus (it connects lazily,
+     * on the first request). 0 or -errno. */
+    int (*open)(md_mbus *b);
+    /* Queue r; see md_mbus_submit for when its completion runs. */
+    void (*submit)(md_mbus *b, md_mbus_req *r);
+    /* Close and free the bus (see md_mbus_close). */
+    void (*close)(md_mbus *b, bool wait);
+} mbus_ops;
+
+extern const mbus_ops mbus_net_ops;    /* mbus_net.c */
+extern const mbus_ops mbus_serial_ops; /* mbus_serial.c */
+
 /* Owned by whoever opened it (mbus_lua.c) until md_mbus_close(); then by
  * the loop thread, which frees it (at once for a socket bus, after the
  * worker exited for a serial one). */
 struct md_mbus {
     md_loop *loop;
     md_mbus_config cfg;
+    const mbus_ops *ops;
     bool on_loop;         /* socket transport run by mbus_net.c; else serial */
     pthread_mutex_t lock; /* serial buses only (see above) */
 
@@ -86,7 +105,7 @@ static inline void mbus_unlock(md_mbus *b)
         pthread_mutex_unlock(&b->lock);
 }
 
-/* {===== mbus.c: shared helpers ===== */
+/* {===== mbus_base.c: below the transports ===== */
 
 bool mbus_is_datagram(const md_mbus *b);
 bool mbus_is_rtu_framing(const md_mbus *b);
@@ -136,20 +155,7 @@ void mbus_connected(md_mbus *b);
  * the last attempt's error: returns -MD_MBUS_ECONNECT, or 0 when it is
  * time to try again. now_ms is on the clock the transport backs off by. */
 int mbus_backing_off(md_mbus *b, md_mbus_req *r, int64_t now_ms);
-
-/* }===== */
-
-/* {===== mbus_net.c and mbus_serial.c ===== */
-
-/* Set up the transport of a freshly allocated bus. 0 or -errno. */
-int mbus_net_open(md_mbus *b);
-int mbus_serial_open(md_mbus *b);
-void mbus_net_submit(md_mbus *b, md_mbus_req *r);
-void mbus_serial_submit(md_mbus *b, md_mbus_req *r);
-/* Close and free the bus (see md_mbus_close). */
-void mbus_net_close(md_mbus *b);
-void mbus_serial_close(md_mbus *b, bool wait);
-/* mbus.c: free what md_mbus_open allocated. */
+/* Free what md_mbus_open allocated (the transport's close calls it last). */
 void mbus_free(md_mbus *b);
 
 /* }===== */

@@ -31,6 +31,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "conn.h"
 #include "engine.h"
 #include "mbcodec.h"
 #include "mblink_lua.h"
@@ -90,6 +91,7 @@ static void request_cancel(void *op)
 static const char *connect_code(int err)
 {
     switch (err) {
+    case MD_CONN_EDNS: return "dns";
     case ECONNREFUSED: return "refused";
     case ETIMEDOUT: return "connect_timeout";
     case EHOSTUNREACH:
@@ -169,7 +171,7 @@ static void push_connect_failure(lua_State *L, lreq *q, const char *what)
         else
             lua_pushfstring(
                 L, "not connected; next connect attempt in %s s (last attempt: %s)", in,
-                r->sys_errno ? strerror(r->sys_errno) : "failed");
+                r->sys_errno ? md_conn_strerror(-r->sys_errno) : "failed");
     }
     lua_concat(L, lua_gettop(L) - top);
     lua_pushstring(L, connect_code(r->sys_errno));
@@ -200,9 +202,9 @@ static int push_failure(lua_State *L, lreq *q)
             push_connect_failure(L, q, what);
             break;
         }
-        lua_pushfstring(L, "%s at %s: %s: %s", what, q->lb->url,
-                        md_mbus_strerror(r->status),
-                        r->sys_errno ? strerror(r->sys_errno) : "closed by the peer");
+        lua_pushfstring(
+            L, "%s at %s: %s: %s", what, q->lb->url, md_mbus_strerror(r->status),
+            r->sys_errno ? md_conn_strerror(-r->sys_errno) : "closed by the peer");
         lua_pushstring(L, r->status == -MD_MBUS_ECONNECT ? connect_code(r->sys_errno)
                                                          : "connection_lost");
         break;

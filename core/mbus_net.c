@@ -30,13 +30,12 @@
  * request cannot pass for the next one's (RTU framing has no transaction
  * id). A clean transaction costs no extra syscall for this.
  *
- * Connecting. getaddrinfo() resolves the host on the loop thread: a literal
- * IPv4/IPv6 address (the usual case for devices) is parsed without any
- * lookup and never blocks; a host name costs one blocking DNS lookup per
- * connect attempt, which is accepted (attempts are rare, and back off after
- * failures). Each address is then tried with a non-blocking connect under
- * the connect timeout. On failure the current request fails with ECONNECT
- * and the backoff of mbus.c applies.
+ * Connecting goes through conn.c: a host name is resolved off the loop
+ * thread (a literal address needs no lookup), then each address is tried
+ * with a non-blocking connect under the connect timeout, and the connected
+ * socket comes back to on_connected(). On failure the current request
+ * fails with ECONNECT (sys_errno: the errno, or MD_CONN_EDNS) and the
+ * backoff of mbus.c applies.
  *
  * Threads: loop thread only; no lock. Ownership: a request belongs to the
  * bus from md_mbus_submit() until its completion is called. The bus, its
@@ -47,7 +46,6 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -57,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "mbcodec.h"
 #include "mbus_impl.h"
 
@@ -71,10 +70,7 @@ typedef struct mbus_net {
     md_watch *watch; /* on fd */
     int events;      /* the watch's interest */
 
-    bool connecting;
-    struct addrinfo *addrs, *next_addr; /* while connecting */
-    int connect_err;                    /* the last address's error */
-    md_timer *connect_timer;
+    md_conn *conn; /* the connect in progress, or NULL */
 
     md_mbus_req *cur; /* in flight, or waiting for its connect */
     bool pumping;     /* pump() runs: nested calls return at once */
@@ -132,15 +128,10 @@ static void disconnect(md_mbus *b)
         close(n->fd);
         n->fd = -1;
     }
-    if (n->connect_timer) {
-        md_loop_timer_cancel(b->loop, n->connect_timer);
-        n->connect_timer = NULL;
+    if (n->conn) {
+        md_conn_cancel(n->conn);
+        n->conn = NULL;
     }
-    if (n->addrs) {
-        freeaddrinfo(n->addrs);
-        n->addrs = n->next_addr = NULL;
-    }
-    n->connecting = false;
     n->events = 0;
     n->in_len = n->out_len = n->out_off = 0;
     n->dirty = false;
@@ -216,7 +207,7 @@ static void finish(md_mbus *b, int rc)
         if ((rc == 0 || rc == -MD_MBUS_EEXCEPTION) && !mbus_is_broadcast(b, r))
             mbus_adapt_timeout(b, r->latency_ms);
     }
-    if (n->fd >= 0 && !n->connecting) {
+    if (n->fd >= 0) {
         bool stream = !mbus_is_datagram(b);
         bool unsent = n->out_off < n->out_len;
         /* A stream that lost a frame boundary or its peer must be reopened.
@@ -405,148 +396,43 @@ static void connect_failed(md_mbus *b, int err)
     finish(b, -MD_MBUS_ECONNECT);
 }
 
-static void connected(md_mbus *b)
+/* conn.c is done: a connected socket for the current request, or the
+ * error of the last address it tried. */
+static void on_connected(md_loop *loop, int fd, int err, void *ud)
 {
-    mbus_net *n = b->net;
-    if (n->connect_timer) {
-        md_loop_timer_cancel(b->loop, n->connect_timer);
-        n->connect_timer = NULL;
-    }
-    freeaddrinfo(n->addrs);
-    n->addrs = n->next_addr = NULL;
-    n->connecting = false;
-    int rc = set_events(b, MD_LOOP_READ);
-    if (rc < 0) {
-        connect_failed(b, -rc);
-        return;
-    }
-    mbus_connected(b);
-    send_request(b, md_loop_now(b->loop));
-}
-
-/* Drop the socket of a failed attempt, keep the address list. */
-static void drop_attempt(md_mbus *b)
-{
-    mbus_net *n = b->net;
-    if (n->connect_timer) {
-        md_loop_timer_cancel(b->loop, n->connect_timer);
-        n->connect_timer = NULL;
-    }
-    md_loop_unwatch(b->loop, n->watch);
-    n->watch = NULL;
-    close(n->fd);
-    n->fd = -1;
-    n->events = 0;
-}
-
-static void on_connect_timeout(md_loop *loop, md_timer *t, void *ud);
-
-/* Try the remaining addresses until one connects or is in progress. */
-static void try_next_addr(md_mbus *b)
-{
-    mbus_net *n = b->net;
-    bool stream = !mbus_is_datagram(b);
-    while (n->next_addr) {
-        struct addrinfo *ai = n->next_addr;
-        n->next_addr = ai->ai_next;
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            n->connect_err = errno;
-            continue;
-        }
-        if (stream) { /* one small request at a time: never wait for more */
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        }
-        int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-        int err = rc < 0 ? errno : 0;
-        if (rc < 0 && err != EINPROGRESS) {
-            n->connect_err = err;
-            close(fd);
-            continue;
-        }
-        int events = rc == 0 ? MD_LOOP_READ : MD_LOOP_WRITE;
-        n->watch = md_loop_watch(b->loop, fd, events, on_io, b);
-        if (!n->watch) {
-            n->connect_err = errno;
-            close(fd);
-            continue;
-        }
-        md_loop_watch_keepalive(b->loop, n->watch, false);
-        n->fd = fd;
-        n->events = events;
-        if (rc == 0) {
-            connected(b);
-            return;
-        }
-        int ms = b->cfg.connect_timeout_ms ? b->cfg.connect_timeout_ms
-                                           : MBUS_CONNECT_TIMEOUT_MS;
-        n->connect_timer =
-            md_loop_timer(b->loop, md_loop_now(b->loop) + ms, on_connect_timeout, b);
-        if (!n->connect_timer) {
-            n->connect_err = ENOMEM;
-            drop_attempt(b);
-            continue;
-        }
-        md_loop_timer_keepalive(b->loop, n->connect_timer, false);
-        return;
-    }
-    connect_failed(b, n->connect_err);
-}
-
-static void on_connect_timeout(md_loop *loop, md_timer *t, void *ud)
-{
-    (void)loop, (void)t;
     md_mbus *b = ud;
     mbus_net *n = b->net;
-    n->connect_timer = NULL;
-    n->connect_err = ETIMEDOUT;
-    drop_attempt(b);
-    try_next_addr(b);
-}
-
-/* The connecting socket is ready: connected, or failed. */
-static void connect_ready(md_mbus *b)
-{
-    mbus_net *n = b->net;
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (getsockopt(n->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        soerr = errno;
-    if (soerr == 0) {
-        /* Writable, or a hang-up without an error: either way the first
-         * send tells, and waiting for more would spin on a hang-up. */
-        connected(b);
+    n->conn = NULL;
+    if (fd < 0) {
+        connect_failed(b, -err);
         return;
     }
-    n->connect_err = soerr;
-    drop_attempt(b);
-    try_next_addr(b);
+    n->watch = md_loop_watch(loop, fd, MD_LOOP_READ, on_io, b);
+    if (!n->watch) {
+        int e = errno;
+        close(fd);
+        connect_failed(b, e);
+        return;
+    }
+    md_loop_watch_keepalive(loop, n->watch, false);
+    n->fd = fd;
+    n->events = MD_LOOP_READ;
+    mbus_connected(b);
+    send_request(b, md_loop_now(loop));
 }
 
 /* Open the connection for the current request (it fails on error). */
 static void start_connect(md_mbus *b)
 {
-    mbus_net *n = b->net;
-    char port[16];
-    snprintf(port, sizeof port, "%d", b->cfg.link.port);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = mbus_is_datagram(b) ? SOCK_DGRAM : SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV,
+    md_conn_config cfg = {
+        .host = b->cfg.link.host,
+        .port = b->cfg.link.port,
+        .socktype = mbus_is_datagram(b) ? SOCK_DGRAM : SOCK_STREAM,
+        .timeout_ms = b->cfg.connect_timeout_ms,
     };
-    /* Blocks only to look a host name up in DNS; see "Connecting" above. */
-    struct addrinfo *res;
-    int grc = getaddrinfo(b->cfg.link.host, port, &hints, &res);
-    if (grc != 0) {
-        int err = grc == EAI_SYSTEM ? errno : EHOSTUNREACH;
-        connect_failed(b, err);
-        return;
-    }
-    n->addrs = n->next_addr = res;
-    n->connect_err = EHOSTUNREACH;
-    n->connecting = true;
-    try_next_addr(b);
+    b->net->conn = md_conn_start(b->loop, &cfg, on_connected, b);
+    if (!b->net->conn)
+        connect_failed(b, errno);
 }
 
 /* }===== */
@@ -558,10 +444,6 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
     (void)loop, (void)w, (void)fd;
     md_mbus *b = ud;
     mbus_net *n = b->net;
-    if (n->connecting) {
-        connect_ready(b);
-        return;
-    }
     if ((events & MD_LOOP_WRITE) && n->out_off < n->out_len) {
         int rc = flush(b);
         md_mbus_req *r = n->cur;
@@ -630,7 +512,7 @@ static void pump(md_mbus *b)
 
 /* {===== API ===== */
 
-int mbus_net_open(md_mbus *b)
+static int net_open(md_mbus *b)
 {
     mbus_net *n = calloc(1, sizeof *n);
     if (!n)
@@ -641,14 +523,15 @@ int mbus_net_open(md_mbus *b)
     return 0;
 }
 
-void mbus_net_submit(md_mbus *b, md_mbus_req *r)
+static void net_submit(md_mbus *b, md_mbus_req *r)
 {
     mbus_queue_push(&b->queue, r);
     pump(b);
 }
 
-void mbus_net_close(md_mbus *b)
+static void net_close(md_mbus *b, bool wait)
 {
+    (void)wait; /* a socket bus always closes at once */
     mbus_net *n = b->net;
     md_loop *loop = b->loop;
     b->closing = true;
@@ -671,5 +554,8 @@ void mbus_net_close(md_mbus *b)
         r->done.fn(loop, r->done.ud);
     }
 }
+
+const mbus_ops mbus_net_ops = {
+    .open = net_open, .submit = net_submit, .close = net_close};
 
 /* }===== */

@@ -1,26 +1,21 @@
 /*
- * mbus_serial.c - serial rtu buses: one worker thread per bus that owns a
- * libmodbus context (see mbus.c for why serial lines keep a thread).
+ * mbus_serial.c - serial rtu buses: one worker thread per bus that owns
+ * the line (see mbus.c for why serial lines keep a thread).
  *
- * Threads. The worker owns the modbus_t from open to close. It takes
+ * Threads. The worker owns the line's fd from open to close. It takes
  * requests from the bus queue under b->lock (woken by a condvar), runs them
- * one at a time with blocking libmodbus calls, and hands each back to the
- * loop thread through md_loop_post(). It never calls Lua, strerror or
- * modbus_strerror. The loop thread only queues, reads statistics and
- * closes.
+ * one at a time with blocking reads and writes (poll under the response
+ * timeout), and hands each back to the loop thread through md_loop_post().
+ * It never calls Lua or strerror. The loop thread only queues, reads
+ * statistics and closes.
  *
- * FC 43 (read device identification), which libmodbus misframes, and
- * broadcasts go over the same tty with this bus's own framing (read/write
- * on libmodbus's fd, waiting with poll).
- *
- * One master per line. Two masters on one RS-485 line corrupt each other's
- * frames, so the worker takes an exclusive flock() on the device before
- * libmodbus opens it, through an fd of its own that it keeps while the
- * line is open: modbus_connect() sets the line up (tcsetattr) at once, and
- * a second master must fail before it touches a line in use, not after.
- * Another opener (another process, or a second bus on the same device in
- * this process) so fails with EBUSY. TIOCEXCL is set as well, for programs
- * that do not use flock(); root ignores it, flock() holds for root too.
+ * The line is opened and set up by serial.c, the same code the Modbus
+ * server uses: locked for this bus alone (a second master fails with EBUSY
+ * before it touches a line in use), raw 8-bit with the URL's settings, the
+ * kernel's RS-485 mode when asked, input that waited flushed. Requests and
+ * answers use mbus_base.c's RTU framing, as socket buses with rtu framing
+ * do; an answer is complete when its length (from the function code and
+ * byte count) has arrived, so no inter-byte timer is needed.
  *
  * Ownership. A queued or running request belongs to the bus until its
  * completion is posted; the loop thread then owns it again. The bus is
@@ -32,20 +27,16 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <modbus.h>
-
 #include "mbcodec.h"
 #include "mbus_impl.h"
+#include "serial.h"
 
 /* Owned by the bus. */
 typedef struct mbus_serial {
@@ -53,8 +44,7 @@ typedef struct mbus_serial {
     pthread_cond_t wake; /* with b->lock: a request was queued, or closing */
 
     /* worker only */
-    modbus_t *ctx; /* NULL while closed */
-    int lock_fd;   /* holds the flock() on the device while ctx is open; -1 */
+    int fd; /* the open line (serial.c), or -1 */
     int64_t last_end_ms;
 
     md_completion exited; /* posted by the worker as it exits (async close) */
@@ -87,7 +77,7 @@ static void sleep_ms(int64_t ms)
 
 /* }===== */
 
-/* {===== own framing on the tty: FC 43 and broadcasts ===== */
+/* {===== framing on the tty ===== */
 
 /* Discard whatever arrived late for earlier transactions. */
 static void drain_input(int fd)
@@ -104,9 +94,15 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0) {
-            if (errno == EINTR)
+            int err = errno;
+            if (err == EINTR)
                 continue;
-            return -errno;
+            if (err == EAGAIN) { /* the line's buffer is full: wait for room */
+                struct pollfd pw = {.fd = fd, .events = POLLOUT};
+                if (poll(&pw, 1, 1000) > 0)
+                    continue;
+            }
+            return -err;
         }
         p += w;
         n -= (size_t)w;
@@ -129,16 +125,20 @@ static int wait_readable(int fd, int64_t deadline)
     }
 }
 
-/* One transaction with mbus.c's framing: send the ADU for r, read until a
- * complete response or the deadline, and keep its data in r. */
-static int own_transact(md_mbus *b, int fd, md_mbus_req *r, int timeout_ms)
+/* One transaction: send the ADU for r, read until a complete response or
+ * the deadline, and keep its data in r. */
+static int transact(md_mbus *b, int fd, md_mbus_req *r, int timeout_ms)
 {
     uint8_t pdu[MD_MB_MAX_PDU], adu[MD_MB_MAX_TCP], buf[600];
     size_t pdu_len = mbus_build_pdu(r, pdu), have = 0;
     if (pdu_len == 0)
         return -MD_MBUS_EMALFORMED;
     size_t n = mbus_build_adu(b, r->unit, pdu, pdu_len, adu);
-    drain_input(fd);
+    /* Stale input is met, not dropped, as libmodbus did: a stray frame then
+     * fails this request (crc, wrong_unit) and settle() clears the line.
+     * FC 43 always went through this bus's own framing, which drops it. */
+    if (r->fc == 43)
+        drain_input(fd);
     int rc = write_all(fd, adu, n);
     if (rc < 0) {
         r->sys_errno = -rc;
@@ -185,95 +185,30 @@ static int own_transact(md_mbus *b, int fd, md_mbus_req *r, int timeout_ms)
 
 /* }===== */
 
-/* {===== libmodbus ===== */
-
-/* Take the line for this bus alone (see "One master per line" above):
- * the locked fd, or -EBUSY when another opener holds it, or -errno. */
-static int lock_line(const char *device)
-{
-    int fd = open(device, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return errno == EBUSY ? -EBUSY : -errno; /* EBUSY: TIOCEXCL, not root */
-    /* Only a held lock refuses the line: where locks are not supported
-     * (ENOLCK, EINVAL) the line still opens, as it did before. */
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
-        close(fd);
-        return -EBUSY;
-    }
-    return fd;
-}
-
-static void unlock_line(mbus_serial *s)
-{
-    if (s->lock_fd >= 0) {
-        close(s->lock_fd);
-        s->lock_fd = -1;
-    }
-}
-
-static int open_libmodbus(md_mbus *b)
-{
-    mbus_serial *s = b->serial;
-    const md_mbus_config *c = &b->cfg;
-    int fd = lock_line(c->link.device);
-    if (fd < 0)
-        return fd;
-    s->lock_fd = fd;
-    s->ctx = modbus_new_rtu(c->link.device, c->link.baud, c->link.parity,
-                            c->link.data_bits, c->link.stop_bits);
-    if (!s->ctx) {
-        int err = errno;
-        unlock_line(s);
-        return -err;
-    }
-    int ct = c->connect_timeout_ms ? c->connect_timeout_ms : MBUS_CONNECT_TIMEOUT_MS;
-    modbus_set_response_timeout(s->ctx, (uint32_t)(ct / 1000),
-                                (uint32_t)(ct % 1000) * 1000);
-    if (modbus_connect(s->ctx) < 0) {
-        int err = errno;
-        modbus_free(s->ctx);
-        s->ctx = NULL;
-        unlock_line(s);
-        return -err;
-    }
-    ioctl(modbus_get_socket(s->ctx), TIOCEXCL); /* best effort: not a tty, root */
-    modbus_flush(s->ctx); /* what arrived before we opened answers nothing of ours */
-    if (c->link.rs485 && modbus_rtu_set_serial_mode(s->ctx, MODBUS_RTU_RS485) < 0) {
-        int err = errno;
-        modbus_close(s->ctx);
-        modbus_free(s->ctx);
-        s->ctx = NULL;
-        unlock_line(s);
-        return -err;
-    }
-    return 0;
-}
+/* {===== the line ===== */
 
 static void disconnect(md_mbus *b)
 {
     mbus_serial *s = b->serial;
-    if (s->ctx) {
-        ioctl(modbus_get_socket(s->ctx), TIOCNXCL); /* the tty may outlive us (a pty) */
-        modbus_close(s->ctx);
-        modbus_free(s->ctx);
-        s->ctx = NULL;
-    }
-    unlock_line(s);
+    md_serial_close(s->fd);
+    s->fd = -1;
 }
 
 /* Open the line if needed; honours the backoff after failures. */
 static int ensure_connected(md_mbus *b, md_mbus_req *r)
 {
-    if (b->serial->ctx)
+    mbus_serial *s = b->serial;
+    if (s->fd >= 0)
         return 0;
     if (mbus_backing_off(b, r, mono_ms()) < 0)
         return -MD_MBUS_ECONNECT;
-    int rc = open_libmodbus(b);
-    if (rc < 0) {
-        mbus_connect_failed(b, -rc, mono_ms());
-        r->sys_errno = -rc;
+    int fd = md_serial_open(&b->cfg.link);
+    if (fd < 0) {
+        mbus_connect_failed(b, -fd, mono_ms());
+        r->sys_errno = -fd;
         return -MD_MBUS_ECONNECT;
     }
+    s->fd = fd;
     mbus_connected(b);
     return 0;
 }
@@ -282,120 +217,42 @@ static int ensure_connected(md_mbus *b, md_mbus_req *r)
  * frame, a second master), the answer may still be on its way: wait until
  * the line has been quiet for 20 ms (at most 10 rounds), then drop what
  * came, so that the next request reads its own answer. */
-static void settle(modbus_t *ctx)
+static void settle(int fd)
 {
     uint8_t junk[256];
-    struct pollfd p = {.fd = modbus_get_socket(ctx), .events = POLLIN};
+    struct pollfd p = {.fd = fd, .events = POLLIN};
     for (int i = 0; i < 10 && poll(&p, 1, 20) > 0 && (p.revents & POLLIN); i++)
         if (read(p.fd, junk, sizeof junk) <= 0)
             break;
-    modbus_flush(ctx);
+    tcflush(fd, TCIFLUSH);
 }
 
-/* libmodbus reports errors through errno. */
-static int from_libmodbus_errno(md_mbus_req *r, int err)
+/* Nobody answers a broadcast: send it and be done. */
+static int send_broadcast(md_mbus *b, int fd, md_mbus_req *r)
 {
-    if (err >= MODBUS_ENOBASE + 1 && err <= MODBUS_ENOBASE + 11) {
-        r->exception = err - MODBUS_ENOBASE;
-        return -MD_MBUS_EEXCEPTION;
-    }
-    switch (err) {
-    case ETIMEDOUT: return -MD_MBUS_ETIMEOUT;
-    case EMBBADCRC: return -MD_MBUS_ECRC;
-    case EMBBADSLAVE: return -MD_MBUS_EBADUNIT;
-    case EMBBADDATA:
-    case EMBMDATA:
-    case EMBBADEXC:
-    case EMBUNKEXC: return -MD_MBUS_EMALFORMED;
-    default: r->sys_errno = err; return -MD_MBUS_ECONNLOST;
-    }
-}
-
-static void pack_bits(md_mbus_req *r, const uint8_t *bits, int n)
-{
-    size_t bytes = ((size_t)n + 7) / 8;
-    memset(r->data, 0, bytes);
-    for (int i = 0; i < n; i++)
-        if (bits[i])
-            r->data[i / 8] |= (uint8_t)(1u << (i % 8));
-    r->data_len = bytes;
-}
-
-static void pack_regs(md_mbus_req *r, const uint16_t *regs, int n)
-{
-    for (int i = 0; i < n; i++)
-        md_mb_put_u16(r->data + 2 * i, regs[i]);
-    r->data_len = 2u * (size_t)n;
-}
-
-static int libmodbus_transact(modbus_t *ctx, md_mbus_req *r)
-{
-    uint16_t regs[MD_MBUS_MAX_REGS];
-    uint8_t bits[MD_MBUS_MAX_BITS];
-    int rc;
-    modbus_set_slave(ctx, r->unit);
-    switch (r->fc) {
-    case 1: rc = modbus_read_bits(ctx, r->addr, r->count, bits); break;
-    case 2: rc = modbus_read_input_bits(ctx, r->addr, r->count, bits); break;
-    case 3: rc = modbus_read_registers(ctx, r->addr, r->count, regs); break;
-    case 4: rc = modbus_read_input_registers(ctx, r->addr, r->count, regs); break;
-    case 5: rc = modbus_write_bit(ctx, r->addr, r->wbits[0]); break;
-    case 6: rc = modbus_write_register(ctx, r->addr, r->wregs[0]); break;
-    case 15: rc = modbus_write_bits(ctx, r->addr, r->count, r->wbits); break;
-    case 16: rc = modbus_write_registers(ctx, r->addr, r->count, r->wregs); break;
-    case 22:
-        rc = modbus_mask_write_register(ctx, r->addr, r->wregs[0], r->wregs[1]);
-        break;
-    case 23:
-        rc = modbus_write_and_read_registers(ctx, r->waddr, r->wcount, r->wregs, r->addr,
-                                             r->count, regs);
-        break;
-    case 17: rc = modbus_report_slave_id(ctx, (int)sizeof r->data, r->data); break;
-    default: return -MD_MBUS_EMALFORMED;
-    }
+    uint8_t pdu[MD_MB_MAX_PDU], adu[MD_MB_MAX_TCP];
+    size_t pdu_len = mbus_build_pdu(r, pdu);
+    if (pdu_len == 0)
+        return -MD_MBUS_EMALFORMED;
+    int rc = write_all(fd, adu, mbus_build_adu(b, 0, pdu, pdu_len, adu));
     if (rc < 0) {
-        int err = errno;
-        rc = from_libmodbus_errno(r, err);
-        if (rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EMALFORMED)
-            modbus_flush(ctx); /* a late answer would confuse the next request */
-        else if (rc == -MD_MBUS_ECRC || rc == -MD_MBUS_EBADUNIT)
-            settle(ctx);
-        return rc;
+        r->sys_errno = -rc;
+        return -MD_MBUS_ECONNLOST;
     }
-    switch (r->fc) {
-    case 1:
-    case 2: pack_bits(r, bits, rc); break;
-    case 3:
-    case 4:
-    case 23: pack_regs(r, regs, rc); break;
-    case 17: r->data_len = (size_t)rc; break;
-    default: r->data_len = 0; break;
-    }
-    return 0;
-}
-
-/* libmodbus adds the CRC and keeps the line timing. */
-static int send_broadcast(modbus_t *ctx, md_mbus_req *r)
-{
-    uint8_t adu[MD_MB_MAX_RTU];
-    size_t pdu_len = mbus_build_pdu(r, adu + 1);
-    adu[0] = 0;
-    if (modbus_send_raw_request(ctx, adu, (int)pdu_len + 1) < 0)
-        return from_libmodbus_errno(r, errno);
     return 0;
 }
 
 static int execute(md_mbus *b, md_mbus_req *r, int timeout_ms)
 {
-    modbus_t *ctx = b->serial->ctx;
+    int fd = b->serial->fd;
     if (mbus_is_broadcast(b, r))
-        return send_broadcast(ctx, r);
-    if (r->fc == 43)
-        return own_transact(b, modbus_get_socket(ctx), r, timeout_ms);
-    uint32_t s = (uint32_t)(timeout_ms / 1000), us = (uint32_t)(timeout_ms % 1000) * 1000;
-    modbus_set_response_timeout(ctx, s, us);
-    modbus_set_byte_timeout(ctx, s, us);
-    return libmodbus_transact(ctx, r);
+        return send_broadcast(b, fd, r);
+    int rc = transact(b, fd, r, timeout_ms);
+    if (rc == -MD_MBUS_ETIMEOUT || rc == -MD_MBUS_EMALFORMED)
+        tcflush(fd, TCIFLUSH); /* a late answer would confuse the next request */
+    else if (rc == -MD_MBUS_ECRC || rc == -MD_MBUS_EBADUNIT)
+        settle(fd);
+    return rc;
 }
 
 static void run_request(md_mbus *b, md_mbus_req *r)
@@ -453,12 +310,12 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int mbus_serial_open(md_mbus *b)
+static int serial_open(md_mbus *b)
 {
     mbus_serial *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
-    s->lock_fd = -1;
+    s->fd = -1;
     b->serial = s;
     pthread_cond_init(&s->wake, NULL);
     int rc = pthread_create(&s->thread, NULL, worker, b);
@@ -471,7 +328,7 @@ int mbus_serial_open(md_mbus *b)
     return 0;
 }
 
-void mbus_serial_submit(md_mbus *b, md_mbus_req *r)
+static void serial_submit(md_mbus *b, md_mbus_req *r)
 {
     pthread_mutex_lock(&b->lock);
     if (b->closing) {
@@ -500,7 +357,7 @@ static void on_worker_exit(md_loop *loop, void *ud)
     serial_free(b);
 }
 
-void mbus_serial_close(md_mbus *b, bool wait)
+static void serial_close(md_mbus *b, bool wait)
 {
     mbus_serial *s = b->serial;
     pthread_mutex_lock(&b->lock);
@@ -523,5 +380,8 @@ void mbus_serial_close(md_mbus *b, bool wait)
         serial_free(b);
     }
 }
+
+const mbus_ops mbus_serial_ops = {
+    .open = serial_open, .submit = serial_submit, .close = serial_close};
 
 /* }===== */

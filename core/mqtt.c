@@ -35,8 +35,8 @@
  *
  * DNS. mosquitto_connect_async() resolves its host with a blocking
  * getaddrinfo(). A literal address never blocks and is passed as is. A host
- * name is resolved on a short-lived worker thread that hands the address
- * back through md_loop_post(), and libmosquitto gets the literal address.
+ * name is resolved off the loop thread by conn.c (md_resolve_start), and
+ * libmosquitto gets the literal address.
  * One exception: TLS with certificate checking needs the name itself
  * (libmosquitto checks the certificate against it and sends it as SNI), so
  * there libmosquitto resolves the name, blocking the loop for one lookup
@@ -53,11 +53,9 @@
  * publish is also refused when 65000 ids were handed out since the oldest queued one. QoS
  * 0 messages are never queued: while disconnected they are refused (counted as not_sent).
  *
- * Threads: the loop thread, plus a resolver thread per DNS lookup, which
- * touches only its own request. Ownership: the client owns its strings,
- * ring and timers; a lookup request is owned by its thread until posted,
- * then by the loop thread, which frees it (the client forgets it when it
- * closes first).
+ * Threads: the loop thread only (conn.c runs the DNS lookups). Ownership:
+ * the client owns its strings, ring and timers; a lookup in flight belongs
+ * to conn.c, and the client cancels it when the attempt ends or it closes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -72,7 +70,6 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +78,7 @@
 
 #include <mosquitto.h>
 
+#include "conn.h"
 #include "log.h"
 
 #define MQTT_MAX_PAYLOAD 268435455u
@@ -162,19 +160,6 @@ int md_mqtt_library(char *err, size_t errlen)
 
 typedef enum { ST_CONNECTING, ST_CONNECTED, ST_WAITING, ST_CLOSED } conn_state;
 
-typedef struct resolve resolve;
-
-/* A host name resolved on a worker thread. */
-struct resolve {
-    md_completion done;
-    struct md_mqtt *m; /* NULL once the client gave up on it */
-    md_loop *loop;
-    pthread_t thread;
-    bool joined;
-    int rc;
-    char host[256], addr[INET6_ADDRSTRLEN];
-};
-
 struct md_mqtt {
     md_loop *loop;
     struct mosquitto *mosq;
@@ -201,7 +186,7 @@ struct md_mqtt {
     int backoff_ms;
     int64_t up_since;
     unsigned seed;
-    resolve *res; /* lookup in flight */
+    md_resolve *res; /* lookup in flight (conn.c) */
 
     md_mqtt_outq out; /* outgoing QoS 1/2 messages not yet acknowledged */
     uint64_t drop_burst;
@@ -511,8 +496,8 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     bool was_up = m->up;
     bool same = m->last_code && strcmp(m->last_code, code) == 0 &&
                 strcmp(m->last_error, message) == 0;
-    if (m->res) { /* the lookup goes on; its answer is ignored */
-        m->res->m = NULL;
+    if (m->res) { /* the lookup may go on; its answer is dropped */
+        md_resolve_cancel(m->res);
         m->res = NULL;
     }
     m->conn = m->up = false;
@@ -687,62 +672,34 @@ static void connect_to(md_mqtt *m, const char *target)
     conn_ended(m, code, msg);
 }
 
-static void *resolve_main(void *arg)
+static void on_resolved(md_loop *loop, struct addrinfo *res, int err, void *ud)
 {
-    resolve *r = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    r->rc = getaddrinfo(r->host, NULL, &hints, &res);
-    if (r->rc == 0) {
-        const void *a =
-            res->ai_family == AF_INET6
-                ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-        inet_ntop(res->ai_family, a, r->addr, sizeof r->addr);
-        freeaddrinfo(res);
+    (void)loop;
+    md_mqtt *m = ud;
+    m->res = NULL;
+    if (err < 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "cannot resolve the host name %s: %s", m->host,
+                 md_conn_strerror(err));
+        conn_ended(m, "dns", msg);
+        return;
     }
-    md_loop_post(r->loop, &r->done);
-    return NULL;
+    char addr[INET6_ADDRSTRLEN];
+    const void *a = res->ai_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    inet_ntop(res->ai_family, a, addr, sizeof addr);
+    freeaddrinfo(res);
+    connect_to(m, addr);
 }
 
-static void resolve_done(md_loop *loop, void *ud)
-{
-    resolve *r = ud;
-    if (!r->joined)
-        pthread_join(r->thread, NULL);
-    md_loop_release(loop);
-    md_mqtt *m = r->m;
-    if (m) {
-        m->res = NULL;
-        if (r->rc == 0) {
-            connect_to(m, r->addr);
-        } else {
-            char msg[400];
-            snprintf(msg, sizeof msg, "cannot resolve the host name %s: %s", r->host,
-                     gai_strerror(r->rc));
-            conn_ended(m, "dns", msg);
-        }
-    }
-    free(r);
-}
-
+/* The name is looked up off the loop thread by conn.c. */
 static void start_resolve(md_mqtt *m)
 {
-    resolve *r = calloc(1, sizeof *r);
-    if (r) {
-        r->m = m;
-        r->loop = m->loop;
-        r->done = (md_completion){.fn = resolve_done, .ud = r};
-        snprintf(r->host, sizeof r->host, "%s", m->host);
-        md_loop_hold(m->loop);
-        if (pthread_create(&r->thread, NULL, resolve_main, r) == 0) {
-            m->res = r;
-            return;
-        }
-        md_loop_release(m->loop);
-        free(r);
-    }
-    conn_ended(m, "dns", "cannot start a thread to resolve the host name");
+    m->res =
+        md_resolve_start(m->loop, m->host, m->port, SOCK_STREAM, false, on_resolved, m);
+    if (!m->res)
+        conn_ended(m, "dns", "cannot start a thread to resolve the host name");
 }
 
 /* libmosquitto formats a debug line for every packet once a log callback
@@ -1027,15 +984,10 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
         cancel_timer(m, &m->uncork_timer);
         set_cork(m, 0);
     }
+    (void)engine_closing; /* a lookup in flight is cancelled, never waited for */
     if (m->res) {
-        resolve *r = m->res;
-        r->m = NULL;
+        md_resolve_cancel(m->res);
         m->res = NULL;
-        if (engine_closing) { /* the loop will not run its completion: do it here */
-            pthread_join(r->thread, NULL);
-            r->joined = true;
-            md_loop_run_posted(m->loop);
-        }
     }
     if (was_up && graceful)
         mq.disconnect(m->mosq); /* written at once unless the socket is full */

@@ -153,8 +153,8 @@ const char *md_mqtt_strerror(int rc);
  * Close and free the client; no handler runs after this. graceful: send
  * DISCONNECT first, so that the broker does not publish the last will;
  * otherwise the connection just ends and the broker does publish it.
- * engine_closing: the loop no longer runs, so a DNS lookup in flight is
- * joined here.
+ * engine_closing: the loop no longer runs (kept for callers: a DNS lookup
+ * in flight is cancelled without waiting either way, see conn.h).
  */
 void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing);
 

@@ -20,22 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int md_stream_resolve(const char *host, int port, bool passive, struct addrinfo **res)
-{
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC,
-        .ai_socktype = SOCK_STREAM,
-        .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
-    };
-    if (passive && host && (!host[0] || strcmp(host, "*") == 0))
-        host = NULL;
-    int rc = getaddrinfo(host, service, &hints, res);
-    if (rc == 0)
-        return 0;
-    return rc == EAI_SYSTEM ? -errno : -MD_STREAM_ERESOLVE;
-}
+#include "conn.h"
 
 static void set_nodelay(int fd)
 {
@@ -43,38 +28,12 @@ static void set_nodelay(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int md_stream_connect_addr(const struct addrinfo *ai, bool *in_progress)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
-    if (fd < 0)
-        return -errno;
-    set_nodelay(fd);
-    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-    int err = rc < 0 ? errno : 0;
-    if (rc < 0 && err != EINPROGRESS) {
-        close(fd);
-        return -err;
-    }
-    *in_progress = rc < 0;
-    return fd;
-}
-
-int md_stream_connect_result(int fd)
-{
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        return -errno;
-    return -soerr;
-}
-
 int md_stream_listen(const char *host, int port, int backlog)
 {
     struct addrinfo *res;
-    int rc = md_stream_resolve(host, port, true, &res);
+    int rc = md_conn_resolve_now(host, port, SOCK_STREAM, true, &res);
     if (rc < 0)
-        return rc;
+        return rc == -MD_CONN_EDNS ? -MD_STREAM_ERESOLVE : rc;
     int err = EADDRNOTAVAIL;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,

@@ -1,7 +1,7 @@
 /*
- * stream.h - TCP sockets for moondog.stream: name resolution, non-blocking
- * connect, listening, addresses. No Lua and no loop here; stream_lua.c
- * drives these sockets on the event loop.
+ * stream.h - TCP sockets for moondog.stream: listening, addresses. No Lua
+ * and no loop here; stream_lua.c drives these sockets on the event loop,
+ * and connects through conn.h (which resolves names off the loop thread).
  *
  * Every socket is created non-blocking and close-on-exec, with TCP_NODELAY
  * (the protocols on top send small requests and wait for the answer).
@@ -14,24 +14,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct addrinfo;
-
 #define MD_STREAM_ERESOLVE 1301 /* the host name did not resolve */
 
-/* getaddrinfo for a TCP connection or listener (passive: host NULL or "*"
- * means every local address). A host name blocks for DNS; a literal IP
- * address never does. 0 or -errno / -MD_STREAM_ERESOLVE. */
-int md_stream_resolve(const char *host, int port, bool passive, struct addrinfo **res);
-
-/* Start connecting to one address. Returns the socket; *in_progress tells
- * whether the connect still runs (wait for the socket to become writable,
- * then md_stream_connect_result). */
-int md_stream_connect_addr(const struct addrinfo *ai, bool *in_progress);
-/* After writability: 0 when connected, else -errno of the failure. */
-int md_stream_connect_result(int fd);
-
-/* Bind and listen on host:port (port 0 picks a free one). Returns the
- * listening socket or -errno. */
+/* Bind and listen on host:port (port 0 picks a free one; host NULL or "*"
+ * every local address). Returns the listening socket or -errno /
+ * -MD_STREAM_ERESOLVE. A host name blocks for DNS once, when the listener
+ * opens; a literal address never does. */
 int md_stream_listen(const char *host, int port, int backlog);
 /* accept4 with the flags every stream socket gets; -errno on failure. */
 int md_stream_accept(int fd);

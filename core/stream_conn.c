@@ -7,14 +7,16 @@
  * read first tries recv() at once and waits only when nothing is there; a
  * write sends at once and queues only what the kernel did not take, which
  * then goes out in order, so writes from several tasks never interleave.
- * The watch's interest follows what waits: WRITE while connecting or while
- * output is queued, READ while a reader waits (and lazily after, see the
- * header). Bytes that arrive for a reader that then went away stay kept
- * for the next read.
+ * The watch's interest follows what waits: WRITE while output is queued, READ while a
+ * reader waits (and lazily after, see the header). Bytes that arrive for a reader that
+ * then went away stay kept for the next read.
  *
- * Ownership: the connection owns its socket, its watch, the address list
- * of a connect in progress and both buffers; md_stream_conn_close frees
- * them all and calls nothing back.
+ * Connecting is not done here: conn.c resolves and connects off the loop's
+ * critical path, and the owner hands the connected socket to
+ * md_stream_conn_adopt, as a listener does with an accepted one.
+ *
+ * Ownership: the connection owns its socket, its watch and both buffers;
+ * md_stream_conn_close frees them all and calls nothing back.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -22,13 +24,10 @@
 #include "stream_conn.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include "stream.h"
 
 struct md_stream_conn {
     md_loop *loop;
@@ -37,14 +36,9 @@ struct md_stream_conn {
     int fd; /* -1: not connected (yet), or closed */
     md_watch *watch;
     int events;
-    bool keepalive;  /* waits keep the loop alive */
-    bool writers;    /* the owner has writers waiting */
-    bool reading;    /* a read waits for input */
-    bool connecting; /* a connect is in progress */
-
-    /* connecting */
-    struct addrinfo *addrs, *next_addr;
-    int connect_err;
+    bool keepalive; /* waits keep the loop alive */
+    bool writers;   /* the owner has writers waiting */
+    bool reading;   /* a read waits for input */
 
     /* reading */
     size_t rmax;
@@ -70,11 +64,11 @@ static void update_watch(md_stream_conn *c, bool keep_read)
     int ev = 0;
     if (c->reading || (keep_read && (c->events & MD_LOOP_READ)))
         ev |= MD_LOOP_READ;
-    if (c->connecting || c->out_off < c->out_len)
+    if (c->out_off < c->out_len)
         ev |= MD_LOOP_WRITE;
     if (ev != c->events && md_loop_watch_set(c->loop, c->watch, ev) == 0)
         c->events = ev;
-    bool waiting = c->reading || c->writers || c->connecting;
+    bool waiting = c->reading || c->writers;
     md_loop_watch_keepalive(c->loop, c->watch, c->keepalive && waiting);
 }
 
@@ -161,57 +155,7 @@ static void take_input(md_stream_conn *c)
 
 /* }===== */
 
-/* {===== connecting ===== */
-
-/* Try the remaining addresses until one connects or is in progress. Returns
- * 1 while a connect runs, 0 when connected, -errno when all failed; when a
- * connect that was in progress ends, fns->connected hears of it. */
-static int try_next_addr(md_stream_conn *c)
-{
-    bool was_connecting = c->connecting;
-    c->connecting = false;
-    while (c->next_addr) {
-        struct addrinfo *ai = c->next_addr;
-        c->next_addr = ai->ai_next;
-        bool in_progress = false;
-        int fd = md_stream_connect_addr(ai, &in_progress);
-        if (fd < 0) {
-            c->connect_err = -fd;
-            continue;
-        }
-        c->fd = fd;
-        int rc = watch_fd(c, in_progress ? MD_LOOP_WRITE : 0);
-        if (rc < 0) {
-            c->connect_err = -rc;
-            drop_fd(c);
-            continue;
-        }
-        if (in_progress) {
-            c->connecting = true;
-            update_watch(c, false);
-            return 1;
-        }
-        break; /* connected at once */
-    }
-    freeaddrinfo(c->addrs);
-    c->addrs = c->next_addr = NULL;
-    int err = c->fd >= 0 ? 0 : c->connect_err;
-    update_watch(c, false);
-    if (was_connecting)
-        c->fns->connected(c->ud, err);
-    return -err;
-}
-
-int md_stream_conn_connect(md_stream_conn *c, struct addrinfo *addrs)
-{
-    if (c->fd >= 0 || c->addrs) {
-        freeaddrinfo(addrs);
-        return -EISCONN;
-    }
-    c->addrs = c->next_addr = addrs;
-    c->connect_err = EHOSTUNREACH;
-    return try_next_addr(c);
-}
+/* {===== the socket ===== */
 
 int md_stream_conn_adopt(md_stream_conn *c, int fd)
 {
@@ -231,21 +175,6 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 {
     (void)loop, (void)w, (void)fd;
     md_stream_conn *c = ud;
-    if (c->connecting) {
-        int rc = md_stream_connect_result(c->fd);
-        if (rc == 0) {
-            freeaddrinfo(c->addrs);
-            c->addrs = c->next_addr = NULL;
-            c->connecting = false;
-            update_watch(c, false);
-            c->fns->connected(c->ud, 0);
-        } else {
-            c->connect_err = -rc;
-            drop_fd(c);
-            try_next_addr(c);
-        }
-        return;
-    }
     if (events & MD_LOOP_WRITE)
         flush(c);
     if (!(events & MD_LOOP_READ) || c->fd < 0)
@@ -411,8 +340,6 @@ void md_stream_conn_close(md_stream_conn *c)
     if (!c)
         return;
     drop_fd(c);
-    if (c->addrs)
-        freeaddrinfo(c->addrs);
     free(c->rbuf);
     free(c->out);
     free(c);

@@ -1,15 +1,13 @@
 /*
  * stream_conn.h - one TCP connection of moondog.stream on the md_loop,
- * without Lua: connecting over a list of addresses, reading into a buffer
+ * without Lua: a connected socket (from conn.c, or accepted), reading into a buffer
  * that keeps what no reader took, an ordered output queue with a bound, the
  * lost state, read interest and liveness. stream_lua.c binds it to tasks
  * (its waits, timeouts and results); tests/c/test_stream_conn.c drives it
  * over socketpairs and loopback sockets.
  *
- * Events go to the owner through three callbacks, which only record and
+ * Events go to the owner through two callbacks, which only record and
  * wake (they never call back into this connection's close):
- *  - connected(ud, err): a connect in progress ended: 0, or the errno of
- *    the last address tried (MD_STREAM_ERESOLVE never comes here);
  *  - input(ud): the waiting read got bytes (md_stream_conn_kept() > 0) or
  *    the connection was lost (md_stream_conn_lost() != 0);
  *  - progress(ud): md_stream_conn_sent() advanced, or the connection was
@@ -19,10 +17,10 @@
  * and is dropped only when input arrives with no reader, which saves two
  * epoll_ctl calls per message for a task that reads in a loop. Liveness: a
  * connection keeps the loop alive only while something waits on it
- * (connecting, a reader, writers the owner declared) and keepalive is on.
+ * (a reader, writers the owner declared) and keepalive is on.
  *
  * Threads: the loop thread only. Ownership: the owner creates and closes
- * the connection; it owns its fd, watch, addresses and both buffers.
+ * the connection; it owns its fd, watch and both buffers.
  */
 #ifndef MD_STREAM_CONN_H
 #define MD_STREAM_CONN_H
@@ -33,8 +31,6 @@
 
 #include "loop.h"
 
-struct addrinfo;
-
 #define MD_STREAM_OUT_MAX                                                                \
     (4u * 1024 * 1024)      /* queued output past which writes are busy */
 #define MD_STREAM_LOST (-1) /* a read or write found the connection lost */
@@ -42,7 +38,6 @@ struct addrinfo;
 typedef struct md_stream_conn md_stream_conn;
 
 typedef struct md_stream_conn_fns {
-    void (*connected)(void *ud, int err);
     void (*input)(void *ud);
     void (*progress)(void *ud);
 } md_stream_conn_fns;
@@ -53,14 +48,8 @@ md_stream_conn *md_stream_conn_new(md_loop *loop, const md_stream_conn_fns *fns,
 /* Stop everything and free; nothing is called back. NULL is ignored. */
 void md_stream_conn_close(md_stream_conn *c);
 
-/*
- * Connect to the first address of addrs (a getaddrinfo list, taken over)
- * that accepts. Returns 0 when connected at once, 1 while a connect runs
- * (fns->connected reports the end), or -errno when every address failed.
- */
-int md_stream_conn_connect(md_stream_conn *c, struct addrinfo *addrs);
-/* Use an accepted (non-blocking) socket, taken over. 0 or -errno (the fd
- * is closed then). */
+/* Use a connected (conn.c) or accepted non-blocking socket, taken over. 0 or -errno (the
+ * fd is closed then). */
 int md_stream_conn_adopt(md_stream_conn *c, int fd);
 
 /*
@@ -97,7 +86,7 @@ void md_stream_conn_keepalive(md_stream_conn *c, bool on);
 /* 0 while fine; -1 when the peer closed the connection; else the errno of
  * the failure. */
 int md_stream_conn_lost(const md_stream_conn *c);
-/* Whether a socket is connected (or connecting). */
+/* Whether the connection has its socket. */
 bool md_stream_conn_open(const md_stream_conn *c);
 /* The socket, or -1. */
 int md_stream_conn_fd(const md_stream_conn *c);

@@ -19,7 +19,8 @@
  * Codes: "timeout" (the engine's wait timed out), "connection_lost" (the
  * peer closed the connection or it broke), "closed" (closed here while a
  * task waited), "refused", "unreachable", "connect" (other connect
- * failures), "in_use" and "permission" (listen), "busy" (a write while
+ * failures), "dns" (a host name that does not resolve), "in_use" and
+ * "permission" (listen), "busy" (a write while
  * more than 4 MB wait to be sent), "accept". Timeouts are seconds; none by default,
  * except 10 s for connect.
  *
@@ -55,6 +56,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "conn.h"
 #include "engine.h"
 #include "stream.h"
 #include "stream_conn.h"
@@ -86,6 +88,7 @@ struct conn {
     bool closed;        /* closed by close() or __gc (or never opened) */
     char peer[80];      /* for messages */
     md_wait *cwait;     /* connecting (only inside stream.connect) */
+    md_conn *pending;   /* conn.c's attempt (only inside stream.connect) */
     int connect_err;
     md_wait *rwait; /* the waiting reader */
     writer *writers;
@@ -136,13 +139,6 @@ static void wake_writers(conn *c, int err, bool all)
         md_stream_conn_set_writers(c->sc, c->writers != NULL);
 }
 
-static void on_connected(void *ud, int err)
-{
-    conn *c = ud;
-    c->connect_err = err;
-    done(&c->cwait);
-}
-
 static void on_input(void *ud)
 {
     conn *c = ud;
@@ -156,13 +152,17 @@ static void on_progress(void *ud)
     wake_writers(c, lost, lost != 0);
 }
 
-static const md_stream_conn_fns conn_fns = {on_connected, on_input, on_progress};
+static const md_stream_conn_fns conn_fns = {on_input, on_progress};
 
 /* Idempotent: wake what waits (their results say "closed") and free the
  * state machine. */
 static void conn_shutdown(conn *c)
 {
     c->closed = true;
+    if (c->pending) {
+        md_conn_cancel(c->pending);
+        c->pending = NULL;
+    }
     wake_writers(c, 0, true);
     done(&c->rwait);
     md_stream_conn_close(c->sc);
@@ -393,8 +393,8 @@ static const char *connect_code(int err)
     case ECONNREFUSED: return "refused";
     case ENETUNREACH:
     case EHOSTUNREACH:
-    case EADDRNOTAVAIL:
-    case MD_STREAM_ERESOLVE: return "unreachable";
+    case EADDRNOTAVAIL: return "unreachable";
+    case MD_CONN_EDNS: return "dns";
     case ETIMEDOUT: return "timeout";
     default: return "connect";
     }
@@ -403,11 +403,25 @@ static const char *connect_code(int err)
 static int push_connect_error(lua_State *L, conn *c, int err)
 {
     lua_pushnil(L);
-    lua_pushfstring(L, "cannot connect to %s: %s", c->peer,
-                    err == MD_STREAM_ERESOLVE ? "the host name does not resolve"
-                                              : strerror(err));
+    lua_pushfstring(L, "cannot connect to %s: %s", c->peer, md_conn_strerror(-err));
     lua_pushstring(L, connect_code(err));
     return 3;
+}
+
+/* conn.c is done: hand the connected socket to the state machine, or keep
+ * the last address's error. */
+static void on_connected(md_loop *loop, int fd, int err, void *ud)
+{
+    (void)loop;
+    conn *c = ud;
+    c->pending = NULL;
+    c->connect_err = -err;
+    if (fd >= 0) {
+        int rc = md_stream_conn_adopt(c->sc, fd); /* takes fd */
+        if (rc < 0)
+            c->connect_err = -rc;
+    }
+    done(&c->cwait);
 }
 
 static int connect_results(lua_State *L, void *op)
@@ -447,13 +461,16 @@ static int stream_connect(lua_State *L)
     conn *c = new_conn(L, md_engine_of(L)); /* stack: host, port, opts, conn */
     snprintf(c->peer, sizeof c->peer, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
              (int)port);
-    struct addrinfo *addrs = NULL;
-    int rc = md_stream_resolve(host, (int)port, false, &addrs);
-    if (rc == 0)
-        rc = md_stream_conn_connect(c->sc, addrs); /* takes addrs */
-    if (rc <= 0) {
-        c->connect_err = -rc;
-        return connect_results(L, c); /* connected or failed at once */
+    /* The whole connect waits at most ms (below), and so does each address. */
+    md_conn_config cfg = {.host = host,
+                          .port = (int)port,
+                          .socktype = SOCK_STREAM,
+                          .timeout_ms = ms > 0 ? (int)ms : 1};
+    c->pending = md_conn_start(md_engine_loop(md_engine_of(L)), &cfg, on_connected, c);
+    if (!c->pending) {
+        int err = errno;
+        conn_shutdown(c);
+        return push_connect_error(L, c, err);
     }
     c->cwait = md_task_wait(L, c, connect_cancel);
     char what[128];

@@ -417,7 +417,7 @@ local gateway_codes = { gateway_path_unavailable = true, gateway_target_failed =
 -- Failures of the link itself: scanning on makes no sense.
 local fatal_codes = {
   refused = true, connect_timeout = true, unreachable = true, connect = true, no_device = true,
-  permission = true, closed = true,
+  permission = true, closed = true, dns = true,
 }
 
 -- Whether fd 2 is a terminal (the shell's test -t inherits our stderr).

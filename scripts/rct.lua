@@ -25,6 +25,7 @@ local show_help = cli_mod.show_help
 local hints = {
   refused = "is the device on, and is this its address? RCT devices listen on port 8899",
   unreachable = "is the host reachable? check the address and the network",
+  dns = "the host name does not resolve: check its spelling, or use the IP address",
   connect_timeout = "is the host reachable? check the address and the network",
   connect = "check the address",
   timeout = "the device did not answer: it may be busy with another client (RCT devices serve few "

@@ -49,6 +49,7 @@ M.hints = {
   refused = "is the device on and the port right?",
   connect_timeout = "is the host reachable? check the address and the network",
   unreachable = "is the host reachable? check the address and the network",
+  dns = "the host name does not resolve: check its spelling, or use the IP address",
   connect = "check the address",
   no_device = "is the adapter plugged in? (ls /dev/serial/by-id)",
   permission = "do you have access to the port? (add yourself to the dialout group)",
@@ -70,7 +71,7 @@ M.hints = {
 
 M.connect_codes = {
   refused = true, connect_timeout = true, unreachable = true, connect = true, no_device = true,
-  permission = true,
+  permission = true, dns = true,
 }
 
 --- A device or I/O failure: one line with what failed and a hint, exit 1.

@@ -8,12 +8,13 @@
  * writes go out whole and in order, queue what the kernel does not take,
  * report progress until the queue drains, and a write past the bound is
  * refused whole ("busy"); liveness follows what waits and keepalive; a
- * connect tries the next address after a refused one, and reports a
- * refusal when none is left.
+ * connected TCP socket (as conn.c hands over) is adopted and carries bytes.
+ * Connecting itself (addresses, refusals, timeouts) is conn.c's, tested in
+ * test_conn.c.
  *
  * Design: real sockets (socketpair, loopback TCP on port 0) on a real
  * md_loop driven with md_loop_run_once(loop, 0) or with a bounded number of
- * 10 ms waits for a connect, so no test depends on timing. The callbacks
+ * 10 ms waits, so no test depends on timing. The callbacks
  * count in the fixture; the test asserts afterwards. Setup arms alarm() so
  * a hang fails instead of blocking.
  */
@@ -21,6 +22,8 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <netdb.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -47,7 +50,7 @@ typedef struct fixture {
     md_stream_conn *c;
     int peer; /* the other end, or -1 */
     int listen_fd;
-    int connected, connect_err, inputs, progress;
+    int inputs, progress;
 } fixture;
 
 static void on_alarm(int signo)
@@ -56,13 +59,6 @@ static void on_alarm(int signo)
     static const char msg[] = "test_stream_conn: hung (alarm)\n";
     (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
     _exit(3);
-}
-
-static void on_connected(void *ud, int err)
-{
-    fixture *f = ud;
-    f->connected++;
-    f->connect_err = err;
 }
 
 static void on_input(void *ud)
@@ -75,7 +71,7 @@ static void on_progress(void *ud)
     ((fixture *)ud)->progress++;
 }
 
-static const md_stream_conn_fns fns = {on_connected, on_input, on_progress};
+static const md_stream_conn_fns fns = {on_input, on_progress};
 
 static int setup(void **state)
 {
@@ -299,49 +295,29 @@ static void broken_pipe_fails_the_writers(void **state)
 
 /* }===== */
 
-/* {===== connecting ===== */
+/* {===== an adopted TCP socket ===== */
 
-static struct addrinfo *resolve(int port)
+/* A blocking loopback connect, made non-blocking afterwards: what conn.c
+ * hands over, without conn.c. */
+static int connect_loopback(int port)
 {
-    struct addrinfo *ai = NULL;
-    assert_int_equal(md_stream_resolve("127.0.0.1", port, false, &ai), 0);
-    return ai;
-}
-
-/* A port with nobody listening: bound, then closed. */
-static int closed_port(void)
-{
-    int fd = md_stream_listen("127.0.0.1", 0, 1);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
-    int port = md_stream_local_port(fd);
-    close(fd);
-    return port;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
 }
 
-/* Run until the connect ended; returns its error. */
-static int connect_and_wait(fixture *f, struct addrinfo *ai)
-{
-    int rc = md_stream_conn_connect(f->c, ai);
-    if (rc <= 0)
-        return -rc;
-    for (int i = 0; i < 500 && !f->connected; i++)
-        assert_true(md_loop_run_once(f->loop, 10) >= 0);
-    assert_int_equal(f->connected, 1);
-    return f->connect_err;
-}
-
-static void connect_tries_the_next_address(void **state)
+static void adopts_a_connected_socket(void **state)
 {
     fixture *f = *state;
     f->listen_fd = md_stream_listen("127.0.0.1", 0, 4);
     assert_true(f->listen_fd >= 0);
-    struct addrinfo *refused = resolve(closed_port());
-    struct addrinfo *good = resolve(md_stream_local_port(f->listen_fd));
-    struct addrinfo *last = refused;
-    while (last->ai_next)
-        last = last->ai_next;
-    last->ai_next = good;
-    assert_int_equal(connect_and_wait(f, refused), 0);
+    assert_int_equal(
+        md_stream_conn_adopt(f->c, connect_loopback(md_stream_local_port(f->listen_fd))),
+        0);
     assert_true(md_stream_conn_open(f->c));
     int fd = -1;
     for (int i = 0; i < 500 && fd < 0; i++) {
@@ -360,14 +336,8 @@ static void connect_tries_the_next_address(void **state)
         assert_true(md_loop_run_once(f->loop, 10) >= 0);
     }
     assert_string_equal(buf, "over tcp");
-}
-
-static void connect_refused(void **state)
-{
-    fixture *f = *state;
-    assert_int_equal(connect_and_wait(f, resolve(closed_port())), ECONNREFUSED);
-    assert_false(md_stream_conn_open(f->c));
-    assert_false(md_loop_alive(f->loop));
+    assert_int_equal(md_stream_conn_adopt(f->c, -1),
+                     -EINVAL); /* one socket per connection */
 }
 
 /* }===== */
@@ -388,8 +358,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(write_past_the_bound_is_refused_whole, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(broken_pipe_fails_the_writers, setup, teardown),
-        cmocka_unit_test_setup_teardown(connect_tries_the_next_address, setup, teardown),
-        cmocka_unit_test_setup_teardown(connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(adopts_a_connected_socket, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_mbus.c - libFuzzer target for the Modbus client's own response
- * framing (mbus.c): the ADU length rules for MBAP and RTU, the check of a
+ * framing (mbus_base.c): the ADU length rules for MBAP and RTU, the check of a
  * complete ADU against its request (transaction id, unit, CRC, function
  * code, exception) and the extraction of the response data.
  *

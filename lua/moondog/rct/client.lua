@@ -37,7 +37,8 @@
 -- which write returns as its second result.
 --
 -- Codes: "timeout", "connection_lost", "malformed" (an answer that does
--- not decode), "refused", "unreachable", "connect_timeout", "connect",
+-- not decode), "refused", "unreachable", "dns" (a host name that does not
+-- resolve), "connect_timeout", "connect",
 -- "not_writable", "closed".
 
 local md = require "moondog"

@@ -142,8 +142,8 @@ end
 -- {===== requests =====
 
 local failed_codes = { timeout = true, connection_lost = true, not_connected = true, refused = true,
-  connect_timeout = true, unreachable = true, closed = true, busy = true, crc = true, malformed = true,
-  wrong_unit = true, wrong_transaction = true }
+  connect_timeout = true, unreachable = true, dns = true, closed = true, busy = true, crc = true,
+  malformed = true, wrong_unit = true, wrong_transaction = true }
 
 -- The device's answer to a read, shared by identical requests in flight.
 local function forward_read(self, t, kind, addr, count)

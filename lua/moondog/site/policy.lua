@@ -79,7 +79,7 @@ end
 -- Failure codes that mean "nobody answered" rather than "something answered
 -- wrongly": for a device that sleeps, these mean it is asleep.
 local no_answer = {
-  timeout = true, connect_timeout = true, refused = true, unreachable = true,
+  timeout = true, connect_timeout = true, refused = true, unreachable = true, dns = true,
   connection_lost = true, not_connected = true, gateway_target_failed = true, closed = false,
 }
 
