@@ -44,6 +44,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "err_lua.h"
 #include "log.h"
 #include "mbcodec_lua.h"
 #include "process.h"
@@ -1218,6 +1219,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     set_package_path(E->L, home);
     preload(E->L, "moondog.core", luaopen_moondog_core);
     preload(E->L, "moondog.log", luaopen_moondog_log);
+    preload(E->L, "moondog.err", luaopen_moondog_err);
     preload(E->L, "moondog.modbus.core", luaopen_moondog_modbus_core);
     preload(E->L, "moondog.modbus.server_core", luaopen_moondog_modbus_server_core);
     preload(E->L, "moondog.modbus.codec", luaopen_moondog_modbus_codec);
