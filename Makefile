@@ -81,8 +81,10 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # tests/c/test_<name>.c is linked with $(BUILD)/<name>.o and TEST_EXTRA_<name>
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
-TEST_EXTRA_sscodec := -lm
-TEST_EXTRA_rctcodec := -lm
+TEST_EXTRA_sscodec := $(BUILD)/err.o -lm
+TEST_EXTRA_rctcodec := $(BUILD)/err.o -lm
+TEST_EXTRA_mbcodec := $(BUILD)/err.o
+TEST_EXTRA_growatt := $(BUILD)/err.o
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)
@@ -150,8 +152,10 @@ FUZZ_EXTRA_mbus := core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
                    $$(pkg-config --cflags --libs libmodbus) -lpthread -lm
 build/fuzz/fuzz_mbus: core/mbcodec.c core/mbus_net.c core/mbus_serial.c core/loop.c
 
-FUZZ_EXTRA_mqtt := core/loop.c core/log.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/loop.c core/log.c
+FUZZ_EXTRA_mqtt := core/loop.c core/log.c core/err.c -lpthread -ldl
+build/fuzz/fuzz_mqtt: core/loop.c core/log.c core/err.c
+FUZZ_EXTRA_mbcodec := core/err.c
+build/fuzz/fuzz_mbcodec: core/err.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)

@@ -44,6 +44,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "err.h"
 #include "err_lua.h"
 #include "log.h"
 #include "mbcodec_lua.h"
@@ -106,6 +107,7 @@ struct md_wait {
     md_results_fn results;
     md_timer *timer;
     int64_t timeout_ms;
+    int timeout_rc; /* err.h code a timeout returns: -MD_ETIMEOUT unless set */
     wait_state state;
     char what[48];
 };
@@ -483,6 +485,12 @@ static void on_wait_timeout(md_loop *loop, md_timer *timer, void *ud)
     wake_waiter(w);
 }
 
+void md_wait_timeout_rc(md_wait *w, int64_t ms, const char *what, int rc)
+{
+    w->timeout_rc = rc;
+    md_wait_timeout(w, ms, what);
+}
+
 void md_wait_timeout(md_wait *w, int64_t ms, const char *what)
 {
     assert(w->state == WAIT_PENDING && !w->timer);
@@ -490,6 +498,8 @@ void md_wait_timeout(md_wait *w, int64_t ms, const char *what)
         return;
     snprintf(w->what, sizeof w->what, "%s", what ? what : "operation");
     w->timeout_ms = ms;
+    if (!w->timeout_rc)
+        w->timeout_rc = -MD_ETIMEOUT;
     md_loop *loop = w->E->loop;
     w->timer = md_loop_timer(loop, md_loop_now(loop) + ms, on_wait_timeout, w);
 }
@@ -533,15 +543,13 @@ static int wait_continue(lua_State *L, int status, lua_KContext ctx)
     md_results_fn results = w->results;
     void *op = w->op;
     int64_t timeout_ms = w->timeout_ms;
+    int timeout_rc = w->timeout_rc;
     char what[sizeof w->what];
     memcpy(what, w->what, sizeof what);
     wait_free(w);
-    if (state == WAIT_TIMEDOUT) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s timed out after %f s", what, (double)timeout_ms / 1000.0);
-        lua_pushliteral(L, "timeout");
-        return 3;
-    }
+    if (state == WAIT_TIMEDOUT)
+        return md_err_pushf(L, timeout_rc, "%s timed out after %f s", what,
+                            (double)timeout_ms / 1000.0);
     return results ? results(L, op) : 0;
 }
 

@@ -115,6 +115,9 @@ void md_task_check(lua_State *L);
 md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel);
 /* Give up after ms milliseconds; what names the operation in the message. */
 void md_wait_timeout(md_wait *w, int64_t ms, const char *what);
+/* The same, with the err.h code the timeout returns (md_wait_timeout's is
+ * -MD_ETIMEOUT, "timeout"): a connect uses -MD_ECONNTIMEOUT. */
+void md_wait_timeout_rc(md_wait *w, int64_t ms, const char *what, int rc);
 /* Yield (or run the loop) until the wait ends; the return value of the
  * calling lua_CFunction. */
 int md_task_yield(lua_State *L, md_wait *w, md_results_fn results);

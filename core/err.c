@@ -31,33 +31,34 @@ bool md_err_is_own(int rc)
     return n > MD_EBASE && n < MD_ERR_END_;
 }
 
-/* The errno values moondog names; the text does not depend on the
- * locale or on strerror()'s buffer. */
+/* The tokens of the errno values moondog names. Their text comes from
+ * strerrordesc_np(), glibc's constant table behind strerror(): the same
+ * words, without strerror()'s shared buffer or the locale. */
 static const struct {
     int no;
-    const char *token, *text;
+    const char *token;
 } sys[] = {
-    {ETIMEDOUT, "timeout", "timed out"},
-    {ECONNREFUSED, "refused", "connection refused"},
-    {EHOSTUNREACH, "unreachable", "no route to host"},
-    {ENETUNREACH, "unreachable", "network is unreachable"},
-    {EADDRNOTAVAIL, "unreachable", "address not available"},
-    {ECONNRESET, "connection_lost", "connection reset by peer"},
-    {EPIPE, "connection_lost", "broken pipe"},
-    {ECONNABORTED, "connection_lost", "connection aborted"},
-    {ENOENT, "no_device", "no such file or device"},
-    {ENODEV, "no_device", "no such device"},
-    {ENXIO, "no_device", "no such device or address"},
-    {EACCES, "permission", "permission denied"},
-    {EPERM, "permission", "operation not permitted"},
-    {EBUSY, "busy", "device or resource busy"},
-    {EADDRINUSE, "in_use", "address already in use"},
-    {ENOTTY, "not_serial", "not a serial device"},
-    {ENOMEM, "nomem", "out of memory"},
-    {EINVAL, "invalid", "invalid argument"},
-    {EIO, "io", "input/output error"},
-    {EMFILE, "io", "too many open files"},
-    {EAGAIN, "busy", "resource temporarily unavailable"},
+    {ETIMEDOUT, "timeout"},
+    {ECONNREFUSED, "refused"},
+    {EHOSTUNREACH, "unreachable"},
+    {ENETUNREACH, "unreachable"},
+    {EADDRNOTAVAIL, "unreachable"},
+    {ECONNRESET, "connection_lost"},
+    {EPIPE, "connection_lost"},
+    {ECONNABORTED, "connection_lost"},
+    {ENOENT, "no_device"},
+    {ENODEV, "no_device"},
+    {ENXIO, "no_device"},
+    {EACCES, "permission"},
+    {EPERM, "permission"},
+    {EBUSY, "busy"},
+    {EADDRINUSE, "in_use"},
+    {ENOTTY, "not_serial"},
+    {ENOMEM, "nomem"},
+    {EINVAL, "invalid"},
+    {EIO, "io"},
+    {EMFILE, "io"},
+    {EAGAIN, "busy"},
 };
 
 static int sys_row(int n)
@@ -75,10 +76,6 @@ const char *md_strerror(int rc)
         return "success";
     if (md_err_is_own(n))
         return own[n - MD_EBASE - 1].text;
-    int i = sys_row(n);
-    if (i >= 0)
-        return sys[i].text;
-    /* strerrordesc_np is glibc's thread-safe table of the same texts. */
     const char *d = strerrordesc_np(n);
     return d ? d : "unknown error";
 }

@@ -539,7 +539,7 @@ static void start_connect(md_mbus *b)
     struct addrinfo *res;
     int grc = getaddrinfo(b->cfg.link.host, port, &hints, &res);
     if (grc != 0) {
-        int err = grc == EAI_SYSTEM ? errno : EHOSTUNREACH;
+        int err = grc == EAI_SYSTEM ? errno : MD_EDNS; /* err.h: "dns" */
         connect_failed(b, err);
         return;
     }

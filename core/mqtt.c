@@ -729,7 +729,7 @@ static void on_connect_timeout(md_loop *loop, md_timer *t, void *ud)
     }
     char msg[120];
     snprintf(msg, sizeof msg, "no answer within %g s", m->connect_timeout_ms / 1000.0);
-    conn_ended(m, "connect_timeout", msg);
+    conn_ended(m, md_err_token(-MD_ECONNTIMEOUT), msg);
 }
 
 static void connect_to(md_mqtt *m, const char *target)
@@ -743,16 +743,15 @@ static void connect_to(md_mqtt *m, const char *target)
         return;
     }
     char msg[300];
-    const char *code = "connect";
+    const char *code =
+        md_err_token(rc == MOSQ_ERR_ERRNO ? md_err_connect(err) : -MD_ECONNECT);
     if (rc == MOSQ_ERR_ERRNO && (err == ECONNREFUSED)) {
-        code = "refused";
         snprintf(msg, sizeof msg, "nothing accepts connections at %s:%d", target,
                  m->port);
     } else if (rc == MOSQ_ERR_ERRNO && (err == EHOSTUNREACH || err == ENETUNREACH)) {
-        code = "unreachable";
         snprintf(msg, sizeof msg, "%s is unreachable: %s", target, strerror(err));
     } else if (rc == MOSQ_ERR_EAI) {
-        code = "dns";
+        code = md_err_token(-MD_EDNS);
         snprintf(msg, sizeof msg, "cannot resolve the host name %s", target);
     } else if (rc == MOSQ_ERR_TLS) {
         code = "tls";
@@ -798,7 +797,7 @@ static void resolve_done(md_loop *loop, void *ud)
             char msg[400];
             snprintf(msg, sizeof msg, "cannot resolve the host name %s: %s", r->host,
                      gai_strerror(r->rc));
-            conn_ended(m, "dns", msg);
+            conn_ended(m, md_err_token(-MD_EDNS), msg);
         }
     }
     free(r);
@@ -820,7 +819,8 @@ static void start_resolve(md_mqtt *m)
         md_loop_release(m->loop);
         free(r);
     }
-    conn_ended(m, "dns", "cannot start a thread to resolve the host name");
+    conn_ended(m, md_err_token(-MD_EDNS),
+               "cannot start a thread to resolve the host name");
 }
 
 /* libmosquitto formats a debug line for every packet once a log callback
@@ -1096,19 +1096,6 @@ int md_mqtt_check_topic(const char *topic, bool is_filter)
         return -MD_MQTT_ETOPIC;
     int rc = is_filter ? mq.sub_topic_check(topic) : mq.pub_topic_check(topic);
     return rc ? -MD_MQTT_ETOPIC : 0;
-}
-
-const char *md_mqtt_strerror(int rc)
-{
-    switch (-rc) {
-    case 0: return "success";
-    case MD_MQTT_ENOTCONN: return "not connected to the broker";
-    case MD_MQTT_EFULL: return "the outgoing queue is full";
-    case MD_MQTT_ETOPIC: return "not a valid MQTT topic";
-    case MD_MQTT_ETOOLARGE: return "payload too large for MQTT";
-    case MD_MQTT_ENOMEM: return "out of memory";
-    default: return "libmosquitto failed";
-    }
 }
 
 void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)

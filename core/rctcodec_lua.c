@@ -211,7 +211,7 @@ static int parser_step(lua_State *L, parser *ps, int input_idx)
     if (rc < 0) {
         lua_pushboolean(L, 0);
         push_parse_error(L, &ps->p, rc);
-        lua_pushstring(L, md_rct_error_token(rc));
+        lua_pushstring(L, md_err_token(rc));
         return 3;
     }
     lua_pushinteger(L, f.command);

@@ -14,9 +14,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "err.h"
+
 struct addrinfo;
 
-#define MD_STREAM_ERESOLVE 1301 /* the host name did not resolve */
+#define MD_STREAM_ERESOLVE MD_EDNS /* the host name did not resolve (err.h) */
 
 /* getaddrinfo for a TCP connection or listener (passive: host NULL or "*"
  * means every local address). A host name blocks for DNS; a literal IP

@@ -12,7 +12,7 @@ T.test("own codes and errno values have a message and a token", function()
   T.eq(err.token(-110), "timeout", "ETIMEDOUT")
   T.eq(err.token(-113), "unreachable", "EHOSTUNREACH")
   T.eq(err.token(-9999), "io", "an errno without a token of its own")
-  T.eq(err.strerror(-111), "connection refused")
+  T.eq(err.strerror(-111), "Connection refused")
   local seen = {}
   for n = 10001, 10100 do
     local tok = err.token(-n)

@@ -43,7 +43,7 @@
 -- Errors: a wrong argument raises; a device or I/O failure returns
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
 -- "wrong_transaction", "wrong_unit", "connection_lost", "refused",
--- "unreachable", "connect_timeout", "no_device", "permission", "closed",
+-- "unreachable", "dns", "connect_timeout", "no_device", "permission", "closed",
 -- "busy" (a serial line another program or bus holds: see modbus.shared),
 -- and for Modbus exceptions their names: "illegal_function",
 -- "illegal_data_address", "illegal_data_value", "server_device_failure",

@@ -52,7 +52,7 @@
 -- on_read, which may create the addresses.
 --
 -- Errors: wrong arguments raise; failing to serve (port in use, no such
--- device) returns nil, message, code with code "bad_address", "in_use",
+-- device) returns nil, message, code with code "bad_address", "dns", "baud", "in_use",
 -- "busy" (a serial line another program holds), "permission", "no_device"
 -- or "open".
 

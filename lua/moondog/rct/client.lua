@@ -37,7 +37,7 @@
 -- which write returns as its second result.
 --
 -- Codes: "timeout", "connection_lost", "malformed" (an answer that does
--- not decode), "refused", "unreachable", "connect_timeout", "connect",
+-- not decode), "dns", "refused", "unreachable", "connect_timeout", "connect",
 -- "not_writable", "closed".
 
 local md = require "moondog"
@@ -218,7 +218,6 @@ function Client:_connect()
   local conn, err, code = stream.connect(self.host, self.port, { timeout = self.connect_timeout })
   self.connecting = nil
   if not conn then
-    code = code == "timeout" and "connect_timeout" or code
     ev:set(nil, err, code)
     return nil, err, code
   end
