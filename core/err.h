@@ -45,7 +45,7 @@
     X(QUEUED, "timeout", "waited too long for the bus")                                  \
     X(NOTCONN, "not_connected", "not connected")                                         \
     X(FULL, "queue_full", "the outgoing queue is full")                                  \
-    X(BAUD, "baud", "a baud rate the serial port cannot use")                            \
+    X(BAUD, "bad_address", "a baud rate the serial port cannot use")                     \
     X(LIB, "error", "a library call failed")                                             \
     /* Modbus responses */                                                               \
     X(EXCEPTION, "exception", "the device answered with a Modbus exception")             \

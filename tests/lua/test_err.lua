@@ -33,3 +33,20 @@ T.test("a Modbus exception is recognisable by its code", function()
   T.eq(err.is_exception("timeout"), false)
   T.eq(err.is_exception(nil), false)
 end)
+
+T.test("the codecs agree: a value that does not fit is nil, message, range", function()
+  local cases = {
+    { "modbus", function() return require("moondog.modbus.codec").encode(70000, "uint16") end },
+    { "modbus string", function() return require("moondog.modbus.codec").encode("abcde", "string", "ABCD", 1) end },
+    { "sunspec", function() return require("moondog.sunspec.codec").encode("uint16", 1, 70000) end },
+    { "rct", function() return require("moondog.rct.codec").encode("UINT8", 256) end },
+    { "rct float", function() return require("moondog.rct.codec").encode("FLOAT", 1e39) end },
+  }
+  for _, c in ipairs(cases) do
+    local ok, r, msg, code = pcall(c[2])
+    assert(ok, c[1] .. " raised: " .. tostring(r))
+    T.eq(r, nil, c[1] .. ": no result")
+    T.eq(code, "range", c[1] .. ": code of " .. tostring(msg))
+    assert(type(msg) == "string" and #msg > 0, c[1] .. ": a message")
+  end
+end)

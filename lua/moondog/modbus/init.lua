@@ -297,7 +297,8 @@ end
 --- bus:write_value(unit, addr, value, type [, {order = "ABCD", count = n}])
 function Bus.write_value(bus, unit, addr, value, vtype, opts)
   opts = opts or {}
-  local regs = codec.encode(value, vtype, opts.order or "ABCD", opts.count)
+  local regs, err, code = codec.encode(value, vtype, opts.order or "ABCD", opts.count)
+  if not regs then return nil, err, code end -- "range": the value does not fit
   if #regs == 1 then
     return bus:write_register(unit, addr, regs[1], opts)
   end

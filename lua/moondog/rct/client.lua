@@ -404,9 +404,8 @@ local function encode_for(e, value)
       error(format("'%s' is not a value of %s", value, e.name), 3)
     end
   end
-  local ok, payload = pcall(codec.encode, e.type, value)
-  if not ok then
-    local why = tostring(payload):match("%((.*)%)$") or tostring(payload)
+  local payload, why = codec.encode(e.type, value)
+  if not payload then
     error(format("cannot write %s to %s (%s): %s", tostring(value), e.name, e.type, why), 3)
   end
   return payload
@@ -446,7 +445,8 @@ function Client:read_log(key, time, opts)
   end
   local req = {
     key = key, oid = id, command = self:_command("write"), type = e.response,
-    payload = codec.encode(e.type, math.tointeger(time) or error("time must be an integer", 2)),
+    payload = codec.encode(e.type, math.tointeger(time) or error("time must be an integer", 2))
+      or error("time must be 0..0xFFFFFFFF", 2),
     what = "reading the log " .. describe(e, id),
   }
   return self:_one(req, opts)
