@@ -37,7 +37,9 @@ end)
 T.test("the codecs agree: a value that does not fit is nil, message, range", function()
   local cases = {
     { "modbus", function() return require("moondog.modbus.codec").encode(70000, "uint16") end },
-    { "modbus string", function() return require("moondog.modbus.codec").encode("abcde", "string", "ABCD", 1) end },
+    { "modbus string", function()
+      return require("moondog.modbus.codec").encode("abcde", "string", "ABCD", 1)
+    end },
     { "sunspec", function() return require("moondog.sunspec.codec").encode("uint16", 1, 70000) end },
     { "rct", function() return require("moondog.rct.codec").encode("UINT8", 256) end },
     { "rct float", function() return require("moondog.rct.codec").encode("FLOAT", 1e39) end },
