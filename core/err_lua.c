@@ -34,14 +34,20 @@ int md_err_push(lua_State *L, int rc, const char *what)
     return 3;
 }
 
+int md_err_pushv(lua_State *L, int rc, const char *fmt, va_list ap)
+{
+    lua_pushnil(L);
+    lua_pushvfstring(L, fmt, ap);
+    lua_pushstring(L, md_err_token(rc));
+    return 3;
+}
+
 int md_err_pushf(lua_State *L, int rc, const char *fmt, ...)
 {
     va_list ap;
-    lua_pushnil(L);
     va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
+    md_err_pushv(L, rc, fmt, ap);
     va_end(ap);
-    lua_pushstring(L, md_err_token(rc));
     return 3;
 }
 

@@ -7,6 +7,8 @@
 #ifndef MD_ERR_LUA_H
 #define MD_ERR_LUA_H
 
+#include <stdarg.h>
+
 #include <lua.h>
 
 /* Push nil, "<what>: <md_strerror(rc)>" (just the message when what is
@@ -16,6 +18,9 @@ int md_err_push(lua_State *L, int rc, const char *what);
 /* Push nil, the formatted message (lua_pushfstring's formats),
  * md_err_token(rc). Returns 3. */
 int md_err_pushf(lua_State *L, int rc, const char *fmt, ...);
+
+/* md_err_pushf with a va_list, for helpers that take a format. */
+int md_err_pushv(lua_State *L, int rc, const char *fmt, va_list ap);
 
 /* Push nil, the formatted message and token itself, for the few results
  * whose token is not a code of err.h (a Modbus exception's name). */

@@ -216,8 +216,9 @@ static int bad_value(lua_State *L, enum md_mb_type type, const char *why)
 static int encode_number(lua_State *L, enum md_mb_type type, enum md_mb_order order,
                          uint16_t *regs)
 {
-    if (lua_type(L, 1) != LUA_TNUMBER)
-        return bad_value(L, type, "value %s is not a number (type %s)");
+    if (lua_type(L, 1) != LUA_TNUMBER) /* the wrong kind: "type", as from SunSpec */
+        return md_err_pushf(L, -MD_ETYPE, "value %s is not a number (type %s)",
+                            luaL_tolstring(L, 1, NULL), md_mb_type_name(type));
     int rc = 0;
     int isint;
     lua_Integer i = lua_tointegerx(L, 1, &isint); /* also 3.0, but not 3.5 */
@@ -257,7 +258,8 @@ static uint16_t *encode_string(lua_State *L, enum md_mb_order order, size_t *n)
 }
 
 /* codec.encode(value, type [, order [, nregs]]) -> {register, ...}, or
- * nil, message, "range" for a value that does not fit the type */
+ * nil, message, "range" for a value that does not fit the type ("type" for
+ * a value of the wrong kind) */
 static int codec_encode(lua_State *L)
 {
     enum md_mb_type type = check_type(L, 2);

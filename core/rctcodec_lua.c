@@ -706,8 +706,9 @@ static int encode_value(lua_State *L)
 }
 
 /* codec.encode(type, value [, size]) -> payload bytes, or nil, message,
- * "range" for a value that does not fit the type (as the Modbus and
- * SunSpec codecs answer; docs/errors.md). A wrong type or size raises. */
+ * "range" for a value that does not fit the type, "type" for a value of the
+ * wrong kind (as the Modbus and SunSpec codecs answer; docs/errors.md). A
+ * wrong type name or size raises. */
 static int codec_encode(lua_State *L)
 {
     int type = check_type(L, 1);
@@ -720,6 +721,19 @@ static int codec_encode(lua_State *L)
         luaL_argcheck(L, size >= 0 && size <= MD_RCT_MAX_LENGTH - 8, 3,
                       "size must be 0..65527");
     }
+    /* A value of the wrong kind is "type", as from the SunSpec codec. */
+    int vt = lua_type(L, 2);
+    bool kind_ok = sized                         ? vt == LUA_TSTRING
+                   : type >= MD_RCT_T_TIMESERIES ? vt == LUA_TTABLE
+                   : type == MD_RCT_T_BOOL       ? vt == LUA_TBOOLEAN || vt == LUA_TNUMBER
+                                                 : vt == LUA_TNUMBER;
+    if (!kind_ok)
+        return md_err_pushf(L, -MD_ETYPE, "%s takes %s, not a %s", md_rct_type_name(type),
+                            sized                         ? "a string"
+                            : type >= MD_RCT_T_TIMESERIES ? "a table"
+                            : type == MD_RCT_T_BOOL       ? "true, false, 1 or 0"
+                                                          : "a number",
+                            luaL_typename(L, 2));
     lua_settop(L, 3);
     lua_pushcfunction(L, encode_value);
     lua_pushinteger(L, type);

@@ -211,8 +211,14 @@ T.test("encode: a value that does not fit returns nil, message, range", function
   has(refuses(2.0 ^ 63, "int64"), "out of range for int64")
   has(refuses(1.5, "int16"), "value 1.5 is not an integer (type int16)")
   has(refuses(0 / 0, "int32"), "is not an integer")
-  has(refuses("12", "int16"), "value 12 is not a number (type int16)")
   has(refuses("toolong", "string", "ABCD", 3), "string of 7 bytes does not fit in 3 register(s)")
+end)
+
+T.test("encode: a value of the wrong kind returns nil, message, type", function()
+  local r, err, code = codec.encode("12", "int16")
+  T.eq(r, nil)
+  T.eq(code, "type")
+  has(err, "value 12 is not a number (type int16)")
 end)
 
 T.test("encode: misuse raises and says what to fix", function()

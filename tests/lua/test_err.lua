@@ -52,3 +52,17 @@ T.test("the codecs agree: a value that does not fit is nil, message, range", fun
     assert(type(msg) == "string" and #msg > 0, c[1] .. ": a message")
   end
 end)
+
+T.test("the codecs agree: a value of the wrong kind is nil, message, type", function()
+  local cases = {
+    { "modbus", function() return require("moondog.modbus.codec").encode("x", "uint16") end },
+    { "sunspec", function() return require("moondog.sunspec.codec").encode("uint16", 1, "x") end },
+    { "rct", function() return require("moondog.rct.codec").encode("FLOAT", "x") end },
+  }
+  for _, c in ipairs(cases) do
+    local ok, r, msg, code = pcall(c[2])
+    assert(ok, c[1] .. " raised: " .. tostring(r))
+    T.eq(r, nil, c[1] .. ": no result")
+    T.eq(code, "type", c[1] .. ": code of " .. tostring(msg))
+  end
+end)

@@ -264,7 +264,7 @@ T.test("bad payloads return malformed, values that do not fit range; bad argumen
   -- A value that does not fit is data: nil, message, "range", as from the
   -- Modbus and SunSpec codecs (docs/errors.md).
   for _, args in ipairs({
-    { "UINT8", 256 }, { "INT8", -129 }, { "UINT8", 1.5 }, { "FLOAT", "1" },
+    { "UINT8", 256 }, { "INT8", -129 }, { "UINT8", 1.5 },
     { "FLOAT", 1e39 }, { "BOOL", 2 }, { "STRING", "abcd", 3 },
     { "TIMESERIES", { { time = 1, value = 1 } } }, -- no query
     { "BATTERY_MODULE_RESISTANCE", { 1, 2 } },
@@ -275,6 +275,11 @@ T.test("bad payloads return malformed, values that do not fit range; bad argumen
   end
   err = select(2, codec.encode("UINT8", 256))
   assert(err:find("256 is out of range for UINT8", 1, true), err)
+  -- A value of the wrong kind: "type", as from the SunSpec codec.
+  for _, args in ipairs({ { "FLOAT", "1" }, { "UINT8", {} }, { "STRING", 5 }, { "TIMESERIES", 1 } }) do
+    local r, msg, c = codec.encode(args[1], args[2])
+    assert(r == nil and c == "type", args[1] .. ": " .. tostring(msg))
+  end
   for _, bad in ipairs({
     function() codec.decode("DOUBLE", "") end,
     function() codec.encode("UINT8", 1, 4) end,
