@@ -11,6 +11,8 @@
 
 #include <lua.h>
 
+#include "err.h"
+
 /* Push nil, "<what>: <md_strerror(rc)>" (just the message when what is
  * NULL), md_err_token(rc). Returns 3, for `return md_err_push(L, rc, w)`. */
 int md_err_push(lua_State *L, int rc, const char *what);

@@ -759,10 +759,8 @@ static int mb_open(lua_State *L)
         memcpy(b->device, cfg.link.device, sizeof b->device);
     b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
     if (!b->bus) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot open Modbus bus %s: %s", url, strerror(errno));
-        lua_pushliteral(L, "invalid");
-        return 3;
+        return md_err_pusht(L, "invalid", "cannot open Modbus bus %s: %s", url,
+                            md_strerror(errno));
     }
     return 1;
 }
