@@ -66,3 +66,25 @@ T.test("the codecs agree: a value of the wrong kind is nil, message, type", func
     T.eq(code, "type", c[1] .. ": code of " .. tostring(msg))
   end
 end)
+
+-- Issue 16: a connect timeout was "connect_timeout" from Modbus and MQTT but
+-- "timeout" from moondog.stream (so RCT); a DNS failure was "dns",
+-- "unreachable" or "bad_address" depending on the module.
+T.test("same failure, same token: dns and refused from a stream, a Modbus bus and server", function()
+  local stream = require "moondog.stream"
+  local _, msg, code = stream.connect("host.invalid", 502)
+  T.eq(code, "dns", "stream: " .. tostring(msg))
+  local bus <close> = assert(md.modbus.open("tcp://host.invalid:502?timeout=0.5"))
+  _, msg, code = bus:read_holding(1, 0, 1)
+  T.eq(code, "dns", "modbus: " .. tostring(msg))
+  _, msg, code = md.modbus.serve("tcp://host.invalid:0", {})
+  T.eq(code, "dns", "modbus server: " .. tostring(msg))
+  local l = assert(stream.listen("127.0.0.1", 0))
+  local port = l:port()
+  l:close()
+  _, msg, code = stream.connect("127.0.0.1", port)
+  T.eq(code, "refused", "stream: " .. tostring(msg))
+  local bus2 <close> = assert(md.modbus.open("tcp://127.0.0.1:" .. port .. "?timeout=0.5"))
+  _, msg, code = bus2:read_holding(1, 0, 1)
+  T.eq(code, "refused", "modbus: " .. tostring(msg))
+end)
