@@ -30,9 +30,11 @@
 #define MD_EBASE 10000
 
 /*
- * X(NAME, token, message): MD_E<NAME> = MD_EBASE + position. Append new
- * codes at the end of a group only if the numbers are nowhere persisted;
- * they are not today (tokens are the stable interface, numbers are not).
+ * X(NAME, token, message): MD_E<NAME> = MD_EBASE + its position. Numbers
+ * are never stored or sent (the tokens are the stable interface), so a new
+ * code goes where it belongs. Several codes may share a token when they
+ * are the same failure to a user (QUEUED is a "timeout"); a token is in
+ * docs/errors.md with what to do about it.
  */
 #define MD_ERR_LIST(X)                                                                   \
     /* transactions and connections */                                                   \
