@@ -451,16 +451,25 @@ static const char no_wait_msg[] =
     "callback such as a table.sort comparator cannot yield; call it from a task "
     "(md.spawn) instead";
 
-void md_task_check(lua_State *L)
+/* Why L cannot wait, or NULL when it can. */
+static const char *wait_refusal(lua_State *L)
 {
     md_task *t = task_of_thread(L);
     bool main_thread = lua_pushthread(L);
     lua_pop(L, 1);
     if (!t && !main_thread)
-        luaL_error(L, "cannot wait inside a plain coroutine: run this code in a task "
-                      "(md.spawn) or at the top level");
+        return "cannot wait inside a plain coroutine: run this code in a task "
+               "(md.spawn) or at the top level";
     if ((t && !lua_isyieldable(L)) || lua_gc(L, LUA_GCISRUNNING) < 0)
-        luaL_error(L, "%s", no_wait_msg);
+        return no_wait_msg;
+    return NULL;
+}
+
+void md_task_check(lua_State *L)
+{
+    const char *why = wait_refusal(L);
+    if (why)
+        luaL_error(L, "%s", why);
 }
 
 md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel)
@@ -1115,7 +1124,17 @@ static int core_watchdog(lua_State *L)
     return 1;
 }
 
+/* core.can_wait() -> whether an I/O call may wait here: false in a __gc
+ * handler, a sort comparator, a __close run while an error unwinds, a plain
+ * coroutine. A close that would flush first skips the flush then. */
+static int core_can_wait(lua_State *L)
+{
+    lua_pushboolean(L, wait_refusal(L) == NULL);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
+    {"can_wait", core_can_wait},
     {"spawn", core_spawn},
     {"sleep", core_sleep},
     {"every", core_every},

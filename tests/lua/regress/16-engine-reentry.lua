@@ -98,3 +98,18 @@ T.test("stopping a child does not block the loop", function()
   T.eq(code, 9, "SIGKILL after the grace")
   assert(ticks >= 2, "other tasks ran while stop waited (" .. ticks .. " ticks)")
 end)
+
+T.test("can_wait: true in a task, false where nothing may wait", function()
+  local core = require "moondog.core"
+  T.eq(core.can_wait(), true, "a task")
+  local in_sort
+  table.sort({ 2, 1 }, function(a, b) in_sort = core.can_wait(); return a < b end)
+  T.eq(in_sort, false, "a sort comparator")
+  local in_gc
+  setmetatable({}, { __gc = function() in_gc = core.can_wait() end })
+  collectgarbage()
+  collectgarbage()
+  T.eq(in_gc, false, "a finalizer")
+  local co = coroutine.wrap(function() return core.can_wait() end)
+  T.eq(co(), false, "a plain coroutine")
+end)
