@@ -92,19 +92,21 @@ TEST_C := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 # (more objects and libraries it needs), plus cmocka.
 TEST_EXTRA_loop := -lpthread
 # conn: the loop it runs on (listed again as a prerequisite, so that it is built)
-TEST_EXTRA_conn := $(BUILD)/loop.o -lpthread
-$(BUILD)/tests/test_conn: $(BUILD)/loop.o
+TEST_EXTRA_conn := $(BUILD)/loop.o $(BUILD)/err.o -lpthread
+$(BUILD)/tests/test_conn: $(BUILD)/loop.o $(BUILD)/err.o
 # mbus: the layers of the client and the loop it runs on
-MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o serial.o conn.o loop.o mbcodec.o)
+MBUS_OBJ := $(addprefix $(BUILD)/,mbus_base.o mbus_net.o mbus_serial.o serial.o conn.o loop.o mbcodec.o err.o)
 TEST_EXTRA_mbus := $(MBUS_OBJ) -lpthread -lm
 $(BUILD)/tests/test_mbus: $(MBUS_OBJ)
-TEST_EXTRA_sscodec := -lm
-TEST_EXTRA_rctcodec := -lm
+TEST_EXTRA_sscodec := $(BUILD)/err.o -lm
+TEST_EXTRA_rctcodec := $(BUILD)/err.o -lm
+TEST_EXTRA_mbcodec := $(BUILD)/err.o
+TEST_EXTRA_growatt := $(BUILD)/err.o
 # libmosquitto only as the reference of the differential topic test
-TEST_EXTRA_mqtt_queue := $$(pkg-config --libs libmosquitto)
-TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o -lm
-TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o -lpthread
-TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o -lpthread
+TEST_EXTRA_mqtt_queue := $(BUILD)/err.o $$(pkg-config --libs libmosquitto)
+TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o $(BUILD)/err.o -lm
+TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o $(BUILD)/err.o -lpthread
+TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o $(BUILD)/err.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)
 	@mkdir -p $(dir $@)
@@ -219,8 +221,10 @@ FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_seria
 FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm
 build/fuzz/fuzz_mbus: $(FUZZ_MBUS_SRC)
 
-FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c
+FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c core/err.c -lpthread -ldl
+build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c core/err.c
+FUZZ_EXTRA_mbcodec := core/err.c
+build/fuzz/fuzz_mbcodec: core/err.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
 	@mkdir -p $(dir $@)

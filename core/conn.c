@@ -457,22 +457,12 @@ void md_conn_cancel(md_conn *c)
 
 const char *md_conn_token(int err)
 {
-    switch (-err) {
-    case MD_CONN_EDNS: return "dns";
-    case ETIMEDOUT: return "timeout";
-    case ECONNREFUSED: return "refused";
-    case ENETUNREACH:
-    case EHOSTUNREACH:
-    case EADDRNOTAVAIL: return "unreachable";
-    default: return "connect";
-    }
+    return md_err_token(md_err_connect(err));
 }
 
 const char *md_conn_strerror(int err)
 {
-    if (err == -MD_CONN_EDNS)
-        return "the host name does not resolve";
-    return strerror(-err);
+    return md_strerror(err);
 }
 
 /* }===== */

@@ -13,9 +13,9 @@
  * and delivered on the next iteration. While a lookup runs on its thread
  * the loop is held (md_loop_hold), so simulated time waits for it.
  *
- * Errors are 0 or -errno, plus -MD_CONN_EDNS for a name that does not
- * resolve. md_conn_token() maps them to the Lua tokens every module uses:
- * dns, timeout, refused, unreachable, and connect for anything else.
+ * Errors are 0 or -errno, plus -MD_CONN_EDNS (err.h's MD_EDNS) for a name
+ * that does not resolve; md_conn_token() gives the token of err.h's one
+ * vocabulary (docs/errors.md), the same from every module.
  *
  * Ownership. An md_conn / md_resolve belongs to the conn layer from start
  * to its callback; it is freed just before the callback runs, so the owner
@@ -27,13 +27,14 @@
 
 #include <stdbool.h>
 
+#include "err.h"
 #include "loop.h"
 
 struct addrinfo;
 
-/* The host name does not resolve. A private code (the value of issue 16's
- * shared vocabulary, core/err.h, replaces it once that lands). */
-#define MD_CONN_EDNS 1401
+/* The host name does not resolve: err.h's code, under the name this
+ * layer's callers use. */
+#define MD_CONN_EDNS MD_EDNS
 
 typedef struct md_conn md_conn;
 typedef struct md_resolve md_resolve;
@@ -99,10 +100,10 @@ md_conn *md_conn_start(md_loop *loop, const md_conn_config *cfg, md_conn_fn fn, 
  * the attempt is closed. */
 void md_conn_cancel(md_conn *c);
 
-/* The token for an error (0 or negative): "dns", "timeout", "refused",
- * "unreachable" or "connect". */
+/* The token for a connect error (0 or negative), err.h's: "dns",
+ * "connect_timeout", "refused", "unreachable", ... (md_err_connect). */
 const char *md_conn_token(int err);
-/* Text for an error, for people; -MD_CONN_EDNS gets its own. Loop thread. */
+/* Text for an error, for people (md_strerror). */
 const char *md_conn_strerror(int err);
 
 #endif

@@ -25,14 +25,18 @@
  *  - If the timeout fires first, or the task is cancelled, the engine calls
  *    req_cancel(r) on the loop thread. From then on the module must never
  *    touch the wait again (mark r abandoned if a worker still has it). On
- *    timeout the task gets nil, "<what> timed out after N s", "timeout".
+ *    timeout the task gets nil, "<what> timed out after N s", "timeout"
+ *    (md_wait_timeout_rc picks another err.h code: "connect_timeout").
  *    A task cancelled after md_task_done but before it resumed never runs
  *    req_results: req_cancel(r) is called then too and must free what
  *    req_results would have freed.
- *  - Called from a task, md_task_yield yields. Called outside a task (the
- *    main thread, or where a yield is impossible, e.g. inside a table.sort
- *    comparator) it runs the loop until the operation completes, so the same
- *    primitive works from a script's top level and the REPL.
+ *  - Called from a task, md_task_yield yields. Called on the main thread
+ *    (a script's top level, the REPL) it runs the loop until the operation
+ *    completes, so the same primitive works there too.
+ *  - Where a yield is impossible (a __gc handler, a table.sort comparator,
+ *    a metamethod called from C) md_task_wait raises "cannot wait for I/O
+ *    here": running the loop there would run every other task inside it,
+ *    with the collector stopped in a finalizer (issue 16).
  *  - Called from a plain coroutine that is not a task, md_task_wait raises:
  *    a yield would go to that coroutine's resumer instead of the loop.
  */
@@ -120,6 +124,9 @@ void md_task_check(lua_State *L);
 md_wait *md_task_wait(lua_State *L, void *op, md_cancel_fn cancel);
 /* Give up after ms milliseconds; what names the operation in the message. */
 void md_wait_timeout(md_wait *w, int64_t ms, const char *what);
+/* The same, with the err.h code the timeout returns (md_wait_timeout's is
+ * -MD_ETIMEOUT, "timeout"): a connect uses -MD_ECONNTIMEOUT. */
+void md_wait_timeout_rc(md_wait *w, int64_t ms, const char *what, int rc);
 /* Yield (or run the loop) until the wait ends; the return value of the
  * calling lua_CFunction. */
 int md_task_yield(lua_State *L, md_wait *w, md_results_fn results);

@@ -19,30 +19,6 @@ _Static_assert(MD_GW_MAX_FRAME <= 0xFFFF + 8, "a frame fits the length field");
 
 static const uint8_t key[7] = {'G', 'r', 'o', 'w', 'a', 't', 't'};
 
-const char *md_gw_strerror(int code)
-{
-    switch (code) {
-    case MD_GW_ECRC: return "CRC mismatch";
-    case MD_GW_ELENGTH: return "impossible length";
-    case MD_GW_EPROTOCOL: return "unknown protocol id";
-    case MD_GW_ESPACE: return "output buffer too small";
-    case MD_GW_ERANGE: return "argument out of range";
-    default: return "unknown error";
-    }
-}
-
-const char *md_gw_error_token(int code)
-{
-    switch (code) {
-    case MD_GW_ECRC: return "crc";
-    case MD_GW_ELENGTH: return "length";
-    case MD_GW_EPROTOCOL: return "protocol";
-    case MD_GW_ESPACE: return "space";
-    case MD_GW_ERANGE: return "range";
-    default: return NULL;
-    }
-}
-
 const char *md_gw_type_name(int type)
 {
     switch (type) {

@@ -46,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
+
 enum {
     MD_GW_HEADER = 8,        /* sequence .. record type */
     MD_GW_SERIAL = 10,       /* datalogger serial in command bodies */
@@ -71,24 +73,16 @@ enum md_gw_type {
     MD_GW_BUFFERED = 0x50,
 };
 
-/*
- * Error codes, below -MD_GW_EBASE so that they never collide with -errno
- * or the other codecs' codes.
- */
-#define MD_GW_EBASE 1400
+/* Error codes (negative): aliases of err.h's codes, so md_strerror() and
+ * md_err_token() ("crc", "length", "protocol", "space", "range") apply. */
 enum md_gw_error {
-    MD_GW_ECRC = -(MD_GW_EBASE + 1),      /* CRC mismatch */
-    MD_GW_ELENGTH = -(MD_GW_EBASE + 2),   /* length field impossible or too long */
-    MD_GW_EPROTOCOL = -(MD_GW_EBASE + 3), /* protocol id other than 2, 5, 6 */
-    MD_GW_ESPACE = -(MD_GW_EBASE + 4),    /* output buffer too small */
-    MD_GW_ERANGE = -(MD_GW_EBASE + 5),    /* an argument out of range */
+    MD_GW_ECRC = -MD_ECRC,        /* CRC mismatch */
+    MD_GW_ELENGTH = -MD_ELENGTH,  /* length field impossible or too long */
+    MD_GW_EPROTOCOL = -MD_EPROTO, /* protocol id other than 2, 5, 6 */
+    MD_GW_ESPACE = -MD_ESPACE,    /* output buffer too small */
+    MD_GW_ERANGE = -MD_ERANGE,    /* an argument out of range */
 };
 
-/* A static message for a code of this file. Thread-safe. */
-const char *md_gw_strerror(int code);
-/* The stable lowercase token for Lua ("crc", "length", "protocol", "space",
- * "range"); NULL for other codes. */
-const char *md_gw_error_token(int code);
 /* "announce", "data", "buffered", "ping", ... for a record type; NULL when
  * the protocol defines no such type. */
 const char *md_gw_type_name(int type);

@@ -81,7 +81,7 @@ static const char *check_serial(lua_State *L, int arg, size_t *len)
 static int push_built(lua_State *L, luaL_Buffer *b, int n)
 {
     if (n < 0)
-        return luaL_error(L, "growatt: cannot build the frame: %s", md_gw_strerror(n));
+        return luaL_error(L, "growatt: cannot build the frame: %s", md_strerror(n));
     luaL_pushresultsize(b, (size_t)n);
     return 1;
 }
@@ -354,7 +354,7 @@ static int parser_step(lua_State *L, parser *ps, int input_idx)
         if (rc < 0) {
             lua_pushboolean(L, 0);
             push_parse_error(L, &ps->p, rc);
-            lua_pushstring(L, md_gw_error_token(rc));
+            lua_pushstring(L, md_err_token(rc));
             return 3;
         }
         if (ps->off >= len)

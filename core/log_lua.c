@@ -11,6 +11,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "log.h"
 
 /* Format the arguments as one message on top of the stack. */
@@ -91,10 +92,8 @@ static int log_file(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     int rc = md_log_open(path);
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot open log file %s: %s", path, strerror(-rc));
-        lua_pushliteral(L, "io");
-        return 3;
+        return md_err_pusht(L, "io", "cannot open log file %s: %s", path,
+                            md_strerror(rc));
     }
     lua_pushboolean(L, 1);
     return 1;

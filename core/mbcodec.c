@@ -35,29 +35,7 @@ _Static_assert(MD_MB_MAX_RTU == 1 + MD_MB_MAX_PDU + 2, "RTU frame = address + PD
 _Static_assert(MD_MB_MAX_TCP == MD_MB_MBAP_LEN + MD_MB_MAX_PDU, "TCP ADU = MBAP + PDU");
 _Static_assert(MD_MB_T_COUNT == 9 && MD_MB_ORDER_COUNT == 4, "update the name tables");
 
-/* {===== errors ===== */
-
-const char *md_mb_strerror(int code)
-{
-    switch (code) {
-    case 0: return "success";
-    case MD_MB_ESHORT: return "frame too short";
-    case MD_MB_ECRC: return "CRC mismatch";
-    case MD_MB_EFUNC: return "unknown function code";
-    case MD_MB_EMEI:
-        return "unsupported MEI type (only 0x0E, read device identification)";
-    case MD_MB_ECOUNT: return "byte count inconsistent with function code or quantity";
-    case MD_MB_ETOOLONG: return "frame longer than the Modbus maximum (PDU 253 bytes)";
-    case MD_MB_EPROTO: return "MBAP protocol id is not 0";
-    case MD_MB_ELENGTH: return "MBAP length outside 2..254";
-    case MD_MB_ETYPE: return "unknown or unsuitable value type";
-    case MD_MB_EORDER: return "unknown word/byte order";
-    case MD_MB_ERANGE: return "value out of range for the type";
-    case MD_MB_EREGS: return "too few registers for the type";
-    case MD_MB_ESPACE: return "output buffer too small";
-    default: return "unknown Modbus codec error";
-    }
-}
+/* {===== exceptions ===== */
 
 /* Each exception: the text people read and the token Lua code tests. */
 static const struct {

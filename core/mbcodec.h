@@ -12,8 +12,8 @@
  * names), so every function is thread-safe and may run on a bus worker.
  *
  * Errors: functions return 0 (or a length) on success and a negative
- * MD_MB_E* code on failure. The codes lie below -MD_MB_EBASE, away from
- * -errno values; md_mb_strerror() turns one into a static message.
+ * MD_MB_E* code on failure. The codes are aliases of err.h's one table;
+ * md_strerror() turns one into a static message, md_err_token() a token.
  *
  * Byte order on the wire: Modbus sends 16-bit fields (addresses,
  * quantities, register values, MBAP fields) big-endian, except the RTU CRC,
@@ -25,6 +25,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "err.h"
 
 /* {===== limits and codes ===== */
 
@@ -69,30 +71,22 @@ enum md_mb_exception {
     MD_MB_EX_GATEWAY_TARGET_FAILED = 0x0B,
 };
 
-/*
- * Error codes. They sit below -MD_MB_EBASE so that they never collide with
- * -errno; other moondog concerns use other bases.
- */
-#define MD_MB_EBASE 1000
+/* Error codes (negative): aliases of err.h's codes. */
 enum md_mb_error {
-    MD_MB_ESHORT = -(MD_MB_EBASE + 1), /* frame too short */
-    MD_MB_ECRC = -(MD_MB_EBASE + 2),   /* CRC mismatch */
-    MD_MB_EFUNC = -(MD_MB_EBASE + 3),  /* unknown function code */
-    MD_MB_EMEI = -(MD_MB_EBASE + 4),   /* FC 43 with a MEI type other than 14 */
-    MD_MB_ECOUNT = -(MD_MB_EBASE + 5), /* byte count inconsistent with the FC/quantity */
-    MD_MB_ETOOLONG = -(MD_MB_EBASE + 6), /* PDU > 253 bytes (RTU frame > 256) */
-    MD_MB_EPROTO = -(MD_MB_EBASE + 7),   /* MBAP protocol id is not 0 */
-    MD_MB_ELENGTH = -(MD_MB_EBASE + 8),  /* MBAP length outside 2..254 */
-    MD_MB_ETYPE = -(MD_MB_EBASE + 9),    /* unknown type, or wrong type for the call */
-    MD_MB_EORDER = -(MD_MB_EBASE + 10),  /* unknown word/byte order */
-    MD_MB_ERANGE = -(MD_MB_EBASE + 11),  /* value out of range for the type */
-    MD_MB_EREGS = -(MD_MB_EBASE + 12),   /* too few registers for the type */
-    MD_MB_ESPACE = -(MD_MB_EBASE + 13),  /* output buffer too small */
+    MD_MB_ESHORT = -MD_ESHORT,     /* frame too short */
+    MD_MB_ECRC = -MD_ECRC,         /* CRC mismatch */
+    MD_MB_EFUNC = -MD_EFUNC,       /* unknown function code */
+    MD_MB_EMEI = -MD_EMEI,         /* FC 43 with a MEI type other than 14 */
+    MD_MB_ECOUNT = -MD_ECOUNT,     /* byte count inconsistent with the FC/quantity */
+    MD_MB_ETOOLONG = -MD_ETOOLONG, /* PDU > 253 bytes (RTU frame > 256) */
+    MD_MB_EPROTO = -MD_EPROTO,     /* MBAP protocol id is not 0 */
+    MD_MB_ELENGTH = -MD_ELENGTH,   /* MBAP length outside 2..254 */
+    MD_MB_ETYPE = -MD_ETYPE,       /* unknown type, or wrong type for the call */
+    MD_MB_EORDER = -MD_EORDER,     /* unknown word/byte order */
+    MD_MB_ERANGE = -MD_ERANGE,     /* value out of range for the type */
+    MD_MB_EREGS = -MD_EREGS,       /* too few registers for the type */
+    MD_MB_ESPACE = -MD_ESPACE,     /* output buffer too small */
 };
-
-/* A static message for a code of this file (or "unknown Modbus codec error").
- * Thread-safe. */
-const char *md_mb_strerror(int code);
 
 /* The stable lowercase token for an exception code ("illegal_data_address"),
  * for Lua's `nil, message, code` returns; NULL for codes not listed above. */

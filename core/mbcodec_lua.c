@@ -39,6 +39,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "err_lua.h"
 #include "mbcodec.h"
 #include "mbcodec_lua.h"
 
@@ -200,19 +201,24 @@ static int codec_decode(lua_State *L)
     return 1;
 }
 
-/* Raise: the value at argument 1 cannot be encoded as type; why says how. */
-static void bad_value(lua_State *L, enum md_mb_type type, const char *why)
+/* The value at argument 1 does not fit type (why says how): push nil,
+ * message, "range" and return 3. A value is data, not a bug: the SunSpec
+ * and RCT codecs answer the same way (docs/errors.md). */
+static int bad_value(lua_State *L, enum md_mb_type type, const char *why)
 {
     const char *v = luaL_tolstring(L, 1, NULL);
     const char *t = md_mb_type_name(type);
-    luaL_argerror(L, 1, lua_pushfstring(L, why, v, t));
+    return md_err_pushf(L, -MD_ERANGE, why, v, t);
 }
 
-/* Encode the number at argument 1 into regs[0..3]. */
-static void encode_number(lua_State *L, enum md_mb_type type, enum md_mb_order order,
-                          uint16_t *regs)
+/* Encode the number at argument 1 into regs[0..3]: 0, or 3 when it pushed
+ * nil, message, "range". */
+static int encode_number(lua_State *L, enum md_mb_type type, enum md_mb_order order,
+                         uint16_t *regs)
 {
-    luaL_checktype(L, 1, LUA_TNUMBER);
+    if (lua_type(L, 1) != LUA_TNUMBER) /* the wrong kind: "type", as from SunSpec */
+        return md_err_pushf(L, -MD_ETYPE, "value %s is not a number (type %s)",
+                            luaL_tolstring(L, 1, NULL), md_mb_type_name(type));
     int rc = 0;
     int isint;
     lua_Integer i = lua_tointegerx(L, 1, &isint); /* also 3.0, but not 3.5 */
@@ -226,13 +232,15 @@ static void encode_number(lua_State *L, enum md_mb_type type, enum md_mb_order o
     else if (fabs(x) >= 0x1p63) /* floats this large are all integral */
         rc = MD_MB_ERANGE;
     else /* a fraction, or NaN */
-        bad_value(L, type, "value %s is not an integer (type %s)");
+        return bad_value(L, type, "value %s is not an integer (type %s)");
     if (rc == MD_MB_ERANGE)
-        bad_value(L, type, "value %s out of range for %s");
+        return bad_value(L, type, "value %s out of range for %s");
     assert(rc == 0); /* type and order are checked */
+    return 0;
 }
 
-/* Encode the string at argument 1 into n registers (a scratch userdata). */
+/* Encode the string at argument 1 into n registers (a scratch userdata);
+ * NULL when it pushed nil, message, "range" (the string does not fit). */
 static uint16_t *encode_string(lua_State *L, enum md_mb_order order, size_t *n)
 {
     size_t len;
@@ -242,13 +250,16 @@ static uint16_t *encode_string(lua_State *L, enum md_mb_order order, size_t *n)
     *n = (size_t)want;
     uint16_t *regs = lua_newuserdatauv(L, *n * sizeof *regs + 1, 0); /* push scratch */
     if (md_mb_encode_string(s, len, order, regs, *n) == MD_MB_ERANGE) {
-        const char *fmt = "string of %I bytes does not fit in %I register(s)";
-        luaL_argerror(L, 1, lua_pushfstring(L, fmt, (lua_Integer)len, want));
+        md_err_pushf(L, -MD_ERANGE, "string of %I bytes does not fit in %I register(s)",
+                     (lua_Integer)len, want);
+        return NULL;
     }
     return regs;
 }
 
-/* codec.encode(value, type [, order [, nregs]]) -> {register, ...} */
+/* codec.encode(value, type [, order [, nregs]]) -> {register, ...}, or
+ * nil, message, "range" for a value that does not fit the type ("type" for
+ * a value of the wrong kind) */
 static int codec_encode(lua_State *L)
 {
     enum md_mb_type type = check_type(L, 2);
@@ -258,10 +269,13 @@ static int codec_encode(lua_State *L)
     size_t n = md_mb_type_regs(type);
     if (type == MD_MB_T_STRING) {
         regs = encode_string(L, order, &n);
+        if (!regs)
+            return 3;
     } else {
         luaL_argcheck(L, lua_isnoneornil(L, 4), 4,
                       "a register count applies only to strings");
-        encode_number(L, type, order, regs);
+        if (encode_number(L, type, order, regs))
+            return 3;
     }
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {

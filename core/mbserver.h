@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "loop.h"
 #include "mbcodec.h"
 #include "mblink.h"
@@ -169,7 +170,7 @@ enum md_mbsrv_framing { MD_MBSRV_MBAP, MD_MBSRV_RTU_FRAMING };
 
 /* md_mbsrv_frame on an MBAP stream: the header is wrong (protocol id not
  * 0, or length outside 2..254); the stream cannot be resynchronised. */
-#define MD_MBSRV_EBADMBAP (-(MD_MB_EBASE + 100))
+#define MD_MBSRV_EBADMBAP (-MD_EBADMBAP)
 
 /*
  * Find the request ADU at the start of a received byte stream of have
@@ -226,11 +227,10 @@ typedef struct md_mbsrv_config {
     int idle_ms, frame_ms, max_clients;
 } md_mbsrv_config;
 
-/* Errors of md_mbsrv_open besides -errno. */
+/* Errors of md_mbsrv_open besides -errno: aliases of err.h's codes. */
 enum {
-    MD_MBSRV_EBASE = 3000,
-    MD_MBSRV_ERESOLVE, /* the host name does not resolve */
-    MD_MBSRV_EBAUD,    /* a baud rate termios cannot set */
+    MD_MBSRV_ERESOLVE = MD_EDNS, /* the host name does not resolve */
+    MD_MBSRV_EBAUD = MD_EBAUD,   /* a baud rate termios cannot set */
 };
 
 typedef struct md_mbsrv_stats {

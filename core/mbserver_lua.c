@@ -32,6 +32,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "mbserver.h"
 #include "mblink_lua.h"
 
@@ -420,9 +421,9 @@ static const char *open_code(int rc)
     case ENOTTY:
     case EIO: return "no_device";
     case EADDRNOTAVAIL:
-    case EAFNOSUPPORT:
-    case MD_MBSRV_ERESOLVE:
-    case MD_MBSRV_EBAUD: return "bad_address";
+    case EAFNOSUPPORT: return "bad_address";
+    case MD_MBSRV_ERESOLVE: /* "dns" */
+    case MD_MBSRV_EBAUD: return md_err_token(rc);
     default: return "open";
     }
 }
@@ -437,7 +438,7 @@ static const char *open_message(lua_State *L, int rc, const md_mbsrv_config *cfg
         return lua_pushfstring(L, "%s is not a serial device", cfg->link.device);
     if (rc == -EBUSY && cfg->transport == MD_MBSRV_RTU)
         return md_mb_push_busy_message(L, cfg->link.device);
-    return strerror(-rc);
+    return md_strerror(rc);
 }
 
 static bool opt_bool(lua_State *L, int t, const char *k)
@@ -519,10 +520,7 @@ static int srv_open(lua_State *L)
     int rc = md_mbsrv_open(md_engine_loop(ls->E), &cfg, units, nunits, strict, &s);
     if (rc < 0) {
         const char *why = open_message(L, rc, &cfg); /* may push a string */
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot serve %s: %s", ls->url, why);
-        lua_pushstring(L, open_code(rc));
-        return 3;
+        return md_err_pusht(L, open_code(rc), "cannot serve %s: %s", ls->url, why);
     }
     ls->srv = s;
     ls->port = md_mbsrv_port(s);

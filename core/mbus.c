@@ -65,46 +65,6 @@
 
 #include "mbus_impl.h"
 
-/* {===== errors ===== */
-
-const char *md_mbus_strerror(int status)
-{
-    switch (-status) {
-    case 0: return "success";
-    case MD_MBUS_ETIMEOUT: return "no response from the device in time";
-    case MD_MBUS_EEXCEPTION: return "the device answered with a Modbus exception";
-    case MD_MBUS_ECRC: return "response with a bad CRC";
-    case MD_MBUS_EBADTID: return "only responses to other transactions arrived";
-    case MD_MBUS_EBADUNIT: return "response from another unit id";
-    case MD_MBUS_EMALFORMED: return "short or malformed response";
-    case MD_MBUS_ECONNLOST: return "connection lost";
-    case MD_MBUS_ECONNECT: return "cannot connect";
-    case MD_MBUS_ECLOSED: return "the bus was closed";
-    case MD_MBUS_EQUEUED: return "waited too long for the bus";
-    default: return "unknown error";
-    }
-}
-
-const char *md_mbus_errcode(int status)
-{
-    switch (-status) {
-    case 0: return "ok";
-    case MD_MBUS_ETIMEOUT: return "timeout";
-    case MD_MBUS_EEXCEPTION: return "exception";
-    case MD_MBUS_ECRC: return "crc";
-    case MD_MBUS_EBADTID: return "wrong_transaction";
-    case MD_MBUS_EBADUNIT: return "wrong_unit";
-    case MD_MBUS_EMALFORMED: return "malformed";
-    case MD_MBUS_ECONNLOST: return "connection_lost";
-    case MD_MBUS_ECONNECT: return "connect";
-    case MD_MBUS_ECLOSED: return "closed";
-    case MD_MBUS_EQUEUED: return "timeout";
-    default: return "error";
-    }
-}
-
-/* }===== */
-
 /* {===== API ===== */
 
 md_mbus *md_mbus_open(md_loop *loop, const md_mbus_config *cfg)

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "loop.h"
 #include "mblink.h"
 
@@ -52,19 +53,20 @@ typedef struct md_mbus_config {
     int backoff_max_ms;     /* the wait doubles up to this; 0: 5000 (>= backoff_ms) */
 } md_mbus_config;
 
-/* Errors, as negative numbers in md_mbus_req.status. */
+/* Errors, as negative numbers in md_mbus_req.status: aliases of err.h's
+ * codes (md_strerror, md_err_token). */
 enum {
-    MD_MBUS_EBASE = 2000,
-    MD_MBUS_ETIMEOUT,   /* no (complete) response in time */
-    MD_MBUS_EEXCEPTION, /* the device answered with an exception: see .exception */
-    MD_MBUS_ECRC,       /* RTU frame with a bad CRC */
-    MD_MBUS_EBADTID,    /* only responses to other transactions arrived */
-    MD_MBUS_EBADUNIT,   /* response from another unit id */
-    MD_MBUS_EMALFORMED, /* short, truncated or inconsistent response */
-    MD_MBUS_ECONNLOST,  /* the connection dropped during the transaction */
-    MD_MBUS_ECONNECT,   /* could not connect or open (see .sys_errno) */
-    MD_MBUS_ECLOSED,    /* the bus was closed */
-    MD_MBUS_EQUEUED,    /* waited longer than its deadline for the bus */
+    MD_MBUS_ETIMEOUT = MD_ETIMEOUT,     /* no (complete) response in time */
+    MD_MBUS_EEXCEPTION = MD_EEXCEPTION, /* the device answered with an exception:
+                                           see .exception */
+    MD_MBUS_ECRC = MD_ECRC,             /* RTU frame with a bad CRC */
+    MD_MBUS_EBADTID = MD_EBADTID,       /* only responses to other transactions arrived */
+    MD_MBUS_EBADUNIT = MD_EBADUNIT,     /* response from another unit id */
+    MD_MBUS_EMALFORMED = MD_EMALFORMED, /* short, truncated or inconsistent response */
+    MD_MBUS_ECONNLOST = MD_ECONNLOST, /* the connection dropped during the transaction */
+    MD_MBUS_ECONNECT = MD_ECONNECT,   /* could not connect or open (see .sys_errno) */
+    MD_MBUS_ECLOSED = MD_ECLOSED,     /* the bus was closed */
+    MD_MBUS_EQUEUED = MD_EQUEUED,     /* waited longer than its deadline for the bus */
 };
 
 enum {
@@ -154,9 +156,5 @@ typedef struct md_mbus_connect_stats {
     int reconnect_in_ms; /* -1: not backing off */
 } md_mbus_connect_stats;
 void md_mbus_get_connect_stats(md_mbus *bus, md_mbus_connect_stats *out);
-
-/* Stable text and code token for a status (thread-safe, static strings). */
-const char *md_mbus_strerror(int status);
-const char *md_mbus_errcode(int status);
 
 #endif

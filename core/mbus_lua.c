@@ -33,6 +33,7 @@
 
 #include "conn.h"
 #include "engine.h"
+#include "err_lua.h"
 #include "mbcodec.h"
 #include "mblink_lua.h"
 #include "mbus.h"
@@ -88,20 +89,12 @@ static void request_cancel(void *op)
     q->req.abandoned = true; /* the bus still owns it; freed on completion */
 }
 
+/* The token of a failed connect (docs/errors.md): err.h's, so a refused,
+ * unreachable or timed-out connect has the same code as from a stream or
+ * the MQTT client. */
 static const char *connect_code(int err)
 {
-    switch (err) {
-    case MD_CONN_EDNS: return "dns";
-    case ECONNREFUSED: return "refused";
-    case ETIMEDOUT: return "connect_timeout";
-    case EHOSTUNREACH:
-    case ENETUNREACH: return "unreachable";
-    case ENOENT: return "no_device";
-    case EACCES:
-    case EPERM: return "permission";
-    case EBUSY: return "busy";
-    default: return "connect";
-    }
+    return md_err_token(md_err_connect(err));
 }
 
 /* What the request did, for messages: built only when one is needed. */
@@ -171,49 +164,48 @@ static void push_connect_failure(lua_State *L, lreq *q, const char *what)
         else
             lua_pushfstring(
                 L, "not connected; next connect attempt in %s s (last attempt: %s)", in,
-                r->sys_errno ? md_conn_strerror(-r->sys_errno) : "failed");
+                r->sys_errno ? md_strerror(r->sys_errno) : "failed");
     }
     lua_concat(L, lua_gettop(L) - top);
     lua_pushstring(L, connect_code(r->sys_errno));
 }
 
-/* Push nil, message, code for a failed request. */
+/* Push nil, message, code for a failed request (err_lua.h). */
 static int push_failure(lua_State *L, lreq *q)
 {
     md_mbus_req *r = &q->req;
     char what[64];
     describe(r, what, sizeof what);
-    lua_pushnil(L);
+    const char *url = q->lb->url;
     switch (-r->status) {
-    case MD_MBUS_EEXCEPTION:
-        lua_pushfstring(L, "%s at %s: %s (Modbus exception %d)", what, q->lb->url,
-                        exception_text(r->exception), r->exception);
+    case MD_MBUS_EEXCEPTION: {
+        /* The code is the exception's name: moondog.err.is_exception(code). */
         const char *token = md_mb_exception_name(r->exception);
-        lua_pushstring(L, token ? token : "exception");
-        break;
-    case MD_MBUS_ETIMEOUT:
-        lua_pushfstring(L, "%s at %s: no response within %f s", what, q->lb->url,
-                        (lua_Number)q->timeout_ms / 1000.0);
-        lua_pushliteral(L, "timeout");
-        break;
-    case MD_MBUS_ECONNECT:
-    case MD_MBUS_ECONNLOST:
-        if (r->status == -MD_MBUS_ECONNECT && (r->sys_errno == EBUSY || r->retry_in_ms)) {
-            push_connect_failure(L, q, what);
-            break;
-        }
-        lua_pushfstring(
-            L, "%s at %s: %s: %s", what, q->lb->url, md_mbus_strerror(r->status),
-            r->sys_errno ? md_conn_strerror(-r->sys_errno) : "closed by the peer");
-        lua_pushstring(L, r->status == -MD_MBUS_ECONNECT ? connect_code(r->sys_errno)
-                                                         : "connection_lost");
-        break;
-    default:
-        lua_pushfstring(L, "%s at %s: %s", what, q->lb->url, md_mbus_strerror(r->status));
-        lua_pushstring(L, md_mbus_errcode(r->status));
-        break;
+        return md_err_pusht(L, token ? token : "exception",
+                            "%s at %s: %s (Modbus exception %d)", what, url,
+                            exception_text(r->exception), r->exception);
     }
-    return 3;
+    case MD_MBUS_ETIMEOUT:
+        return md_err_pushf(L, r->status, "%s at %s: no response within %f s", what, url,
+                            (lua_Number)q->timeout_ms / 1000.0);
+    case MD_MBUS_ECONNECT:
+        if (r->sys_errno == EBUSY || r->retry_in_ms) {
+            lua_pushnil(L);
+            push_connect_failure(L, q, what);
+            return 3;
+        }
+        return md_err_pushf(L, md_err_connect(r->sys_errno), "%s at %s: %s: %s", what,
+                            url, md_strerror(r->status),
+                            r->sys_errno ? md_strerror(r->sys_errno)
+                                         : "closed by the peer");
+    case MD_MBUS_ECONNLOST:
+        return md_err_pushf(
+            L, r->status, "%s at %s: %s: %s", what, url, md_strerror(r->status),
+            r->sys_errno ? md_strerror(r->sys_errno) : "closed by the peer");
+    default:
+        return md_err_pushf(L, r->status, "%s at %s: %s", what, url,
+                            md_strerror(r->status));
+    }
 }
 
 static void push_registers(lua_State *L, const uint8_t *data, int n)
@@ -768,10 +760,8 @@ static int mb_open(lua_State *L)
         memcpy(b->device, cfg.link.device, sizeof b->device);
     b->bus = md_mbus_open(md_engine_loop(b->E), &cfg);
     if (!b->bus) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot open Modbus bus %s: %s", url, strerror(errno));
-        lua_pushliteral(L, "invalid");
-        return 3;
+        return md_err_pusht(L, "invalid", "cannot open Modbus bus %s: %s", url,
+                            md_strerror(errno));
     }
     return 1;
 }

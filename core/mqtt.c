@@ -636,7 +636,7 @@ static void on_connect_timeout(md_loop *loop, md_timer *t, void *ud)
     }
     char msg[120];
     snprintf(msg, sizeof msg, "no answer within %g s", m->connect_timeout_ms / 1000.0);
-    conn_ended(m, "connect_timeout", msg);
+    conn_ended(m, md_err_token(-MD_ECONNTIMEOUT), msg);
 }
 
 static void connect_to(md_mqtt *m, const char *target)
@@ -650,16 +650,15 @@ static void connect_to(md_mqtt *m, const char *target)
         return;
     }
     char msg[300];
-    const char *code = "connect";
+    const char *code =
+        md_err_token(rc == MOSQ_ERR_ERRNO ? md_err_connect(err) : -MD_ECONNECT);
     if (rc == MOSQ_ERR_ERRNO && (err == ECONNREFUSED)) {
-        code = "refused";
         snprintf(msg, sizeof msg, "nothing accepts connections at %s:%d", target,
                  m->port);
     } else if (rc == MOSQ_ERR_ERRNO && (err == EHOSTUNREACH || err == ENETUNREACH)) {
-        code = "unreachable";
         snprintf(msg, sizeof msg, "%s is unreachable: %s", target, strerror(err));
     } else if (rc == MOSQ_ERR_EAI) {
-        code = "dns";
+        code = md_err_token(-MD_EDNS);
         snprintf(msg, sizeof msg, "cannot resolve the host name %s", target);
     } else if (rc == MOSQ_ERR_TLS) {
         code = "tls";
@@ -956,19 +955,6 @@ void md_mqtt_get_stats(const md_mqtt *m, md_mqtt_stats *out)
         .last_code = m->last_code,
         .last_error = m->last_code ? m->last_error : NULL,
     };
-}
-
-const char *md_mqtt_strerror(int rc)
-{
-    switch (-rc) {
-    case 0: return "success";
-    case MD_MQTT_ENOTCONN: return "not connected to the broker";
-    case MD_MQTT_EFULL: return "the outgoing queue is full";
-    case MD_MQTT_ETOPIC: return "not a valid MQTT topic";
-    case MD_MQTT_ETOOLARGE: return "payload too large for MQTT";
-    case MD_MQTT_ENOMEM: return "out of memory";
-    default: return "libmosquitto failed";
-    }
 }
 
 void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)

@@ -21,10 +21,12 @@
 #ifndef MD_MQTT_H
 #define MD_MQTT_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "loop.h"
 #include "mqtt_queue.h"
 
@@ -83,14 +85,15 @@ typedef struct md_mqtt_handlers {
 } md_mqtt_handlers;
 
 /* Return codes of md_mqtt_publish / subscribe / unsubscribe (negative). */
+/* Aliases of err.h's codes (md_strerror, md_err_token). */
 enum {
-    MD_MQTT_EBASE = 3000,
-    MD_MQTT_ENOTCONN,  /* QoS 0, subscribe or unsubscribe while not connected */
-    MD_MQTT_EFULL,     /* the outgoing queue is at its bound: counted as dropped */
-    MD_MQTT_ETOPIC,    /* not a valid topic (or filter) */
-    MD_MQTT_ETOOLARGE, /* payload over MQTT's 268435455 bytes */
-    MD_MQTT_ENOMEM,
-    MD_MQTT_ELIB, /* libmosquitto failed in another way */
+    MD_MQTT_ENOTCONN = MD_ENOTCONN,   /* QoS 0, subscribe or unsubscribe while not
+                                         connected */
+    MD_MQTT_EFULL = MD_EFULL,         /* the outgoing queue is at its bound: dropped */
+    MD_MQTT_ETOPIC = MD_ETOPIC,       /* not a valid topic (or filter) */
+    MD_MQTT_ETOOLARGE = MD_ETOOLARGE, /* payload over MQTT's 268435455 bytes */
+    MD_MQTT_ENOMEM = ENOMEM,
+    MD_MQTT_ELIB = MD_ELIB, /* libmosquitto failed in another way */
 };
 
 typedef struct md_mqtt_stats {
@@ -145,9 +148,6 @@ bool md_mqtt_connected(const md_mqtt *m);
 void md_mqtt_get_stats(const md_mqtt *m, md_mqtt_stats *out);
 
 /* md_mqtt_matches and md_mqtt_check_topic: see mqtt_queue.h. */
-
-/* Text for a return code of this module. */
-const char *md_mqtt_strerror(int rc);
 
 /*
  * Close and free the client; no handler runs after this. graceful: send

@@ -44,6 +44,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "log.h"
 #include "mqtt.h"
 
@@ -384,26 +385,21 @@ static int client_wait_connected(lua_State *L)
 
 static int publish_failure(lua_State *L, lclient *c, int rc)
 {
-    lua_pushnil(L);
-    if (rc == -MD_MQTT_ENOTCONN) {
-        lua_pushfstring(L,
-                        "publish to %s: not connected, and QoS 0 messages are not queued "
-                        "(use QoS 1 to have them delivered after the reconnect)",
-                        c->name);
-        lua_pushliteral(L, "not_connected");
-    } else if (rc == -MD_MQTT_EFULL) {
+    if (rc == -MD_MQTT_ENOTCONN)
+        return md_err_pushf(
+            L, rc,
+            "publish to %s: not connected, and QoS 0 messages are not "
+            "queued (use QoS 1 to have them delivered after the reconnect)",
+            c->name);
+    if (rc == -MD_MQTT_EFULL) {
         md_mqtt_stats st;
         md_mqtt_get_stats(c->m, &st);
-        lua_pushfstring(L,
-                        "publish to %s: the outgoing queue is full (%d messages not yet "
-                        "acknowledged); the message was dropped",
-                        c->name, st.queued);
-        lua_pushliteral(L, "queue_full");
-    } else {
-        lua_pushfstring(L, "publish to %s: %s", c->name, md_mqtt_strerror(rc));
-        lua_pushliteral(L, "error");
+        return md_err_pushf(L, rc,
+                            "publish to %s: the outgoing queue is full (%d messages not "
+                            "yet acknowledged); the message was dropped",
+                            c->name, st.queued);
     }
-    return 3;
+    return md_err_pushf(L, rc, "publish to %s: %s", c->name, md_strerror(rc));
 }
 
 static int bad_topic(lua_State *L, const char *topic)
@@ -447,11 +443,9 @@ static int client_publish(lua_State *L)
     if (rc < 0) {
         op_unlink(o);
         md_task_done(o->wait);
-        o->code = rc == -MD_MQTT_EFULL       ? "queue_full"
-                  : rc == -MD_MQTT_ETOOLARGE ? "too_large"
-                                             : "error";
+        o->code = md_err_token(rc);
         snprintf(o->error, sizeof o->error, "publish to %s: %s", c->name,
-                 md_mqtt_strerror(rc));
+                 md_strerror(rc));
     } else if (ms >= 0) {
         md_wait_timeout(o->wait, ms, "MQTT publish");
     }

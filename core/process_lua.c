@@ -19,6 +19,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "loop.h"
 #include "process.h"
 
@@ -56,10 +57,8 @@ static int l_spawn(lua_State *L)
     }
     int pid, rc = md_process_spawn(cmd, &pid);
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot start a process for '%s': %s", cmd, strerror(-rc));
-        lua_pushliteral(L, "spawn");
-        return 3;
+        return md_err_pusht(L, "spawn", "cannot start a process for '%s': %s", cmd,
+                            md_strerror(rc));
     }
     c->pid = pid;
     return 1;
@@ -96,10 +95,7 @@ static int child_kill(lua_State *L)
     int sig = signos[luaL_checkoption(L, 2, "TERM", names)];
     int rc = md_process_signal(c->pid, sig);
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "process %d has exited already", c->pid);
-        lua_pushliteral(L, "exited");
-        return 3;
+        return md_err_pusht(L, "exited", "process %d has exited already", c->pid);
     }
     lua_pushboolean(L, 1);
     return 1;

@@ -38,37 +38,6 @@ _Static_assert(MD_RCT_MAX_WIRE == 131081, "wire maximum: start + 2 x 65540");
 
 /* {===== names and errors ===== */
 
-const char *md_rct_strerror(int code)
-{
-    switch (code) {
-    case 0: return "success";
-    case MD_RCT_ECRC: return "CRC mismatch";
-    case MD_RCT_ELENGTH: return "impossible length";
-    case MD_RCT_EESCAPE: return "bad escape";
-    case MD_RCT_ECOMMAND: return "invalid command";
-    case MD_RCT_ESIZE: return "payload size does not fit the data type";
-    case MD_RCT_ERANGE: return "value out of range for the data type";
-    case MD_RCT_ETYPE: return "unknown or unsuitable data type";
-    case MD_RCT_ESPACE: return "output buffer too small";
-    default: return "unknown RCT codec error";
-    }
-}
-
-const char *md_rct_error_token(int code)
-{
-    switch (code) {
-    case MD_RCT_ECRC: return "crc";
-    case MD_RCT_ELENGTH: return "length";
-    case MD_RCT_EESCAPE: return "escape";
-    case MD_RCT_ECOMMAND: return "command";
-    case MD_RCT_ESIZE: return "size";
-    case MD_RCT_ERANGE: return "range";
-    case MD_RCT_ETYPE: return "type";
-    case MD_RCT_ESPACE: return "space";
-    default: return NULL;
-    }
-}
-
 static const struct {
     uint8_t command;
     const char *name;

@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
+
 /* {===== limits, commands, types, errors ===== */
 
 enum {
@@ -117,28 +119,20 @@ enum {
     MD_RCT_MODULE_RESISTANCE_SIZE = 96,
 };
 
-/*
- * Error codes, below -MD_RCT_EBASE so that they never collide with -errno
- * or the Modbus codec's codes.
- */
-#define MD_RCT_EBASE 1200
+/* Error codes (negative): aliases of err.h's codes, so md_strerror() and
+ * md_err_token() ("crc", "length", "escape", "command", "size", "range",
+ * "type", "space") apply. */
 enum md_rct_error {
-    MD_RCT_ECRC = -(MD_RCT_EBASE + 1),     /* CRC mismatch */
-    MD_RCT_ELENGTH = -(MD_RCT_EBASE + 2),  /* impossible length field, or too long */
-    MD_RCT_EESCAPE = -(MD_RCT_EBASE + 3),  /* escape before an ordinary byte, or an
-                                              unescaped start byte inside a frame */
-    MD_RCT_ECOMMAND = -(MD_RCT_EBASE + 4), /* not a command of the protocol */
-    MD_RCT_ESIZE = -(MD_RCT_EBASE + 5),    /* payload size does not fit the type */
-    MD_RCT_ERANGE = -(MD_RCT_EBASE + 6),   /* value out of range for the type */
-    MD_RCT_ETYPE = -(MD_RCT_EBASE + 7),    /* unknown type, or not for this call */
-    MD_RCT_ESPACE = -(MD_RCT_EBASE + 8),   /* output buffer too small */
+    MD_RCT_ECRC = -MD_ECRC,         /* CRC mismatch */
+    MD_RCT_ELENGTH = -MD_ELENGTH,   /* impossible length field, or too long */
+    MD_RCT_EESCAPE = -MD_EESCAPE,   /* escape before an ordinary byte, or an
+                                       unescaped start byte inside a frame */
+    MD_RCT_ECOMMAND = -MD_ECOMMAND, /* not a command of the protocol */
+    MD_RCT_ESIZE = -MD_ESIZE,       /* payload size does not fit the type */
+    MD_RCT_ERANGE = -MD_ERANGE,     /* value out of range for the type */
+    MD_RCT_ETYPE = -MD_ETYPE,       /* unknown type, or not for this call */
+    MD_RCT_ESPACE = -MD_ESPACE,     /* output buffer too small */
 };
-
-/* A static message for a code of this file. Thread-safe. */
-const char *md_rct_strerror(int code);
-/* The stable lowercase token for Lua's `nil, message, code` ("crc", "length",
- * "escape", "command", "size", "range", "type", "space"); NULL otherwise. */
-const char *md_rct_error_token(int code);
 
 /* True for every command of the table above, plant forms and EXTENSION
  * included; false for 0x04, 0x07 and everything else. */

@@ -48,6 +48,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "rctcodec.h"
 
 #define PARSER_MT "moondog.rct.codec.parser"
@@ -211,7 +212,7 @@ static int parser_step(lua_State *L, parser *ps, int input_idx)
     if (rc < 0) {
         lua_pushboolean(L, 0);
         push_parse_error(L, &ps->p, rc);
-        lua_pushstring(L, md_rct_error_token(rc));
+        lua_pushstring(L, md_err_token(rc));
         return 3;
     }
     lua_pushinteger(L, f.command);
@@ -485,10 +486,13 @@ static int codec_decode(lua_State *L)
 
 /* {===== encoding values ===== */
 
-/* Raise: the value cannot be encoded as type; why has one %s for the type. */
+/* The value cannot be encoded as type; why has one %s for the type. The
+ * encoders below run protected (codec_encode), so this error becomes
+ * nil, message, "range", like every other raise about the value. */
 static int bad_value(lua_State *L, int arg, int type, const char *why)
 {
-    return luaL_argerror(L, arg, lua_pushfstring(L, why, md_rct_type_name(type)));
+    (void)arg;
+    return luaL_error(L, why, md_rct_type_name(type));
 }
 
 /* An integer at stack index idx (3.0 counts), else raise. */
@@ -661,37 +665,30 @@ static void encode_scalar(lua_State *L, int type, luaL_Buffer *b)
         lua_Integer v = get_integer(L, 2, type, "the value");
         n = md_rct_encode_int(type, v, tmp);
         if (n < 0)
-            luaL_argerror(L, 2,
-                          lua_pushfstring(L, "%I is out of range for %s", v,
-                                          md_rct_type_name(type)));
+            luaL_error(L, "%I is out of range for %s", v, md_rct_type_name(type));
     }
     luaL_buffinit(L, b);
     luaL_addlstring(b, (const char *)tmp, (size_t)n);
     luaL_pushresult(b);
 }
 
-/* codec.encode(type, value [, size]) -> payload bytes */
-static int codec_encode(lua_State *L)
+/* stack: type (integer), value, size -> payload bytes; raises about the
+ * value, which codec_encode turns into nil, message, "range". */
+static int encode_value(lua_State *L)
 {
-    int type = check_type(L, 1);
-    luaL_checkany(L, 2);
-    bool sized = type == MD_RCT_T_STRING || type == MD_RCT_T_UNKNOWN;
-    luaL_argcheck(L, sized || lua_isnoneornil(L, 3), 3,
-                  "a size applies only to STRING and UNKNOWN");
-    lua_settop(L, 3);
+    int type = (int)lua_tointeger(L, 1);
     luaL_Buffer b;
     switch (type) {
     case MD_RCT_T_STRING:
     case MD_RCT_T_UNKNOWN: {
         size_t len;
-        const char *s = luaL_checklstring(L, 2, &len);
+        const char *s = lua_tolstring(L, 2, &len);
+        if (!s)
+            return luaL_error(L, "%s needs a string, got %s", md_rct_type_name(type),
+                              luaL_typename(L, 2));
         lua_Integer size = luaL_optinteger(L, 3, (lua_Integer)len);
-        luaL_argcheck(L, size >= 0 && size <= MD_RCT_MAX_LENGTH - 8, 3,
-                      "size must be 0..65527");
         if ((lua_Integer)len > size)
-            return luaL_argerror(
-                L, 2,
-                lua_pushfstring(L, "%I bytes do not fit in %I", (lua_Integer)len, size));
+            return luaL_error(L, "%I bytes do not fit in %I", (lua_Integer)len, size);
         char *p = luaL_buffinitsize(L, &b, (size_t)size);
         memcpy(p, s, len);
         memset(p + len, 0, (size_t)size - len);
@@ -706,6 +703,49 @@ static int codec_encode(lua_State *L)
     default: encode_scalar(L, type, &b); break;
     }
     return 1;
+}
+
+/* codec.encode(type, value [, size]) -> payload bytes, or nil, message,
+ * "range" for a value that does not fit the type, "type" for a value of the
+ * wrong kind (as the Modbus and SunSpec codecs answer; docs/errors.md). A
+ * wrong type name or size raises. */
+static int codec_encode(lua_State *L)
+{
+    int type = check_type(L, 1);
+    luaL_checkany(L, 2);
+    bool sized = type == MD_RCT_T_STRING || type == MD_RCT_T_UNKNOWN;
+    luaL_argcheck(L, sized || lua_isnoneornil(L, 3), 3,
+                  "a size applies only to STRING and UNKNOWN");
+    if (sized && !lua_isnoneornil(L, 3)) {
+        lua_Integer size = luaL_checkinteger(L, 3);
+        luaL_argcheck(L, size >= 0 && size <= MD_RCT_MAX_LENGTH - 8, 3,
+                      "size must be 0..65527");
+    }
+    /* A value of the wrong kind is "type", as from the SunSpec codec. */
+    int vt = lua_type(L, 2);
+    bool kind_ok = sized                         ? vt == LUA_TSTRING
+                   : type >= MD_RCT_T_TIMESERIES ? vt == LUA_TTABLE
+                   : type == MD_RCT_T_BOOL       ? vt == LUA_TBOOLEAN || vt == LUA_TNUMBER
+                                                 : vt == LUA_TNUMBER;
+    if (!kind_ok)
+        return md_err_pushf(L, -MD_ETYPE, "%s takes %s, not a %s", md_rct_type_name(type),
+                            sized                         ? "a string"
+                            : type >= MD_RCT_T_TIMESERIES ? "a table"
+                            : type == MD_RCT_T_BOOL       ? "true, false, 1 or 0"
+                                                          : "a number",
+                            luaL_typename(L, 2));
+    lua_settop(L, 3);
+    lua_pushcfunction(L, encode_value);
+    lua_pushinteger(L, type);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3); /* stack: type, value, size, fn, type, value, size */
+    int status = lua_pcall(L, 3, 1, 0);
+    if (status == LUA_OK)
+        return 1;
+    if (status == LUA_ERRMEM)
+        return lua_error(L);
+    /* stack: ..., message */
+    return md_err_pushf(L, -MD_ERANGE, "%s", lua_tostring(L, -1));
 }
 
 /* }===== */

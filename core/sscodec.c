@@ -117,19 +117,6 @@ int md_ss_int_range(int type, int64_t *min, uint64_t *max)
     return 0;
 }
 
-const char *md_ss_strerror(int code)
-{
-    switch (code) {
-    case 0: return "no error";
-    case MD_SS_ETYPE: return "unknown SunSpec type, or a value of the wrong kind for it";
-    case MD_SS_ESIZE: return "size does not suit the SunSpec type";
-    case MD_SS_ERANGE: return "value out of range for the SunSpec type";
-    case MD_SS_ESYNTAX: return "text is not an address of the SunSpec type";
-    case MD_SS_ESF: return "scale factor outside -10..10";
-    default: return "unknown SunSpec codec error";
-    }
-}
-
 /* }===== */
 
 /* {===== raw bytes ===== */

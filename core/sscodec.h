@@ -21,13 +21,15 @@
  * given are reported, never read.
  *
  * Errors: functions return 0 (or a status) on success and a negative
- * MD_SS_E* code on failure; md_ss_strerror() gives a static message.
+ * MD_SS_E* code on failure (aliases of err.h's codes; md_strerror()).
  */
 #ifndef MD_SSCODEC_H
 #define MD_SSCODEC_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "err.h"
 
 /* The SunSpec point types (names as in the SunSpec model definitions). */
 enum md_ss_type {
@@ -65,18 +67,13 @@ enum {
     MD_SS_TEXT_MAX = 46,    /* text of an ipaddr, eui48 or ipv6addr, with NUL */
 };
 
-#define MD_SS_EBASE 1100
 enum md_ss_error {
-    MD_SS_ETYPE = -(MD_SS_EBASE + 1),   /* unknown type, or wrong type for the call */
-    MD_SS_ESIZE = -(MD_SS_EBASE + 2),   /* size does not suit the type */
-    MD_SS_ERANGE = -(MD_SS_EBASE + 3),  /* value out of range, or the n/i value */
-    MD_SS_ESYNTAX = -(MD_SS_EBASE + 4), /* text that is no address of the type */
-    MD_SS_ESF = -(MD_SS_EBASE + 5),     /* scale factor outside -10..10 */
+    MD_SS_ETYPE = -MD_ETYPE,     /* unknown type, or wrong type for the call */
+    MD_SS_ESIZE = -MD_ESIZE,     /* size does not suit the type */
+    MD_SS_ERANGE = -MD_ERANGE,   /* value out of range, or the n/i value */
+    MD_SS_ESYNTAX = -MD_ESYNTAX, /* text that is no address of the type */
+    MD_SS_ESF = -MD_ESF,         /* scale factor outside -10..10 */
 };
-
-/* A static message for a code of this file ("unknown SunSpec codec error"
- * for others). */
-const char *md_ss_strerror(int code);
 
 /* Type from its name ("int16", "acc32", ...; exact, lowercase), or
  * MD_SS_ETYPE. The name of a type, or NULL when out of range. */

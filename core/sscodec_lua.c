@@ -51,6 +51,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "sscodec.h"
 
 #define LAYOUT "moondog.sunspec.layout"
@@ -266,13 +267,11 @@ static int codec_decode(lua_State *L)
 /* {===== encode ===== */
 
 /* Push nil, the message, the code; returns 3 for the caller's return. */
-static int refuse(lua_State *L, const char *code, const char *fmt, ...)
+static int refuse(lua_State *L, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    lua_pushnil(L);
-    lua_pushvfstring(L, fmt, ap);
-    lua_pushstring(L, code);
+    md_err_pushv(L, rc, fmt, ap);
     va_end(ap);
     return 3;
 }
@@ -296,12 +295,12 @@ static int out_of_range(lua_State *L, int type, int sf, double raw, const char *
             snprintf(range + n, sizeof range - (size_t)n, ")");
     }
     if (sf != 0 && fabs(raw) < TWO_63)
-        return refuse(L, "range", "value %s (raw %I with scale factor %d) %s %s%s", value,
-                      (lua_Integer)raw, sf, why, name, range);
+        return refuse(L, -MD_ERANGE, "value %s (raw %I with scale factor %d) %s %s%s",
+                      value, (lua_Integer)raw, sf, why, name, range);
     if (sf != 0)
-        return refuse(L, "range", "value %s (raw %f with scale factor %d) %s %s%s", value,
-                      raw, sf, why, name, range);
-    return refuse(L, "range", "value %s %s %s%s", value, why, name, range);
+        return refuse(L, -MD_ERANGE, "value %s (raw %f with scale factor %d) %s %s%s",
+                      value, raw, sf, why, name, range);
+    return refuse(L, -MD_ERANGE, "value %s %s %s%s", value, why, name, range);
 }
 
 /* Types whose raw values count a quantity: a fraction rounds to the
@@ -348,7 +347,7 @@ static int encode_float(lua_State *L, int type, unsigned size, int sf, uint8_t *
 {
     double x = md_ss_scale(lua_tonumber(L, 3), -sf);
     if (isnan(x))
-        return refuse(L, "range", "NaN means not implemented: it is no value for a %s",
+        return refuse(L, -MD_ERANGE, "NaN means not implemented: it is no value for a %s",
                       md_ss_type_name(type));
     if (md_ss_encode_float(type, size, x, out) < 0)
         return out_of_range(L, type, 0, 0, "is out of range for");
@@ -370,10 +369,10 @@ static int encode_text(lua_State *L, int type, unsigned size, uint8_t *out)
     if (rc == 0)
         return 0;
     if (type == MD_SS_STRING && (len == 0 || s[0] == '\0'))
-        return refuse(L, "range",
+        return refuse(L, -MD_ERANGE,
                       "an empty string (or one starting with NUL) means not implemented");
     if (type == MD_SS_STRING)
-        return refuse(L, "range",
+        return refuse(L, -MD_ERANGE,
                       "text of %I bytes does not fit a string of %d registers "
                       "(%d bytes)",
                       (lua_Integer)len, (int)size, 2 * (int)size);
@@ -383,8 +382,8 @@ static int encode_text(lua_State *L, int type, unsigned size, uint8_t *out)
         [MD_SS_IPV6ADDR] = "an IPv6 address",
     };
     if (rc == MD_SS_ESYNTAX)
-        return refuse(L, "range", "'%s' is not %s", s, forms[type]);
-    return refuse(L, "range", "'%s' is the value that means not implemented for %s", s,
+        return refuse(L, -MD_ERANGE, "'%s' is not %s", s, forms[type]);
+    return refuse(L, -MD_ERANGE, "'%s' is the value that means not implemented for %s", s,
                   md_ss_type_name(type));
 }
 
@@ -402,7 +401,7 @@ static int codec_encode(lua_State *L)
                 L, 4,
                 lua_pushfstring(L, "a %s has no scale factor", md_ss_type_name(type)));
         if (sf < MD_SS_SF_MIN || sf > MD_SS_SF_MAX)
-            return refuse(L, "range",
+            return refuse(L, -MD_ERANGE,
                           "scale factor %I is outside -10..10: cannot scale %s", sf,
                           luaL_tolstring(L, 3, NULL));
     }
@@ -413,12 +412,12 @@ static int codec_encode(lua_State *L)
     int rc;
     if (is_text(type)) {
         if (ltype != LUA_TSTRING)
-            return refuse(L, "type", "a %s needs text, not a %s", name,
+            return refuse(L, -MD_ETYPE, "a %s needs text, not a %s", name,
                           lua_typename(L, ltype));
         rc = encode_text(L, type, size, out);
     } else {
         if (ltype != LUA_TNUMBER)
-            return refuse(L, "type", "a %s needs a number, not a %s", name,
+            return refuse(L, -MD_ETYPE, "a %s needs a number, not a %s", name,
                           lua_typename(L, ltype));
         if (type == MD_SS_FLOAT32 || type == MD_SS_FLOAT64)
             rc = encode_float(L, type, size, (int)sf, out);

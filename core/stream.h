@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MD_STREAM_ERESOLVE 1301 /* the host name did not resolve */
+#include "err.h"
+
+#define MD_STREAM_ERESOLVE MD_EDNS /* the host name did not resolve (err.h) */
 
 /* Bind and listen on host:port (port 0 picks a free one; host NULL or "*"
  * every local address). Returns the listening socket or -errno /

@@ -16,13 +16,12 @@
  *   local c, err, code = l:accept([timeout])
  *   l:close()
  *
- * Codes: "timeout" (the engine's wait timed out), "connection_lost" (the
- * peer closed the connection or it broke), "closed" (closed here while a
- * task waited), "refused", "unreachable", "connect" (other connect
- * failures), "dns" (a host name that does not resolve), "in_use" and
- * "permission" (listen), "busy" (a write while
- * more than 4 MB wait to be sent), "accept". Timeouts are seconds; none by default,
- * except 10 s for connect.
+ * Codes (docs/errors.md): "timeout" (the engine's wait timed out),
+ * "connection_lost" (the peer closed the connection or it broke), "closed"
+ * (closed here while a task waited), "connect_timeout", "dns", "refused",
+ * "unreachable", "connect" (other connect failures), "in_use" and "permission" (listen),
+ * "busy" (a write while more than 4 MB wait to be sent), "accept". Timeouts are seconds;
+ * none by default, except 10 s for connect.
  *
  * Design. Everything runs on the loop thread with non-blocking sockets and
  * THE async pattern of engine.h. A connection's state machine (connect over
@@ -58,6 +57,7 @@
 
 #include "conn.h"
 #include "engine.h"
+#include "err_lua.h"
 #include "stream.h"
 #include "stream_conn.h"
 
@@ -387,25 +387,12 @@ static int conn_tostring(lua_State *L)
 
 /* {===== connect ===== */
 
-static const char *connect_code(int err)
-{
-    switch (err) {
-    case ECONNREFUSED: return "refused";
-    case ENETUNREACH:
-    case EHOSTUNREACH:
-    case EADDRNOTAVAIL: return "unreachable";
-    case MD_CONN_EDNS: return "dns";
-    case ETIMEDOUT: return "timeout";
-    default: return "connect";
-    }
-}
-
+/* nil, message, code for a failed connect: err.h's token, the same as
+ * from a Modbus bus or the MQTT client (docs/errors.md). */
 static int push_connect_error(lua_State *L, conn *c, int err)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "cannot connect to %s: %s", c->peer, md_conn_strerror(-err));
-    lua_pushstring(L, connect_code(err));
-    return 3;
+    return md_err_pushf(L, md_err_connect(err), "cannot connect to %s: %s", c->peer,
+                        md_strerror(err));
 }
 
 /* conn.c is done: hand the connected socket to the state machine, or keep
@@ -475,7 +462,7 @@ static int stream_connect(lua_State *L)
     c->cwait = md_task_wait(L, c, connect_cancel);
     char what[128];
     snprintf(what, sizeof what, "connecting to %s", c->peer);
-    md_wait_timeout(c->cwait, ms, what);
+    md_wait_timeout_rc(c->cwait, ms, what, -MD_ECONNTIMEOUT);
     return md_task_yield(L, c->cwait, connect_results);
 }
 
@@ -643,12 +630,10 @@ static int stream_listen(lua_State *L)
         int err = -fd;
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s port %d: %s", host, (int)port,
-                        err == MD_STREAM_ERESOLVE ? "the host name does not resolve"
-                                                  : strerror(err));
-        lua_pushstring(L, err == EADDRINUSE ? "in_use"
-                          : err == EACCES   ? "permission"
-                          : err == MD_STREAM_ERESOLVE || err == EADDRNOTAVAIL
-                              ? "unreachable"
+                        md_strerror(err));
+        lua_pushstring(L, err == EADDRINUSE || err == EACCES ||
+                                  err == MD_STREAM_ERESOLVE || err == EADDRNOTAVAIL
+                              ? md_err_token(err)
                               : "listen");
         return 3;
     }

@@ -22,6 +22,7 @@
 local md = require "moondog"
 local modbus = require "moondog.modbus"
 local codec = require "moondog.modbus.codec"
+local errors = require "moondog.err"
 
 local format = string.format
 local to_printable = require("moondog.text").printable
@@ -307,8 +308,8 @@ local function write_values(o, values, kind, vtype, order)
       usage_error("write", "--type string takes one VALUE (quote text with spaces)")
     end
     local n = int_opt("write", "count", o.count, 1, 123) or (#values[1] + 1) // 2
-    local ok, r = pcall(codec.encode, values[1], "string", order, n)
-    if not ok then usage_error("write", "cannot encode '%s': %s", values[1], r) end
+    local r, err = codec.encode(values[1], "string", order, n)
+    if not r then usage_error("write", "cannot encode '%s': %s", values[1], err) end
     return r
   end
   if o.count then usage_error("write", "--count applies only to --type string") end
@@ -320,8 +321,8 @@ local function write_values(o, values, kind, vtype, order)
         v = math.tointeger(v)
         if v == nil then usage_error("write", "'%s' is not an integer (--type %s)", text, vtype) end
       end
-      local ok, r = pcall(codec.encode, v, vtype, order)
-      if not ok then
+      local r = codec.encode(v, vtype, order)
+      if not r then
         usage_error("write", "%s does not fit --type %s", text, vtype)
       end
       table.move(r, 1, #r, #regs + 1, regs)
@@ -469,7 +470,7 @@ local function cmd_scan(args)
       end
     elseif code == "timeout" or gateway_codes[code] then
       line = nil
-    elseif tostring(err):match("%(Modbus exception %d+%)") then
+    elseif errors.is_exception(code) then
       found[#found + 1] = unit
       line = format("unit %d: answers with exception '%s' (a device is there)", unit, code)
     else

@@ -69,18 +69,23 @@ M.hints = {
   gateway_target_failed = "the gateway got no answer from the unit: check the unit id and the serial side",
 }
 
+-- The connect failures (docs/errors.md), each with the reason the one
+-- line shows; "connect" (any other) shows the binding's own message.
 M.connect_codes = {
-  refused = true, connect_timeout = true, unreachable = true, connect = true, no_device = true,
-  permission = true, dns = true,
+  refused = "connection refused", connect_timeout = "no connection within the timeout",
+  unreachable = "no route to the host", dns = "the host name does not resolve",
+  connect = true, no_device = "no such device", permission = "permission denied",
 }
 
 --- A device or I/O failure: one line with what failed and a hint, exit 1.
 --- hints: the tool's own table (default M.hints).
 function Cli:io_error(url, err, code, hints)
   local msg = tostring(err)
-  if M.connect_codes[code] then
-    local reason = msg:match(":%s*([^:]+)$") or msg
-    msg = format("cannot connect to %s: %s", url, reason:lower())
+  local reason = M.connect_codes[code]
+  if type(reason) == "string" then
+    msg = format("cannot connect to %s: %s", url, reason)
+  elseif reason then
+    msg = format("cannot connect to %s (%s)", url, msg)
   end
   local hint = (hints or M.hints)[code]
   say("%s: %s%s", self.tool, msg, hint and (" — " .. hint) or "")

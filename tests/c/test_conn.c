@@ -255,7 +255,7 @@ static void timeout_on_full_backlog(void **state)
     run_until_called(f);
     assert_int_equal(f->fd, -1);
     assert_int_equal(f->err, -ETIMEDOUT);
-    assert_string_equal(md_conn_token(f->err), "timeout");
+    assert_string_equal(md_conn_token(f->err), "connect_timeout");
 }
 
 static void first_address_fails(void **state)
@@ -372,7 +372,8 @@ static void tokens(void **state)
     (void)state;
     assert_string_equal(md_conn_token(-EHOSTUNREACH), "unreachable");
     assert_string_equal(md_conn_token(-ENETUNREACH), "unreachable");
-    assert_string_equal(md_conn_token(-EPERM), "connect");
+    assert_string_equal(md_conn_token(-EPERM), "permission"); /* a firewall rule */
+    assert_string_equal(md_conn_token(-EPROTO), "connect");
     assert_string_equal(md_conn_strerror(-MD_CONN_EDNS),
                         "the host name does not resolve");
 }

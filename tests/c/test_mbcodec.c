@@ -20,6 +20,7 @@
  *   cc -std=c11 -D_GNU_SOURCE -Icore tests/c/test_mbcodec.c core/mbcodec.c \
  *      $(pkg-config --cflags --libs cmocka) -o /tmp/t && /tmp/t
  */
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -903,17 +904,27 @@ static void byte_helpers(void **state)
 static void error_texts(void **state)
 {
     (void)state;
-    assert_string_equal(md_mb_strerror(MD_MB_ECRC), "CRC mismatch");
-    assert_string_equal(md_mb_strerror(MD_MB_ESHORT), "frame too short");
-    assert_string_equal(md_mb_strerror(MD_MB_EFUNC), "unknown function code");
-    assert_string_equal(md_mb_strerror(0), "success");
-    const char *unknown = md_mb_strerror(-1);
-    assert_string_equal(unknown, "unknown Modbus codec error");
-    assert_string_equal(md_mb_strerror(-(MD_MB_EBASE + 99)), unknown);
-    for (int code = MD_MB_ESPACE; code <= MD_MB_ESHORT; code++) {
-        assert_in_range(-code, MD_MB_EBASE + 1, MD_MB_EBASE + 99);
-        assert_string_not_equal(md_mb_strerror(code), unknown);
+    /* The codes are err.h's: one message and one token each. */
+    assert_string_equal(md_strerror(MD_MB_ECRC), "CRC mismatch");
+    assert_string_equal(md_strerror(MD_MB_ESHORT), "frame too short");
+    assert_string_equal(md_strerror(MD_MB_EFUNC), "unknown function code");
+    assert_string_equal(md_strerror(0), "success");
+    assert_string_equal(md_err_token(MD_MB_ERANGE), "range");
+    assert_string_equal(md_err_token(MD_MB_ECRC), "crc");
+    const char *unknown = md_strerror(-(MD_EBASE + 9999));
+    assert_string_equal(unknown, "unknown error");
+    static const int codes[] = {MD_MB_ESHORT, MD_MB_ECRC,     MD_MB_EFUNC,  MD_MB_EMEI,
+                                MD_MB_ECOUNT, MD_MB_ETOOLONG, MD_MB_EPROTO, MD_MB_ELENGTH,
+                                MD_MB_ETYPE,  MD_MB_EORDER,   MD_MB_ERANGE, MD_MB_EREGS,
+                                MD_MB_ESPACE};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_true(md_err_is_own(codes[i]));
+        assert_in_range(-codes[i], MD_EBASE + 1, MD_EBASE + 999);
+        assert_string_not_equal(md_strerror(codes[i]), unknown);
     }
+    /* errno values share the functions: -ECONNREFUSED is "refused". */
+    assert_string_equal(md_err_token(-ECONNREFUSED), "refused");
+    assert_false(md_err_is_own(-ECONNREFUSED));
     assert_string_equal(md_mb_exception_name(2), "illegal_data_address");
     assert_string_equal(md_mb_exception_name(0x0B), "gateway_target_failed");
     assert_null(md_mb_exception_name(0));

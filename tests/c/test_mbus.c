@@ -35,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "err.h"
 #include "mbcodec.h"
 #include "mbus_impl.h"
 
@@ -175,7 +176,7 @@ static void exception_reply(void **state)
     run_until_done(f);
     assert_int_equal(f->req->status, -MD_MBUS_EEXCEPTION);
     assert_int_equal(f->req->exception, 2);
-    assert_string_equal(md_mbus_errcode(f->req->status), "exception");
+    assert_string_equal(md_err_token(f->req->status), "exception");
 }
 
 static void no_reply_times_out(void **state)

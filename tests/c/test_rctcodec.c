@@ -303,9 +303,9 @@ static void command_names(void **state)
     assert_true(md_rct_command_long(0x03) && md_rct_command_long(0x46));
     assert_false(md_rct_command_long(0x05) || md_rct_command_long(0x3C) ||
                  md_rct_command_long(0x04));
-    assert_string_equal(md_rct_strerror(MD_RCT_ECRC), "CRC mismatch");
-    assert_string_equal(md_rct_error_token(MD_RCT_EESCAPE), "escape");
-    assert_null(md_rct_error_token(0));
+    assert_string_equal(md_strerror(MD_RCT_ECRC), "CRC mismatch");
+    assert_string_equal(md_err_token(MD_RCT_EESCAPE), "escape");
+    assert_string_equal(md_err_token(MD_RCT_ERANGE), "range");
 }
 
 /* }===== */

@@ -193,24 +193,41 @@ T.test("types and orders", function()
   T.eq(table.concat(codec.orders, ","), "ABCD,CDAB,BADC,DCBA")
 end)
 
-T.test("encode: range and type errors say what to fix", function()
-  has(raises(codec.encode, 70000, "uint16"), "value 70000 out of range for uint16")
-  has(raises(codec.encode, -1, "uint32"), "value -1 out of range for uint32")
-  has(raises(codec.encode, 32768, "int16"), "value 32768 out of range for int16")
-  has(raises(codec.encode, 1e39, "float32"), "value 1e+39 out of range for float32")
-  has(raises(codec.encode, 2.0 ^ 64, "uint64"), "out of range for uint64")
-  has(raises(codec.encode, 2.0 ^ 63, "int64"), "out of range for int64")
-  has(raises(codec.encode, 1.5, "int16"), "value 1.5 is not an integer (type int16)")
-  has(raises(codec.encode, 0 / 0, "int32"), "is not an integer")
-  has(raises(codec.encode, "12", "int16"), "number expected, got string")
+-- A value that does not fit is data, not a bug: nil, message, "range", as
+-- from the SunSpec and RCT codecs (docs/errors.md).
+local function refuses(...)
+  local r, err, code = codec.encode(...)
+  T.eq(r, nil, "no registers")
+  T.eq(code, "range", "code of " .. tostring(err))
+  return err
+end
+
+T.test("encode: a value that does not fit returns nil, message, range", function()
+  has(refuses(70000, "uint16"), "value 70000 out of range for uint16")
+  has(refuses(-1, "uint32"), "value -1 out of range for uint32")
+  has(refuses(32768, "int16"), "value 32768 out of range for int16")
+  has(refuses(1e39, "float32"), "value 1e+39 out of range for float32")
+  has(refuses(2.0 ^ 64, "uint64"), "out of range for uint64")
+  has(refuses(2.0 ^ 63, "int64"), "out of range for int64")
+  has(refuses(1.5, "int16"), "value 1.5 is not an integer (type int16)")
+  has(refuses(0 / 0, "int32"), "is not an integer")
+  has(refuses("toolong", "string", "ABCD", 3), "string of 7 bytes does not fit in 3 register(s)")
+end)
+
+T.test("encode: a value of the wrong kind returns nil, message, type", function()
+  local r, err, code = codec.encode("12", "int16")
+  T.eq(r, nil)
+  T.eq(code, "type")
+  has(err, "value 12 is not a number (type int16)")
+end)
+
+T.test("encode: misuse raises and says what to fix", function()
   has(raises(codec.encode, 1, "flaot32"),
     "unknown type 'flaot32' (expected int16, uint16, int32, uint32, int64, uint64, " ..
     "float32, float64, string)")
   has(raises(codec.encode, 1, "int16", "ABDC"),
     "unknown order 'ABDC' (expected ABCD, CDAB, BADC, DCBA)")
   has(raises(codec.encode, 1, "int16", "ABCD", 2), "a register count applies only to strings")
-  has(raises(codec.encode, "toolong", "string", "ABCD", 3),
-    "string of 7 bytes does not fit in 3 register(s)")
   has(raises(codec.encode, "x", "string", "ABCD", -1), "register count must be 0..65536")
 end)
 

@@ -193,3 +193,41 @@ T.test("sunspec_storage: battery (802) and storage controls (124) from raw regis
   T.eq(ok, nil, "refused")
   T.eq(code, "out_of_range", "above 100 %")
 end)
+
+-- Issue 16: a mistake in a profile source is an error at open for every
+-- driver (SunSpec, RCT, Modbus), points and info alike; the SunSpec driver
+-- no longer hides point lookups behind pcall.
+T.test("issue 16: a typo in any profile source raises at open, for every driver", function()
+  local function opens(profile, target)
+    local ok, err = pcall(devices.open, profile, target)
+    return ok, tostring(err)
+  end
+  local ok, err = opens({ name = "t", protocol = "sunspec",
+    points = { { name = "p", source = "inverter.Wattz" } } }, "tcp://127.0.0.1:1")
+  T.eq(ok, false, "sunspec point")
+  assert(err:find("'Wattz' is not a point of SunSpec model", 1, true), err)
+  ok, err = opens({ name = "t", protocol = "sunspec", info = { serial = "1.Serial" },
+    points = { { name = "p", source = "inverter.W" } } }, "tcp://127.0.0.1:1")
+  T.eq(ok, false, "sunspec info")
+  assert(err:find("info.serial: 'Serial' is not a point of SunSpec model 1", 1, true), err)
+  ok, err = opens({ name = "t", protocol = "rct", info = { serial = "no.such_object" },
+    points = { { name = "p", source = "dc_conv.dc_conv_struct[0].p_dc" } } }, "127.0.0.1:1")
+  T.eq(ok, false, "rct info")
+  assert(err:find("info.serial: 'no.such_object' is not in the RCT registry", 1, true), err)
+  ok, err = opens({ name = "t", protocol = "modbus", info = { serial = { kind = "holdin", addr = 1 } },
+    points = { { name = "p", source = { kind = "holding", addr = 0 } } } }, "tcp://127.0.0.1:1")
+  T.eq(ok, false, "modbus info")
+  assert(err:find("info.serial: source.kind must be", 1, true), err)
+end)
+
+T.test("issue 16: a group instance the device lacks is absent, not an error", function()
+  local s <close> = inverter()
+  -- module[3] of the two modules the simulator has: checked at open against
+  -- the definition, absent from read() on this device.
+  local dev <close> = devices.open({ name = "t", protocol = "sunspec", points = {
+    { name = "m2", source = "160.module[2].DCW" }, { name = "m3", source = "160.module[3].DCW" },
+  } }, s.srv:url())
+  local v = assert(dev:read())
+  T.eq(v.m2, 1900, "module 2")
+  T.eq(v.m3, nil, "module 3 is absent")
+end)

@@ -252,7 +252,7 @@ T.test("every data type round-trips through encode and decode", function()
   T.eq(codec.decode("STRING", codec.encode("STRING", "abc", 64)), "abc", "padded string decoded")
 end)
 
-T.test("bad payloads return malformed; bad arguments raise", function()
+T.test("bad payloads return malformed, values that do not fit range; bad arguments raise", function()
   local v, err, code = codec.decode("FLOAT", "\1\2\3")
   assert(v == nil and code == "malformed" and err:find("3 bytes", 1, true), err)
   v, err, code = codec.decode("UINT16", "")
@@ -261,18 +261,29 @@ T.test("bad payloads return malformed; bad arguments raise", function()
   assert(v == nil and code == "malformed" and err:find("11 bytes", 1, true), err)
   v, err, code = codec.decode("BATTERY_MODULE_STATUS", string.rep("\0", 95))
   assert(v == nil and code == "malformed" and err:find("96 bytes", 1, true), err)
+  -- A value that does not fit is data: nil, message, "range", as from the
+  -- Modbus and SunSpec codecs (docs/errors.md).
+  for _, args in ipairs({
+    { "UINT8", 256 }, { "INT8", -129 }, { "UINT8", 1.5 },
+    { "FLOAT", 1e39 }, { "BOOL", 2 }, { "STRING", "abcd", 3 },
+    { "TIMESERIES", { { time = 1, value = 1 } } }, -- no query
+    { "BATTERY_MODULE_RESISTANCE", { 1, 2 } },
+  }) do
+    local r, msg, c = codec.encode(table.unpack(args, 1, 3))
+    assert(r == nil and c == "range" and type(msg) == "string",
+      args[1] .. ": " .. tostring(msg))
+  end
+  err = select(2, codec.encode("UINT8", 256))
+  assert(err:find("256 is out of range for UINT8", 1, true), err)
+  -- A value of the wrong kind: "type", as from the SunSpec codec.
+  for _, args in ipairs({ { "FLOAT", "1" }, { "UINT8", {} }, { "STRING", 5 }, { "TIMESERIES", 1 } }) do
+    local r, msg, c = codec.encode(args[1], args[2])
+    assert(r == nil and c == "type", args[1] .. ": " .. tostring(msg))
+  end
   for _, bad in ipairs({
     function() codec.decode("DOUBLE", "") end,
-    function() codec.encode("UINT8", 256) end,
-    function() codec.encode("INT8", -129) end,
-    function() codec.encode("UINT8", 1.5) end,
-    function() codec.encode("FLOAT", "1") end,
-    function() codec.encode("FLOAT", 1e39) end,
-    function() codec.encode("BOOL", 2) end,
-    function() codec.encode("STRING", "abcd", 3) end,
     function() codec.encode("UINT8", 1, 4) end,
-    function() codec.encode("TIMESERIES", { { time = 1, value = 1 } }) end, -- no query
-    function() codec.encode("BATTERY_MODULE_RESISTANCE", { 1, 2 }) end,
+    function() codec.encode("NOTATYPE", 1) end,
     function() codec.build("read", 1, "payload") end,
     function() codec.build("write", 1, string.rep("x", 252)) end,
     function() codec.build("nonsense", 1) end,

@@ -75,6 +75,25 @@ T.test("closing while another task reads or writes wakes it with closed", functi
   T.eq(code, "closed", "code")
 end)
 
+-- A listener with a backlog of 0 takes one connection; the kernel drops the
+-- next SYNs, so the next connect times out: connect_timeout, as from a
+-- Modbus bus or the MQTT client (docs/errors.md), not the plain "timeout"
+-- of a request.
+T.test("a connect that times out: connect_timeout", function()
+  local l = assert(stream.listen("127.0.0.1", 0, { backlog = 0 }))
+  local held = {}
+  local c, err, code
+  for _ = 1, 8 do
+    c, err, code = stream.connect("127.0.0.1", l:port(), { timeout = 0.2 })
+    if not c then break end
+    held[#held + 1] = c
+  end
+  for _, h in ipairs(held) do h:close() end
+  l:close()
+  T.eq(c, nil, "a connect failed")
+  T.eq(code, "connect_timeout", "code: " .. tostring(err))
+end)
+
 T.test("connect failures: refused, a name that does not resolve", function()
   local l = assert(stream.listen("127.0.0.1", 0))
   local port = l:port()

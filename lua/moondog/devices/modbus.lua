@@ -223,10 +223,10 @@ local function encode(item, value)
     end
   end
   local nregs = item.type == "string" and item.count or nil
-  local ok, regs = pcall(codec.encode, raw, item.type, item.order, nregs)
-  if not ok then
+  local regs, err, code = codec.encode(raw, item.type, item.order, nregs)
+  if not regs then
     return nil, format("point %s: %s does not fit a %s register: %s", p.name, tostring(value), item.type,
-      tostring(regs)), "out_of_range"
+      err), code
   end
   return regs
 end
@@ -424,6 +424,13 @@ local function checked(profile)
   local c = shared[profile]
   if c and same_profile(c, profile) then return c end
   local items, list = base.points(profile, check_point)
+  -- The register specs of profile.info are checked now too, as the points
+  -- are: a broken one is an error at open, not at the first describe().
+  for field, spec in pairs(type(profile.info) == "table" and profile.info or {}) do
+    if type(spec) ~= "string" then
+      source_item(format("profile %s, info.%s", profile.name or "?", field), spec)
+    end
+  end
   local reads, perr = planner.plan(list, {
     max_gap = profile.max_gap, max_regs = profile.max_regs, avoid = profile.avoid,
   })
@@ -642,8 +649,8 @@ function M.simulator(profile, server, unit, opts)
     local spec = (profile.info or {})[field]
     if type(spec) == "table" then
       local item = source_item("simulate info." .. field, spec)
-      server:set(unit, item.kind, item.address, codec.encode(value, item.type, item.order,
-        item.type == "string" and item.count or nil))
+      server:set(unit, item.kind, item.address, assert(codec.encode(value, item.type, item.order,
+        item.type == "string" and item.count or nil)))
     end
   end
   return sim

@@ -83,6 +83,17 @@ local function check_point(where, p)
   return item
 end
 
+-- Every object profile.info names must be in the registry; raises on the
+-- first that is not, as for a point.
+local function check_info(profile)
+  for field, source in pairs(type(profile.info) == "table" and profile.info or {}) do
+    if type(source) ~= "string" or not registry.get(source) then
+      error(format("profile %s, info.%s: '%s' is not in the RCT registry", profile.name or "?",
+        field, tostring(source)), 0)
+    end
+  end
+end
+
 --- check(profile) -> mistakes, items: what open() checks, and the objects
 --- profile.info names, with every mistake collected as a message.
 function M.check(profile)
@@ -225,6 +236,7 @@ end
 function M.open(profile, target, opts)
   opts = opts or {}
   local filled, items, list, sources = prepare(profile)
+  check_info(profile)
   local client, own = target, false
   if type(target) == "string" then
     local host, port = rct.parse_target(target)

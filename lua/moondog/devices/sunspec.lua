@@ -134,6 +134,19 @@ local function check_point(where, p)
   return { point = base.copy(p), model = model, path = path }
 end
 
+-- Every source of profile.info, checked as the points' are; raises on the
+-- first mistake.
+local function check_info(profile)
+  local info = type(profile.info) == "table" and profile.info or {}
+  local fields = {}
+  for field in pairs(info) do fields[#fields + 1] = field end
+  table.sort(fields)
+  for _, field in ipairs(fields) do
+    local where = format("profile %s, info.%s", profile.name or "?", field)
+    source_def(where, parse_source(where, info[field]))
+  end
+end
+
 --- check(profile) -> mistakes, items: what open() checks, and the sources
 --- of profile.info, with every mistake collected as a message.
 function M.check(profile)
@@ -192,8 +205,8 @@ function Device:_sunspec()
   -- Fill in enum options from the definitions now that the models are known.
   for _, item in ipairs(self.list) do
     local m = sdev:model(item.model)
-    local ok, def = pcall(function() return m and m:info(item.path) end)
-    if ok and def and def.symbols and item.point.options == nil and item.point.type ~= "string" then
+    local def = m and m:has(item.path) and m:info(item.path)
+    if def and def.symbols and item.point.options == nil and item.point.type ~= "string" then
       local options = {}
       for i, s in ipairs(def.symbols) do options[i] = s.name end
       item.point.options = options
@@ -242,9 +255,9 @@ function Device:read(names)
   local out = {}
   for _, item in ipairs(list) do
     local m = seen[sdev:model(item.model) or false] and sdev:model(item.model)
-    if m then
-      local got, raw = pcall(m.get, m, item.path)
-      if got and raw ~= nil then out[item.point.name] = decode(item, raw) end
+    if m and m:has(item.path) then -- absent: a group instance the device lacks
+      local raw = m:get(item.path)
+      if raw ~= nil then out[item.point.name] = decode(item, raw) end
     end
   end
   self._online = true
@@ -301,8 +314,7 @@ function Device:_read_info(sources)
   for field, source in pairs(sources) do
     local key, path = parse_source("profile " .. tostring(self.profile.name) .. ", info." .. field, source)
     local m = sdev:model(key)
-    local got, v = pcall(function() return m and m:get(path) end)
-    if got then facts[field] = v end
+    if m and m:has(path) then facts[field] = m:get(path) end
   end
   return facts
 end
@@ -322,6 +334,7 @@ function M.open(profile, target, opts)
     error("sunspec device: target must be a Modbus address such as 'tcp://host:502?unit=1' or an open bus", 2)
   end
   local items, list, points = base.points(profile, check_point)
+  check_info(profile)
   local filled = base.profile_with(profile, points)
   local id = base.id(profile, opts, "sunspec")
   return setmetatable({

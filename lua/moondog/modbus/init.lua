@@ -43,8 +43,7 @@
 -- Errors: a wrong argument raises; a device or I/O failure returns
 -- nil, message, code. Codes: "timeout", "crc", "malformed",
 -- "wrong_transaction", "wrong_unit", "connection_lost", "refused",
--- "unreachable", "dns" (a host name that does not resolve), "connect_timeout",
--- "no_device", "permission", "closed",
+-- "unreachable", "dns", "connect_timeout", "no_device", "permission", "closed",
 -- "busy" (a serial line another program or bus holds: see modbus.shared),
 -- and for Modbus exceptions their names: "illegal_function",
 -- "illegal_data_address", "illegal_data_value", "server_device_failure",
@@ -298,7 +297,8 @@ end
 --- bus:write_value(unit, addr, value, type [, {order = "ABCD", count = n}])
 function Bus.write_value(bus, unit, addr, value, vtype, opts)
   opts = opts or {}
-  local regs = codec.encode(value, vtype, opts.order or "ABCD", opts.count)
+  local regs, err, code = codec.encode(value, vtype, opts.order or "ABCD", opts.count)
+  if not regs then return nil, err, code end -- "range": the value does not fit
   if #regs == 1 then
     return bus:write_register(unit, addr, regs[1], opts)
   end

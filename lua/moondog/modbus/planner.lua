@@ -28,6 +28,20 @@
 --   avoid        {{kind =, first =, last =}, ...}: addresses never to read,
 --                e.g. a block a device answers with exception 02. A read never
 --                spans one; a point that overlaps one is an error.
+--   keep_with    true: a point's `with` field (a point table, or an array of
+--                them) names points that must come from the same read as it
+--                when they are planned too: a value and its scale factor (a
+--                device may change the factor between two reads, and the
+--                value read with the old one is off by a power of ten). Such
+--                a group, and groups whose spans overlap, form an atom that a
+--                read holds whole; the greedy below then places atoms as it
+--                places points, and stays optimal for cuts between atoms
+--                (moondog.sunspec.plan uses this). An atom longer than the
+--                limit falls back to its points; the caller re-reads what
+--                that tore apart (moondog.sunspec.plan does).
+--   breaks       {address, ...}: no read spans across one of these addresses
+--                (a read may start at one): for devices that refuse reads
+--                across model boundaries.
 --   unit         ignored: plan each unit separately.
 --
 -- Result: an array of reads {kind, address, count, points}, sorted by kind in
@@ -130,7 +144,7 @@ local function check_points(points)
           i, address, count), 3)
       end
       entries[#entries + 1] = { p = p, index = i, kind = p.kind, first = address,
-                                last = address + count - 1, count = count }
+                                last = address + count - 1, count = count, members = { p } }
     end
   end
   return entries
@@ -172,6 +186,23 @@ local function check_avoid(avoid)
   return by_kind
 end
 
+local function check_breaks(breaks)
+  if breaks == nil then return {} end
+  if type(breaks) ~= "table" then
+    error(format("planner.plan: opts.breaks must be an array of addresses, got %s", type(breaks)), 4)
+  end
+  local list = {}
+  for i, b in ipairs(breaks) do
+    local n = int(b)
+    if not n or n < 0 or n > 65536 then
+      error(format("planner.plan: opts.breaks[%d] must be an address 0..65536, got %s", i, show(b)), 4)
+    end
+    list[i] = n
+  end
+  table.sort(list)
+  return list
+end
+
 local function check_opts(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
@@ -185,7 +216,77 @@ local function check_opts(opts)
     limit = { coil = bits, discrete = bits, holding = regs, input = regs },
     gap = { coil = bit_gap, discrete = bit_gap, holding = gap, input = gap },
     avoid = check_avoid(opts.avoid),
+    keep_with = opts.keep_with and true or false,
+    breaks = check_breaks(opts.breaks),
   }
+end
+
+-- The points a point's `with` names: one point table or an array of them.
+local function with_list(p)
+  local w = p.with
+  if w == nil then return {} end
+  if type(w) ~= "table" then
+    error(format("planner.plan: a point's with must be a point table or an array of them, got %s",
+      type(w)), 4)
+  end
+  if w.kind ~= nil then return { w } end
+  return w
+end
+
+-- opts.keep_with: replace the entries of each kind by atoms, the merged
+-- spans of every point and the planned points its `with` names (see the
+-- top). An atom longer than the kind's limit gives back its points.
+local function group_with(entries, limit)
+  local entry_of = {}
+  for _, e in ipairs(entries) do entry_of[e.p] = e end
+  local spans = {}
+  for _, e in ipairs(entries) do
+    local span = { kind = e.kind, first = e.first, last = e.last, members = { e }, index = e.index }
+    for _, q in ipairs(with_list(e.p)) do
+      local other = entry_of[q]
+      if other and other.kind == e.kind and other ~= e then
+        span.first = math.min(span.first, other.first)
+        span.last = math.max(span.last, other.last)
+        span.members[#span.members + 1] = other
+      end
+    end
+    spans[#spans + 1] = span
+  end
+  table.sort(spans, function(x, y)
+    if x.kind ~= y.kind then return kind_order[x.kind] < kind_order[y.kind] end
+    return x.first < y.first
+  end)
+  local atoms = {}
+  for _, sp in ipairs(spans) do
+    local last = atoms[#atoms]
+    if last and last.kind == sp.kind and sp.first <= last.last then
+      last.last = math.max(last.last, sp.last)
+      for _, m in ipairs(sp.members) do last.set[m] = true end
+      last.index = math.min(last.index, sp.index)
+    else
+      local atom = { kind = sp.kind, first = sp.first, last = sp.last, index = sp.index, set = {} }
+      for _, m in ipairs(sp.members) do atom.set[m] = true end
+      atoms[#atoms + 1] = atom
+    end
+  end
+  local out = {}
+  for _, a in ipairs(atoms) do
+    local list = {}
+    for m in pairs(a.set) do list[#list + 1] = m end
+    table.sort(list, function(x, y)
+      if x.first ~= y.first then return x.first < y.first end
+      return x.index < y.index
+    end)
+    if #list == 1 or a.last - a.first + 1 > limit[a.kind] then
+      table.move(list, 1, #list, #out + 1, out)
+    else
+      local members = {}
+      for i, m in ipairs(list) do members[i] = m.p end
+      out[#out + 1] = { p = list[1].p, index = a.index, kind = a.kind, first = a.first, last = a.last,
+                        count = a.last - a.first + 1, members = members }
+    end
+  end
+  return out
 end
 
 -- }=====
@@ -217,14 +318,32 @@ local function join_oversized(cur, e, limit)
   return n_join < n_alone or (n_join == n_alone and tail_join >= tail_alone)
 end
 
+-- Whether a read from `from` to `to` would span one of the sorted breaks.
+local function crosses(breaks, from, to)
+  for _, b in ipairs(breaks) do
+    if b > to then return false end
+    if b > from then return true end
+  end
+  return false
+end
+
+-- Add the points of entry e to read r, each once.
+local function add_members(r, e)
+  local points = r.points
+  for _, p in ipairs(e.members) do
+    if points[#points] ~= p then points[#points + 1] = p end
+  end
+end
+
 -- Plan the entries of one kind (sorted) into `out`. Returns true, or nil and
 -- a message when a point sits on an avoided address.
-local function plan_kind(kind, entries, limit, max_gap, avoid, out)
+local function plan_kind(kind, entries, limit, max_gap, avoid, breaks, out)
   local cur     -- the open read: later points may still join it
   local chain   -- consecutive reads cut from oversized points, ending at cur
 
   local function new_read(address, count, e)
-    local r = { kind = kind, address = address, count = count, points = { e.p } }
+    local r = { kind = kind, address = address, count = count, points = {} }
+    add_members(r, e)
     out[#out + 1] = r
     return r
   end
@@ -232,8 +351,7 @@ local function plan_kind(kind, entries, limit, max_gap, avoid, out)
   -- Put e (whose part from cur.address on is not yet covered) into cur, and
   -- if it does not fit, cut the rest into further reads of at most `limit`.
   local function fill(e)
-    local points = cur.points
-    if points[#points] ~= e.p then points[#points + 1] = e.p end
+    add_members(cur, e)
     if e.last <= cur.address + limit - 1 then
       cur.count = math.max(cur.count, e.last - cur.address + 1)
       return
@@ -258,7 +376,7 @@ local function plan_kind(kind, entries, limit, max_gap, avoid, out)
   local function behind(e)
     for _, r in ipairs(chain) do
       if r.address <= e.first and e.last <= r.address + r.count - 1 then
-        r.points[#r.points + 1] = e.p
+        add_members(r, e)
         return
       end
     end
@@ -269,7 +387,7 @@ local function plan_kind(kind, entries, limit, max_gap, avoid, out)
     end
     for _, r in ipairs(chain) do
       if r ~= cur and r.address <= e.last and e.first <= r.address + r.count - 1 then
-        r.points[#r.points + 1] = e.p
+        add_members(r, e)
       end
     end
     if e.last >= cur.address then fill(e) end
@@ -289,6 +407,7 @@ local function plan_kind(kind, entries, limit, max_gap, avoid, out)
       local cur_last = cur.address + cur.count - 1
       local gap = e.first - cur_last - 1
       local bridgeable = gap <= max_gap and (gap <= 0 or not avoided(avoid, cur_last + 1, e.first - 1))
+        and not crosses(breaks, cur.address, e.last)
       if bridgeable and (e.last <= cur.address + limit - 1
                          or (e.count > limit and join_oversized(cur, e, limit))) then
         fill(e)
@@ -307,6 +426,7 @@ end
 function M.plan(points, opts)
   local entries = check_points(points)
   local o = check_opts(opts)
+  if o.keep_with then entries = group_with(entries, o.limit) end
   table.sort(entries, function(x, y)
     if x.kind ~= y.kind then return kind_order[x.kind] < kind_order[y.kind] end
     if x.first ~= y.first then return x.first < y.first end
@@ -320,7 +440,7 @@ function M.plan(points, opts)
     local j = i
     while j + 1 <= #entries and entries[j + 1].kind == kind do j = j + 1 end
     local ok, err = plan_kind(kind, table.move(entries, i, j, 1, {}), o.limit[kind], o.gap[kind],
-      o.avoid[kind], reads)
+      o.avoid[kind], o.breaks, reads)
     if not ok then return nil, err end
     i = j + 1
   end

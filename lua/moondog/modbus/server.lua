@@ -53,7 +53,7 @@
 -- on_read, which may create the addresses.
 --
 -- Errors: wrong arguments raise; failing to serve (port in use, no such
--- device) returns nil, message, code with code "bad_address", "in_use",
+-- device) returns nil, message, code with code "bad_address", "dns", "in_use",
 -- "busy" (a serial line another program holds), "permission", "no_device"
 -- or "open".
 
@@ -337,7 +337,9 @@ end
 --- unless nregs says more (padded with NUL).
 function Server:set_value(unit, kind, addr, value, vtype, order, nregs)
   check_register_kind(kind, "set_value")
-  self.core:set(unit, kind, addr, codec.encode(value, vtype, order or "ABCD", nregs))
+  local regs, err = codec.encode(value, vtype, order or "ABCD", nregs)
+  if not regs then error("set_value: " .. err, 2) end
+  self.core:set(unit, kind, addr, regs)
 end
 
 --- srv:get_value(unit, kind, addr, type [, order = "ABCD" [, nregs]]) -> value
@@ -407,9 +409,9 @@ local function typed_line(kind, a, vtype, rest)
         if v == nil then return nil, string.format("%s value '%s' is not an integer", vtype, token) end
       end
     end
-    local ok, regs = pcall(codec.encode, v, vtype, order, vtype == "string" and (#v + 1) // 2 or nil)
-    if not ok then
-      return nil, string.format("'%s' does not fit a %s: %s", token, vtype, tostring(regs))
+    local regs, err = codec.encode(v, vtype, order, vtype == "string" and (#v + 1) // 2 or nil)
+    if not regs then
+      return nil, string.format("'%s' does not fit a %s: %s", token, vtype, err)
     end
     table.move(regs, 1, #regs, #values + 1, values)
   end

@@ -301,7 +301,10 @@ end
 --- disconnects cleanly (the broker does not send the last will). `<close>`
 --- and garbage collection close at once.
 function Client.close(c, flush_timeout)
-  if c:status() == "connected" and c:stats().queued > 0 and (flush_timeout or 5) > 0 then
+  -- No flush where nothing may wait (a __close while an error unwinds, a
+  -- __gc handler): closing must not replace the error in flight.
+  if c:status() == "connected" and c:stats().queued > 0 and (flush_timeout or 5) > 0
+     and mdcore.can_wait() then
     c:flush(flush_timeout or 5)
   end
   c_close(c)

@@ -530,8 +530,8 @@ function Publisher:close()
   self:send(self.prefix .. "/status", "offline", true)
   if self.client:status() == "closed" then return end
   if self.own_client then
-    self.client:close(5)
-  else
+    self.client:close(5) -- flushes only where it may wait
+  elseif require("moondog.core").can_wait() then
     self.client:flush(5)
   end
 end

@@ -37,8 +37,7 @@
 -- which write returns as its second result.
 --
 -- Codes: "timeout", "connection_lost", "malformed" (an answer that does
--- not decode), "refused", "unreachable", "dns" (a host name that does not
--- resolve), "connect_timeout", "connect",
+-- not decode), "dns", "refused", "unreachable", "connect_timeout", "connect",
 -- "not_writable", "closed".
 
 local md = require "moondog"
@@ -219,7 +218,6 @@ function Client:_connect()
   local conn, err, code = stream.connect(self.host, self.port, { timeout = self.connect_timeout })
   self.connecting = nil
   if not conn then
-    code = code == "timeout" and "connect_timeout" or code
     ev:set(nil, err, code)
     return nil, err, code
   end
@@ -406,9 +404,8 @@ local function encode_for(e, value)
       error(format("'%s' is not a value of %s", value, e.name), 3)
     end
   end
-  local ok, payload = pcall(codec.encode, e.type, value)
-  if not ok then
-    local why = tostring(payload):match("%((.*)%)$") or tostring(payload)
+  local payload, why = codec.encode(e.type, value)
+  if not payload then
     error(format("cannot write %s to %s (%s): %s", tostring(value), e.name, e.type, why), 3)
   end
   return payload
@@ -448,7 +445,8 @@ function Client:read_log(key, time, opts)
   end
   local req = {
     key = key, oid = id, command = self:_command("write"), type = e.response,
-    payload = codec.encode(e.type, math.tointeger(time) or error("time must be an integer", 2)),
+    payload = codec.encode(e.type, math.tointeger(time) or error("time must be an integer", 2))
+      or error("time must be 0..0xFFFFFFFF", 2),
     what = "reading the log " .. describe(e, id),
   }
   return self:_one(req, opts)

@@ -182,7 +182,9 @@ function Server:_payload(oid, e)
   if v == nil then
     return nil
   end
-  return codec.encode(e.response, v)
+  -- A value that does not fit the answer's type is a bad request: raise
+  -- (see _try_request).
+  return assert(codec.encode(e.response, v))
 end
 
 function Server:_store(e, payload)
@@ -220,7 +222,7 @@ function Server:_handle(state, command, oid, payload)
   end
   if e and (e.response == "TIMESERIES" or e.response == "EVENT_TABLE") then
     local before = codec.decode(e.type, payload)
-    return before and codec.encode(e.response, self.values[oid] or log_answer(e, before))
+    return before and assert(codec.encode(e.response, self.values[oid] or log_answer(e, before)))
   end
   if e and e.writable then
     self:_store(e, payload)
@@ -383,7 +385,7 @@ end
 function Server:set(key, value)
   local e, id = entry_of(key)
   if e then
-    local ok, err = pcall(codec.encode, e.response, value)
+    local ok, err = codec.encode(e.response, value)
     if not ok then
       error(format("simulator: %s takes %s: %s", e.name, e.response, err), 2)
     end

@@ -187,6 +187,13 @@ function Model:tree()
   return self._inst and subtree(self._inst.root)
 end
 
+--- m:has(path) -> true when this model instance has the point ("W",
+--- "module[2].DCW"): false for a group instance the device lacks, or a
+--- model kept raw. m:get and m:info raise where this is false.
+function Model:has(path)
+  return type(path) == "string" and self._inst ~= nil and layout.find(self._inst, path) ~= nil
+end
+
 --- m:get(path) -> value of "W" or "module[2].DCW" as last read.
 function Model:get(path)
   local s = point_slot(self, path, 2)

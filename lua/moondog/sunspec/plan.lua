@@ -16,7 +16,8 @@
 --      by a power of ten: the classic bug of cached scale factors).
 -- A point with its scale factor, or points whose such spans overlap, form
 -- an "atom" that a read must hold whole; cuts between reads fall only
--- between atoms. Reads then take atoms greedily from the lowest address,
+-- between atoms. moondog.modbus.planner places them (its keep_with
+-- option: one planner for every driver). Reads take atoms greedily from the lowest address,
 -- each as far as `max` registers allow. For cuts restricted to atom
 -- boundaries that greedy is optimal: any plan has a read holding the first
 -- atom, and one starting there and reaching furthest covers at least as
@@ -35,6 +36,7 @@
 -- Pure Lua, no I/O.
 
 local codec = require "moondog.sunspec.codec"
+local planner = require "moondog.modbus.planner"
 
 local M = {}
 
@@ -76,57 +78,32 @@ function M.atoms(slots, pairs)
   return atoms
 end
 
--- Atoms longer than max, replaced by the point-only atoms inside them.
-local function fit_atoms(slots, max)
-  local atoms = M.atoms(slots, true)
-  local loose
-  for _, a in ipairs(atoms) do
-    if a.hi - a.lo > max then loose = true end
-  end
-  if not loose then return atoms end
-  local points = M.atoms(slots, false)
-  local out, k = {}, 1
-  for _, a in ipairs(atoms) do
-    if a.hi - a.lo > max then
-      while points[k] and points[k].lo < a.lo do k = k + 1 end
-      while points[k] and points[k].hi <= a.hi do
-        out[#out + 1] = points[k]
-        k = k + 1
-      end
-    else
-      out[#out + 1] = a
-    end
-  end
-  return out
-end
-
--- The region (index) holding addr, with regions a sorted list of {lo, hi}.
-local function region_of(regions, addr)
-  if not regions then return 0 end
-  for i, r in ipairs(regions) do
-    if addr >= r.lo and addr < r.hi then return i end
-  end
-  return -1
-end
-
 --- plan.ranges(slots, max [, regions]) -> sorted list of {addr, count}.
+--- The one read planner (moondog.modbus.planner) places them: each point
+--- with its scale factor (keep_with), any registers passed over (a SunSpec
+--- map is contiguous), no read across a region boundary.
 function M.ranges(slots, max, regions)
-  local atoms = fit_atoms(slots, max)
-  local ranges = {}
-  local i = 1
-  while atoms[i] do
-    local lo = atoms[i].lo
-    local region = region_of(regions, lo)
-    local j = i
-    while atoms[j + 1] and atoms[j + 1].hi - lo <= max
-      and region_of(regions, atoms[j + 1].lo) == region do
-      j = j + 1
-    end
-    local hi = atoms[j].hi
-    if hi - lo > max then hi = lo + max end -- one point longer than a read: cannot happen in SunSpec
-    ranges[#ranges + 1] = { addr = lo, count = hi - lo }
-    i = j + 1
+  local points, of = {}, {}
+  for i, s in ipairs(slots) do
+    points[i] = { kind = "holding", address = s.addr, count = s.size }
+    of[s] = points[i]
   end
+  for i, s in ipairs(slots) do
+    if s.sf and of[s.sf] then points[i].with = of[s.sf] end
+  end
+  local breaks
+  if regions then
+    breaks = {}
+    for _, r in ipairs(regions) do
+      breaks[#breaks + 1] = r.lo
+      breaks[#breaks + 1] = r.hi
+    end
+  end
+  local reads = assert(planner.plan(points, {
+    max_regs = max, max_gap = 65535, keep_with = true, breaks = breaks,
+  }))
+  local ranges = {}
+  for i, r in ipairs(reads) do ranges[i] = { addr = r.address, count = r.count } end
   return ranges
 end
 
