@@ -219,10 +219,8 @@ local function add_pending(self, id, target, opts, err, code)
     offline_after = opts.offline_after or self._defaults.offline_after,
     retry = opts.retry or self._defaults.retry, index = self._index, epoch = self._epoch,
   })
-  self._devices[id] = sd
-  self._order[#self._order + 1] = sd
-  self:_emit("device", sd)
-  sd:_probe(function()
+  -- site:_attach starts the probing (a reload may make a device it never attaches)
+  rawset(sd, "_identify", function()
     local name, where, pcode = auto_profile(self, id, target, opts)
     if not name then return nil, bare(where), pcode, settled[pcode] end
     local p = self._profiles[name] or devices.load(name)
@@ -230,7 +228,8 @@ local function add_pending(self, id, target, opts, err, code)
     local dev, oerr, ocode = open_device(self, id, p, where, opts)
     if not dev then return nil, bare(oerr), ocode, true end
     return dev
-  end, bare(err), code)
+  end)
+  rawset(sd, "_first_error", { bare(err), code })
   return sd
 end
 
@@ -305,12 +304,21 @@ function Site:_make_device(id, profile, target, opts)
   })
 end
 
--- Make sd (from site:_make_device) part of the site and start polling it.
+-- Make sd (from site:_make_device) part of the site and start polling it
+-- (or probing it, for a device of profile "auto" that did not answer yet).
 function Site:_attach(sd)
   self._devices[sd.id] = sd
   self._order[#self._order + 1] = sd
   self:_emit("device", sd)
-  sd:_start()
+  local identify = rawget(sd, "_identify")
+  if identify then
+    local first = sd._first_error
+    rawset(sd, "_identify", nil)
+    rawset(sd, "_first_error", nil)
+    sd:_probe(identify, first[1], first[2])
+  else
+    sd:_start()
+  end
 end
 
 -- A device of site values (derived points, setpoints), made on first use.
