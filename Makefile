@@ -213,16 +213,21 @@ fuzz-run: $(FUZZ_BIN)
 	done
 
 # Sources a target links besides core/<name>.c: FUZZ_EXTRA_<name>.
-FUZZ_EXTRA_mbserver := core/mbcodec.c
+FUZZ_EXTRA_mbserver := core/mbcodec.c core/err.c
 build/fuzz/fuzz_mbserver: $(FUZZ_EXTRA_mbserver)
-FUZZ_EXTRA_sscodec := -lm
+FUZZ_EXTRA_sscodec := core/err.c -lm
+build/fuzz/fuzz_sscodec: core/err.c
+FUZZ_EXTRA_rctcodec := core/err.c -lm
+build/fuzz/fuzz_rctcodec: core/err.c
+FUZZ_EXTRA_growatt := core/err.c
+build/fuzz/fuzz_growatt: core/err.c
 FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_serial.c \
-                 core/serial.c core/conn.c core/loop.c
+                 core/serial.c core/conn.c core/loop.c core/err.c
 FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm
 build/fuzz/fuzz_mbus: $(FUZZ_MBUS_SRC)
 
-FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/loop.c core/log.c core/err.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/loop.c core/log.c core/err.c
+FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/conn.c core/loop.c core/log.c core/err.c -lpthread -ldl
+build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/conn.c core/loop.c core/log.c core/err.c
 FUZZ_EXTRA_mbcodec := core/err.c
 build/fuzz/fuzz_mbcodec: core/err.c
 
