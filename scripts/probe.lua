@@ -85,7 +85,17 @@ local function with_params(url, params)
 end
 
 -- Failure codes that mean nothing answers at this unit.
-local silent = { timeout = true, gateway_target_failed = true, gateway_path_unavailable = true }
+-- A unit that answers: a value, or a Modbus exception (the device said no).
+-- A bus that cannot be reached at all ends the scan with the reason; any
+-- other failure (timeout, CRC, a garbled or foreign answer) is a unit where
+-- nothing usable answered.
+local unreachable = {
+  dns = true, refused = true, connect = true, connect_timeout = true, unreachable = true,
+  permission = true, no_device = true, not_serial = true, bad_address = true, busy = true,
+}
+local is_exception = require("moondog.err").is_exception
+-- a gateway's way of saying that no device answered at that unit id
+local no_device_behind = { gateway_target_failed = true, gateway_path_unavailable = true }
 
 local candidates, sunspec_matches = devices.candidates, devices.sunspec_matches
 
@@ -104,8 +114,13 @@ local function probe_bus(url, units, timeout, mb, ss, total, done)
     io.stderr:flush()
     local matches, answered = {}, false
     for _, row in ipairs(mb) do
-      local ok, _, why = require("moondog.devices.modbus").identify(row.profile, bus, unit)
-      if ok == nil and silent[why] then break end
+      local ok, msg, why = require("moondog.devices.modbus").identify(row.profile, bus, unit)
+      if ok == nil and unreachable[why] then
+        io.stderr:write("\r\27[K")
+        bus:close()
+        cli:io_error(url, msg, why)
+      end
+      if ok == nil and (no_device_behind[why] or not is_exception(why)) then break end
       answered = true
       if ok then matches[#matches + 1] = row end
     end

@@ -132,3 +132,29 @@ T.test("rct://host:port: an RCT Power device by its identity objects; a Modbus s
   T.eq(out, "", "stdout")
   assert(err:find("--units and --bauds are for Modbus buses", 1, true), err)
 end, { timeout = 60 })
+
+T.test("a bus that cannot be reached ends the scan with the reason, never 'answers'", function()
+  local dir <close> = T.tmpdir()
+  local port = 1 -- nothing listens on port 1 here
+  for _, case in ipairs {
+    { url = format("tcp://127.0.0.1:%d", port), why = "refused" },
+    { url = "tcp://nosuchhost.invalid:502", why = "does not resolve" },
+  } do
+    local out, err, code = probe(dir, case.url .. " --units 1-3 --timeout 0.2")
+    T.eq(code, 1, case.url)
+    T.eq(out, "", "nothing claimed on stdout for " .. case.url)
+    assert(err:find(case.why, 1, true), case.url .. ": the reason on stderr, got: " .. err)
+    assert(not err:find("answers", 1, true), "no unit 'answers' at " .. case.url)
+  end
+end)
+
+T.test("modbus serve --profile answers its own probe: identified with one value set", function()
+  local dir <close> = T.tmpdir()
+  local srv <close> = T.start(dir, "serve", format("%s modbus serve %s --profile eastron/sdm72d --set power=1500",
+    q(md.paths.exe), q("tcp://127.0.0.1:0?unit=4")))
+  local url = assert(srv:first_line():match("^(tcp://%S+)"), "the server prints its URL")
+  local port = url:match(":(%d+)")
+  local out, _, code = probe(dir, format("tcp://127.0.0.1:%s --units 3-5 --timeout 0.3", port))
+  T.eq(code, 0)
+  assert(out:find("unit 4: eastron/sdm72d", 1, true), out)
+end)

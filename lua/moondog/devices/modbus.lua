@@ -637,11 +637,35 @@ Sim.__close = Sim.close
 --- simulator(profile, server [, unit [, opts]]) -> simulator: the profile's
 --- points on a server already running (md.modbus.serve); unit nil: the map
 --- every unit shares. opts.values and opts.info as for simulate.
+-- A value that passes probe test `test`, or nil (a string pattern: none
+-- can be made up): a simulator answers its own profile's probe.
+local function probe_value(test, item)
+  local v = test.equals
+  if v == nil and test.one_of then v = test.one_of[1] end
+  if v == nil and (test.min or test.max) then
+    v = test.min and test.max and (test.min + test.max) / 2 or test.min or test.max
+    if not item.type:find("float") then v = math.floor(v) end
+  end
+  return v
+end
+
+local function simulate_probe(profile, server, unit)
+  for i, test in ipairs(profile.probe or {}) do
+    local item = check_probe_test(profile, i, test)
+    local v = probe_value(test, item)
+    local regs = v ~= nil and item.kind ~= "coil" and item.kind ~= "discrete"
+      and codec.encode(v, item.type, item.order)
+    if regs then server:set(unit, item.kind, item.address, regs) end
+  end
+end
+
 function M.simulator(profile, server, unit, opts)
   opts = opts or {}
   profile = require("moondog.devices").load(profile)
   local items = base.points(profile, check_point)
   local sim = setmetatable({ server = server, unit = unit, items = items, profile = profile }, Sim)
+  -- before the values: a value a test or script sets wins over the probe's
+  simulate_probe(profile, server, unit)
   for name, value in pairs(opts.values or {}) do
     sim:set(name, value)
   end
@@ -657,7 +681,8 @@ function M.simulator(profile, server, unit, opts)
 end
 
 --- simulate(profile, url [, opts]) -> simulator, or nil, message, code.
---- Serves the profile's points on url ("tcp://127.0.0.1:0" picks a port)
+--- Serves the profile's points (and values that pass its probe, so that
+--- moondog probe and a site's "auto" identify it) on url ("tcp://127.0.0.1:0" picks a port)
 --- with opts.values = {point = value} and opts.info = {serial = "..."}
 --- (for info fields the profile reads from registers); opts.unit (1),
 --- opts.on_write / opts.on_read / opts.device_id as for md.modbus.serve.
