@@ -150,8 +150,8 @@ end)
 
 T.test("modbus serve --profile answers its own probe: identified with one value set", function()
   local dir <close> = T.tmpdir()
-  local srv <close> = T.start(dir, "serve", format("%s modbus serve %s --profile eastron/sdm72d --set power=1500",
-    q(md.paths.exe), q("tcp://127.0.0.1:0?unit=4")))
+  local srv <close> = T.start(dir, "serve", format("%s modbus serve %s --profile eastron/sdm72d %s",
+    q(md.paths.exe), q("tcp://127.0.0.1:0?unit=4"), "--set power=1500"))
   local url = assert(srv:first_line():match("^(tcp://%S+)"), "the server prints its URL")
   local port = url:match(":(%d+)")
   local out, _, code = probe(dir, format("tcp://127.0.0.1:%s --units 3-5 --timeout 0.3", port))
