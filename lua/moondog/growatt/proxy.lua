@@ -302,6 +302,7 @@ local function pair_device(self, c, rec)
         profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
         profile.label = "Growatt " .. tostring(rec.inverter)
       end
+      if self.publisher and self.mqtt_mode then self.publisher:mode(id, self.mqtt_mode) end
       self.site:add_pushed(id, profile)
       for _, d in ipairs(new) do pair.points[d.name] = true end
       if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
@@ -959,7 +960,10 @@ Proxy.__close = Proxy.close
 --- "export_limit_mode" (122), "export_limit_rate" (123, %) become writable
 --- site values of each pair, written to the inverter through the logger),
 --- log_dir (a log file per datalogger there; default none), log_max_bytes
---- (1 MiB: then the file is rotated to .1).
+--- (1 MiB: then the file is rotated to .1), mqtt_mode ("state", the
+--- default: each pair's values as one JSON message per record on
+--- <prefix>/<device>/state, see publish's pub:mode; "points": a message
+--- per value; needs publisher).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -968,7 +972,7 @@ function M.start(opts)
     site = opts.site, publisher = opts.publisher, cloud_timeout = opts.cloud_timeout or 10,
     interval = opts.interval or 300, factor = opts.availability_factor or 3,
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
-    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes,
+    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes, mqtt_mode = opts.mqtt_mode or "state",
     _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
   }, Proxy)
   if opts.writable then
@@ -983,6 +987,9 @@ function M.start(opts)
         self.writable[name] = true
       end
     end
+  end
+  if self.mqtt_mode ~= "state" and self.mqtt_mode ~= "points" then
+    error('growatt proxy: mqtt_mode must be "state" or "points"', 2)
   end
   if opts.block then
     local b = opts.block == true and {} or opts.block
