@@ -8,7 +8,12 @@
 # mosquitto with Home Assistant discovery) and once through
 # `socat TCP-LISTEN TCP` (forwarding only: the floor any proxy sits on).
 # Printed: records per second, CPU per record of the relay process (from
-# /proc/PID/stat, user + system) and the proxy's RSS at the end.
+# /proc/PID/stat, user + system) and the proxy's memory at the end: RSS
+# (with the shared libraries' pages), PSS (those shared pages divided among
+# the processes that map them) and private dirty (its own heap and stacks).
+# The proxy publishes in its default MQTT mode: one JSON state message per
+# record (docs/mqtt.md); tests/bench/growatt_parts.lua splits its CPU and
+# garbage by stage.
 #
 # GROWATT_BENCH_N overrides the number of records (default 5000).
 set -eu
@@ -58,7 +63,9 @@ $md growatt proxy --listen 127.0.0.1:0 --cloud "$cloud" --mqtt "127.0.0.1:$mport
 ppid=$!; pids+=($ppid)
 paddr=$(first_line "$work/proxy.out")
 run moondog "$ppid" "$paddr" | tee "$work/md.txt"
-awk '/VmRSS/ { printf "moondog proxy RSS %d KiB\n", $2 }' "/proc/$ppid/status"
+awk '/^(Rss|Pss|Private_Dirty):/ { v[$1] = $2 } END {
+  printf "moondog proxy RSS %d KiB, PSS %d KiB, private dirty %d KiB\n", v["Rss:"], v["Pss:"], v["Private_Dirty:"] }' \
+    "/proc/$ppid/smaps_rollup"
 
 sport=$(free_port)
 # socat serves one connection and exits: its CPU comes from /usr/bin/time.
