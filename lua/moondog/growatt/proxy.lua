@@ -260,8 +260,19 @@ local function pair_key(rec)
 end
 
 local function pair_device(self, c, rec)
-  local id = device_id(pair_key(rec))
+  local key = pair_key(rec)
+  local id = self._ids[key]
+  if not id then
+    id = device_id(key)
+    self._ids[key] = id
+  end
   local pair = self._pairs[id]
+  -- the usual record: a known pair, a layout it had before
+  if pair and rec.layout and pair.layouts[rec.layout] and self.site[id] then
+    pair.logger = c.logger
+    if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
+    return pair, self.site[id]
+  end
   -- the points this record brings that the pair does not have yet
   local new = {}
   if rec.layout then
@@ -282,7 +293,7 @@ local function pair_device(self, c, rec)
     end
   end
   if not pair then
-    pair = { id = id, points = {}, logger = c.logger, watches = {} }
+    pair = { id = id, points = {}, logger = c.logger, watches = {}, layouts = {} }
     self._pairs[id] = pair
     if self.site then
       -- the Home Assistant device block: Growatt, the model family from the
@@ -315,6 +326,7 @@ local function pair_device(self, c, rec)
     self.site:add_pushed(id, { points = new })
     for _, d in ipairs(new) do pair.points[d.name] = true end
   end
+  if rec.layout then pair.layouts[rec.layout] = true end
   return pair, self.site[id]
 end
 
@@ -973,7 +985,7 @@ function M.start(opts)
     interval = opts.interval or 300, factor = opts.availability_factor or 3,
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
     log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes, mqtt_mode = opts.mqtt_mode or "state",
-    _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
+    _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {}, _ids = {},
   }, Proxy)
   if opts.writable then
     self.writable = {}
