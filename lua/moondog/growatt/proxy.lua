@@ -132,9 +132,10 @@ end
 function Logger:counters_line()
   local c = self.counts
   return format("datalogger %s: %d records, %d buffered, %d bytes up, %d bytes down, %d CRC errors, "
-    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, last record %s%s",
+    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, %d decoder copies "
+    .. "dropped, last record %s%s",
     tostring(self.serial or "(no serial yet)"), c.records, c.buffered, c.bytes_up, c.bytes_down, c.crc_errors,
-    c.commands, c.own_commands, c.blocked, c.connections,
+    c.commands, c.own_commands, c.blocked, c.connections, c.decode_dropped,
     self.last_record and os.date("%Y-%m-%dT%H:%M:%S", math.floor(self.last_record)) or "never",
     self.conn and (self.standalone and " (connected, standalone)" or " (connected)") or " (not connected)")
 end
@@ -881,6 +882,10 @@ local function on_usr1(self)
   while true do
     signal.wait("USR1")
     md.log.info("growatt proxy: Lua heap %d KiB", math.floor(collectgarbage("count")))
+    if self.publisher then
+      local st = self.publisher:stats()
+      md.log.info("growatt proxy: MQTT: %d messages published, %d refused", st.published, st.failed)
+    end
     local list = self:loggers()
     if #list == 0 then md.log.info("growatt proxy: no datalogger seen yet") end
     for _, l in ipairs(list) do
