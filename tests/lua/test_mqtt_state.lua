@@ -153,6 +153,9 @@ T.test("mode state: a command is written and the new state published at once", f
   T.eq(s.output_enabled, "ON", "a bool as ON/OFF")
   T.eq(s.mode, "eco", "an option by its name")
   T.eq(s.ac_voltage, 230.1, "a number as a number")
+  pub:remove(inv, { clear = true })
+  T.wait_for(function() return w.last["moondog/inverter/state"] == "" end, 10,
+    "clear: the retained state removed")
   pub:close()
   inv:close()
 end)
