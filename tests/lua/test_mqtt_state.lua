@@ -180,6 +180,14 @@ T.test("pub:mode switches one device: discovery follows, the other device keeps 
   end, 10, "one: discovery points at its state, which has the value")
   T.eq(configs(w, "moondog", "two").pv_power.state_topic, "moondog/two/pv_power", "two unchanged")
   T.eq(w.last["moondog/two/state"], nil, "two has no state message")
+  T.wait_for(function() return w.last["moondog/one/pv_power"] == "" end, 10,
+    "one's retained value per point removed")
+  pub:mode("one", "points")
+  T.wait_for(function()
+    local c = configs(w, "moondog", "one").pv_power
+    return c and c.state_topic == "moondog/one/pv_power" and c.value_template == nil
+      and ha_value(w, c) == "3300" and w.last["moondog/one/state"] == ""
+  end, 10, "back to points: discovery and values per point, the state removed")
   pub:close()
   one:close()
   two:close()

@@ -595,10 +595,24 @@ function Publisher:mode(id, mode)
   self.modes[id] = mode
   local e = self.devices[id]
   if e and e.state ~= (mode == "state") then
+    -- the old mode's retained values go: they would never change again
+    if e.state then
+      self:send(e.state_topic, "", true)
+    else
+      for key in pairs(e.last) do -- (diagnostics keep their topics)
+        if not key:find("/", 1, true) then self:send(format("%s/%s/%s", self.prefix, id, key), "", true) end
+      end
+    end
     set_mode(self, e, mode)
     if e.announced_once then
       e.announced_once = false
-      if announce(self, e) then publish_state(self, e, nil, true) end
+      if announce(self, e) then
+        if e.state then
+          publish_state(self, e, nil, true)
+        else
+          for name in pairs(e.announced) do publish_point(self, e, name, true) end
+        end
+      end
     end
   end
   return self
