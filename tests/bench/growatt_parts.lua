@@ -7,7 +7,8 @@
 --
 --   ./moondog tests/bench/growatt_parts.lua [N]
 --
--- Stages: the frame parser (core.parser push/next), record.decode, the
+-- Stages: the frame parser (core.parser push/next), record.decode (and
+-- with opts.reuse, as the proxy does while no hook keeps records), the
 -- site update of a pushed device, and the site update with a publisher to
 -- a local mosquitto in each mode ("state": one JSON message per record;
 -- "points": one message per value), the client flushed at the end.
@@ -55,6 +56,8 @@ local opts = { dtc = 5100, tp = 0x0203 }
 local recs = {}
 measure("decode", function(n) recs[n] = record.decode(parsed[n], opts) end)
 assert(recs[N].layout, "the bench records decode to no layout")
+local ropts = { dtc = 5100, tp = 0x0203, reuse = {} }
+measure("decode, values reused", function(n) record.decode(parsed[n], ropts) end)
 
 -- A pushed device as the proxy makes it (its points: the layout's).
 local function site_device(site)

@@ -423,6 +423,9 @@ end
 local function on_frame(self, c, f)
   c.protocol = f.protocol
   if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
+  -- the values table is reused from record to record unless a hook may
+  -- keep the record (the site and the publisher copy what they need)
+  c.decode_opts.reuse = #self._hooks == 0 and c.reuse or nil
   local rec = record.decode(f, c.decode_opts)
   if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
       or rec.kind == "ping") then
@@ -437,6 +440,7 @@ local function on_frame(self, c, f)
   if rec.kind == "announce" then
     c.dtc = rec.dtc
     c.decode_opts.dtc, c.decode_opts.tp = rec.dtc, rec.tp
+    c.down_opts.dtc, c.down_opts.tp = rec.dtc, rec.tp
     c.inverter = rec.inverter
   elseif rec.kind == "data" or rec.kind == "meter" then
     counts.records = counts.records + 1
@@ -497,7 +501,7 @@ local function decoder(self, c)
       end
       if self.log_dir then
         local lf = log_of(self, c.logger)
-        if lf then lf:frame("down", f, record.decode(f, c.decode_opts)) end
+        if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
       end
     end)
   end
@@ -824,7 +828,7 @@ local function serve(self, conn)
     conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
     down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
     wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
-    decode_opts = { log = md.log.warn },
+    decode_opts = { log = md.log.warn }, reuse = {}, down_opts = {},
   }
   logger.conn = c
   self._anon[logger] = true

@@ -327,6 +327,9 @@ M._unknown = {} -- layout keys already logged
 --- record.decode(frame [, opts]) -> record table (see the top of the file).
 --- frame: {protocol, unit, type, seq, body (unscrambled)}. opts.log(fmt,
 --- ...) takes the once-per-key line about a record without a layout.
+--- opts.reuse (a table): the values of a data record go into a table kept
+--- there per layout, the same from record to record (less garbage), so a
+--- record's values are good only until the next decode with that reuse.
 function M.decode(frame, opts)
   local body, typ = frame.body, frame.type
   local pad = frame.protocol == 6 and 20 or 0
@@ -377,7 +380,17 @@ function M.decode(frame, opts)
   local layout = M.layout_for(groups, opts)
   if layout then
     r.layout = layout.name
-    r.values = M.values(layout, body, groups)
+    local reuse = opts and opts.reuse
+    if reuse then
+      local out = reuse[layout]
+      if not out then
+        out = {}
+        reuse[layout] = out
+      end
+      r.values = M.values(layout, body, groups, out)
+    else
+      r.values = M.values(layout, body, groups)
+    end
   else
     r.registers = M.registers(body, groups)
     local key = format("protocol %d type 0x%02x groups %s", frame.protocol, typ, key_of(groups))
