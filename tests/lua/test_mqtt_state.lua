@@ -19,6 +19,8 @@ local devices = require "moondog.devices"
 local proxy = require "moondog.growatt.proxy"
 local logger_sim = require "moondog.growatt.logger_sim"
 local cloud_sim = require "moondog.growatt.cloud_sim"
+local core = require "moondog.growatt.core"
+local stream = require "moondog.stream"
 
 local format = string.format
 
@@ -234,3 +236,34 @@ for _, mode in ipairs { "state", "points" } do
     pub:close()
   end)
 end
+
+T.test("growatt proxy: a buffered record after a live one on the same connection has only its values",
+function()
+  local b <close> = start_broker()
+  local w <close> = watcher(b, { "gw/growatt/#" })
+  local site <close> = md.site.new { name = "gw" }
+  local pub = assert(site:publish { mqtt = { host = b.host, port = b.port }, prefix = "gw" })
+  local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cloud:port()), site = site,
+    publisher = pub })
+  -- a logger by hand: a live record (0x04), then a buffered one (0x50)
+  local o = { protocol = 6, serial = "HANDLOG001", inverter = "HANDINV001" }
+  local c <close> = assert(stream.connect("127.0.0.1", p:port()))
+  assert(c:write(core.build(1, 6, 1, 0x04, logger_sim.record_body(o, 2))))
+  T.wait_for(function()
+    local st = p:stats().loggers.HANDLOG001
+    return st and st.records == 1
+  end, 10, "the live record decoded")
+  assert(c:write(core.build(2, 6, 1, 0x50, logger_sim.record_body(o, 101, { 24, 5, 31, 23, 1, 0 }))))
+  local topic = "gw/growatt/growatt_handinv001/buffered"
+  T.wait_for(function() return w.last[topic] end, 10, "the buffered record published")
+  local j = cjson.decode(w.last[topic])
+  T.eq(j.logger, "HANDLOG001", "the logger")
+  T.eq(j.pv_power, 101, "its own PV power (record 101: 10 * n in 0.1 W)")
+  T.eq(j.logger_serial, nil, "nothing the live record left in the reused values table")
+  T.eq(site.growatt_handinv001.pv_power, 2, "the live value stays the current one")
+  c:close()
+  p:close()
+  cloud:close()
+  pub:close()
+end)

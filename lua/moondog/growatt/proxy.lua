@@ -347,6 +347,8 @@ local function publish_values(self, c, rec)
   end
   values.logger_serial = rec.logger
   sd:update(values)
+  -- a reused values table must not carry it into a buffered record's JSON
+  if c.decode_opts.reuse then values.logger_serial = nil end
 end
 
 local function json_value(v)
