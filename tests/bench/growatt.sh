@@ -73,6 +73,8 @@ kill -USR1 "$ppid"
 sleep 0.3
 sed -n 's/.*growatt proxy: datalogger [^:]*: \([0-9]* records\).*, \([0-9]* decoder copies dropped\).*/moondog decoded \1 (\2)/p;
         s/.*growatt proxy: MQTT: \(.*\)/moondog MQTT: \1/p' "$work/proxy.log" | tee "$work/decoded.txt"
+grep -q "MQTT" "$work/decoded.txt" ||
+    echo "moondog MQTT: NO PUBLISHER (the broker did not start or refused): these figures are without MQTT"
 awk -v n="$N" 'FNR == 1 && FILENAME ~ /md.txt/ { cpu = $4 } /decoded/ { d = $3 } END {
   if (d > 0) printf "moondog %.1f us CPU per decoded record (%d of %d decoded)\n", cpu * n / d, d, n }' \
     "$work/md.txt" "$work/decoded.txt"
