@@ -8,7 +8,12 @@
 # mosquitto with Home Assistant discovery) and once through
 # `socat TCP-LISTEN TCP` (forwarding only: the floor any proxy sits on).
 # Printed: records per second, CPU per record of the relay process (from
-# /proc/PID/stat, user + system) and the proxy's RSS at the end.
+# /proc/PID/stat, user + system) and the proxy's memory at the end: RSS
+# (with the shared libraries' pages), PSS (those shared pages divided among
+# the processes that map them) and private dirty (its own heap and stacks).
+# The proxy publishes in its default MQTT mode: one JSON state message per
+# record (docs/mqtt.md); tests/bench/growatt_parts.lua splits its CPU and
+# garbage by stage.
 #
 # GROWATT_BENCH_N overrides the number of records (default 5000).
 set -eu
@@ -54,11 +59,25 @@ run() { # name pid addr: run the logger through addr, print rate and CPU/record 
 }
 
 echo "== $N records: logger -> relay -> cloud (goal: proxy CPU/record below socat's, RSS under 5 MB)"
-$md growatt proxy --listen 127.0.0.1:0 --cloud "$cloud" --mqtt "127.0.0.1:$mport" >"$work/proxy.out" 2>/dev/null &
+$md growatt proxy --listen 127.0.0.1:0 --cloud "$cloud" --mqtt "127.0.0.1:$mport" >"$work/proxy.out" 2>"$work/proxy.log" &
 ppid=$!; pids+=($ppid)
 paddr=$(first_line "$work/proxy.out")
 run moondog "$ppid" "$paddr" | tee "$work/md.txt"
-awk '/VmRSS/ { printf "moondog proxy RSS %d KiB\n", $2 }' "/proc/$ppid/status"
+awk '/^(Rss|Pss|Private_Dirty):/ { v[$1] = $2 } END {
+  printf "moondog proxy RSS %d KiB, PSS %d KiB, private dirty %d KiB\n", v["Rss:"], v["Pss:"], v["Private_Dirty:"] }' \
+    "/proc/$ppid/smaps_rollup"
+# What the proxy decoded and published (SIGUSR1 logs its counters): a
+# decoder more than 1 MB behind the forwarding drops its copy rather than
+# hold bytes, and such records count in neither.
+kill -USR1 "$ppid"
+sleep 0.3
+sed -n 's/.*growatt proxy: datalogger [^:]*: \([0-9]* records\).*, \([0-9]* decoder copies dropped\).*/moondog decoded \1 (\2)/p;
+        s/.*growatt proxy: MQTT: \(.*\)/moondog MQTT: \1/p' "$work/proxy.log" | tee "$work/decoded.txt"
+grep -q "MQTT" "$work/decoded.txt" ||
+    echo "moondog MQTT: NO PUBLISHER (the broker did not start or refused): these figures are without MQTT"
+awk -v n="$N" 'FNR == 1 && FILENAME ~ /md.txt/ { cpu = $4 } /decoded/ { d = $3 } END {
+  if (d > 0) printf "moondog %.1f us CPU per decoded record (%d of %d decoded)\n", cpu * n / d, d, n }' \
+    "$work/md.txt" "$work/decoded.txt"
 
 sport=$(free_port)
 # socat serves one connection and exits: its CPU comes from /usr/bin/time.

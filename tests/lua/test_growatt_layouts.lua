@@ -195,3 +195,25 @@ T.test("every layout point has a unique name and a register, offset or field", f
     end
   end
 end)
+
+T.test("opts.reuse: a layout's values go into one table kept per layout, filled anew", function()
+  local reuse = {}
+  local function tl3(v)
+    local regs = { [93] = v }
+    return data_record(4, { { 0, 124 }, { 125, 249 } }, regs)
+  end
+  local opts = { reuse = reuse, log = function() error("no log line expected") end }
+  local a = record.decode(tl3(456), opts)
+  local first = a.values
+  T.eq(first.temperature, 45.6, "first record")
+  local b = record.decode(tl3(321), opts)
+  T.eq(b.values == first, true, "the same table")
+  T.eq(b.values.temperature, 32.1, "filled with the second record's values")
+  local regs = { [3026] = 2310 }
+  local c = record.decode(data_record(4, { { 3000, 3124 }, { 3125, 3249 } }, regs), opts)
+  T.eq(c.values == first, false, "another layout: another table")
+  T.eq(c.values.line_voltage_12, nil, "nothing of the other layout's values")
+  local d = decode(tl3(111))
+  T.eq(d.values == first, false, "without reuse: a table of its own")
+  T.eq(first.temperature, 32.1, "the reused table untouched by a decode without reuse")
+end)

@@ -132,9 +132,10 @@ end
 function Logger:counters_line()
   local c = self.counts
   return format("datalogger %s: %d records, %d buffered, %d bytes up, %d bytes down, %d CRC errors, "
-    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, last record %s%s",
+    .. "%d commands from the cloud, %d own commands, %d blocked, %d connections, %d decoder copies "
+    .. "dropped, last record %s%s",
     tostring(self.serial or "(no serial yet)"), c.records, c.buffered, c.bytes_up, c.bytes_down, c.crc_errors,
-    c.commands, c.own_commands, c.blocked, c.connections,
+    c.commands, c.own_commands, c.blocked, c.connections, c.decode_dropped,
     self.last_record and os.date("%Y-%m-%dT%H:%M:%S", math.floor(self.last_record)) or "never",
     self.conn and (self.standalone and " (connected, standalone)" or " (connected)") or " (not connected)")
 end
@@ -260,8 +261,19 @@ local function pair_key(rec)
 end
 
 local function pair_device(self, c, rec)
-  local id = device_id(pair_key(rec))
+  local key = pair_key(rec)
+  local id = self._ids[key]
+  if not id then
+    id = device_id(key)
+    self._ids[key] = id
+  end
   local pair = self._pairs[id]
+  -- the usual record: a known pair, a layout it had before
+  if pair and rec.layout and pair.layouts[rec.layout] and self.site[id] then
+    pair.logger = c.logger
+    if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
+    return pair, self.site[id]
+  end
   -- the points this record brings that the pair does not have yet
   local new = {}
   if rec.layout then
@@ -282,7 +294,7 @@ local function pair_device(self, c, rec)
     end
   end
   if not pair then
-    pair = { id = id, points = {}, logger = c.logger, watches = {} }
+    pair = { id = id, points = {}, logger = c.logger, watches = {}, layouts = {} }
     self._pairs[id] = pair
     if self.site then
       -- the Home Assistant device block: Growatt, the model family from the
@@ -302,6 +314,7 @@ local function pair_device(self, c, rec)
         profile.model = (model or "Growatt inverter") .. (c.dtc and format(" (device type %d)", c.dtc) or "")
         profile.label = "Growatt " .. tostring(rec.inverter)
       end
+      if self.publisher and self.mqtt_mode then self.publisher:mode(id, self.mqtt_mode) end
       self.site:add_pushed(id, profile)
       for _, d in ipairs(new) do pair.points[d.name] = true end
       if self.writable and rec.kind ~= "meter" then add_writable(self, pair, id) end
@@ -314,6 +327,7 @@ local function pair_device(self, c, rec)
     self.site:add_pushed(id, { points = new })
     for _, d in ipairs(new) do pair.points[d.name] = true end
   end
+  if rec.layout then pair.layouts[rec.layout] = true end
   return pair, self.site[id]
 end
 
@@ -333,6 +347,8 @@ local function publish_values(self, c, rec)
   end
   values.logger_serial = rec.logger
   sd:update(values)
+  -- a reused values table must not carry it into a buffered record's JSON
+  if c.decode_opts.reuse then values.logger_serial = nil end
 end
 
 local function json_value(v)
@@ -409,6 +425,9 @@ end
 local function on_frame(self, c, f)
   c.protocol = f.protocol
   if c.cloud_seqs[f.seq] and COMMANDS[f.type] then c.cloud_seqs[f.seq] = nil end
+  -- the values table is reused from record to record unless a hook may
+  -- keep the record (the site and the publisher copy what they need)
+  c.decode_opts.reuse = #self._hooks == 0 and c.reuse or nil
   local rec = record.decode(f, c.decode_opts)
   if rec.logger and (rec.kind == "data" or rec.kind == "buffered" or rec.kind == "announce"
       or rec.kind == "ping") then
@@ -423,6 +442,7 @@ local function on_frame(self, c, f)
   if rec.kind == "announce" then
     c.dtc = rec.dtc
     c.decode_opts.dtc, c.decode_opts.tp = rec.dtc, rec.tp
+    c.down_opts.dtc, c.down_opts.tp = rec.dtc, rec.tp
     c.inverter = rec.inverter
   elseif rec.kind == "data" or rec.kind == "meter" then
     counts.records = counts.records + 1
@@ -483,7 +503,7 @@ local function decoder(self, c)
       end
       if self.log_dir then
         local lf = log_of(self, c.logger)
-        if lf then lf:frame("down", f, record.decode(f, c.decode_opts)) end
+        if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
       end
     end)
   end
@@ -810,7 +830,7 @@ local function serve(self, conn)
     conn = conn, peer = conn:peer(), logger = logger, up = { chunks = {}, bytes = 0 },
     down = { chunks = {}, bytes = 0 }, up_parser = core.parser(), down_parser = core.parser(),
     wake = event.new(), own_seq = 0, tasks = {}, cloud_seqs = {}, cmd_waiters = {}, up_left = 0,
-    decode_opts = { log = md.log.warn },
+    decode_opts = { log = md.log.warn }, reuse = {}, down_opts = {},
   }
   logger.conn = c
   self._anon[logger] = true
@@ -868,6 +888,10 @@ local function on_usr1(self)
   while true do
     signal.wait("USR1")
     md.log.info("growatt proxy: Lua heap %d KiB", math.floor(collectgarbage("count")))
+    if self.publisher then
+      local st = self.publisher:stats()
+      md.log.info("growatt proxy: MQTT: %d messages published, %d refused", st.published, st.failed)
+    end
     local list = self:loggers()
     if #list == 0 then md.log.info("growatt proxy: no datalogger seen yet") end
     for _, l in ipairs(list) do
@@ -959,7 +983,10 @@ Proxy.__close = Proxy.close
 --- "export_limit_mode" (122), "export_limit_rate" (123, %) become writable
 --- site values of each pair, written to the inverter through the logger),
 --- log_dir (a log file per datalogger there; default none), log_max_bytes
---- (1 MiB: then the file is rotated to .1).
+--- (1 MiB: then the file is rotated to .1), mqtt_mode ("state", the
+--- default: each pair's values as one JSON message per record on
+--- <prefix>/<device>/state, see publish's pub:mode; "points": a message
+--- per value; needs publisher).
 function M.start(opts)
   opts = opts or {}
   local host, port = M.parse_hostport(opts.listen or "0.0.0.0:5279", 5279)
@@ -968,8 +995,8 @@ function M.start(opts)
     site = opts.site, publisher = opts.publisher, cloud_timeout = opts.cloud_timeout or 10,
     interval = opts.interval or 300, factor = opts.availability_factor or 3,
     check_every = opts.check_every or 10, clock = opts.clock or md.time,
-    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes,
-    _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {},
+    log_dir = opts.log_dir, log_max_bytes = opts.log_max_bytes, mqtt_mode = opts.mqtt_mode or "state",
+    _loggers = {}, _anon = {}, _conns = {}, _pairs = {}, _hooks = {}, _ids = {},
   }, Proxy)
   if opts.writable then
     self.writable = {}
@@ -983,6 +1010,9 @@ function M.start(opts)
         self.writable[name] = true
       end
     end
+  end
+  if self.mqtt_mode ~= "state" and self.mqtt_mode ~= "points" then
+    error('growatt proxy: mqtt_mode must be "state" or "points"', 2)
   end
   if opts.block then
     local b = opts.block == true and {} or opts.block

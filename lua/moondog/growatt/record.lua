@@ -47,14 +47,17 @@ local DATA = { [0x03] = "announce", [0x04] = "data", [0x50] = "buffered", [0x1b]
                [0x20] = "meter" }
 
 local function serial(s)
+  if s:byte(-1) ~= 0 then return s end -- the usual full 10 characters: no new string
   return (s:gsub("%z+$", ""))
 end
 
-local function timestamp(b)
-  local y, mo, d, h, mi, s = b:byte(1, 6)
+-- The 6 timestamp bytes at body[at] (bytes past the end read as 0).
+local function timestamp(body, at)
+  local y, mo, d, h, mi, s = body:byte(at, at + 5)
+  y, mo, d, h, mi, s = y or 0, mo or 0, d or 0, h or 0, mi or 0, s or 0
   if y == 0 and mo == 0 and d == 0 and h == 0 and mi == 0 and s == 0 then return nil end
   if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59 then
-    return nil, (b:gsub(".", function(c) return format("%02x", c:byte()) end))
+    return nil, format("%02x%02x%02x%02x%02x%02x", y, mo, d, h, mi, s)
   end
   return format("%04d-%02d-%02dT%02d:%02d:%02d", 2000 + y, mo, d, h, mi, s)
 end
@@ -196,6 +199,32 @@ local plans = setmetatable({}, { __mode = "k" })
 
 local FMT = { u16 = "I2", s16 = "i2", u32 = "I4", s32 = "i4" }
 
+-- The plan as one function fill(body [, out]): a single string.unpack
+-- into locals, then the values as a table constructor (sized at once, no
+-- growing) or, with out, an assignment per point into out. No other table
+-- is made. The format and the names come from the layout files; the names
+-- are quoted. nil for a plan too long for locals.
+local function compile(plan)
+  local n = #plan.items
+  if n == 0 or n > 180 then return nil end
+  local vars, lines, fields = {}, {}, {}
+  for i, it in ipairs(plan.items) do
+    vars[i] = "v" .. i
+    local expr = vars[i]
+    if it.div then
+      expr = format("%s / %d", expr, it.div)
+    elseif it.mul then
+      expr = format("%s * %.17g", expr, it.mul)
+    end
+    lines[i] = format("out[%q] = %s", it.name, expr)
+    fields[i] = format("[%q] = %s", it.name, expr)
+  end
+  local src = format("local unpack = ...\nreturn function(body, out)\nlocal %s = unpack(%q, body, %d)\n"
+    .. "if not out then return { %s } end\n%s\nreturn out\nend",
+    table.concat(vars, ", "), plan.fmt, plan.start, table.concat(fields, ", "), table.concat(lines, "\n"))
+  return assert(load(src, "=growatt layout plan", "t", {}))(unpack)
+end
+
 local function make_plan(layout, groups)
   local items = {}
   for _, pt in ipairs(layout.points) do
@@ -225,10 +254,28 @@ local function make_plan(layout, groups)
     parts[#parts + 1] = string.rep("x", it.pos - at) .. it.fmt
     at = it.pos + it.size
   end
-  return { items = items, fmt = table.concat(parts), start = start, stop = at - 1 }
+  local plan = { items = items, fmt = table.concat(parts), start = start, stop = at - 1 }
+  plan.fill = compile(plan)
+  return plan
+end
+
+-- The plan of the last record of this layout, if its groups sit where
+-- they sat then (the usual case: a logger sends the same blocks every
+-- time), found without building the key.
+local last_plan = setmetatable({}, { __mode = "k" })
+
+local function same_groups(a, b)
+  if #a ~= #b then return false end
+  for i, g in ipairs(a) do
+    local h = b[i]
+    if g[1] ~= h[1] or g[2] ~= h[2] or g.pos ~= h.pos then return false end
+  end
+  return true
 end
 
 local function plan_for(layout, groups)
+  local last = last_plan[layout]
+  if last and same_groups(last.groups, groups) then return last.plan end
   local by_layout = plans[layout]
   if not by_layout then
     by_layout = {}
@@ -242,13 +289,16 @@ local function plan_for(layout, groups)
     plan = make_plan(layout, groups)
     by_layout[key] = plan
   end
+  last_plan[layout] = { groups = groups, plan = plan }
   return plan
 end
 
---- record.values(layout, body, groups) -> {name = value}
-function M.values(layout, body, groups)
-  local out = {}
+--- record.values(layout, body, groups [, out]) -> {name = value}; out: a
+--- table to fill instead of a new one (every point of the layout is set).
+function M.values(layout, body, groups, out)
   local plan = plan_for(layout, groups)
+  if plan and plan.stop <= #body and plan.fill then return plan.fill(body, out) end
+  out = out or {}
   if plan and plan.stop <= #body then
     local raw = { unpack(plan.fmt, body, plan.start) }
     for i, it in ipairs(plan.items) do
@@ -277,10 +327,16 @@ M._unknown = {} -- layout keys already logged
 --- record.decode(frame [, opts]) -> record table (see the top of the file).
 --- frame: {protocol, unit, type, seq, body (unscrambled)}. opts.log(fmt,
 --- ...) takes the once-per-key line about a record without a layout.
+--- opts.reuse (a table): the values of a data record go into a table kept
+--- there per layout, the same from record to record (less garbage), so a
+--- record's values are good only until the next decode with that reuse.
 function M.decode(frame, opts)
   local body, typ = frame.body, frame.type
   local pad = frame.protocol == 6 and 20 or 0
-  local r = { type = typ, seq = frame.seq, unit = frame.unit, protocol = frame.protocol }
+  -- every field a data record gets, so that the table is sized once
+  local r = { type = typ, seq = frame.seq, unit = frame.unit, protocol = frame.protocol, kind = nil,
+              logger = nil, inverter = nil, buffered = nil, time = nil, time_raw = nil, groups = nil,
+              layout = nil, values = nil }
   local kind = DATA[typ]
   if #body == 1 then
     r.kind = "ack"
@@ -308,12 +364,12 @@ function M.decode(frame, opts)
     local layout = meter_layouts[typ]
     r.layout = layout.name
     if typ == 0x20 then
-      r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
+      r.time, r.time_raw = timestamp(body, t_at)
     end
     r.values = meter_values(layout, body, t_at, inv_at + 10)
     return r
   end
-  r.time, r.time_raw = timestamp((body:sub(t_at, t_at + 5) .. "\0\0\0\0\0\0"):sub(1, 6))
+  r.time, r.time_raw = timestamp(body, t_at)
   local groups = M.groups(body, t_at + 6)
   r.groups = groups
   if kind == "announce" then
@@ -324,7 +380,17 @@ function M.decode(frame, opts)
   local layout = M.layout_for(groups, opts)
   if layout then
     r.layout = layout.name
-    r.values = M.values(layout, body, groups)
+    local reuse = opts and opts.reuse
+    if reuse then
+      local out = reuse[layout]
+      if not out then
+        out = {}
+        reuse[layout] = out
+      end
+      r.values = M.values(layout, body, groups, out)
+    else
+      r.values = M.values(layout, body, groups)
+    end
   else
     r.registers = M.registers(body, groups)
     local key = format("protocol %d type 0x%02x groups %s", frame.protocol, typ, key_of(groups))

@@ -257,7 +257,10 @@ end
 --- ("homeassistant"), node (default: the prefix made topic-safe),
 --- expire_after (seconds, for sensors; nil: none), points (the points to
 --- announce; default the profile's), diagnostics (true: add the device's
---- diagnostic entities), availability (false: the engine status only).
+--- diagnostic entities), availability (false: the engine status only),
+--- state (true: the points' values are in one JSON object on
+--- <prefix>/<device>/state, read with value_template; commands stay on
+--- <prefix>/<device>/<point>/set).
 function M.entities(dev, desc, opts)
   opts = opts or {}
   local prefix = opts.prefix or "moondog"
@@ -279,8 +282,13 @@ function M.entities(dev, desc, opts)
       topic = format("%s/%s/%s/%s/config", dprefix, component, node, object_id),
     }
   end
+  local state_topic = opts.state and format("%s/%s/state", prefix, dev.id)
   for _, p in ipairs(opts.points or dev.profile.points) do
     add(p, component_of(p), format("%s/%s/%s", prefix, dev.id, p.name), availability)
+    if state_topic then -- one JSON state message per device (publish's mode "state")
+      local c = out[#out].config
+      c.state_topic, c.value_template = state_topic, format("{{ value_json.%s }}", p.name)
+    end
   end
   if opts.diagnostics then
     for _, p in ipairs(M.diagnostics) do

@@ -16,6 +16,12 @@
 --                                   while the device answers or sleeps
 --   moondog/meter/<point>           the value as plain text (retained): 230.1,
 --                                   ON / OFF, an option name
+--   moondog/meter/state             with mode = "state" (for every device, or
+--                                   pub:mode(id, "state") for one): all the
+--                                   device's values as ONE retained JSON
+--                                   object per update instead of a message
+--                                   per point; discovery then points each
+--                                   entity at it with a value_template
 --   moondog/meter                   with json = true: the values of a poll as
 --                                   one JSON object
 --   moondog/meter/diagnostics/...   device_state, last_error, poll_latency (ms)
@@ -84,9 +90,10 @@ end
 
 -- {===== sending =====
 
-function Publisher:send(topic, payload, retain)
+function Publisher:send(topic, payload, retain, qos)
   if self.client:status() == "closed" then return nil, "the MQTT client is closed", "closed" end
-  local ok, err, code = self.client:publish(topic, payload, { qos = self.qos, retain = retain })
+  local opts = self.popts[qos or self.qos][retain and true or false] -- no table per message
+  local ok, err, code = self.client:publish(topic, payload, opts)
   if not ok then
     self.counts.failed = self.counts.failed + 1
     -- queue_full is logged by the client itself
@@ -128,7 +135,62 @@ local function consider(self, e, key, topic, p, v, force)
   end
 end
 
+-- {===== state mode: one JSON message per device and update =====
+
+-- A cjson of its own for state messages: NaN and infinities as null (the
+-- site never holds them; a script's site value might), numbers with 14
+-- significant digits (cjson's most; point.format gives 15 on the
+-- per-point topics).
+local state_json = cjson.new()
+state_json.encode_invalid_numbers("null")
+state_json.encode_number_precision(14)
+
+-- Publish the device's state (every announced point that has a value) if
+-- a value changed past its deadband and min_interval passed, or
+-- max_interval passed, or force. `names`: the points to compare (nil:
+-- all). The buffer and the last values are reused from update to update.
+local function publish_state(self, e, names, force)
+  local sd, last = e.sd, e.slast
+  local now = md.now()
+  local age = e.stime and now - e.stime or math.huge
+  if not force and age < self.max_interval then
+    if age < self.min_interval then return end
+    local changed = false
+    for _, name in ipairs(names or sd._names) do
+      if e.announced[name] then
+        local v = sd._v[name]
+        local deadband = sd._points[name].deadband or self.deadband
+        if v ~= nil and (last[name] == nil or differs(v, last[name], deadband)) then
+          changed = true
+          break
+        end
+      end
+    end
+    if not changed then return end
+  end
+  -- numbers as they are, booleans and options as their text (ON/OFF, the
+  -- option name), into a table reused from update to update
+  local obj, vals, pts = e.sobj, sd._v, sd._points
+  for name in pairs(obj) do obj[name] = nil end
+  for name in pairs(e.announced) do
+    local v = vals[name]
+    if v ~= nil then
+      obj[name] = type(v) == "number" and v or point.format(pts[name], v)
+    end
+  end
+  if self:send(e.state_topic, state_json.encode(obj), self.retain, self.state_qos) then
+    for name, v in pairs(vals) do last[name] = v end
+    for name in pairs(last) do
+      if vals[name] == nil then last[name] = nil end
+    end
+    e.stime = now
+  end
+end
+
+-- }=====
+
 local function publish_point(self, e, name, force)
+  if e.state then return publish_state(self, e, { name }, force) end
   local v = e.sd._v[name]
   if v == nil or not e.announced[name] then return end
   consider(self, e, name, format("%s/%s/%s", self.prefix, e.sd.id, name), e.sd._points[name], v, force)
@@ -162,7 +224,7 @@ local function ha_options(self, e, list)
   for _, s in pairs(e.sd._intervals) do poll = math.max(poll, s) end
   return setmetatable({
     points = list, diagnostics = e.polled, availability = e.polled,
-    expire_after = math.ceil(3 * math.max(self.max_interval, poll)),
+    expire_after = math.ceil(3 * math.max(self.max_interval, poll)), state = e.state,
   }, { __index = self.ha_opts })
 end
 
@@ -258,6 +320,12 @@ end
 
 -- {===== following the site =====
 
+local function set_mode(self, e, mode)
+  e.state = mode == "state"
+  e.last, e.slast, e.sobj, e.stime = {}, {}, {}, nil
+  e.state_topic = format("%s/%s/state", self.prefix, e.sd.id)
+end
+
 local function entry(self, sd)
   local e = self.devices[sd.id]
   if e then return e end
@@ -273,6 +341,7 @@ local function entry(self, sd)
   end
   e = { sd = sd, last = {}, announced = {}, polled = rawget(sd, "_dev") ~= nil }
   self.devices[sd.id] = e
+  set_mode(self, e, self.modes[sd.id] or self.default_mode)
   return e
 end
 
@@ -287,7 +356,11 @@ local function on_sample(self, sd, names, changed)
   else
     announce_new(self, e, changed)
   end
-  for _, name in ipairs(names) do publish_point(self, e, name) end
+  if e.state then
+    publish_state(self, e, names)
+  else
+    for _, name in ipairs(names) do publish_point(self, e, name) end
+  end
   if e.polled then
     publish_diag(self, e, "device_state", sd._state)
     publish_diag(self, e, "last_error", sd._last_error and tostring(sd._last_error):sub(1, 255) or "none")
@@ -331,7 +404,7 @@ local function listener(self)
         if e.announced[name] then
           local p = sd._points[name]
           removed[sd.id .. "_" .. name] = ha.component_of(p)
-          self:send(format("%s/%s/%s", self.prefix, sd.id, name), "", true)
+          if not e.state then self:send(format("%s/%s/%s", self.prefix, sd.id, name), "", true) end
         end
       end
       if next(removed) then
@@ -353,7 +426,11 @@ local function keeper(self)
     if self.site_health then publish_health(self, self.site:health()) end -- a restart ages
     for _, e in pairs(self.devices) do
       if e.announced_once and (not e.polled or e.available) then
-        for name in pairs(e.announced) do publish_point(self, e, name) end
+        if e.state then
+          publish_state(self, e)
+        else
+          for name in pairs(e.announced) do publish_point(self, e, name) end
+        end
       end
     end
   end
@@ -433,11 +510,15 @@ local function on_connect(self)
       self:send(format("%s/%s/availability", self.prefix, e.sd.id), e.available and "online" or "offline",
         true)
     end
-    e.last = {}
+    e.last, e.stime = {}, nil
     if e.announced_once then
       e.announced_once = false
       if announce(self, e) then
-        for name in pairs(e.announced) do publish_point(self, e, name, true) end
+        if e.state then
+          publish_state(self, e, nil, true)
+        else
+          for name in pairs(e.announced) do publish_point(self, e, name, true) end
+        end
       end
     end
   end
@@ -495,11 +576,46 @@ function Publisher:remove(dev, opts)
       end
     end
     for _, p in ipairs(e.sd:points()) do self:send(base .. "/" .. p.name, "", true) end
+    self:send(base .. "/state", "", true)
     if avail then self:send(avail, "", true) end
   elseif avail then
     self:send(avail, "offline", true)
   end
   return true
+end
+
+--- pub:mode(id, "state" | "points"): how device id's values go out, whether
+--- it is published yet or not: "state", all values as one retained JSON
+--- message on <prefix>/<id>/state per update (Home Assistant's entities
+--- read it with value_template); "points", a message per point on
+--- <prefix>/<id>/<point>. The default is publish.start's mode.
+function Publisher:mode(id, mode)
+  if type(id) ~= "string" then error("pub:mode: expected a device id", 2) end
+  if mode ~= "state" and mode ~= "points" then error('pub:mode: mode must be "state" or "points"', 2) end
+  self.modes[id] = mode
+  local e = self.devices[id]
+  if e and e.state ~= (mode == "state") then
+    -- the old mode's retained values go: they would never change again
+    if e.state then
+      self:send(e.state_topic, "", true)
+    else
+      for key in pairs(e.last) do -- (diagnostics keep their topics)
+        if not key:find("/", 1, true) then self:send(format("%s/%s/%s", self.prefix, id, key), "", true) end
+      end
+    end
+    set_mode(self, e, mode)
+    if e.announced_once then
+      e.announced_once = false
+      if announce(self, e) then
+        if e.state then
+          publish_state(self, e, nil, true)
+        else
+          for name in pairs(e.announced) do publish_point(self, e, name, true) end
+        end
+      end
+    end
+  end
+  return self
 end
 
 --- pub:stats() -> {published, failed, withheld, commands, refused, failed_writes, devices}
@@ -541,7 +657,9 @@ Publisher.__close = Publisher.close
 --- opts: site (the site to follow; without one the publisher has a site of
 --- its own for pub:add), mqtt (connect options; the will is added) or
 --- client (connected with will = publish.will(prefix)); prefix
---- ("moondog"); qos (1); retain (true); json (false); deadband (0);
+--- ("moondog"); qos (1); retain (true); mode ("points", or "state": a
+--- device's values as one JSON message, see pub:mode); state_qos (the QoS
+--- of state messages; default qos); json (false); deadband (0);
 --- min_interval (0 s); max_interval (60 s); poll (for pub:add: profile.poll
 --- or 10 s); homeassistant (true, or {discovery_prefix =, node =,
 --- discovery = "entity" | "device"}); commands (true); on_publish
@@ -558,6 +676,18 @@ function M.start(opts)
   if hopts.discovery ~= nil and hopts.discovery ~= "entity" and hopts.discovery ~= "device" then
     error("publish.start: homeassistant.discovery must be \"entity\" or \"device\"", 2)
   end
+  local mode = opts.mode or "points"
+  if mode ~= "points" and mode ~= "state" then
+    error('publish.start: mode must be "points" or "state"', 2)
+  end
+  local qos, state_qos = opts.qos or 1, opts.state_qos or opts.qos or 1
+  for _, q in ipairs { qos, state_qos } do
+    if q ~= 0 and q ~= 1 and q ~= 2 then error("publish.start: qos and state_qos must be 0, 1 or 2", 2) end
+  end
+  local popts = {}
+  for q = 0, 2 do
+    popts[q] = { [true] = { qos = q, retain = true }, [false] = { qos = q, retain = false } }
+  end
   -- Behind a bridge that remaps topics (docs/fleet.md), Home Assistant sees
   -- the state and command topics under another prefix than the one published.
   local tp = hopts.topic_prefix
@@ -565,7 +695,8 @@ function M.start(opts)
     error("publish.start: homeassistant.topic_prefix must be a topic such as 'sites/home/moondog'", 2)
   end
   local self = setmetatable({
-    prefix = prefix, qos = opts.qos or 1, retain = opts.retain ~= false, json = opts.json,
+    prefix = prefix, qos = qos, state_qos = state_qos, popts = popts, default_mode = mode, modes = {},
+    retain = opts.retain ~= false, json = opts.json,
     deadband = opts.deadband or 0, min_interval = opts.min_interval or 0,
     max_interval = opts.max_interval or 60, poll = opts.poll, on_publish = opts.on_publish,
     command_interval = opts.command_interval,
