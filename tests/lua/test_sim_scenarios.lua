@@ -83,7 +83,7 @@ T.test("a serial line: each transaction costs its wire time, one at a time", fun
   pv1:close()
 end)
 
-T.test("a serial line: a write goes before the reads still waiting, not before the one on the wire", function()
+T.test("a serial line: a write goes before the reads waiting, not before the one on the wire", function()
   local line = { baud = 9600, turnaround = 0.02 }
   local read = simsite.wire_time(line, 8, 205)
   local write = simsite.wire_time(line, 11, 8)
