@@ -26,7 +26,8 @@
 -- soon as `settle_s` have passed since the last write (the inverter needs
 -- about 3 tau to get there, and a decision taken while it moves is taken
 -- on a PV value polled at another moment than the meter's sample); a
--- smaller one waits until `relax_s` after the last write (limit
+-- smaller one of half the deadband or more waits until `relax_s` after
+-- the last write, one below that is left to the revert refresh (limit
 -- registers are often kept in flash); every write restarts the
 -- inverter's revert timer, and one is due every revert/2 s in any case.
 --
@@ -395,18 +396,19 @@ local function step(self, grid_w, now, grid_t)
   -- have passed since the last write (the inverter is still moving
   -- before that: its measured PV would be read at another moment than
   -- the meter's sample, and the pair make a second write of noise); a
-  -- smaller change (the meter's noise, a slow drift) waits until relax_s
-  -- after the last write, and the revert timer is refreshed every
-  -- revert/2 s in any case. So in steady state the inverter sees about one
-  -- write per relax_s, and the margin keeps the export under the limit
-  -- meanwhile.
+  -- smaller change (a slow drift) of half the deadband or more waits
+  -- until relax_s after the last write; below that (the meter's noise) it
+  -- goes out only with the revert timer's refresh, every revert/2 s (an
+  -- inverter without a revert timer, a Growatt's rate, is not written for
+  -- it at all). So in steady state the inverter sees about one write per
+  -- relax_s, and the margin keeps the export under the limit meanwhile.
   local written = self.written_pct
   local since = self.written_at and now - self.written_at or math.huge
   local band = math.max(self.min_change_pct, self.deadband_w / rating * 100)
   local calm = since >= self.settle_s
   local moved = written == nil or (calm and math.abs(pct - written) >= band)
     or (over_w > 0 and pct < written and written - pct >= 0.5)
-    or (since >= self.relax_s and math.abs(pct - written) >= 0.1)
+    or (since >= self.relax_s and math.abs(pct - written) >= band / 2)
     -- the one correction after a cut, on the first sample taken after the
     -- inverters settled: it gives back the over-cut
     or (self.correct and not settling and math.abs(pct - written) >= 0.1)
