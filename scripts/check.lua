@@ -378,7 +378,7 @@ end
 local EXPORT_LIMIT_OPTIONS = set { "site", "grid", "inverters", "limit_w", "name", "failsafe_after",
   "recover_s", "revert_s", "excursion_s", "slew_pct", "min_change_pct", "ki", "hold_s", "on_step",
   "state_file", "margin_w", "tolerance_w", "deadband_w", "relax_s", "overcut", "battery",
-  "battery_hold_s", "escalate_s", "escalate_count", "escalate_window_s" }
+  "battery_hold_s", "settle_s", "escalate_s", "escalate_count", "escalate_window_s" }
 md.control.export_limit = function(opts)
   check_options("export_limit", opts, EXPORT_LIMIT_OPTIONS)
   if type(opts) ~= "table" then return inert("export_limit") end

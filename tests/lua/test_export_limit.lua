@@ -128,6 +128,32 @@ T.test("writes refused: fail-safe, reported", function()
   stop(sim, site, ctl)
 end, { timeout = 3600 })
 
+T.test("writes refused for a while: the fail-safe write tried every second, control back when it is taken",
+  function()
+  -- the cut after the drop is refused: fail-safe; writes are taken again 15 s after the drop
+  local sim, site, ctl = start({ events = { { at = DROP - 5, refuse_writes = "pv", duration = 20 } } })
+  md.sleep(DROP + 10)
+  local st = ctl:status()
+  T.eq(st.state, "fail-safe", "fail-safe while writes are refused")
+  assert(st.write_errors >= 5, "the fail-safe write tried again every second: " .. st.write_errors)
+  md.sleep(7) -- writes taken again 2 s ago; the meter stayed fresh all along (recover_s is 10)
+  T.eq(ctl:status().state, "limiting", "normal control as soon as the fail-safe write was taken")
+  md.sleep(7)
+  local inv = sim.plant.inverters.pv
+  assert(inv.limit_pct > 3 and inv.limit_pct < 10, "limited to the 500 W house: " .. inv.limit_pct .. " %")
+  stop(sim, site, ctl)
+end, { timeout = 3600 })
+
+T.test("steady state under a constant load: no more writes than the revert refresh", function()
+  local sim, site, ctl = start()
+  md.sleep(DROP + 30)
+  local writes = sim.plant.inverters.pv.writes
+  md.sleep(60) -- a house of constant load: nothing but the revert refresh every revert/2 (15 s)
+  local n = sim.plant.inverters.pv.writes - writes
+  assert(n >= 3 and n <= 5, "writes in a minute of steady state: " .. n)
+  stop(sim, site, ctl)
+end, { timeout = 3600 })
+
 T.test("a controller error: fail-safe at once, restarted, and the site's health says so", function()
   local calls = 0
   local sim, site, ctl = start(nil, { on_step = function()

@@ -83,6 +83,32 @@ T.test("a serial line: each transaction costs its wire time, one at a time", fun
   pv1:close()
 end)
 
+T.test("a serial line: a write goes before the reads waiting, not before the one on the wire", function()
+  local line = { baud = 9600, turnaround = 0.02 }
+  local read = simsite.wire_time(line, 8, 205)
+  local write = simsite.wire_time(line, 11, 8)
+  local sim <close> = assert(simsite.start(scenarios.get("rs485_9600")))
+  local meter = assert(md.modbus.shared(sim:url("meter")))
+  local pv1 = assert(md.modbus.shared(sim:url("pv1")))
+  sim:wire_client("meter", meter)
+  sim:wire_client("pv1", pv1)
+  local t0 = md.now()
+  local done = {}
+  local a = md.spawn(function() assert(pv1:read_holding(1, 40000, 100)) done.read1 = md.now() - t0 end)
+  md.sleep(0.001) -- the first read is on the wire
+  local b = md.spawn(function() assert(meter:read_holding(1, 40000, 100)) done.read2 = md.now() - t0 end)
+  md.sleep(0.001) -- the second one waits
+  pv1:write_register(1, 40000, 0) -- refused or not, it takes its wire time
+  done.write = md.now() - t0
+  a:join()
+  b:join()
+  assert(math.abs(done.read1 - read) < 0.01, "the read on the wire first: " .. done.read1)
+  assert(math.abs(done.write - (read + write)) < 0.01, "then the write: " .. done.write)
+  assert(math.abs(done.read2 - (2 * read + write)) < 0.01, "then the read that waited: " .. done.read2)
+  meter:close()
+  pv1:close()
+end)
+
 T.test("load_drop: the 6 kW drop is answered within the plant's floor", function()
   local r <close>, m = run_scenario("load_drop")
   T.eq(m.floor_s, 4, "floor: 1 s meter period + 3 tau")

@@ -22,8 +22,12 @@
 -- rating shared by all of them, is cut at once (over-cut by `overcut` of
 -- the excess on a sample over the limit, given back once the inverters
 -- have settled) and relaxed at most `slew_pct` per second. A cut while
--- over the limit, or a change of `deadband_w` or more, is written at once;
--- a smaller one waits until `relax_s` after the last write (limit
+-- over the limit is written at once, a change of `deadband_w` or more as
+-- soon as `settle_s` have passed since the last write (the inverter needs
+-- about 3 tau to get there, and a decision taken while it moves is taken
+-- on a PV value polled at another moment than the meter's sample); a
+-- smaller one of half the deadband or more waits until `relax_s` after
+-- the last write, one below that is left to the revert refresh (limit
 -- registers are often kept in flash); every write restarts the
 -- inverter's revert timer, and one is due every revert/2 s in any case.
 --
@@ -178,16 +182,32 @@ local function write_all(self, pct)
   return true
 end
 
-local function failsafe(self, why)
-  self.fresh_since = nil
+-- Write the fail-safe output; self.failsafe_ok says whether the inverters
+-- have it. A failure is logged once per run of failures, not per retry.
+local function write_failsafe(self)
+  local ok, err = write_all(self, self.failsafe_pct)
+  self.failsafe_tried = md.now()
+  if not ok then
+    self.write_errors = self.write_errors + 1
+    if self.failsafe_ok ~= false then
+      md.log.error("export limit: cannot even write the fail-safe limit (tried again every second): %s",
+        tostring(err))
+    end
+  elseif self.failsafe_ok == false then
+    md.log.info("export limit: the inverters take writes again; fail-safe output set")
+  end
+  self.failsafe_ok = ok == true
+end
+
+-- meter_ok: the meter was not the cause (a write failed): its samples
+-- stay fresh, so normal control resumes as soon as the inverters take the
+-- fail-safe write again, not recover_s after the last refused write.
+local function failsafe(self, why, meter_ok)
+  if not meter_ok then self.fresh_since = nil end
   self.setpoint_pct = self.failsafe_pct
   self.integral = 0
   set_state(self, "fail-safe", why)
-  local ok, err = write_all(self, self.failsafe_pct)
-  if not ok then
-    self.write_errors = self.write_errors + 1
-    md.log.error("export limit: cannot even write the fail-safe limit: %s", tostring(err))
-  end
+  write_failsafe(self)
 end
 
 -- G100's escalation: an export over the limit that the scheme did not
@@ -260,7 +280,7 @@ end
 -- 1 % of the charge power or more, and every revert/2 s (the storage's
 -- own rate timer takes it back to idle when moondog stops). Returns the W
 -- the battery takes beyond what it takes now: room for PV.
-local function battery_step(self, grid_w, now, pv_held)
+local function battery_step(self, grid_w, now, pv_held, settling)
   local b = self.battery
   local sd = b.sd
   -- The charge it was told to take: its measured power is polled apart
@@ -279,6 +299,10 @@ local function battery_step(self, grid_w, now, pv_held)
   -- its power.
   local want = bat_w + (-grid_w - self.limit_w + self.margin_w)
   if pv_held then want = want + 0.2 * b.max_w end
+  -- For hold_s after a cut the PV may be below what the house takes (the
+  -- over-cut, given back once the inverters have settled, and the rise
+  -- after that): that import is no reason to charge less.
+  if settling then want = math.max(want, bat_w) end
   if soc == nil or soc >= b.soc_max then want = 0 end
   want = math.max(0, math.min(b.max_w, want))
   local pct = quantize(want / b.max_w * 100, 0.1, true)
@@ -336,7 +360,8 @@ local function step(self, grid_w, now, grid_t)
   end
   local allowed = pv + err + self.integral
   if self.battery and self.battery.max_w then
-    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling)
+    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling,
+      self.cut_at and now - self.cut_at < self.hold_s)
   end
   local pct = math.max(0, math.min(100, allowed / rating * 100))
   local over_w = -grid_w - self.limit_w -- W exported above the limit (< 0: under)
@@ -352,7 +377,7 @@ local function step(self, grid_w, now, grid_t)
     -- cut as a first-order lag, so it crosses the limit in tau * ln(step /
     -- tolerance) when aimed at the exact value (3.6 tau for a 6 kW step
     -- and 160 W), but in tau * ln((1 + overcut) step / (tolerance +
-    -- overcut step)) when aimed lower (2.2 tau with 10 %). The extra is
+    -- overcut step)) when aimed lower (1.4 tau with 30 %). The extra is
     -- given back by the relax after the inverter has settled.
     if over_w > self.tolerance_w then
       pct = math.max(0, pct - self.overcut * over_w / rating * 100)
@@ -367,18 +392,23 @@ local function step(self, grid_w, now, grid_t)
   self.setpoint_pct = pct
   -- When to write (limit registers often live in flash): a cut goes out
   -- at once while the export is over the limit, and any change of the
-  -- deadband (W, as a percentage of the rating) or more at once too; a
-  -- smaller change (the meter's noise, a slow drift) waits until relax_s
-  -- after the last write, and the revert timer is refreshed every
-  -- revert/2 s in any case. So in steady state the inverter sees about one
-  -- write per relax_s, and the margin keeps the export under the limit
-  -- meanwhile.
+  -- deadband (W, as a percentage of the rating) or more once settle_s
+  -- have passed since the last write (the inverter is still moving
+  -- before that: its measured PV would be read at another moment than
+  -- the meter's sample, and the pair make a second write of noise); a
+  -- smaller change (a slow drift) of half the deadband or more waits
+  -- until relax_s after the last write; below that (the meter's noise) it
+  -- goes out only with the revert timer's refresh, every revert/2 s (an
+  -- inverter without a revert timer, a Growatt's rate, is not written for
+  -- it at all). So in steady state the inverter sees about one write per
+  -- relax_s, and the margin keeps the export under the limit meanwhile.
   local written = self.written_pct
   local since = self.written_at and now - self.written_at or math.huge
   local band = math.max(self.min_change_pct, self.deadband_w / rating * 100)
-  local moved = written == nil or math.abs(pct - written) >= band
+  local calm = since >= self.settle_s
+  local moved = written == nil or (calm and math.abs(pct - written) >= band)
     or (over_w > 0 and pct < written and written - pct >= 0.5)
-    or (since >= self.relax_s and math.abs(pct - written) >= 0.1)
+    or (since >= self.relax_s and math.abs(pct - written) >= band / 2)
     -- the one correction after a cut, on the first sample taken after the
     -- inverters settled: it gives back the over-cut
     or (self.correct and not settling and math.abs(pct - written) >= 0.1)
@@ -387,7 +417,7 @@ local function step(self, grid_w, now, grid_t)
     local ok, werr = write_all(self, pct)
     if not ok then
       self.write_errors = self.write_errors + 1
-      return failsafe(self, "a write failed: " .. tostring(werr))
+      return failsafe(self, "a write failed: " .. tostring(werr), true)
     end
   end
   set_state(self, pct < 100 and "limiting" or "normal")
@@ -523,8 +553,9 @@ local function run(self)
       local _, vage, vstate = dev:get(point)
       if v == nil or vstate ~= "ok" or (vage or math.huge) > self.failsafe_after then
         if self.state ~= "fail-safe" then failsafe(self, err or "the meter value is too old") end
-        if self.written_at and now - self.written_at >= self.revert_s / 2 then
-          write_all(self, self.failsafe_pct)
+        if (self.written_at and now - self.written_at >= self.revert_s / 2)
+          or (self.failsafe_ok == false and now - self.failsafe_tried >= 1) then
+          write_failsafe(self)
         end
         if v == nil then md.sleep(0.1) end
       else
@@ -534,11 +565,14 @@ local function run(self)
           md.sleep(0) -- fail-safe until the inverter takes its revert settings
         elseif self.state == "fail-safe" then
           self.fresh_since = self.fresh_since or now
-          if now - self.fresh_since >= self.recover_s then
+          if self.failsafe_ok == false then
+            -- the inverters refused it: again every second until they take it
+            if now - self.failsafe_tried >= 1 then write_failsafe(self) end
+          elseif now - self.fresh_since >= self.recover_s then
             self.setpoint_pct = self.failsafe_pct
             step(self, v, now, last_t)
           elseif now - (self.written_at or 0) >= self.revert_s / 2 then
-            write_all(self, self.failsafe_pct)
+            write_failsafe(self)
           end
         else
           step(self, v, now, last_t)
@@ -582,7 +616,7 @@ end
 --- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
 --- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path
 --- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]
---- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.1]
+--- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.3] [, settle_s = 2]
 --- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
 --- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
 --- (sunspec_storage: 124 + 802) charged with the export before PV is
@@ -608,8 +642,9 @@ function M.export_limit(opts)
     failsafe_after = opts.failsafe_after or 3, recover_s = opts.recover_s or 10,
     revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
     slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
-    overcut = opts.overcut or 0.1, relax_s = opts.relax_s or 15, battery_hold_s = opts.battery_hold_s or 2,
-    hold_s = opts.hold_s or 10, on_step = opts.on_step, escalate_s = opts.escalate_s,
+    overcut = opts.overcut or 0.3, relax_s = opts.relax_s or 15, battery_hold_s = opts.battery_hold_s or 2,
+    hold_s = opts.hold_s or 10, settle_s = opts.settle_s or 2, on_step = opts.on_step,
+    escalate_s = opts.escalate_s,
     escalate_count = opts.escalate_count, escalate_window_s = opts.escalate_window_s or 86400,
     -- as a service, kept in StateDirectory= by default (md.state_dir(): /var/lib/moondog)
     state_file = opts.state_file

@@ -17,6 +17,10 @@
 --   curtailed_extra_wh  PV held back beyond what the limit required: the
 --                actual curtailment (available - output) minus the ideal
 --                max(0, available - house - battery - limit), when positive
+--   curtailed_failsafe_wh  the part of it while the controller was in
+--                fail-safe (the issue requires the fail-safe output, the
+--                limit itself, whatever the house takes: no controller
+--                with a fail-safe can keep this part; the peers have none)
 --   writes       limit writes the inverters took (the plant counts them)
 --   steady writes  writes per 10 s in the seconds when nothing changed:
 --                the ideal setpoint (house + limit, capped by the
@@ -82,6 +86,9 @@ local function record(self, sim)
     local actual = math.max(0, avail - p.pv_w)
     if actual > ideal then
       self.curtailed_extra_wh = self.curtailed_extra_wh + (actual - ideal) * dt / 3600
+      if self.ctl and self.ctl.state == "fail-safe" then
+        self.curtailed_failsafe_wh = self.curtailed_failsafe_wh + (actual - ideal) * dt / 3600
+      end
     end
     self.ideal_curtailed_wh = self.ideal_curtailed_wh + ideal * dt / 3600
     self.pv_available_wh = self.pv_available_wh + avail * dt / 3600
@@ -204,7 +211,8 @@ end
 function M.start(scenario, opts)
   opts = opts or {}
   local self = setmetatable({
-    scenario = scenario, rows = {}, over_wh = 0, curtailed_extra_wh = 0, ideal_curtailed_wh = 0,
+    scenario = scenario, rows = {}, over_wh = 0, curtailed_extra_wh = 0, curtailed_failsafe_wh = 0,
+    ideal_curtailed_wh = 0,
     pv_available_wh = 0, longest = 0, steady_s = 0, steady_writes = 0, on_second = opts.on_second,
     controller = opts.controller or "moondog", limit_w = (scenario.control or {}).limit_w or 0,
     warmup = opts.warmup or 0,
@@ -277,7 +285,8 @@ function Run:metrics()
   local writes = self.rows[#self.rows] and self.rows[#self.rows].writes or 0
   return {
     seconds = #self.rows, longest_excursion_s = self.longest, over_wh = self.over_wh,
-    curtailed_extra_wh = self.curtailed_extra_wh, ideal_curtailed_wh = self.ideal_curtailed_wh,
+    curtailed_extra_wh = self.curtailed_extra_wh, curtailed_failsafe_wh = self.curtailed_failsafe_wh,
+    ideal_curtailed_wh = self.ideal_curtailed_wh,
     pv_available_wh = self.pv_available_wh, writes = writes, writes_per_h = writes / hours,
     steady_s = self.steady_s,
     steady_writes_per_10s = self.steady_s > 0 and self.steady_writes / self.steady_s * 10 or nil,

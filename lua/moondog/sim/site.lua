@@ -31,7 +31,9 @@
 -- time, (request + response bytes of the Modbus RTU frames) x 11 bits /
 -- baud, plus a 3.5-character gap after each frame and the device's
 -- turnaround (default 0.02 s), and the devices of one line serve one
--- transaction at a time (in arrival order), as a half-duplex bus does.
+-- transaction at a time, as a half-duplex bus does: in arrival order,
+-- except that a write goes before the reads still waiting, as the one
+-- master's queue sends it (core/mbus.c).
 -- The delay is an md.sleep in the server's hook task, so in simulated time
 -- a 9600-baud bus costs exactly what it would on the wire.
 --
@@ -51,6 +53,7 @@
 -- repeats exactly.
 
 local md = require "moondog"
+local event = require "moondog.event"
 local plant_mod = require "moondog.sim.plant"
 
 local M = {}
@@ -79,15 +82,40 @@ function M.wire_time(line, req, resp)
 end
 
 -- Hold the caller for the transaction's wire time, after the
--- transactions already on the line.
-local function on_line(line, req, resp)
-  local now = md.now()
+-- transactions already on the line. The line has one master, and its
+-- queue sends a write before the reads still waiting (core/mbus.c keeps
+-- writes in a queue of their own): a write waits for the transaction on
+-- the wire and for earlier writes, not for every read booked before it.
+local function on_line(line, req, resp, write)
   local cost = M.wire_time(line, req, resp)
-  local start = math.max(now, line.busy_until)
-  line.busy_until = start + cost
+  local q = line.waiting
+  local me = { write = write }
+  -- the line goes to the next waiter when this transaction ends, or when
+  -- its caller is cancelled, waiting or on the wire
+  local _ <close> = setmetatable({}, { __close = function()
+    if line.holder == me then
+      line.holder = table.remove(q, 1)
+      if line.holder then line.holder.ev:set() end
+    else
+      for i = 1, #q do if q[i] == me then table.remove(q, i) break end end
+    end
+  end })
+  if line.holder then
+    local at = #q + 1
+    if write then
+      at = 1
+      while q[at] and q[at].write do at = at + 1 end
+    end
+    me.ev = event.new()
+    table.insert(q, at, me)
+    me.ev:wait()
+  else
+    line.holder = me
+  end
+  line.busy_until = md.now() + cost
   line.transactions = line.transactions + 1
   line.busy_s = line.busy_s + cost
-  md.sleep(line.busy_until - now)
+  md.sleep(cost)
 end
 
 -- Where the delay is taken. The natural place is the server: its hooks
@@ -129,15 +157,20 @@ local function wrap_bus_methods(bus)
     local orig = methods[name]
     methods[name] = function(b, unit, addr, values, ...)
       local line = lined[b]
-      if line then on_line(line, rtu_bytes("holding", n == 1 and 1 or #values, true)) end
+      if line then
+        local req, resp = rtu_bytes("holding", n == 1 and 1 or #values, true)
+        on_line(line, req, resp, true)
+      end
       return orig(b, unit, addr, values, ...)
     end
   end
 end
 
 -- Server side (real time only; see above).
-local function line_hook(self, name, req, resp)
-  if name and self.lines[name] and not md.clock.simulated() then on_line(self.lines[name], req, resp) end
+local function line_hook(self, name, req, resp, write)
+  if name and self.lines[name] and not md.clock.simulated() then
+    on_line(self.lines[name], req, resp, write)
+  end
 end
 
 -- Put a SunSpec server's writes on its line.
@@ -145,7 +178,8 @@ local function wire(self, srv, name)
   if not name then return end
   local write = srv._on_write
   srv._on_write = function(s, kind, addr, values)
-    line_hook(self, name, rtu_bytes(kind, #values, true))
+    local req, resp = rtu_bytes(kind, #values, true)
+    line_hook(self, name, req, resp, true)
     return write(s, kind, addr, values)
   end
 end
@@ -471,7 +505,7 @@ function M.start(scenario)
       error(format("sim site: line %s: baud must be a number > 0", name), 2)
     end
     self.lines[name] = { baud = l.baud, turnaround = l.turnaround or 0.02, busy_until = 0, transactions = 0,
-      busy_s = 0 }
+      busy_s = 0, waiting = {} }
   end
   local ids = {}
   for id in pairs(scenario.devices or {}) do ids[#ids + 1] = id end
