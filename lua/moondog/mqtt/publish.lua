@@ -275,6 +275,20 @@ local function announce(self, e, removed)
 end
 
 -- Points the device now has that were not announced: announce again.
+-- A device announced before (a broker that came back, a mode switch):
+-- its discovery again, then every value it has, whatever was sent before.
+local function reannounce(self, e)
+  if not e.announced_once then return end
+  e.announced_once = false
+  if announce(self, e) then
+    if e.state then
+      publish_state(self, e, nil, true)
+    else
+      for name in pairs(e.announced) do publish_point(self, e, name, true) end
+    end
+  end
+end
+
 local function announce_new(self, e, names)
   for _, name in ipairs(names) do
     if e.sd._impl[name] == true and not e.announced[name] then
@@ -511,16 +525,7 @@ local function on_connect(self)
         true)
     end
     e.last, e.stime = {}, nil
-    if e.announced_once then
-      e.announced_once = false
-      if announce(self, e) then
-        if e.state then
-          publish_state(self, e, nil, true)
-        else
-          for name in pairs(e.announced) do publish_point(self, e, name, true) end
-        end
-      end
-    end
+    reannounce(self, e)
   end
 end
 
@@ -604,16 +609,7 @@ function Publisher:mode(id, mode)
       end
     end
     set_mode(self, e, mode)
-    if e.announced_once then
-      e.announced_once = false
-      if announce(self, e) then
-        if e.state then
-          publish_state(self, e, nil, true)
-        else
-          for name in pairs(e.announced) do publish_point(self, e, name, true) end
-        end
-      end
-    end
+    reannounce(self, e)
   end
   return self
 end
