@@ -50,9 +50,12 @@ md.service.notify("X-MAIN=returning")
 ]])
   local eng <close> = T.start(dir, "engine", format("env NOTIFY_SOCKET=%s WATCHDOG_USEC=200000 %s %s",
     q(sock), q(md.paths.exe), q(dir.path .. "/site.lua")))
+  -- READY comes after the main chunk's 0.2 s; watchdogs every 0.1 s from the
+  -- start: wait for both (three watchdogs alone can come first on a busy machine)
   T.wait_for(function()
-    return count(T.read_file(recv.out) or "", "WATCHDOG=1") >= 3
-  end, 15, "three WATCHDOG=1 messages")
+    local text = T.read_file(recv.out) or ""
+    return count(text, "WATCHDOG=1") >= 3 and text:find("READY=1", 1, true)
+  end, 15, "READY=1 and three WATCHDOG=1 messages")
   local got = T.read_file(recv.out)
   local main_at, ready_at = got:find("X-MAIN=returning", 1, true), got:find("READY=1", 1, true)
   assert(main_at and ready_at, got)
