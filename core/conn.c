@@ -452,17 +452,3 @@ void md_conn_cancel(md_conn *c)
 }
 
 /* }===== */
-
-/* {===== errors ===== */
-
-const char *md_conn_token(int err)
-{
-    return md_err_token(md_err_connect(err));
-}
-
-const char *md_conn_strerror(int err)
-{
-    return md_strerror(err);
-}
-
-/* }===== */

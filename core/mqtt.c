@@ -679,7 +679,7 @@ static void on_resolved(md_loop *loop, struct addrinfo *res, int err, void *ud)
     if (err < 0) {
         char msg[400];
         snprintf(msg, sizeof msg, "cannot resolve the host name %s: %s", m->host,
-                 md_conn_strerror(err));
+                 md_strerror(err));
         conn_ended(m, "dns", msg);
         return;
     }

@@ -182,10 +182,7 @@ static op *new_op(lua_State *L, lclient *c, op_kind kind)
 
 static int push_failure(lua_State *L, op *o)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, o->error);
-    lua_pushstring(L, o->code);
-    return 3;
+    return md_err_pusht(L, o->code, "%s", o->error);
 }
 
 /* }===== */
@@ -459,10 +456,7 @@ static int subscribe_results(lua_State *L, void *p)
     if (o->code) {
         n = push_failure(L, o);
     } else if (o->result < 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "the broker refused the subscription");
-        lua_pushliteral(L, "refused");
-        n = 3;
+        n = md_err_pushf(L, -ECONNREFUSED, "the broker refused the subscription");
     } else {
         lua_pushinteger(L, o->result);
     }
@@ -833,10 +827,7 @@ static int mqtt_new(lua_State *L)
     const char *code = "invalid";
     c->m = md_mqtt_new(md_engine_loop(c->E), &cfg, &handlers, c, err, sizeof err, &code);
     if (!c->m) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "MQTT client for %s: %s", c->name, err);
-        lua_pushstring(L, code);
-        return 3;
+        return md_err_pusht(L, code, "MQTT client for %s: %s", c->name, err);
     }
     return 1;
 }

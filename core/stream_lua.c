@@ -199,21 +199,16 @@ static conn *check_conn(lua_State *L)
 static int push_lost(lua_State *L, conn *c)
 {
     int lost = c->sc ? md_stream_conn_lost(c->sc) : -1;
-    lua_pushnil(L);
     if (lost == -1)
-        lua_pushfstring(L, "%s closed the connection", c->peer);
-    else
-        lua_pushfstring(L, "connection to %s lost: %s", c->peer, strerror(lost));
-    lua_pushliteral(L, "connection_lost");
-    return 3;
+        return md_err_pushf(L, -MD_ECONNLOST, "%s closed the connection", c->peer);
+    return md_err_pushf(L, -MD_ECONNLOST, "connection to %s lost: %s", c->peer,
+                        md_strerror(lost));
 }
 
 static int push_closed(lua_State *L, conn *c)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "connection to %s was closed while waiting", c->peer);
-    lua_pushliteral(L, "closed");
-    return 3;
+    return md_err_pushf(L, -MD_ECLOSED, "connection to %s was closed while waiting",
+                        c->peer);
 }
 
 /* Seconds at idx (nil: none) as milliseconds, -1 for none. */
@@ -322,13 +317,10 @@ static int conn_write(lua_State *L)
     }
     if (rc == MD_STREAM_LOST)
         return push_lost(L, c);
-    if (rc == -EBUSY) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
-                        (int)MD_STREAM_OUT_MAX, c->peer);
-        lua_pushliteral(L, "busy");
-        return 3;
-    }
+    if (rc == -EBUSY)
+        return md_err_pushf(L, rc,
+                            "more than %d bytes wait to be sent to %s: it does not read",
+                            (int)MD_STREAM_OUT_MAX, c->peer);
     if (rc < 0)
         return luaL_error(L, "out of memory");
     writer *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives on this task's stack */
@@ -513,10 +505,8 @@ static int push_accepted(lua_State *L, int fd)
     int rc = md_stream_conn_adopt(c->sc, fd); /* takes fd */
     if (rc < 0) {
         conn_shutdown(c);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot watch an accepted connection: %s", strerror(-rc));
-        lua_pushliteral(L, "accept");
-        return 3;
+        return md_err_pushf(L, rc, "cannot watch an accepted connection: %s",
+                            md_strerror(rc));
     }
     return 1;
 }
@@ -529,15 +519,10 @@ static int accept_results(lua_State *L, void *op)
         l->ready_fd = -1;
         return push_accepted(L, fd);
     }
-    lua_pushnil(L);
-    if (l->fd < 0) {
-        lua_pushliteral(L, "the listener was closed while waiting");
-        lua_pushliteral(L, "closed");
-    } else {
-        lua_pushfstring(L, "cannot accept a connection: %s", strerror(l->accept_err));
-        lua_pushliteral(L, "accept");
-    }
-    return 3;
+    if (l->fd < 0)
+        return md_err_pushf(L, -MD_ECLOSED, "the listener was closed while waiting");
+    return md_err_pushf(L, -l->accept_err, "cannot accept a connection: %s",
+                        md_strerror(l->accept_err));
 }
 
 static void accept_cancel(void *op)
@@ -627,15 +612,8 @@ static int stream_listen(lua_State *L)
     luaL_setmetatable(L, LISTENER_MT);
     int fd = md_stream_listen(host, (int)port, (int)backlog);
     if (fd < 0) {
-        int err = -fd;
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot listen on %s port %d: %s", host, (int)port,
-                        md_strerror(err));
-        lua_pushstring(L, err == EADDRINUSE || err == EACCES ||
-                                  err == MD_STREAM_ERESOLVE || err == EADDRNOTAVAIL
-                              ? md_err_token(err)
-                              : "listen");
-        return 3;
+        return md_err_pushf(L, fd, "cannot listen on %s port %d: %s", host, (int)port,
+                            md_strerror(fd));
     }
     l->watch = md_loop_watch(l->loop, fd, 0, on_accept, l);
     if (!l->watch) {
