@@ -857,11 +857,7 @@ void md_mbsrv_close(md_mbsrv *s)
     if (s->retry_timer)
         md_loop_timer_cancel(s->loop, s->retry_timer);
     s->retry_timer = NULL;
-    md_loop_unwatch(s->loop, s->watch);
-    s->watch = NULL;
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    md_loop_unwatch_close(s->loop, &s->watch, &s->fd);
     free_list(s->queue_head);
     free_list(s->inflight);
     s->queue_head = s->queue_tail = s->inflight = NULL;

@@ -462,10 +462,7 @@ static void unwatch_network(md_mqtt *m)
 {
     if (m->net_fd < 0)
         return;
-    md_loop_unwatch(m->loop, m->net_watch);
-    m->net_watch = NULL;
-    close(m->net_fd);
-    m->net_fd = -1;
+    md_loop_unwatch_close(m->loop, &m->net_watch, &m->net_fd);
 }
 
 static void schedule_attempt(md_mqtt *m, bool at_once)

@@ -563,10 +563,7 @@ static int listener_close(lua_State *L)
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
     if (l->fd < 0)
         return 0;
-    md_loop_unwatch(l->loop, l->watch);
-    l->watch = NULL;
-    close(l->fd);
-    l->fd = -1;
+    md_loop_unwatch_close(l->loop, &l->watch, &l->fd);
     if (l->ready_fd >= 0) {
         close(l->ready_fd);
         l->ready_fd = -1;
