@@ -58,6 +58,7 @@
 #include "conn.h"
 #include "engine.h"
 #include "err_lua.h"
+#include "resolve_lua.h"
 #include "stream.h"
 #include "stream_conn.h"
 
@@ -591,37 +592,56 @@ static int listener_tostring(lua_State *L)
     return 1;
 }
 
-/* stream.listen(host, port [, {backlog = 64}]) -> listener | nil, err, code */
-static int stream_listen(lua_State *L)
+/* What stream.listen keeps while a host name is looked up. */
+typedef struct listen_args {
+    char host[256];
+    int port, backlog;
+} listen_args;
+
+static int listen_resolved(lua_State *L, const struct addrinfo *res, int err, void *arg)
 {
-    const char *host = luaL_optstring(L, 1, "127.0.0.1");
-    lua_Integer port = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0..65535");
-    lua_Integer backlog = 64;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lua_getfield(L, 3, "backlog");
-        backlog = luaL_optinteger(L, -1, 64);
-        lua_pop(L, 1);
-    }
+    listen_args *a = arg;
     listener *l = lua_newuserdatauv(L, sizeof *l, 0);
     *l = (listener){.loop = md_engine_loop(md_engine_of(L)), .fd = -1, .ready_fd = -1};
     luaL_setmetatable(L, LISTENER_MT);
-    int fd = md_stream_listen(host, (int)port, (int)backlog);
-    if (fd < 0) {
-        return md_err_pushf(L, fd, "cannot listen on %s port %d: %s", host, (int)port,
+    int fd = err < 0 ? err : md_stream_bind(res, SOCK_STREAM, a->backlog);
+    if (fd < 0)
+        return md_err_pushf(L, fd, "cannot listen on %s port %d: %s", a->host, a->port,
                             md_strerror(fd));
-    }
     l->watch = md_loop_watch(l->loop, fd, 0, on_accept, l);
     if (!l->watch) {
-        int err = errno;
+        int e = -errno;
         close(fd);
-        return luaL_error(L, "cannot watch a listening socket: %s", strerror(err));
+        return md_err_pushf(L, e, "cannot watch a listening socket: %s", md_strerror(e));
     }
     l->fd = fd;
     l->port = md_stream_local_port(fd);
     listener_watch(l);
     return 1;
+}
+
+/* stream.listen(host, port [, {backlog = 64}]) -> listener | nil, err, code.
+ * A host name is looked up while the task waits (resolve_lua.h). */
+static int stream_listen(lua_State *L)
+{
+    listen_args a = {.backlog = 64};
+    size_t hlen;
+    const char *host = luaL_optlstring(L, 1, "127.0.0.1", &hlen);
+    luaL_argcheck(L, hlen < sizeof a.host, 1, "host name too long");
+    memcpy(a.host, host, hlen + 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0..65535");
+    a.port = (int)port;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "backlog");
+        lua_Integer backlog = luaL_optinteger(L, -1, 64);
+        luaL_argcheck(L, backlog >= 0 && backlog <= 65535, 3, "backlog must be 0..65535");
+        a.backlog = (int)backlog;
+        lua_pop(L, 1);
+    }
+    return md_lua_resolve_passive(L, a.host, a.port, SOCK_STREAM, listen_resolved, &a,
+                                  sizeof a);
 }
 
 /* }===== */
