@@ -61,6 +61,7 @@
 #include "resolve_lua.h"
 #include "stream.h"
 #include "stream_conn.h"
+#include "stream_listener.h"
 
 #define CONN_MT "moondog.stream.conn"
 #define LISTENER_MT "moondog.stream.listener"
@@ -95,14 +96,12 @@ struct conn {
     writer *writers;
 };
 
+/* The userdata of a listener: the socket on the loop (stream_listener.c)
+ * and the task waiting in accept(). */
 typedef struct listener {
-    md_loop *loop;
-    int fd; /* -1 when closed */
-    md_watch *watch;
+    md_stream_listener *sl; /* NULL when closed */
     int port;
     md_wait *await;
-    int ready_fd;   /* accepted for a waiter that has not collected it; -1 */
-    int accept_err; /* errno for the waiter */
 } listener;
 
 /* {===== connections: events from the state machine ===== */
@@ -466,41 +465,25 @@ static int stream_connect(lua_State *L)
 static listener *check_listener(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    if (l->fd < 0)
+    if (!l->sl)
         luaL_error(L, "attempt to use a closed listener");
     return l;
 }
 
-static void listener_watch(listener *l)
+static void on_ready(void *ud)
 {
-    md_loop_watch_set(l->loop, l->watch, l->await ? MD_LOOP_READ : 0);
-    md_loop_watch_keepalive(l->loop, l->watch, l->await != NULL);
-}
-
-static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
-{
-    (void)loop, (void)w, (void)fd, (void)events;
     listener *l = ud;
-    if (!l->await || l->ready_fd >= 0) {
-        listener_watch(l);
-        return;
-    }
-    int c = md_stream_accept(l->fd);
-    if (c == -EAGAIN || c == -EWOULDBLOCK || c == -EINTR || c == -ECONNABORTED)
-        return;
-    if (c >= 0)
-        l->ready_fd = c;
-    else
-        l->accept_err = -c;
-    md_wait *aw = l->await;
+    md_wait *w = l->await;
     l->await = NULL;
-    listener_watch(l);
-    md_task_done(aw);
+    if (w)
+        md_task_done(w);
 }
 
-/* Wrap an accepted socket in a connection and push it. */
+/* Wrap an accepted socket in a connection and push it; or the failure. */
 static int push_accepted(lua_State *L, int fd)
 {
+    if (fd < 0)
+        return md_err_pushf(L, fd, "cannot accept a connection: %s", md_strerror(fd));
     conn *c = new_conn(L, md_engine_of(L));
     md_stream_peer_name(fd, c->peer, sizeof c->peer);
     int rc = md_stream_conn_adopt(c->sc, fd); /* takes fd */
@@ -515,23 +498,17 @@ static int push_accepted(lua_State *L, int fd)
 static int accept_results(lua_State *L, void *op)
 {
     listener *l = op;
-    if (l->ready_fd >= 0) {
-        int fd = l->ready_fd;
-        l->ready_fd = -1;
-        return push_accepted(L, fd);
-    }
-    if (l->fd < 0)
+    if (!l->sl)
         return md_err_pushf(L, -MD_ECLOSED, "the listener was closed while waiting");
-    return md_err_pushf(L, -l->accept_err, "cannot accept a connection: %s",
-                        md_strerror(l->accept_err));
+    return push_accepted(L, md_stream_listener_take(l->sl));
 }
 
 static void accept_cancel(void *op)
 {
     listener *l = op;
     l->await = NULL;
-    if (l->fd >= 0)
-        listener_watch(l);
+    if (l->sl)
+        md_stream_listener_unwant(l->sl);
 }
 
 /* l:accept([timeout]) -> conn | nil, err, code */
@@ -542,38 +519,22 @@ static int listener_accept(lua_State *L)
     if (l->await)
         return luaL_error(L, "another task is already accepting on this listener");
     md_task_check(L);
-    if (l->ready_fd >= 0) {
-        int fd = l->ready_fd;
-        l->ready_fd = -1;
+    int fd = md_stream_listener_take(l->sl);
+    if (fd != -EAGAIN)
         return push_accepted(L, fd);
-    }
-    int fd = md_stream_accept(l->fd);
-    if (fd >= 0)
-        return push_accepted(L, fd);
-    l->accept_err = 0;
     l->await = md_task_wait(L, l, accept_cancel);
     char what[64];
     snprintf(what, sizeof what, "accepting on port %d", l->port);
     md_wait_timeout(l->await, ms, what);
-    listener_watch(l);
     return md_task_yield(L, l->await, accept_results);
 }
 
 static int listener_close(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    if (l->fd < 0)
-        return 0;
-    md_loop_unwatch_close(l->loop, &l->watch, &l->fd);
-    if (l->ready_fd >= 0) {
-        close(l->ready_fd);
-        l->ready_fd = -1;
-    }
-    if (l->await) {
-        md_wait *w = l->await;
-        l->await = NULL;
-        md_task_done(w);
-    }
+    md_stream_listener_close(l->sl);
+    l->sl = NULL;
+    on_ready(l); /* a waiting accept() ends with "closed" */
     return 0;
 }
 
@@ -587,8 +548,7 @@ static int listener_port(lua_State *L)
 static int listener_tostring(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    lua_pushfstring(L, "stream listener on port %d%s", l->port,
-                    l->fd < 0 ? " (closed)" : "");
+    lua_pushfstring(L, "stream listener on port %d%s", l->port, l->sl ? "" : " (closed)");
     return 1;
 }
 
@@ -602,21 +562,17 @@ static int listen_resolved(lua_State *L, const struct addrinfo *res, int err, vo
 {
     listen_args *a = arg;
     listener *l = lua_newuserdatauv(L, sizeof *l, 0);
-    *l = (listener){.loop = md_engine_loop(md_engine_of(L)), .fd = -1, .ready_fd = -1};
+    *l = (listener){0};
     luaL_setmetatable(L, LISTENER_MT);
     int fd = err < 0 ? err : md_stream_bind(res, SOCK_STREAM, a->backlog);
     if (fd < 0)
         return md_err_pushf(L, fd, "cannot listen on %s port %d: %s", a->host, a->port,
                             md_strerror(fd));
-    l->watch = md_loop_watch(l->loop, fd, 0, on_accept, l);
-    if (!l->watch) {
-        int e = -errno;
-        close(fd);
-        return md_err_pushf(L, e, "cannot watch a listening socket: %s", md_strerror(e));
-    }
-    l->fd = fd;
-    l->port = md_stream_local_port(fd);
-    listener_watch(l);
+    l->sl = md_stream_listener_new(md_engine_loop(md_engine_of(L)), fd, on_ready, l);
+    if (!l->sl) /* fd closed */
+        return md_err_pushf(L, -errno, "cannot watch a listening socket: %s",
+                            md_strerror(errno));
+    l->port = md_stream_listener_port(l->sl);
     return 1;
 }
 
