@@ -20,15 +20,18 @@
  * "connection_lost" (the peer closed the connection or it broke), "closed"
  * (closed here while a task waited), "connect_timeout", "dns", "refused",
  * "unreachable", "connect" (other connect failures), "in_use" and "permission" (listen),
- * "busy" (a write while more than 4 MB wait to be sent), "accept". Timeouts are seconds;
- * none by default, except 10 s for connect.
+ * "busy" (a write while more than 4 MB wait to be sent); any other system error
+ * of listen or accept is err.h's token for its errno ("io", ...). Timeouts are
+ * seconds; none by default, except 10 s for connect. A listener on a host name
+ * looks it up while only the calling task waits (resolve_lua.h).
  *
  * Design. Everything runs on the loop thread with non-blocking sockets and
  * THE async pattern of engine.h. A connection's state machine (connect over
  * the addresses, reads that try recv() at once, an ordered output queue so
  * writes from several tasks never interleave, lazy read interest) is
- * Lua-free, in stream_conn.c, with its own cmocka tests; this file turns its
- * callbacks into finished waits and its results into Lua values.
+ * Lua-free, in stream_conn.c, and so is a listener's (accept only while a
+ * task waits: stream_listener.c), each with its own cmocka tests; this file
+ * turns their callbacks into finished waits and results into Lua values.
  *
  * Liveness: a connection or listener keeps the engine alive only while a
  * task waits on it (an idle connection must not stop a script's exit);
