@@ -34,6 +34,7 @@
 #include "loop.h"
 #include "stream.h"
 #include "stream_listener.h"
+#include "watchdog.h"
 
 enum { WATCHDOG_S = 20 };
 
@@ -43,14 +44,6 @@ typedef struct fixture {
     int readies;
     int clients[4], nclients;
 } fixture;
-
-static void on_alarm(int signo)
-{
-    (void)signo;
-    static const char msg[] = "test_stream_listener: hung (alarm)\n";
-    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-    _exit(3);
-}
 
 static void on_ready(void *ud)
 {
@@ -68,8 +61,7 @@ static int setup(void **state)
     f->l = md_stream_listener_new(f->loop, fd, on_ready, f);
     assert_non_null(f->l);
     assert_true(md_stream_listener_port(f->l) > 0);
-    signal(SIGALRM, on_alarm);
-    alarm(WATCHDOG_S);
+    md_test_watchdog(WATCHDOG_S);
     *state = f;
     return 0;
 }
@@ -82,7 +74,7 @@ static int teardown(void **state)
         close(f->clients[i]);
     md_loop_free(f->loop);
     free(f);
-    alarm(0);
+    md_test_watchdog(0);
     return 0;
 }
 
