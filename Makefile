@@ -104,8 +104,10 @@ TEST_EXTRA_mbcodec := $(BUILD)/err.o
 TEST_EXTRA_growatt := $(BUILD)/err.o
 # libmosquitto only as the reference of the differential topic test
 TEST_EXTRA_mqtt_queue := $(BUILD)/err.o $$(pkg-config --libs libmosquitto)
+TEST_EXTRA_mqtt_subs := $(BUILD)/mqtt_queue.o $(BUILD)/err.o
 TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o $(BUILD)/err.o -lm
 TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o $(BUILD)/err.o -lpthread
+TEST_EXTRA_stream_listener := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o $(BUILD)/err.o -lpthread
 TEST_EXTRA_attach_server := $(BUILD)/loop.o $(BUILD)/attachcodec.o $(BUILD)/log.o $(BUILD)/err.o -lpthread
 .SECONDEXPANSION:
 $(BUILD)/tests/test_%: tests/c/test_%.c $(BUILD)/%.o $$(filter %.o,$$(TEST_EXTRA_$$*)) | $(BUILD)

@@ -81,6 +81,7 @@
 #include "attach.h"
 #include "attach_server.h"
 #include "engine.h"
+#include "err_lua.h"
 #include "log.h"
 
 #define LISTENER_MT "moondog.attach.listener"
@@ -558,10 +559,7 @@ static int attach_listen(lua_State *L)
         md_log(MD_LOG_WARN, "attach: %s", err);
         if (!md_log_on_stderr())
             fprintf(stderr, "moondog: attach: %s\n", err);
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        lua_pushstring(L, code);
-        return 3;
+        return md_err_pusht(L, code, "%s", err);
     }
     lua_pushvalue(L, -1);
     ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);

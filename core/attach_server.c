@@ -71,10 +71,7 @@ static void conn_shut(md_attach_conn *c)
 {
     if (c->fd < 0)
         return;
-    md_loop_unwatch(c->loop, c->watch);
-    c->watch = NULL;
-    close(c->fd);
-    c->fd = -1;
+    md_loop_unwatch_close(c->loop, &c->watch, &c->fd);
 }
 
 /* The connection ends by itself: tell the owner, then free (unless a frame

@@ -295,14 +295,7 @@ static void drop_attempt(md_conn *c)
         md_loop_timer_cancel(c->loop, c->timer);
         c->timer = NULL;
     }
-    if (c->watch) {
-        md_loop_unwatch(c->loop, c->watch);
-        c->watch = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
+    md_loop_unwatch_close(c->loop, &c->watch, &c->fd);
 }
 
 static void conn_free(md_conn *c)
@@ -449,20 +442,6 @@ void md_conn_cancel(md_conn *c)
 {
     drop_attempt(c);
     conn_free(c);
-}
-
-/* }===== */
-
-/* {===== errors ===== */
-
-const char *md_conn_token(int err)
-{
-    return md_err_token(md_err_connect(err));
-}
-
-const char *md_conn_strerror(int err)
-{
-    return md_strerror(err);
 }
 
 /* }===== */

@@ -14,8 +14,8 @@
  * the loop is held (md_loop_hold), so simulated time waits for it.
  *
  * Errors are 0 or -errno, plus -MD_CONN_EDNS (err.h's MD_EDNS) for a name
- * that does not resolve; md_conn_token() gives the token of err.h's one
- * vocabulary (docs/errors.md), the same from every module.
+ * that does not resolve. err.h explains them: md_err_token(md_err_connect(err))
+ * is the token of a failed attempt, md_strerror(err) its text.
  *
  * Ownership. An md_conn / md_resolve belongs to the conn layer from start
  * to its callback; it is freed just before the callback runs, so the owner
@@ -99,11 +99,5 @@ md_conn *md_conn_start(md_loop *loop, const md_conn_config *cfg, md_conn_fn fn, 
 /* Stop an attempt before its callback: fn is never called, any socket of
  * the attempt is closed. */
 void md_conn_cancel(md_conn *c);
-
-/* The token for a connect error (0 or negative), err.h's: "dns",
- * "connect_timeout", "refused", "unreachable", ... (md_err_connect). */
-const char *md_conn_token(int err);
-/* Text for an error, for people (md_strerror). */
-const char *md_conn_strerror(int err);
 
 #endif

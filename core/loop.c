@@ -267,6 +267,15 @@ void md_loop_unwatch(md_loop *loop, md_watch *w)
     loop->zombies = w;
 }
 
+void md_loop_unwatch_close(md_loop *loop, md_watch **w, int *fd)
+{
+    md_loop_unwatch(loop, *w);
+    *w = NULL;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 static void free_zombies(md_loop *loop)
 {
     while (loop->zombies) {

@@ -92,6 +92,9 @@ void md_loop_watch_keepalive(md_loop *loop, md_watch *w, bool keepalive);
 /* Stop watching and free w. Safe from inside w's own callback. Does not
  * close the fd. */
 void md_loop_unwatch(md_loop *loop, md_watch *w);
+/* Unwatch *w and close *fd, each if set, leaving *w NULL and *fd -1: how
+ * an owner drops the socket it watches. */
+void md_loop_unwatch_close(md_loop *loop, md_watch **w, int *fd);
 
 /*
  * One-shot timer due at the absolute time due_ms (md_loop_now() scale).

@@ -33,6 +33,8 @@
 #include "mbcodec.h"
 #include "mblink.h"
 
+struct addrinfo;
+
 /* {===== register maps ===== */
 
 typedef struct md_mbsrv_map md_mbsrv_map;
@@ -225,6 +227,10 @@ typedef struct md_mbsrv_config {
      * (default 5 s), is closed. At max_clients connections (default 1024)
      * a new one closes the connection idle the longest. */
     int idle_ms, frame_ms, max_clients;
+    /* Network transports: the addresses to bind, already resolved (not
+     * owned, used only by md_mbsrv_open); NULL resolves link.host there,
+     * which blocks for a host name (conn.h md_conn_resolve_now). */
+    const struct addrinfo *addrs;
 } md_mbsrv_config;
 
 /* Errors of md_mbsrv_open besides -errno: aliases of err.h's codes. */

@@ -709,33 +709,16 @@ static int open_socket(md_mbsrv *s, int socktype)
 {
     /* conn.c's resolver: "" and "*" bind every address, a literal address
      * needs no lookup, a host name is looked up once, here. */
+    if (s->cfg.addrs) /* resolved by the caller */
+        return md_stream_bind(s->cfg.addrs, socktype, 64);
     struct addrinfo *res;
     int rc =
         md_conn_resolve_now(s->cfg.link.host, s->cfg.link.port, socktype, true, &res);
     if (rc < 0)
         return rc == -MD_CONN_EDNS ? -MD_MBSRV_ERESOLVE : rc;
-    int err = EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        int one = 1;
-        /* A restarted server must get its port back despite TIME_WAIT. Not
-         * for UDP, where it would let two servers share a port. */
-        if (socktype == SOCK_STREAM)
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            (socktype != SOCK_STREAM || listen(fd, 64) == 0)) {
-            freeaddrinfo(res);
-            return fd;
-        }
-        err = errno;
-        close(fd);
-    }
+    int fd = md_stream_bind(res, socktype, 64);
     freeaddrinfo(res);
-    return -err;
+    return fd;
 }
 
 static int open_network(md_mbsrv *s)
@@ -857,11 +840,7 @@ void md_mbsrv_close(md_mbsrv *s)
     if (s->retry_timer)
         md_loop_timer_cancel(s->loop, s->retry_timer);
     s->retry_timer = NULL;
-    md_loop_unwatch(s->loop, s->watch);
-    s->watch = NULL;
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    md_loop_unwatch_close(s->loop, &s->watch, &s->fd);
     free_list(s->queue_head);
     free_list(s->inflight);
     s->queue_head = s->queue_tail = s->inflight = NULL;

@@ -26,15 +26,18 @@
  * stack, so the op pointer of its wait (the userdata) stays valid.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "engine.h"
 #include "err_lua.h"
-#include "mbserver.h"
 #include "mblink_lua.h"
+#include "mbserver.h"
+#include "resolve_lua.h"
 
 #define SRV_MT "moondog.modbus.server"
 
@@ -490,42 +493,66 @@ _Static_assert((int)MD_MBSRV_TCP == MD_MB_LINK_TCP &&
                    (int)MD_MBSRV_RTU_UDP == MD_MB_LINK_RTU_UDP,
                "transports follow MD_MB_LINK_*");
 
-/* core.open(conf) -> server, or nil, message, code */
-static int srv_open(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    md_mbsrv_config cfg = {0};
-    cfg.transport = (md_mbsrv_transport)md_mb_link_from_table(L, 1, &cfg.link);
-    cfg.hook_reads = opt_bool(L, 1, "hook_reads");
-    cfg.hook_writes = opt_bool(L, 1, "hook_writes");
-    cfg.idle_ms = opt_ms(L, 1, "idle_timeout");
-    cfg.frame_ms = opt_ms(L, 1, "frame_timeout");
-    lua_getfield(L, 1, "max_clients");
-    cfg.max_clients = (int)luaL_optinteger(L, -1, 0);
-    luaL_argcheck(L, cfg.max_clients >= 0 && cfg.max_clients <= 65536, 1,
-                  "max_clients must be 1..65536");
-    lua_pop(L, 1);
-    bool strict = opt_bool(L, 1, "strict");
+/* What core.open keeps while a host name is looked up. */
+typedef struct open_args {
+    md_mbsrv_config cfg;
     uint8_t units[255];
-    int nunits = opt_units(L, 1, units);
-    if (cfg.link.port < 0 || cfg.link.port > 65535)
-        return luaL_error(L, "bad field 'port': %d is outside 0..65535", cfg.link.port);
+    int nunits;
+    bool strict;
+    char url[300];
+} open_args;
 
+static int srv_opened(lua_State *L, const struct addrinfo *res, int err, void *arg)
+{
+    open_args *a = arg;
     lsrv *ls = lua_newuserdatauv(L, sizeof *ls, 0);
     memset(ls, 0, sizeof *ls); /* closed until the server exists */
     luaL_setmetatable(L, SRV_MT);
     ls->E = md_engine_of(L);
-    md_mb_opt_str(L, 1, "url", ls->url, sizeof ls->url);
-    md_mbsrv *s;
-    int rc = md_mbsrv_open(md_engine_loop(ls->E), &cfg, units, nunits, strict, &s);
+    snprintf(ls->url, sizeof ls->url, "%s", a->url);
+    a->cfg.addrs = res;
+    md_mbsrv *s = NULL;
+    int rc = err < 0 ? (err == -MD_EDNS ? -MD_MBSRV_ERESOLVE : err)
+                     : md_mbsrv_open(md_engine_loop(ls->E), &a->cfg, a->units, a->nunits,
+                                     a->strict, &s);
     if (rc < 0) {
-        const char *why = open_message(L, rc, &cfg); /* may push a string */
+        const char *why = open_message(L, rc, &a->cfg); /* may push a string */
         return md_err_pusht(L, open_code(rc), "cannot serve %s: %s", ls->url, why);
     }
     ls->srv = s;
     ls->port = md_mbsrv_port(s);
     md_mbsrv_set_notify(s, on_notify, ls);
     return 1;
+}
+
+/* core.open(conf) -> server, or nil, message, code. A host name to bind is
+ * looked up while the task waits (resolve_lua.h). */
+static int srv_open(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    open_args a = {0};
+    md_mbsrv_config *cfg = &a.cfg;
+    cfg->transport = (md_mbsrv_transport)md_mb_link_from_table(L, 1, &cfg->link);
+    cfg->hook_reads = opt_bool(L, 1, "hook_reads");
+    cfg->hook_writes = opt_bool(L, 1, "hook_writes");
+    cfg->idle_ms = opt_ms(L, 1, "idle_timeout");
+    cfg->frame_ms = opt_ms(L, 1, "frame_timeout");
+    lua_getfield(L, 1, "max_clients");
+    cfg->max_clients = (int)luaL_optinteger(L, -1, 0);
+    luaL_argcheck(L, cfg->max_clients >= 0 && cfg->max_clients <= 65536, 1,
+                  "max_clients must be 1..65536");
+    lua_pop(L, 1);
+    a.strict = opt_bool(L, 1, "strict");
+    a.nunits = opt_units(L, 1, a.units);
+    if (cfg->link.port < 0 || cfg->link.port > 65535)
+        return luaL_error(L, "bad field 'port': %d is outside 0..65535", cfg->link.port);
+    md_mb_opt_str(L, 1, "url", a.url, sizeof a.url);
+    if (cfg->transport == MD_MBSRV_RTU)
+        return srv_opened(L, NULL, 0, &a);
+    bool dgram = cfg->transport == MD_MBSRV_UDP || cfg->transport == MD_MBSRV_RTU_UDP;
+    return md_lua_resolve_passive(L, cfg->link.host, cfg->link.port,
+                                  dgram ? SOCK_DGRAM : SOCK_STREAM, srv_opened, &a,
+                                  sizeof a);
 }
 
 static const luaL_Reg srv_methods[] = {

@@ -89,14 +89,6 @@ static void request_cancel(void *op)
     q->req.abandoned = true; /* the bus still owns it; freed on completion */
 }
 
-/* The token of a failed connect (docs/errors.md): err.h's, so a refused,
- * unreachable or timed-out connect has the same code as from a stream or
- * the MQTT client. */
-static const char *connect_code(int err)
-{
-    return md_err_token(md_err_connect(err));
-}
-
 /* What the request did, for messages: built only when one is needed. */
 static void describe(const md_mbus_req *r, char *buf, size_t size)
 {
@@ -145,9 +137,10 @@ static const char *exception_text(int code)
     return text ? text : "unknown exception";
 }
 
-/* Push the message and code of a failed connect: a serial line that
- * another opener holds, or a bus that backs off after a failed attempt
- * (then when it tries again, and what the last attempt got). */
+/* Push nil, message, code of a failed connect: a serial line that another
+ * opener holds, or a bus that backs off after a failed attempt (then when
+ * it tries again, and what the last attempt got). The code is err.h's for
+ * a connect (md_err_connect), the same as from a stream or MQTT. */
 static void push_connect_failure(lua_State *L, lreq *q, const char *what)
 {
     md_mbus_req *r = &q->req;
@@ -167,7 +160,8 @@ static void push_connect_failure(lua_State *L, lreq *q, const char *what)
                 r->sys_errno ? md_strerror(r->sys_errno) : "failed");
     }
     lua_concat(L, lua_gettop(L) - top);
-    lua_pushstring(L, connect_code(r->sys_errno));
+    md_err_pushf(L, md_err_connect(r->sys_errno), "%s", lua_tostring(L, -1));
+    lua_remove(L, -4); /* the message built above: nil, message, code remain */
 }
 
 /* Push nil, message, code for a failed request (err_lua.h). */
@@ -190,7 +184,6 @@ static int push_failure(lua_State *L, lreq *q)
                             (lua_Number)q->timeout_ms / 1000.0);
     case MD_MBUS_ECONNECT:
         if (r->sys_errno == EBUSY || r->retry_in_ms) {
-            lua_pushnil(L);
             push_connect_failure(L, q, what);
             return 3;
         }

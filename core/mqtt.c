@@ -462,10 +462,7 @@ static void unwatch_network(md_mqtt *m)
 {
     if (m->net_fd < 0)
         return;
-    md_loop_unwatch(m->loop, m->net_watch);
-    m->net_watch = NULL;
-    close(m->net_fd);
-    m->net_fd = -1;
+    md_loop_unwatch_close(m->loop, &m->net_watch, &m->net_fd);
 }
 
 static void schedule_attempt(md_mqtt *m, bool at_once)
@@ -679,7 +676,7 @@ static void on_resolved(md_loop *loop, struct addrinfo *res, int err, void *ud)
     if (err < 0) {
         char msg[400];
         snprintf(msg, sizeof msg, "cannot resolve the host name %s: %s", m->host,
-                 md_conn_strerror(err));
+                 md_strerror(err));
         conn_ended(m, "dns", msg);
         return;
     }

@@ -28,7 +28,8 @@
  * subscription's receive() call. Lua never runs inside a libmosquitto
  * callback.
  *
- * The queues and topic rules are Lua-free, in mqtt_queue.c (cmocka-tested).
+ * The subscription list and its dispatch (mqtt_subs.c), the queues and the
+ * topic rules (mqtt_queue.c) are Lua-free and cmocka-tested.
  *
  * Ownership: the client userdata owns its md_mqtt, subscriptions, queued
  * messages and events. A waiting call owns an op; the client links it until
@@ -47,12 +48,13 @@
 #include "err_lua.h"
 #include "log.h"
 #include "mqtt.h"
+#include "mqtt_subs.h"
 
 #define CLIENT_MT "moondog.mqtt.client"
 #define MAX_EVENTS 32
 
 typedef struct lclient lclient;
-typedef struct sub sub;
+typedef md_mqtt_sub sub;
 
 typedef md_mqtt_msg msg;
 
@@ -81,21 +83,11 @@ typedef struct op {
     char error[300];
 } op;
 
-struct sub {
-    sub *next;
-    int id, qos, mid;  /* mid: SUBSCRIBE in flight */
-    md_mqtt_inq queue; /* messages its handler has not taken yet */
-    op *receiver, *suback;
-    char filter[];
-};
-
 struct lclient {
     md_mqtt *m; /* NULL once closed */
     md_engine *E;
     op *ops;
-    sub *subs;
-    int next_sub_id;
-    md_mqtt_budget budget; /* queued for handlers, all subscriptions */
+    md_mqtt_subs subs;     /* with the budget of messages queued for handlers */
     md_mqtt_events events; /* for next_event, once someone listens */
     uint64_t failures;
     bool listening;      /* someone called next_event: keep events */
@@ -182,10 +174,7 @@ static op *new_op(lua_State *L, lclient *c, op_kind kind)
 
 static int push_failure(lua_State *L, op *o)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, o->error);
-    lua_pushstring(L, o->code);
-    return 3;
+    return md_err_pusht(L, o->code, "%s", o->error);
 }
 
 /* }===== */
@@ -210,7 +199,7 @@ static void push_event(lclient *c, md_mqtt_event ev, bool flag, const char *code
 
 static void resubscribe(lclient *c)
 {
-    for (sub *s = c->subs; s; s = s->next) {
+    for (sub *s = c->subs.head; s; s = s->next) {
         s->mid = 0;
         if (md_mqtt_subscribe(c->m, s->filter, s->qos, &s->mid) < 0)
             s->mid = 0;
@@ -231,9 +220,9 @@ static void on_state(void *ud, md_mqtt_event ev, bool flag, const char *code,
             finish_ops(c, OP_CONNECT, code, message);
         /* A SUBSCRIBE in flight is sent again after the reconnect; its
          * caller need not wait for that. */
-        for (sub *s = c->subs; s; s = s->next)
+        for (sub *s = c->subs.head; s; s = s->next)
             if (s->suback) {
-                s->suback->result = s->id;
+                ((op *)s->suback)->result = s->id;
                 op_finish(s->suback, NULL, NULL);
             }
     }
@@ -252,50 +241,48 @@ static void on_drained(void *ud)
     finish_ops(ud, OP_FLUSH, NULL, NULL);
 }
 
-static void deliver(lclient *c, sub *s, const char *topic, const void *payload, int len,
-                    int qos, bool retain)
+/* A receiver waits on s: m is its message. */
+static void hand(void *ud, sub *s, msg *m)
 {
-    bool first_drop;
-    msg *m = md_mqtt_inq_admit(&s->queue, &c->budget, topic, payload, (size_t)len, qos,
-                               retain, &first_drop);
-    if (first_drop)
-        md_log_warn("mqtt %s: the handler of '%s' does not keep up; incoming messages "
-                    "beyond %d or %zu bytes are dropped until it does",
-                    c->name, s->filter, c->budget.max_count, c->budget.max_bytes);
-    if (!m)
-        return;
-    if (s->receiver) {
-        s->receiver->m = m;
-        op_finish(s->receiver, NULL, NULL);
-        return;
-    }
-    md_mqtt_inq_push(&s->queue, &c->budget, m);
+    (void)ud;
+    op *o = s->receiver;
+    o->m = m;
+    op_finish(o, NULL, NULL);
 }
+
+static void dropped(void *ud, sub *s)
+{
+    lclient *c = ud;
+    md_log_warn("mqtt %s: the handler of '%s' does not keep up; incoming messages "
+                "beyond %d or %zu bytes are dropped until it does",
+                c->name, s->filter, c->subs.budget.max_count, c->subs.budget.max_bytes);
+}
+
+static const md_mqtt_subs_fns dispatch_fns = {.hand = hand, .dropped = dropped};
 
 static void on_message(void *ud, const char *topic, const void *payload, int len, int qos,
                        bool retain)
 {
     lclient *c = ud;
-    for (sub *s = c->subs; s; s = s->next)
-        if (md_mqtt_matches(s->filter, topic))
-            deliver(c, s, topic, payload, len, qos, retain);
+    md_mqtt_subs_dispatch(&c->subs, topic, payload, (size_t)len, qos, retain,
+                          &dispatch_fns, c);
 }
 
 static void on_subscribed(void *ud, int mid, int granted)
 {
     lclient *c = ud;
-    for (sub *s = c->subs; s; s = s->next)
-        if (s->mid == mid) {
-            s->mid = 0;
-            if (granted >= 128)
-                md_log_warn("mqtt %s: the broker refused the subscription '%s'", c->name,
-                            s->filter);
-            if (s->suback) {
-                s->suback->result = granted >= 128 ? -1 : s->id;
-                op_finish(s->suback, NULL, NULL);
-            }
-            return;
-        }
+    sub *s = md_mqtt_subs_by_mid(&c->subs, mid);
+    if (!s)
+        return;
+    s->mid = 0;
+    if (granted >= 128)
+        md_log_warn("mqtt %s: the broker refused the subscription '%s'", c->name,
+                    s->filter);
+    if (s->suback) {
+        op *o = s->suback;
+        o->result = granted >= 128 ? -1 : s->id;
+        op_finish(o, NULL, NULL);
+    }
 }
 
 static const md_mqtt_handlers handlers = {
@@ -332,14 +319,6 @@ static int64_t opt_timeout_ms(lua_State *L, int arg)
     lua_Number s = luaL_checknumber(L, arg);
     luaL_argcheck(L, s >= 0 && s <= 1e9, arg, "timeout must be a number of seconds >= 0");
     return (int64_t)(s * 1000.0 + 0.5);
-}
-
-static sub *find_sub(lclient *c, lua_Integer id)
-{
-    for (sub *s = c->subs; s; s = s->next)
-        if (s->id == id)
-            return s;
-    return NULL;
 }
 
 /* }===== */
@@ -459,10 +438,7 @@ static int subscribe_results(lua_State *L, void *p)
     if (o->code) {
         n = push_failure(L, o);
     } else if (o->result < 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "the broker refused the subscription");
-        lua_pushliteral(L, "refused");
-        n = 3;
+        n = md_err_pushf(L, -ECONNREFUSED, "the broker refused the subscription");
     } else {
         lua_pushinteger(L, o->result);
     }
@@ -470,26 +446,16 @@ static int subscribe_results(lua_State *L, void *p)
     return n;
 }
 
-static void free_sub(lclient *c, sub *s)
-{
-    md_mqtt_inq_clear(&s->queue, &c->budget);
-    free(s);
-}
-
 static void remove_sub(lclient *c, sub *s)
 {
-    for (sub **p = &c->subs; *p; p = &(*p)->next)
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
     if (s->receiver)
         op_finish(s->receiver, NULL, NULL); /* no message: the end */
     if (s->suback) {
-        s->suback->result = -1;
-        op_finish(s->suback, "closed", "the subscription was removed");
+        op *o = s->suback;
+        o->result = -1;
+        op_finish(o, "closed", "the subscription was removed");
     }
-    free_sub(c, s);
+    md_mqtt_subs_remove(&c->subs, s);
 }
 
 /* c:subscribe(filter, qos) -> id: waits for the broker's SUBACK when
@@ -497,21 +463,15 @@ static void remove_sub(lclient *c, sub *s)
 static int client_subscribe(lua_State *L)
 {
     lclient *c = check_client(L);
-    size_t flen;
-    const char *filter = luaL_checklstring(L, 2, &flen);
+    const char *filter = luaL_checkstring(L, 2);
     int qos = check_qos(L, 3);
     if (md_mqtt_check_topic(filter, true) < 0)
         return luaL_argerror(
             L, 2, lua_pushfstring(L, "'%s' is not a valid topic filter", filter));
     md_task_check(L);
-    sub *s = calloc(1, sizeof *s + flen + 1);
+    sub *s = md_mqtt_subs_add(&c->subs, filter, qos);
     if (!s)
         return luaL_error(L, "out of memory");
-    memcpy(s->filter, filter, flen + 1);
-    s->id = ++c->next_sub_id;
-    s->qos = qos;
-    s->next = c->subs;
-    c->subs = s;
     op *o = new_op(L, c, OP_SUBSCRIBE);
     o->result = s->id;
     int rc = md_mqtt_subscribe(c->m, filter, qos, &s->mid);
@@ -546,7 +506,7 @@ static int client_receive(lua_State *L)
 {
     lclient *c = luaL_checkudata(L, 1, CLIENT_MT);
     lua_Integer id = luaL_checkinteger(L, 2);
-    sub *s = c->m ? find_sub(c, id) : NULL;
+    sub *s = c->m ? md_mqtt_subs_find(&c->subs, id) : NULL;
     if (!s)
         return 0;
     if (s->receiver)
@@ -554,7 +514,7 @@ static int client_receive(lua_State *L)
                           (int)id);
     op *o = new_op(L, c, OP_RECEIVE);
     uint64_t dropped;
-    o->m = md_mqtt_inq_pop(&s->queue, &c->budget, &dropped);
+    o->m = md_mqtt_inq_pop(&s->queue, &c->subs.budget, &dropped);
     if (dropped)
         md_log_warn("mqtt %s: the handler of '%s' caught up; %llu message(s) were "
                     "dropped",
@@ -572,12 +532,9 @@ static int client_receive(lua_State *L)
 static int client_unsubscribe(lua_State *L)
 {
     lclient *c = check_client(L);
-    sub *s = find_sub(c, luaL_checkinteger(L, 2));
+    sub *s = md_mqtt_subs_find(&c->subs, luaL_checkinteger(L, 2));
     if (s) {
-        bool shared = false;
-        for (sub *o = c->subs; o; o = o->next)
-            shared = shared || (o != s && strcmp(o->filter, s->filter) == 0);
-        if (!shared)
+        if (!md_mqtt_subs_shared(&c->subs, s))
             md_mqtt_unsubscribe(c->m, s->filter);
         remove_sub(c, s);
     }
@@ -681,7 +638,7 @@ static int client_stats(lua_State *L)
     set_int(L, "dropped", (lua_Integer)st.dropped);
     set_int(L, "not_sent", (lua_Integer)st.not_sent);
     set_int(L, "received", (lua_Integer)st.received);
-    set_int(L, "received_dropped", (lua_Integer)c->budget.dropped);
+    set_int(L, "received_dropped", (lua_Integer)c->subs.budget.dropped);
     set_int(L, "queued", st.queued);
     set_int(L, "queued_bytes", (lua_Integer)st.queued_bytes);
     if (st.last_code) {
@@ -704,8 +661,8 @@ static int client_close(lua_State *L)
         return 0;
     char why[250];
     snprintf(why, sizeof why, "the MQTT client for %s was closed", c->name);
-    while (c->subs)
-        remove_sub(c, c->subs);
+    while (c->subs.head)
+        remove_sub(c, c->subs.head);
     finish_ops(c, -1, "closed", why);
     md_mqtt_events_clear(&c->events);
     md_mqtt *m = c->m;
@@ -822,9 +779,9 @@ static int mqtt_new(lua_State *L)
     memset(c, 0, sizeof *c); /* closed until the client exists */
     luaL_setmetatable(L, CLIENT_MT);
     c->E = md_engine_of(L);
-    c->budget.max_count = max_pending;
+    c->subs.budget.max_count = max_pending;
     c->events.max = MAX_EVENTS;
-    c->budget.max_bytes = max_pending_bytes;
+    c->subs.budget.max_bytes = max_pending_bytes;
     if (cfg.name)
         snprintf(c->name, sizeof c->name, "%s", cfg.name);
     else
@@ -833,10 +790,7 @@ static int mqtt_new(lua_State *L)
     const char *code = "invalid";
     c->m = md_mqtt_new(md_engine_loop(c->E), &cfg, &handlers, c, err, sizeof err, &code);
     if (!c->m) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "MQTT client for %s: %s", c->name, err);
-        lua_pushstring(L, code);
-        return 3;
+        return md_err_pusht(L, code, "MQTT client for %s: %s", c->name, err);
     }
     return 1;
 }

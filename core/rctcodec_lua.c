@@ -346,15 +346,12 @@ static void set_num(lua_State *L, const char *key, lua_Number v)
 /* nil, message, "malformed" for a payload whose size does not fit type. */
 static int bad_size(lua_State *L, int type, size_t n, const char *want)
 {
-    lua_pushnil(L);
     if (n == 0)
-        lua_pushfstring(L, "empty payload where a %s value was expected",
-                        md_rct_type_name(type));
-    else
-        lua_pushfstring(L, "payload of %I bytes does not fit %s (%s)", (lua_Integer)n,
-                        md_rct_type_name(type), want);
-    lua_pushliteral(L, "malformed");
-    return 3;
+        return md_err_pushf(L, -MD_EMALFORMED,
+                            "empty payload where a %s value was expected",
+                            md_rct_type_name(type));
+    return md_err_pushf(L, -MD_EMALFORMED, "payload of %I bytes does not fit %s (%s)",
+                        (lua_Integer)n, md_rct_type_name(type), want);
 }
 
 static void push_series(lua_State *L, const uint8_t *p, int n)

@@ -13,6 +13,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "err_lua.h"
 #include "sdnotify.h"
 
 static int l_notify(lua_State *L)
@@ -23,13 +24,12 @@ static int l_notify(lua_State *L)
         lua_pushboolean(L, rc > 0);
         return 1;
     }
-    lua_pushnil(L);
-    lua_pushfstring(L, "cannot notify systemd through $NOTIFY_SOCKET: %s", strerror(-rc));
-    lua_pushstring(L, rc == -ECONNREFUSED ? "refused"
-                      : rc == -ENOENT     ? "closed"
-                      : rc == -EAGAIN     ? "busy"
-                                          : "io");
-    return 3;
+    /* ENOENT: the socket is gone, the manager closed it ("closed"). */
+    const char *code = rc == -ENOENT   ? "closed"
+                       : rc == -EAGAIN ? "busy"
+                                       : md_err_token(rc);
+    return md_err_pusht(L, code, "cannot notify systemd through $NOTIFY_SOCKET: %s",
+                        md_strerror(rc));
 }
 
 static int l_watchdog_ms(lua_State *L)

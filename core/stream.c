@@ -34,25 +34,29 @@ int md_stream_listen(const char *host, int port, int backlog)
     int rc = md_conn_resolve_now(host, port, SOCK_STREAM, true, &res);
     if (rc < 0)
         return rc == -MD_CONN_EDNS ? -MD_STREAM_ERESOLVE : rc;
+    int fd = md_stream_bind(res, SOCK_STREAM, backlog);
+    freeaddrinfo(res);
+    return fd;
+}
+
+int md_stream_bind(const struct addrinfo *res, int socktype, int backlog)
+{
     int err = EADDRNOTAVAIL;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                        ai->ai_protocol);
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             err = errno;
             continue;
         }
         int one = 1;
-        /* A restarted server must get its port back despite TIME_WAIT. */
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, backlog) == 0) {
-            freeaddrinfo(res);
+        if (socktype == SOCK_STREAM)
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            (socktype != SOCK_STREAM || listen(fd, backlog) == 0))
             return fd;
-        }
         err = errno;
         close(fd);
     }
-    freeaddrinfo(res);
     return -err;
 }
 

@@ -18,11 +18,20 @@
 
 #define MD_STREAM_ERESOLVE MD_EDNS /* the host name did not resolve (err.h) */
 
+struct addrinfo;
+
 /* Bind and listen on host:port (port 0 picks a free one; host NULL or "*"
  * every local address). Returns the listening socket or -errno /
- * -MD_STREAM_ERESOLVE. A host name blocks for DNS once, when the listener
- * opens; a literal address never does. */
+ * -MD_STREAM_ERESOLVE. A host name blocks for DNS once (tests and C
+ * callers; stream.listen resolves without blocking, resolve_lua.h, and
+ * binds with md_stream_bind); a literal address never does. */
 int md_stream_listen(const char *host, int port, int backlog);
+/* Bind a socket of socktype to the first address of res that takes it
+ * (SO_REUSEADDR for streams, so a restarted server gets its port back
+ * despite TIME_WAIT; never for datagrams, where two servers would share
+ * the port) and listen with backlog for streams. Returns the socket or the
+ * -errno of the last address tried. For addresses resolved by conn.h. */
+int md_stream_bind(const struct addrinfo *res, int socktype, int backlog);
 /* accept4 with the flags every stream socket gets; -errno on failure. */
 int md_stream_accept(int fd);
 

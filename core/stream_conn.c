@@ -85,14 +85,7 @@ static int watch_fd(md_stream_conn *c, int events)
 
 static void drop_fd(md_stream_conn *c)
 {
-    if (c->watch) {
-        md_loop_unwatch(c->loop, c->watch);
-        c->watch = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
+    md_loop_unwatch_close(c->loop, &c->watch, &c->fd);
     c->events = 0;
 }
 

@@ -20,15 +20,18 @@
  * "connection_lost" (the peer closed the connection or it broke), "closed"
  * (closed here while a task waited), "connect_timeout", "dns", "refused",
  * "unreachable", "connect" (other connect failures), "in_use" and "permission" (listen),
- * "busy" (a write while more than 4 MB wait to be sent), "accept". Timeouts are seconds;
- * none by default, except 10 s for connect.
+ * "busy" (a write while more than 4 MB wait to be sent); any other system error
+ * of listen or accept is err.h's token for its errno ("io", ...). Timeouts are
+ * seconds; none by default, except 10 s for connect. A listener on a host name
+ * looks it up while only the calling task waits (resolve_lua.h).
  *
  * Design. Everything runs on the loop thread with non-blocking sockets and
  * THE async pattern of engine.h. A connection's state machine (connect over
  * the addresses, reads that try recv() at once, an ordered output queue so
  * writes from several tasks never interleave, lazy read interest) is
- * Lua-free, in stream_conn.c, with its own cmocka tests; this file turns its
- * callbacks into finished waits and its results into Lua values.
+ * Lua-free, in stream_conn.c, and so is a listener's (accept only while a
+ * task waits: stream_listener.c), each with its own cmocka tests; this file
+ * turns their callbacks into finished waits and results into Lua values.
  *
  * Liveness: a connection or listener keeps the engine alive only while a
  * task waits on it (an idle connection must not stop a script's exit);
@@ -58,8 +61,10 @@
 #include "conn.h"
 #include "engine.h"
 #include "err_lua.h"
+#include "resolve_lua.h"
 #include "stream.h"
 #include "stream_conn.h"
+#include "stream_listener.h"
 
 #define CONN_MT "moondog.stream.conn"
 #define LISTENER_MT "moondog.stream.listener"
@@ -94,14 +99,12 @@ struct conn {
     writer *writers;
 };
 
+/* The userdata of a listener: the socket on the loop (stream_listener.c)
+ * and the task waiting in accept(). */
 typedef struct listener {
-    md_loop *loop;
-    int fd; /* -1 when closed */
-    md_watch *watch;
+    md_stream_listener *sl; /* NULL when closed */
     int port;
     md_wait *await;
-    int ready_fd;   /* accepted for a waiter that has not collected it; -1 */
-    int accept_err; /* errno for the waiter */
 } listener;
 
 /* {===== connections: events from the state machine ===== */
@@ -199,21 +202,16 @@ static conn *check_conn(lua_State *L)
 static int push_lost(lua_State *L, conn *c)
 {
     int lost = c->sc ? md_stream_conn_lost(c->sc) : -1;
-    lua_pushnil(L);
     if (lost == -1)
-        lua_pushfstring(L, "%s closed the connection", c->peer);
-    else
-        lua_pushfstring(L, "connection to %s lost: %s", c->peer, strerror(lost));
-    lua_pushliteral(L, "connection_lost");
-    return 3;
+        return md_err_pushf(L, -MD_ECONNLOST, "%s closed the connection", c->peer);
+    return md_err_pushf(L, -MD_ECONNLOST, "connection to %s lost: %s", c->peer,
+                        md_strerror(lost));
 }
 
 static int push_closed(lua_State *L, conn *c)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "connection to %s was closed while waiting", c->peer);
-    lua_pushliteral(L, "closed");
-    return 3;
+    return md_err_pushf(L, -MD_ECLOSED, "connection to %s was closed while waiting",
+                        c->peer);
 }
 
 /* Seconds at idx (nil: none) as milliseconds, -1 for none. */
@@ -322,13 +320,10 @@ static int conn_write(lua_State *L)
     }
     if (rc == MD_STREAM_LOST)
         return push_lost(L, c);
-    if (rc == -EBUSY) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "more than %d bytes wait to be sent to %s: it does not read",
-                        (int)MD_STREAM_OUT_MAX, c->peer);
-        lua_pushliteral(L, "busy");
-        return 3;
-    }
+    if (rc == -EBUSY)
+        return md_err_pushf(L, rc,
+                            "more than %d bytes wait to be sent to %s: it does not read",
+                            (int)MD_STREAM_OUT_MAX, c->peer);
     if (rc < 0)
         return luaL_error(L, "out of memory");
     writer *w = lua_newuserdatauv(L, sizeof *w, 0); /* lives on this task's stack */
@@ -473,50 +468,32 @@ static int stream_connect(lua_State *L)
 static listener *check_listener(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    if (l->fd < 0)
+    if (!l->sl)
         luaL_error(L, "attempt to use a closed listener");
     return l;
 }
 
-static void listener_watch(listener *l)
+static void on_ready(void *ud)
 {
-    md_loop_watch_set(l->loop, l->watch, l->await ? MD_LOOP_READ : 0);
-    md_loop_watch_keepalive(l->loop, l->watch, l->await != NULL);
-}
-
-static void on_accept(md_loop *loop, md_watch *w, int fd, int events, void *ud)
-{
-    (void)loop, (void)w, (void)fd, (void)events;
     listener *l = ud;
-    if (!l->await || l->ready_fd >= 0) {
-        listener_watch(l);
-        return;
-    }
-    int c = md_stream_accept(l->fd);
-    if (c == -EAGAIN || c == -EWOULDBLOCK || c == -EINTR || c == -ECONNABORTED)
-        return;
-    if (c >= 0)
-        l->ready_fd = c;
-    else
-        l->accept_err = -c;
-    md_wait *aw = l->await;
+    md_wait *w = l->await;
     l->await = NULL;
-    listener_watch(l);
-    md_task_done(aw);
+    if (w)
+        md_task_done(w);
 }
 
-/* Wrap an accepted socket in a connection and push it. */
+/* Wrap an accepted socket in a connection and push it; or the failure. */
 static int push_accepted(lua_State *L, int fd)
 {
+    if (fd < 0)
+        return md_err_pushf(L, fd, "cannot accept a connection: %s", md_strerror(fd));
     conn *c = new_conn(L, md_engine_of(L));
     md_stream_peer_name(fd, c->peer, sizeof c->peer);
     int rc = md_stream_conn_adopt(c->sc, fd); /* takes fd */
     if (rc < 0) {
         conn_shutdown(c);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot watch an accepted connection: %s", strerror(-rc));
-        lua_pushliteral(L, "accept");
-        return 3;
+        return md_err_pushf(L, rc, "cannot watch an accepted connection: %s",
+                            md_strerror(rc));
     }
     return 1;
 }
@@ -524,28 +501,17 @@ static int push_accepted(lua_State *L, int fd)
 static int accept_results(lua_State *L, void *op)
 {
     listener *l = op;
-    if (l->ready_fd >= 0) {
-        int fd = l->ready_fd;
-        l->ready_fd = -1;
-        return push_accepted(L, fd);
-    }
-    lua_pushnil(L);
-    if (l->fd < 0) {
-        lua_pushliteral(L, "the listener was closed while waiting");
-        lua_pushliteral(L, "closed");
-    } else {
-        lua_pushfstring(L, "cannot accept a connection: %s", strerror(l->accept_err));
-        lua_pushliteral(L, "accept");
-    }
-    return 3;
+    if (!l->sl)
+        return md_err_pushf(L, -MD_ECLOSED, "the listener was closed while waiting");
+    return push_accepted(L, md_stream_listener_take(l->sl));
 }
 
 static void accept_cancel(void *op)
 {
     listener *l = op;
     l->await = NULL;
-    if (l->fd >= 0)
-        listener_watch(l);
+    if (l->sl)
+        md_stream_listener_unwant(l->sl);
 }
 
 /* l:accept([timeout]) -> conn | nil, err, code */
@@ -556,41 +522,22 @@ static int listener_accept(lua_State *L)
     if (l->await)
         return luaL_error(L, "another task is already accepting on this listener");
     md_task_check(L);
-    if (l->ready_fd >= 0) {
-        int fd = l->ready_fd;
-        l->ready_fd = -1;
+    int fd = md_stream_listener_take(l->sl);
+    if (fd != -EAGAIN)
         return push_accepted(L, fd);
-    }
-    int fd = md_stream_accept(l->fd);
-    if (fd >= 0)
-        return push_accepted(L, fd);
-    l->accept_err = 0;
     l->await = md_task_wait(L, l, accept_cancel);
     char what[64];
     snprintf(what, sizeof what, "accepting on port %d", l->port);
     md_wait_timeout(l->await, ms, what);
-    listener_watch(l);
     return md_task_yield(L, l->await, accept_results);
 }
 
 static int listener_close(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    if (l->fd < 0)
-        return 0;
-    md_loop_unwatch(l->loop, l->watch);
-    l->watch = NULL;
-    close(l->fd);
-    l->fd = -1;
-    if (l->ready_fd >= 0) {
-        close(l->ready_fd);
-        l->ready_fd = -1;
-    }
-    if (l->await) {
-        md_wait *w = l->await;
-        l->await = NULL;
-        md_task_done(w);
-    }
+    md_stream_listener_close(l->sl);
+    l->sl = NULL;
+    on_ready(l); /* a waiting accept() ends with "closed" */
     return 0;
 }
 
@@ -604,49 +551,56 @@ static int listener_port(lua_State *L)
 static int listener_tostring(lua_State *L)
 {
     listener *l = luaL_checkudata(L, 1, LISTENER_MT);
-    lua_pushfstring(L, "stream listener on port %d%s", l->port,
-                    l->fd < 0 ? " (closed)" : "");
+    lua_pushfstring(L, "stream listener on port %d%s", l->port, l->sl ? "" : " (closed)");
     return 1;
 }
 
-/* stream.listen(host, port [, {backlog = 64}]) -> listener | nil, err, code */
+/* What stream.listen keeps while a host name is looked up. */
+typedef struct listen_args {
+    char host[256];
+    int port, backlog;
+} listen_args;
+
+static int listen_resolved(lua_State *L, const struct addrinfo *res, int err, void *arg)
+{
+    listen_args *a = arg;
+    listener *l = lua_newuserdatauv(L, sizeof *l, 0);
+    *l = (listener){0};
+    luaL_setmetatable(L, LISTENER_MT);
+    int fd = err < 0 ? err : md_stream_bind(res, SOCK_STREAM, a->backlog);
+    if (fd < 0)
+        return md_err_pushf(L, fd, "cannot listen on %s port %d: %s", a->host, a->port,
+                            md_strerror(fd));
+    l->sl = md_stream_listener_new(md_engine_loop(md_engine_of(L)), fd, on_ready, l);
+    if (!l->sl) /* fd closed */
+        return md_err_pushf(L, -errno, "cannot watch a listening socket: %s",
+                            md_strerror(errno));
+    l->port = md_stream_listener_port(l->sl);
+    return 1;
+}
+
+/* stream.listen(host, port [, {backlog = 64}]) -> listener | nil, err, code.
+ * A host name is looked up while the task waits (resolve_lua.h). */
 static int stream_listen(lua_State *L)
 {
-    const char *host = luaL_optstring(L, 1, "127.0.0.1");
+    listen_args a = {.backlog = 64};
+    size_t hlen;
+    const char *host = luaL_optlstring(L, 1, "127.0.0.1", &hlen);
+    luaL_argcheck(L, hlen < sizeof a.host, 1, "host name too long");
+    memcpy(a.host, host, hlen + 1);
     lua_Integer port = luaL_checkinteger(L, 2);
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port must be 0..65535");
-    lua_Integer backlog = 64;
+    a.port = (int)port;
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
         lua_getfield(L, 3, "backlog");
-        backlog = luaL_optinteger(L, -1, 64);
+        lua_Integer backlog = luaL_optinteger(L, -1, 64);
+        luaL_argcheck(L, backlog >= 0 && backlog <= 65535, 3, "backlog must be 0..65535");
+        a.backlog = (int)backlog;
         lua_pop(L, 1);
     }
-    listener *l = lua_newuserdatauv(L, sizeof *l, 0);
-    *l = (listener){.loop = md_engine_loop(md_engine_of(L)), .fd = -1, .ready_fd = -1};
-    luaL_setmetatable(L, LISTENER_MT);
-    int fd = md_stream_listen(host, (int)port, (int)backlog);
-    if (fd < 0) {
-        int err = -fd;
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot listen on %s port %d: %s", host, (int)port,
-                        md_strerror(err));
-        lua_pushstring(L, err == EADDRINUSE || err == EACCES ||
-                                  err == MD_STREAM_ERESOLVE || err == EADDRNOTAVAIL
-                              ? md_err_token(err)
-                              : "listen");
-        return 3;
-    }
-    l->watch = md_loop_watch(l->loop, fd, 0, on_accept, l);
-    if (!l->watch) {
-        int err = errno;
-        close(fd);
-        return luaL_error(L, "cannot watch a listening socket: %s", strerror(err));
-    }
-    l->fd = fd;
-    l->port = md_stream_local_port(fd);
-    listener_watch(l);
-    return 1;
+    return md_lua_resolve_passive(L, a.host, a.port, SOCK_STREAM, listen_resolved, &a,
+                                  sizeof a);
 }
 
 /* }===== */

@@ -44,6 +44,7 @@
 #include "attach_server.h"
 #include "attachcodec.h"
 #include "loop.h"
+#include "watchdog.h"
 
 enum { MAX_FRAMES = 16, MAX_CLIENTS = 4, WATCHDOG_S = 20 };
 
@@ -68,14 +69,6 @@ typedef struct fixture {
     int naccepted;
 } fixture;
 
-static void on_alarm(int signo)
-{
-    (void)signo;
-    static const char msg[] = "test_attach_server: hung (alarm)\n";
-    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-    _exit(3);
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -86,8 +79,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/md-attach-test.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/site.sock", f->dir);
-    signal(SIGALRM, on_alarm);
-    alarm(WATCHDOG_S);
+    md_test_watchdog(WATCHDOG_S);
     *state = f;
     return 0;
 }
@@ -105,7 +97,7 @@ static int teardown(void **state)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
     (void)!system(cmd);
     free(f);
-    alarm(0);
+    md_test_watchdog(0);
     return 0;
 }
 

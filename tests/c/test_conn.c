@@ -222,7 +222,7 @@ static void dns_failure(void **state)
     run_until_called(f);
     assert_int_equal(f->fd, -1);
     assert_int_equal(f->err, -MD_CONN_EDNS);
-    assert_string_equal(md_conn_token(f->err), "dns");
+    assert_string_equal(md_err_token(md_err_connect(f->err)), "dns");
 }
 
 static void refused(void **state)
@@ -233,7 +233,7 @@ static void refused(void **state)
     run_until_called(f);
     assert_int_equal(f->fd, -1);
     assert_int_equal(f->err, -ECONNREFUSED);
-    assert_string_equal(md_conn_token(f->err), "refused");
+    assert_string_equal(md_err_token(md_err_connect(f->err)), "refused");
 }
 
 /* A listener whose accept queue is full drops new SYNs: the connect
@@ -255,7 +255,7 @@ static void timeout_on_full_backlog(void **state)
     run_until_called(f);
     assert_int_equal(f->fd, -1);
     assert_int_equal(f->err, -ETIMEDOUT);
-    assert_string_equal(md_conn_token(f->err), "connect_timeout");
+    assert_string_equal(md_err_token(md_err_connect(f->err)), "connect_timeout");
 }
 
 static void first_address_fails(void **state)
@@ -370,11 +370,11 @@ static void resolve_now(void **state)
 static void tokens(void **state)
 {
     (void)state;
-    assert_string_equal(md_conn_token(-EHOSTUNREACH), "unreachable");
-    assert_string_equal(md_conn_token(-ENETUNREACH), "unreachable");
-    assert_string_equal(md_conn_token(-EPERM), "permission"); /* a firewall rule */
-    assert_string_equal(md_conn_token(-EPROTO), "connect");
-    assert_string_equal(md_conn_strerror(-MD_CONN_EDNS),
+    assert_string_equal(md_err_token(md_err_connect(-EHOSTUNREACH)), "unreachable");
+    assert_string_equal(md_err_token(md_err_connect(-ENETUNREACH)), "unreachable");
+    assert_string_equal(md_err_token(md_err_connect(-EPERM)), "permission"); /* a firewall rule */
+    assert_string_equal(md_err_token(md_err_connect(-EPROTO)), "connect");
+    assert_string_equal(md_strerror(-MD_CONN_EDNS),
                         "the host name does not resolve");
 }
 

@@ -479,6 +479,28 @@ static void watch_without_keepalive_does_not_keep_loop_alive(void **state)
     assert_int_equal(probe.calls, 0);
 }
 
+/* md_loop_unwatch_close drops the watch and closes the fd, and does
+ * nothing the second time. */
+static void unwatch_close_drops_watch_and_fd(void **state)
+{
+    struct fixture *f = *state;
+    int p[2];
+
+    assert_int_equal(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    keep_fd(f, p[1]);
+    int fd = p[0];
+    md_watch *w = md_loop_watch(f->loop, fd, MD_LOOP_READ, on_watch, NULL);
+    assert_non_null(w);
+    assert_true(md_loop_alive(f->loop));
+    md_loop_unwatch_close(f->loop, &w, &fd);
+    assert_null(w);
+    assert_int_equal(fd, -1);
+    assert_false(md_loop_alive(f->loop));
+    assert_int_equal(fcntl(p[0], F_GETFD), -1); /* closed */
+    md_loop_unwatch_close(f->loop, &w, &fd);   /* again: nothing to do */
+    assert_int_equal(md_loop_run(f->loop), 0);
+}
+
 static void stop_makes_run_return_1(void **state)
 {
     struct fixture *f = *state;
@@ -1199,6 +1221,7 @@ int main(int argc, char **argv)
         FAKE(run_once_returns_number_of_callbacks_run),
         FAKE(timer_without_keepalive_does_not_keep_loop_alive),
         FAKE(watch_without_keepalive_does_not_keep_loop_alive),
+        FAKE(unwatch_close_drops_watch_and_fd),
         FAKE(stop_makes_run_return_1),
         FAKE(readable_pipe_reports_read_with_fd_and_ud),
         FAKE(watch_set_zero_pauses_until_set_again),

@@ -41,6 +41,7 @@
 #include "loop.h"
 #include "stream.h"
 #include "stream_conn.h"
+#include "watchdog.h"
 
 enum { WATCHDOG_S = 20 };
 
@@ -52,14 +53,6 @@ typedef struct fixture {
     int listen_fd;
     int inputs, progress;
 } fixture;
-
-static void on_alarm(int signo)
-{
-    (void)signo;
-    static const char msg[] = "test_stream_conn: hung (alarm)\n";
-    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-    _exit(3);
-}
 
 static void on_input(void *ud)
 {
@@ -82,8 +75,7 @@ static int setup(void **state)
     f->c = md_stream_conn_new(f->loop, &fns, f);
     assert_non_null(f->c);
     f->peer = f->listen_fd = -1;
-    signal(SIGALRM, on_alarm);
-    alarm(WATCHDOG_S);
+    md_test_watchdog(WATCHDOG_S);
     *state = f;
     return 0;
 }
@@ -98,7 +90,7 @@ static int teardown(void **state)
         close(f->listen_fd);
     md_loop_free(f->loop);
     free(f);
-    alarm(0);
+    md_test_watchdog(0);
     return 0;
 }
 
