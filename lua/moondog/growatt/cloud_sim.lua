@@ -12,6 +12,7 @@
 
 local md = require "moondog"
 local stream = require "moondog.stream"
+local accept = require "moondog.accept"
 local core = require "moondog.growatt.core"
 
 local M = {}
@@ -79,17 +80,6 @@ local function serve(self, conn)
   conn:close()
 end
 
-local function acceptor(self)
-  while not self.closed do
-    local conn, _, code = self.listener:accept()
-    if not conn then
-      if code == "closed" then return end
-    else
-      local t = md.spawn(serve, self, conn)
-      t:name("growatt cloud_sim connection")
-    end
-  end
-end
 
 function Cloud:port() return self.listener:port() end
 function Cloud:received_bytes() return table.concat(self.received) end
@@ -116,7 +106,7 @@ function M.start(opts)
     o = opts, listener = l, conns = {}, sent = {}, received = {},
     counts = { records = 0, buffered = 0, pings = 0, announces = 0, replies = 0, commands = 0 },
   }, Cloud)
-  self.task = md.spawn(acceptor, self)
+  self.task = md.spawn(accept.loop, self.listener, "growatt cloud_sim", function(conn) serve(self, conn) end)
   self.task:name("growatt cloud_sim accept")
   return self
 end

@@ -16,6 +16,7 @@
 
 local md = require "moondog"
 local stream = require "moondog.stream"
+local accept = require "moondog.accept"
 
 local M = {}
 
@@ -85,17 +86,6 @@ local function client(self, conn)
   conn:close()
 end
 
-local function acceptor(self)
-  while not self.closed do
-    local conn, _, code = self.listener:accept()
-    if not conn then
-      if code == "closed" then return end
-    else
-      local t = md.spawn(client, self, conn)
-      t:name("growatt command socket client")
-    end
-  end
-end
 
 function CS:port() return self.listener:port() end
 
@@ -120,7 +110,8 @@ function M.start(proxy, opts)
   local l, err, code = stream.listen(host, port)
   if not l then return nil, "command_socket: " .. tostring(err), code end
   local self = setmetatable({ proxy = proxy, listener = l, conns = {}, timeout = opts.timeout or 10 }, CS)
-  self.task = md.spawn(acceptor, self)
+  self.task = md.spawn(accept.loop, self.listener, "growatt command socket",
+    function(conn) client(self, conn) end)
   self.task:name("growatt command socket")
   return self
 end

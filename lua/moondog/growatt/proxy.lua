@@ -53,6 +53,7 @@
 
 local md = require "moondog"
 local stream = require "moondog.stream"
+local accept = require "moondog.accept"
 local event = require "moondog.event"
 local core = require "moondog.growatt.core"
 local record = require "moondog.growatt.record"
@@ -854,19 +855,6 @@ local function serve(self, conn)
   pump_up(self, c)
 end
 
-local function acceptor(self)
-  while not self.closed do
-    local conn, err, code = self.listener:accept()
-    if not conn then
-      if code == "closed" then return end
-      md.log.warn("growatt proxy: accept failed: %s", tostring(err))
-      md.sleep(1)
-    else
-      local t = md.spawn(serve, self, conn)
-      t:name("growatt logger->cloud " .. conn:peer())
-    end
-  end
-end
 
 local function availability(self)
   for _ in md.every(self.check_every) do
@@ -1031,7 +1019,8 @@ function M.start(opts)
   local l, err, code = stream.listen(host, port)
   if not l then return nil, format("growatt proxy: cannot listen on %s:%d: %s", host, port, err), code end
   self.listener = l
-  self.accept_task = md.spawn(acceptor, self)
+  self.accept_task = md.spawn(accept.loop, self.listener, "growatt logger->cloud",
+    function(conn) serve(self, conn) end, { pause = 1 })
   self.accept_task:name("growatt proxy accept")
   self.usr1_task = md.spawn(on_usr1, self)
   self.usr1_task:name("growatt proxy SIGUSR1")

@@ -43,6 +43,7 @@
 
 local md = require "moondog"
 local stream = require "moondog.stream"
+local accept = require "moondog.accept"
 
 local M = {}
 
@@ -286,22 +287,10 @@ function Sim:_serve_conn(conn)
 end
 
 local function accept_loop(self)
-  while true do
-    local conn, err, code = self.listener:accept()
-    if not conn then
-      if code == "closed" then return end
-      md.log.warn("vreglink simulator: %s; retrying", err)
-      md.sleep(0.1)
-    else
-      local task
-      task = md.spawn(function()
-        self:_serve_conn(conn)
-        self.tasks[task] = nil
-      end)
-      task:name("vreglink simulator " .. conn:peer())
-      self.tasks[task] = true
-    end
-  end
+  accept.loop(self.listener, "vreglink simulator", function(conn)
+    self:_serve_conn(conn)
+    self.tasks[md.current()] = nil
+  end, { on_task = function(task) self.tasks[task] = true end })
 end
 
 --- sim:url() -> "tcp://127.0.0.1:<port>?unit=<unit>"

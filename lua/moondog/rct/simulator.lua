@@ -49,6 +49,7 @@ local md = require "moondog"
 local codec = require "moondog.rct.codec"
 local registry = require "moondog.rct.registry"
 local stream = require "moondog.stream"
+local accept = require "moondog.accept"
 
 local format = string.format
 
@@ -457,28 +458,13 @@ local function make_room(self)
 end
 
 local function accept_loop(self)
-  local warned = false
-  while true do
-    local conn, err, code = self.listener:accept()
-    if not conn then
-      if code == "closed" then return end
-      -- EMFILE and friends: the Modbus server and the attach listener pause too
-      if not warned then md.log.warn("rct simulator: %s; retrying", err) end
-      warned = true
-      md.sleep(0.1)
-      goto continue
-    end
-    warned = false
-    make_room(self)
-    local task
-    task = md.spawn(function()
-      self:_serve_conn(conn)
-      self.tasks[task] = nil
-    end)
-    task:name("rct simulator " .. conn:peer())
+  accept.loop(self.listener, "rct simulator", function(conn)
+    self:_serve_conn(conn)
+    self.tasks[md.current()] = nil
+  end, { on_task = function(task)
+    make_room(self) -- before the new one counts
     self.tasks[task] = true
-    ::continue::
-  end
+  end })
 end
 
 --- rct.serve(opts) -> simulator, or nil, err, code when the port cannot be had.
