@@ -233,6 +233,6 @@ build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/conn.c core/loop.c core/log.c core/
 FUZZ_EXTRA_mbcodec := core/err.c
 build/fuzz/fuzz_mbcodec: core/err.c
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c core/%.c core/*.h tests/fuzz/check.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< core/$*.c $(FUZZ_EXTRA_$*)

@@ -31,16 +31,9 @@
 #include <strings.h>
 
 #include "mbcodec.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: broken contract: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 typedef int (*len_fn)(const uint8_t *, size_t);
 

@@ -39,16 +39,9 @@
 #include <string.h>
 
 #include "mqtt.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: broken contract: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 /* The next level of s at *pos: its length; *pos moves past it and its '/'.
  * Returns -1 when there is no level left. */

@@ -35,16 +35,9 @@
 #include <string.h>
 
 #include "rctcodec.h"
+#include "check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: broken contract: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 enum { MAX_EVENTS = 4096, MAX_STREAM = 4096 };
 
