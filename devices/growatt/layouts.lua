@@ -8,14 +8,18 @@
 --
 -- Sources: the register offsets of grott's tables (johanmeijer/grott
 -- grottconf.py: T06NNNN, T06NNNNX, T06NNNNXTL3, T06NNNNXSPH, T06NNNNXSPA,
--- T060120, T06221b; examples/Record Layout/T06NNNNXMOD.json,
--- t060104max3.json), mapped to input registers through the group markers;
+-- T060120, T06501b; examples/Record Layout/T06NNNNXMOD.json,
+-- t060104max3.json, T06221b.json, tchntthree.json), mapped to input registers through the group markers;
 -- the register ranges per family of Growatt's "Inverter Modbus RTU
 -- Protocol" v1.20/v1.24 (TL-X/MIN 3000-3124 + 3125-3249; TL3-X/MAX/MID/MAC
 -- 0-124 + 125-249; SPH and MIX 0-124 + 1000-1124; SPA 1000-1124 +
--- 2000-2124). `verified = true`: checked against the captured records of
--- ../shared/reference/growatt (classic, TL-X); the others were checked
--- register by register against grott's byte offsets only (no capture here).
+-- 2000-2124). `verified = true`: checked against real captured records,
+-- those of ../shared/reference/growatt (classic, TL-X) and of
+-- tests/data/growatt_captures.tsv (MOD TL3-X/XH by night and by day, the
+-- 0x20 meter, the SDM630 and CHINT 0x1b meters). SPH/MIX has a real record
+-- cut short that fits (not enough to call it verified); TL3-X and SPA were
+-- checked register by register against grott's byte offsets and v1.24
+-- only: docs/growatt.md says what is open.
 --
 -- Point fields: reg (input register; meter records: `at`, a byte offset,
 -- or `pos`, a field of a text record), type (u16, s16, u32, s32; 32-bit
@@ -25,7 +29,8 @@
 local function p(name, reg, typ, scale, unit, class, grott)
   local t = { name = name, reg = reg, type = typ, scale = scale, unit = unit, grott = grott }
   if class == "power" or class == "voltage" or class == "current" or class == "frequency"
-      or class == "temperature" or class == "battery" then
+      or class == "temperature" or class == "battery" or class == "apparent_power"
+      or class == "reactive_power" then
     t.device_class, t.state_class = class, "measurement"
   elseif class == "energy" then
     t.device_class, t.state_class = "energy", "total_increasing"
@@ -99,7 +104,12 @@ local tlx = {
   p("pv2_energy_today", 3059, "u32", 0.1, "kWh", "energy_today", "epv2today"),
   p("pv2_energy_total", 3061, "u32", 0.1, "kWh", "energy", "epv2total"),
   p("temperature", 3093, "u16", 0.1, "°C", "temperature", "pvtemperature"),
-  p("ipm_temperature", 3097, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  -- v1.24: 3094 IPM, 3097 communication board; grott's T06NNNNX publishes
+  -- 3097 as pvipmtemperature (its MOD layout names both as v1.24 does).
+  -- In the captures 3094 is 0 or a copy of 3093, and 3097 is the one
+  -- still reported while the inverter sleeps.
+  p("ipm_temperature", 3094, "u16", 0.1, "°C", "temperature"),
+  p("board_temperature", 3097, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
 }
 
 -- TL3-X / MAX / MID (three-phase): groups 0-124, 125-249 (Growatt v1.24).
@@ -149,10 +159,40 @@ local function concat(a, b)
   return out
 end
 
+-- a's points, with those of b that share a name in their place and the
+-- others of b appended.
+local function merge(a, b)
+  local by_name, out = {}, {}
+  for i = 1, #b do by_name[b[i].name] = b[i] end
+  for i = 1, #a do
+    out[i] = by_name[a[i].name] or a[i]
+    by_name[a[i].name] = nil
+  end
+  for i = 1, #b do
+    if by_name[b[i].name] then out[#out + 1] = b[i] end
+  end
+  return out
+end
+
 -- MOD TL3-X(H) (three-phase, 3000-range like TL-X/MIN; grott's
 -- T06NNNNXMOD): the TL-X points plus strings 3 and 4, line voltages and the
--- power/energy flows of its meter.
-local mod = concat(tlx, {
+-- power/energy flows of its meter. v1.24 and grott's MOD layout: 3019-3020
+-- system output power (Psys), 3021-3022 reactive power, 3023-3024 output
+-- power (Pac), phase outputs 3028, 3032, 3036 in 0.1 VA; grott reads every
+-- MOD value signed. On a TL3-XH with a battery, Psys is what goes to grid
+-- and load while Pac stays near 0 (grott's MOD values posted in
+-- muppet3000/homeassistant-grott issue 110: pvpowerout 271.7 W =
+-- ptogridtotal 252.0 + ptoloadtotal 19.7, pac -3.3 W).
+local mod = merge(tlx, {
+  p("system_power", 3019, "s32", 0.1, "W", "power", "pvpowerout"),
+  p("reactive_power", 3021, "s32", 0.1, "var", "reactive_power", "qac"),
+  p("ac_power", 3023, "s32", 0.1, "W", "power", "pac"),
+  p("grid_frequency", 3025, "u16", 0.01, "Hz", "frequency", "pvfrequency"),
+  p("grid_power", 3028, "u32", 0.1, "VA", "apparent_power", "pvgridpower"),
+  p("grid_power2", 3032, "u32", 0.1, "VA", "apparent_power", "pvgridpower2"),
+  p("grid_power3", 3036, "u32", 0.1, "VA", "apparent_power", "pvgridpower3"),
+  p("ipm_temperature", 3094, "u16", 0.1, "°C", "temperature", "pvimptemperature"),
+  p("board_temperature", 3097, "u16", 0.1, "°C", "temperature", "comboardtemperature"),
   p("pv3_voltage", 3011, "u16", 0.1, "V", "voltage", "pv3voltage"),
   p("pv3_current", 3012, "u16", 0.1, "A", "current", "pv3current"),
   p("pv3_power", 3013, "u32", 0.1, "W", "power", "pv3watt"),
@@ -253,7 +293,10 @@ local spa = concat(storage, {
 -- fixed places, the first 12 bytes after the record's timestamp (`at`:
 -- byte offset from there; protocol 6 puts the timestamp at byte 68, so
 -- voltage L1 is at byte 80). Voltages, currents, powers and energies in
--- tenths, power factors in thousandths, as grott divides them.
+-- tenths, power factors in thousandths, as grott divides them. Checked on a
+-- capture (tests/data/growatt_captures.tsv): the phase powers and the phase
+-- reactive powers add up to the totals, the line voltages are 1.732 times
+-- the phase voltages. That meter left the apparent powers at 0.
 local function m(name, at, typ, scale, unit, class, grott)
   local t = p(name, nil, typ, scale, unit, class, grott)
   t.reg, t.at = nil, at
@@ -269,40 +312,82 @@ local meter20 = {
   m("power_l1", 36, "s32", 0.1, "W", "power", "act_power_l1"),
   m("power_l2", 40, "s32", 0.1, "W", "power", "act_power_l2"),
   m("power_l3", 44, "s32", 0.1, "W", "power", "act_power_l3"),
+  m("reactive_power_l1", 60, "s32", 0.1, "var", "reactive_power", "react_power_l1"),
+  m("reactive_power_l2", 64, "s32", 0.1, "var", "reactive_power", "react_power_l2"),
+  m("reactive_power_l3", 68, "s32", 0.1, "var", "reactive_power", "react_power_l3"),
   m("power_factor_l1", 72, "s32", 0.001, nil, nil, "powerfactor_l1"),
   m("power_factor_l2", 76, "s32", 0.001, nil, nil, "powerfactor_l2"),
   m("power_factor_l3", 80, "s32", 0.001, nil, nil, "powerfactor_l3"),
   m("power", 84, "s32", 0.1, "W", "power", "pos_rev_act_power"),
-  m("apparent_power", 88, "s32", 0.1, "VA", nil, "app_power"),
-  m("reactive_power", 92, "s32", 0.1, "var", nil, "react_power"),
+  m("apparent_power", 88, "s32", 0.1, "VA", "apparent_power", "app_power"),
+  m("reactive_power", 92, "s32", 0.1, "var", "reactive_power", "react_power"),
   m("power_factor", 96, "s32", 0.001, nil, nil, "powerfactor"),
   m("frequency", 100, "u32", 0.1, "Hz", "frequency", "frequency"),
+  m("line_voltage_12", 104, "u32", 0.1, "V", "voltage", "L1-2_voltage"),
+  m("line_voltage_23", 108, "u32", 0.1, "V", "voltage", "L2-3_voltage"),
+  m("line_voltage_31", 112, "u32", 0.1, "V", "voltage", "L3-1_voltage"),
   m("import_energy", 116, "s32", 0.1, "kWh", "energy", "pos_act_energy"),
   m("export_energy", 120, "s32", 0.1, "kWh", "energy", "rev_act_energy"),
 }
 
--- 0x1b (grott's T06221b, an SDM630 on the datalogger's meter port): the
--- values as ASCII decimal numbers separated by commas, from right after
--- the inverter serial field to the CRC; `pos` is the 1-based field. grott
--- gives no units or scales for them: published as the meter sent them.
+-- 0x1b (a meter on the datalogger's meter port; grott's T06221b,
+-- T06501b): after the datalogger serial and its pad, 2 bytes, the meter's
+-- clock (6 bytes, as a data record's timestamp, at byte 40 in protocol 6),
+-- a 2-byte length and the values as ASCII decimal numbers separated by
+-- commas, up to the CRC (byte 48 on: grott's logstart); `pos` is the
+-- 1-based field. Two meters send different fields; the number of fields
+-- tells them apart (`fields`: the most the layout takes): an Eastron SDM630
+-- sends 40 to 66, a CHINT DTSU666 24 (both seen in captures,
+-- tests/data/growatt_captures.tsv). Units from the captures: the phase
+-- powers add up to the total, V x A matches the apparent power, and the
+-- energy counters add up as described below.
 local function c(name, pos, grott, unit, class)
   local t = p(name, nil, "text", 1, unit, class, grott)
   t.reg, t.pos = nil, pos
   return t
 end
+-- SDM630: field 1 is import + export energy and field 37 fields 1 + 2 in
+-- the capture (grott's active_energy, total_energy), no quantity a person
+-- reads: total_energy is kept for grott's users, without a unit.
 local meter1b = {
-  c("power_l1", 3, "activePowerL1"), c("power_l2", 4, "activePowerL2"), c("power_l3", 5, "activePowerL3"),
+  c("power_l1", 3, "activePowerL1", "W", "power"), c("power_l2", 4, "activePowerL2", "W", "power"),
+  c("power_l3", 5, "activePowerL3", "W", "power"),
   c("power_factor_l1", 12, "powerFactorL1"), c("power_factor_l2", 13, "powerFactorL2"),
   c("power_factor_l3", 14, "powerFactorL3"),
   c("voltage_l1", 15, "voltageL1", "V", "voltage"), c("voltage_l2", 16, "voltageL2", "V", "voltage"),
   c("voltage_l3", 17, "voltageL3", "V", "voltage"),
   c("current_l1", 18, "currentL1", "A", "current"), c("current_l2", 19, "currentL2", "A", "current"),
   c("current_l3", 20, "currentL3", "A", "current"),
-  c("power", 21, "power"), c("apparent_power", 22, "apparent_power"),
-  c("reactive_power", 23, "reactive_power"),
+  c("power", 21, "power", "W", "power"), c("apparent_power", 22, "apparent_power", "VA", "apparent_power"),
+  c("reactive_power", 23, "reactive_power", "var", "reactive_power"),
   c("power_factor", 24, "power_factor"), c("frequency", 25, "frequency", "Hz", "frequency"),
-  c("import_energy", 26, "posiActivePower"), c("export_energy", 27, "reverActivePower"),
+  c("import_energy", 26, "posiActivePower", "kWh", "energy"),
+  c("export_energy", 27, "reverActivePower", "kWh", "energy"),
   c("total_energy", 37, "total_energy"),
+}
+-- CHINT DTSU666 (grott's examples/Record Layout/tchntthree.json): grott
+-- names field 10 ReverseActiveEnergy, but in the capture it is the sum of
+-- the phase powers 11-13, and field 14 the sum of 15-17.
+local meter_chint = {
+  c("line_voltage_12", 1, "I1Voltage2", "V", "voltage"),
+  c("line_voltage_23", 2, "I2Voltage3", "V", "voltage"),
+  c("line_voltage_31", 3, "I3Voltage1", "V", "voltage"),
+  c("voltage_l1", 4, "voltageL1", "V", "voltage"), c("voltage_l2", 5, "voltageL2", "V", "voltage"),
+  c("voltage_l3", 6, "voltageL3", "V", "voltage"),
+  c("current_l1", 7, "currentL1", "A", "current"), c("current_l2", 8, "currentL2", "A", "current"),
+  c("current_l3", 9, "currentL3", "A", "current"),
+  c("power", 10, "ReverseActiveEnergy", "W", "power"),
+  c("power_l1", 11, "activePowerL1", "W", "power"), c("power_l2", 12, "activePowerL2", "W", "power"),
+  c("power_l3", 13, "activePowerL3", "W", "power"),
+  c("reactive_power", 14, nil, "var", "reactive_power"),
+  c("reactive_power_l1", 15, "reactive_powerL1", "var", "reactive_power"),
+  c("reactive_power_l2", 16, "reactive_powerL2", "var", "reactive_power"),
+  c("reactive_power_l3", 17, "reactive_powerL3", "var", "reactive_power"),
+  c("power_factor", 18, "power_factor"), c("power_factor_l1", 19, "power_factorL1"),
+  c("power_factor_l2", 20, "power_factorL2"), c("power_factor_l3", 21, "power_factorL3"),
+  c("frequency", 22, "frequency", "Hz", "frequency"),
+  c("import_energy", 23, "posiActivePower", "kWh", "energy"),
+  c("export_energy", 24, "reverActivePower", "kWh", "energy"),
 }
 
 -- Three-phase output in the announce's tracker/phase word (holding 44).
@@ -318,7 +403,7 @@ return {
   { name = "classic", model = "Growatt -S (classic)", first = { 0, 44 }, verified = true,
     points = classic },
   { name = "mod", model = "Growatt MOD TL3-X", first = { 3000, 3124 }, when = three_phase,
-    verified = false, points = mod },
+    verified = true, points = mod },
   { name = "tlx", model = "Growatt TL-X / MIN", first = { 3000, 3124 }, verified = true,
     points = tlx },
   { name = "tl3", model = "Growatt TL3-X / MAX / MID", first = { 0, 124 }, second = 125,
@@ -326,9 +411,12 @@ return {
   { name = "sph", model = "Growatt SPH / MIX", first = { 0, 124 }, second = 1000, verified = false,
     points = sph },
   { name = "spa", model = "Growatt SPA", first = { 1000, 1124 }, verified = false, points = spa },
-  -- Smart-meter records, by record type.
-  { name = "meter", model = "Growatt smart meter", record_type = 0x20, verified = false,
+  -- Smart-meter records, by record type; for 0x1b the first whose
+  -- `fields` (when given) is at least the record's number of fields.
+  { name = "meter", model = "Growatt smart meter", record_type = 0x20, verified = true,
     points = meter20 },
+  { name = "meter_chint", model = "CHINT DTSU666 (through the datalogger)", record_type = 0x1b,
+    fields = 30, verified = true, points = meter_chint },
   { name = "meter_sdm630", model = "Eastron SDM630 (through the datalogger)", record_type = 0x1b,
-    verified = false, points = meter1b },
+    verified = true, points = meter1b },
 }

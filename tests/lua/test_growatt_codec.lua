@@ -45,7 +45,9 @@ local function grott_names(layout_name)
   for _, l in ipairs(record.layouts) do
     if l.name == layout_name then
       local map = {}
-      for _, p in ipairs(l.points) do map[p.grott] = p.name end
+      for _, p in ipairs(l.points) do
+        if p.grott then map[p.grott] = p.name end
+      end
       return map
     end
   end

@@ -1,11 +1,18 @@
--- Layouts of devices/growatt/layouts.lua that no reference capture covers
--- (MOD, TL3-X/MAX, SPH/MIX, SPA, the smart-meter records 0x20 and 0x1b):
--- each record is built here with moondog.growatt.core's builder from
--- register values written in the test, sent through the parser, and must
--- decode to those values with the layout that the groups and the announce
--- (device type code, tracker/phase word) choose. The register numbers
--- come from grott's byte offsets (see the layouts file), so a wrong
--- register in a layout fails here.
+-- Layouts of devices/growatt/layouts.lua. First against real records:
+-- tests/data/growatt_captures.tsv holds records captured by users of grott
+-- and growattproxy (each row cites where it was published) with what they
+-- decode to by grott's layout rules; each must parse (CRC included), get
+-- the layout the data and the announce choose, and give those values. A
+-- layout marked `verified` must have such a capture (here or in
+-- ../shared/reference/growatt/packets.tsv).
+--
+-- Then the layouts no capture covers (MOD beyond the night record, TL3-X/
+-- MAX, SPH/MIX, SPA): each record is built here with moondog.growatt.core's
+-- builder from register values written in the test, sent through the
+-- parser, and must decode to those values with the layout that the groups
+-- and the announce (device type code, tracker/phase word) choose. The
+-- register numbers come from grott's byte offsets (see the layouts file),
+-- so a wrong register in a layout fails here.
 
 local T = require "moondog.testing"
 local core = require "moondog.growatt.core"
@@ -31,6 +38,85 @@ local function u32(regs, reg, v)
   if v < 0 then v = v + 0x100000000 end
   regs[reg], regs[reg + 1] = v >> 16, v & 0xFFFF
 end
+
+local function unhex(h)
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+-- The rows of tests/data/growatt_captures.tsv ("#" lines are its prose).
+local function capture_rows()
+  local md = require "moondog"
+  local f = assert(io.open(md.paths.home .. "/tests/data/growatt_captures.tsv"))
+  local out, header = {}, nil
+  for line in f:lines() do
+    if not line:match("^#") then
+      local cols = {}
+      for c in (line .. "\t"):gmatch("([^\t]*)\t") do cols[#cols + 1] = c end
+      if header then
+        local row = {}
+        for i, name in ipairs(header) do row[name] = cols[i] or "" end
+        out[#out + 1] = row
+      else
+        header = cols
+      end
+    end
+  end
+  f:close()
+  return out
+end
+
+local function layout_named(name)
+  for _, l in ipairs(record.layouts) do
+    if l.name == name then return l end
+  end
+  error("no layout " .. tostring(name))
+end
+
+T.test("real captures decode to the values their sources give", function()
+  local announces, compared, seen = {}, 0, {}
+  for _, row in ipairs(capture_rows()) do
+    local bytes = unhex(row.hex)
+    if row.extra:match("cut=") then
+      local seq, protocol, unit, typ = string.unpack(">I2I2xxBB", bytes)
+      bytes = core.build(seq, protocol, unit, typ, bytes:sub(9))
+    end
+    local list, pending = core.parse(bytes)
+    T.eq(#list, 1, row.label .. ": one frame")
+    T.eq(pending, 0, row.label .. ": nothing left over")
+    local f = list[1]
+    T.eq(f.code, nil, row.label .. ": parsed, CRC good")
+    local info = announces[f.body:sub(1, 10)]
+    local r = record.decode(f, { dtc = info and info.dtc, tp = info and info.tp,
+                                 log = function() error(row.label .. ": no log line expected") end })
+    T.eq(r.kind, row.kind, row.label .. ": kind")
+    if r.kind == "announce" then announces[f.body:sub(1, 10)] = r end
+    for key, want in row.extra:gmatch("([%w_]+)=([^;]+)") do
+      if key ~= "cut" then T.eq(tostring(r[key]), want, row.label .. ": " .. key) end
+    end
+    if row.layout ~= "" then
+      T.eq(r.layout, row.layout, row.label .. ": layout")
+      seen[row.layout] = true
+      local by_grott = {}
+      for _, pt in ipairs(layout_named(row.layout).points) do
+        if pt.grott then by_grott[pt.grott] = pt.name end
+      end
+      for key, want in row.values:gmatch("([^=;]+)=([^;]+)") do
+        local name = by_grott[key] or error(row.label .. ": no point for grott's " .. key)
+        local got = r.values[name]
+        assert(got ~= nil and math.abs(got - tonumber(want)) < 1e-4,
+          string.format("%s: %s (grott's %s) = %s, the source says %s", row.label, name, key,
+            tostring(got), want))
+        compared = compared + 1
+      end
+    end
+  end
+  T.eq(compared, 25 + 20 + 23 + 22 + 44 + 37, "values compared")
+  for _, l in ipairs(record.layouts) do
+    if l.verified and l.name ~= "classic" and l.name ~= "tlx" then -- those: packets.tsv
+      T.eq(seen[l.name], true, l.name .. " is marked verified: a capture must show it")
+    end
+  end
+end)
 
 local function decode(f, info)
   local opts = { log = function() error("no log line expected") end }

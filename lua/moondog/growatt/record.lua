@@ -11,7 +11,7 @@
 --   r.time_raw    -- the 6 timestamp bytes when they are no valid time
 --   r.buffered    -- true for 0x50: recorded earlier, never a current value
 --   r.layout      -- "classic", "tlx", "mod", "tl3", "sph", "spa", "meter",
---                 -- "meter_sdm630", or nil when none fits
+--                 -- "meter_chint", "meter_sdm630", or nil when none fits
 --   r.values      -- {pv_power = 217.4, ...} by the layout's point names
 --   r.registers   -- {[0] = 1, [1] = 0, ...}: every register the record carries
 --                    (announce records, and records without a layout)
@@ -160,22 +160,29 @@ function M.layout_for(groups, info)
   return nil
 end
 
-local meter_layouts = {}
+local meter_layouts = {} -- record type -> the layouts of that type, in order
 for _, l in ipairs(layouts) do
-  if l.record_type then meter_layouts[l.record_type] = l end
+  if l.record_type then
+    meter_layouts[l.record_type] = meter_layouts[l.record_type] or {}
+    table.insert(meter_layouts[l.record_type], l)
+  end
+end
+
+-- The comma-separated fields of a 0x1b record from body[at].
+local function text_fields(body, at)
+  local fields, i = {}, 0
+  for f in (body:sub(at):gsub("%z.*$", "") .. ","):gmatch("([^,]*),") do
+    i = i + 1
+    fields[i] = f
+  end
+  return fields
 end
 
 -- A smart-meter record: 0x20 holds 32-bit values at fixed byte offsets
--- from the timestamp; 0x1b holds comma-separated ASCII numbers after the
--- inverter serial field.
-local function meter_values(layout, body, t_at, text_at)
+-- from the timestamp; 0x1b holds comma-separated ASCII numbers (fields).
+local function meter_values(layout, body, t_at, fields)
   local out = {}
-  if layout.record_type == 0x1b then
-    local fields, i = {}, 0
-    for f in (body:sub(text_at):gsub("%z.*$", "") .. ","):gmatch("([^,]*),") do
-      i = i + 1
-      fields[i] = f
-    end
+  if fields then
     for _, pt in ipairs(layout.points) do out[pt.name] = tonumber(fields[pt.pos]) end
     return out
   end
@@ -361,12 +368,24 @@ function M.decode(frame, opts)
   r.inverter = serial(body:sub(inv_at, inv_at + 9))
   local t_at = inv_at + 10 + pad
   if kind == "meter" then
-    local layout = meter_layouts[typ]
-    r.layout = layout.name
-    if typ == 0x20 then
+    local list, fields = meter_layouts[typ], nil
+    local layout = list[#list]
+    if typ == 0x1b then
+      -- no inverter serial: 2 bytes, the meter's clock, a length, the text
+      r.inverter = nil
+      r.time, r.time_raw = timestamp(body, inv_at + 2)
+      fields = text_fields(body, inv_at + 10)
+      for _, l in ipairs(list) do
+        if not l.fields or #fields <= l.fields then
+          layout = l
+          break
+        end
+      end
+    else
       r.time, r.time_raw = timestamp(body, t_at)
     end
-    r.values = meter_values(layout, body, t_at, inv_at + 10)
+    r.layout = layout.name
+    r.values = meter_values(layout, body, t_at, fields)
     return r
   end
   r.time, r.time_raw = timestamp(body, t_at)
