@@ -15,11 +15,11 @@
 -- 0-124 + 125-249; SPH and MIX 0-124 + 1000-1124; SPA 1000-1124 +
 -- 2000-2124). `verified = true`: checked against real captured records,
 -- those of ../shared/reference/growatt (classic, TL-X) and of
--- tests/data/growatt_captures.tsv (MOD TL3-X/XH by night and by day, the
--- 0x20 meter, the SDM630 and CHINT 0x1b meters). SPH/MIX has a real record
--- cut short that fits (not enough to call it verified); TL3-X and SPA were
--- checked register by register against grott's byte offsets and v1.24
--- only: docs/growatt.md says what is open.
+-- tests/data/growatt_captures.tsv (MOD TL3-X/XH by night and by day, SPH
+-- TL3 in the evening and the morning, the 0x20 meter, the SDM630 and
+-- CHINT 0x1b meters). TL3-X and SPA were checked register by register
+-- against grott's byte offsets and v1.24 only: docs/growatt.md says what
+-- is open.
 --
 -- Point fields: reg (input register; meter records: `at`, a byte offset,
 -- or `pos`, a field of a text record), type (u16, s16, u32, s32; 32-bit
@@ -253,6 +253,12 @@ local sph = concat({
   p("grid_voltage", 38, "u16", 0.1, "V", "voltage", "pvgridvoltage"),
   p("grid_current", 39, "u16", 0.1, "A", "current", "pvgridcurrent"),
   p("grid_power", 40, "u32", 0.1, "W", "power", "pvgridpower"),
+  -- the three-phase SPH TL3 (its captures: about 400 V on each; 44-45 and
+  -- 48-49, phase powers on a TL3-X, stay 0 there)
+  p("grid_voltage2", 42, "u16", 0.1, "V", "voltage", "pvgridvoltage2"),
+  p("grid_current2", 43, "u16", 0.1, "A", "current", "pvgridcurrent2"),
+  p("grid_voltage3", 46, "u16", 0.1, "V", "voltage", "pvgridvoltage3"),
+  p("grid_current3", 47, "u16", 0.1, "A", "current", "pvgridcurrent3"),
   p("energy_today", 53, "u32", 0.1, "kWh", "energy_today", "eactoday"),
   p("energy_total", 55, "u32", 0.1, "kWh", "energy", "eactotal"),
   p("work_time", 57, "u32", 1 / 7200, "h", nil, "totworktime"),
@@ -408,7 +414,7 @@ return {
     points = tlx },
   { name = "tl3", model = "Growatt TL3-X / MAX / MID", first = { 0, 124 }, second = 125,
     verified = false, points = tl3 },
-  { name = "sph", model = "Growatt SPH / MIX", first = { 0, 124 }, second = 1000, verified = false,
+  { name = "sph", model = "Growatt SPH / MIX", first = { 0, 124 }, second = 1000, verified = true,
     points = sph },
   { name = "spa", model = "Growatt SPA", first = { 1000, 1124 }, verified = false, points = spa },
   -- Smart-meter records, by record type; for 0x1b the first whose

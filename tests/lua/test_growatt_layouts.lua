@@ -110,7 +110,7 @@ T.test("real captures decode to the values their sources give", function()
       end
     end
   end
-  T.eq(compared, 25 + 20 + 23 + 22 + 44 + 37, "values compared")
+  T.eq(compared, 25 + 20 + 23 + 22 + 44 + 37 + 48 + 48, "values compared")
   for _, l in ipairs(record.layouts) do
     if l.verified and l.name ~= "classic" and l.name ~= "tlx" then -- those: packets.tsv
       T.eq(seen[l.name], true, l.name .. " is marked verified: a capture must show it")
