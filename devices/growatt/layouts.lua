@@ -21,6 +21,13 @@
 -- against grott's byte offsets and v1.24 only: docs/growatt.md says what
 -- is open.
 --
+-- Temperatures are read signed (as the Modbus profile growatt/min_tlx
+-- reads 3093 and grott's MOD layout reads all), so that a winter night is
+-- not 6553 °C. For SPA, grott's T06NNNNXSPA reads uwsysworkmode at 1125
+-- (its SPH offset, copied: 59 in grott issue 627); v1.24 and the SPH
+-- records put the system work mode at 1000, which grott's SPA calls
+-- pvstatus.
+--
 -- Point fields: reg (input register; meter records: `at`, a byte offset,
 -- or `pos`, a field of a text record), type (u16, s16, u32, s32; 32-bit
 -- values high word first; text), scale, and the site/Home Assistant fields of a
@@ -64,9 +71,9 @@ local classic = {
   p("energy_today", 26, "u32", 0.1, "kWh", "energy_today", "pvenergytoday"),
   p("energy_total", 28, "u32", 0.1, "kWh", "energy", "pvenergytotal"),
   p("work_time", 30, "u32", 1 / 7200, "h", nil, "totworktime"),
-  p("temperature", 32, "u16", 0.1, "°C", "temperature", "pvtemperature"),
+  p("temperature", 32, "s16", 0.1, "°C", "temperature", "pvtemperature"),
   p("fault_code", 40, "u16", 1, nil, nil, "faultcode"),
-  p("ipm_temperature", 41, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  p("ipm_temperature", 41, "s16", 0.1, "°C", "temperature", "pvipmtemperature"),
   p("pv1_energy_today", 48, "u32", 0.1, "kWh", "energy_today", "epv1today"),
   p("pv1_energy_total", 50, "u32", 0.1, "kWh", "energy", "epv1total"),
   p("pv2_energy_today", 52, "u32", 0.1, "kWh", "energy_today", "epv2today"),
@@ -103,13 +110,13 @@ local tlx = {
   p("pv1_energy_total", 3057, "u32", 0.1, "kWh", "energy", "epv1total"),
   p("pv2_energy_today", 3059, "u32", 0.1, "kWh", "energy_today", "epv2today"),
   p("pv2_energy_total", 3061, "u32", 0.1, "kWh", "energy", "epv2total"),
-  p("temperature", 3093, "u16", 0.1, "°C", "temperature", "pvtemperature"),
+  p("temperature", 3093, "s16", 0.1, "°C", "temperature", "pvtemperature"),
   -- v1.24: 3094 IPM, 3097 communication board; grott's T06NNNNX publishes
   -- 3097 as pvipmtemperature (its MOD layout names both as v1.24 does).
   -- In the captures 3094 is 0 or a copy of 3093, and 3097 is the one
   -- still reported while the inverter sleeps.
-  p("ipm_temperature", 3094, "u16", 0.1, "°C", "temperature"),
-  p("board_temperature", 3097, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  p("ipm_temperature", 3094, "s16", 0.1, "°C", "temperature"),
+  p("board_temperature", 3097, "s16", 0.1, "°C", "temperature", "pvipmtemperature"),
 }
 
 -- TL3-X / MAX / MID (three-phase): groups 0-124, 125-249 (Growatt v1.24).
@@ -147,8 +154,8 @@ local tl3 = {
   p("pv2_energy_today", 63, "u32", 0.1, "kWh", "energy_today", "epv2today"),
   p("pv2_energy_total", 65, "u32", 0.1, "kWh", "energy", "epv2total"),
   p("pv_energy_total", 91, "u32", 0.1, "kWh", "energy", "epvtotal"),
-  p("temperature", 93, "u16", 0.1, "°C", "temperature", "pvtemperature"),
-  p("ipm_temperature", 94, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  p("temperature", 93, "s16", 0.1, "°C", "temperature", "pvtemperature"),
+  p("ipm_temperature", 94, "s16", 0.1, "°C", "temperature", "pvipmtemperature"),
 }
 
 -- (loaded with an empty environment: no ipairs here)
@@ -191,8 +198,8 @@ local mod = merge(tlx, {
   p("grid_power", 3028, "u32", 0.1, "VA", "apparent_power", "pvgridpower"),
   p("grid_power2", 3032, "u32", 0.1, "VA", "apparent_power", "pvgridpower2"),
   p("grid_power3", 3036, "u32", 0.1, "VA", "apparent_power", "pvgridpower3"),
-  p("ipm_temperature", 3094, "u16", 0.1, "°C", "temperature", "pvimptemperature"),
-  p("board_temperature", 3097, "u16", 0.1, "°C", "temperature", "comboardtemperature"),
+  p("ipm_temperature", 3094, "s16", 0.1, "°C", "temperature", "pvimptemperature"),
+  p("board_temperature", 3097, "s16", 0.1, "°C", "temperature", "comboardtemperature"),
   p("pv3_voltage", 3011, "u16", 0.1, "V", "voltage", "pv3voltage"),
   p("pv3_current", 3012, "u16", 0.1, "A", "current", "pv3current"),
   p("pv3_power", 3013, "u32", 0.1, "W", "power", "pv3watt"),
@@ -224,7 +231,7 @@ local storage = {
   p("grid_import_power", 1021, "u32", 0.1, "W", "power", "pactousertot"),
   p("grid_export_power", 1029, "u32", 0.1, "W", "power", "pactogridtot"),
   p("load_power", 1037, "u32", 0.1, "W", "power", "plocaloadtot"),
-  p("battery_temperature", 1040, "u16", 0.1, "°C", "temperature", "battemp"),
+  p("battery_temperature", 1040, "s16", 0.1, "°C", "temperature", "battemp"),
   p("grid_import_energy_today", 1044, "u32", 0.1, "kWh", "energy_today", "etouser_tod"),
   p("grid_import_energy_total", 1046, "u32", 0.1, "kWh", "energy", "etouser_tot"),
   p("grid_export_energy_today", 1048, "u32", 0.1, "kWh", "energy_today", "etogrid_tod"),
@@ -267,8 +274,8 @@ local sph = concat({
   p("pv2_energy_today", 63, "u32", 0.1, "kWh", "energy_today", "epv2today"),
   p("pv2_energy_total", 65, "u32", 0.1, "kWh", "energy", "epv2total"),
   p("pv_energy_total", 91, "u32", 0.1, "kWh", "energy", "epvtotal"),
-  p("temperature", 93, "u16", 0.1, "°C", "temperature", "pvtemperature"),
-  p("ipm_temperature", 94, "u16", 0.1, "°C", "temperature", "pvipmtemperature"),
+  p("temperature", 93, "s16", 0.1, "°C", "temperature", "pvtemperature"),
+  p("ipm_temperature", 94, "s16", 0.1, "°C", "temperature", "pvipmtemperature"),
   p("ac_charge_energy_today", 112, "u32", 0.1, "kWh", "energy_today", "eacharge_today"),
   p("ac_charge_energy_total", 114, "u32", 0.1, "kWh", "energy", "eacharge_total"),
   p("battery_type", 119, "u16", 1, nil, nil, "batterytype"),
@@ -287,7 +294,7 @@ local spa = concat(storage, {
   p("energy_today", 2053, "u32", 0.1, "kWh", "energy_today", "eactoday"),
   p("energy_total", 2055, "u32", 0.1, "kWh", "energy", "eactot"),
   p("work_time", 2057, "u32", 1 / 7200, "h", nil, "timetotal"),
-  p("temperature", 2093, "u16", 0.1, "°C", "temperature", "Temp1"),
+  p("temperature", 2093, "s16", 0.1, "°C", "temperature", "Temp1"),
   p("ac_charge_energy_today", 2112, "u32", 0.1, "kWh", "energy_today", "eacchargetoday"),
   p("ac_charge_energy_total", 2114, "u32", 0.1, "kWh", "energy", "eacchargetotal"),
   p("ac_charge_power", 2116, "u32", 0.1, "W", "power", "acchargepower"),

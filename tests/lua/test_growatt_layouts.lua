@@ -191,6 +191,15 @@ T.test("TL3-X / MAX: groups 0-124 + 125-249, line voltages and PV3", function()
   T.eq(r.values.temperature, 45.6)
 end)
 
+T.test("temperatures are signed: 0xFFF6 is -1.0 °C, not 6552.6", function()
+  local r = decode(data_record(4, { { 0, 124 }, { 125, 249 } }, { [93] = 0xFFF6 }))
+  T.eq(r.layout, "tl3")
+  T.eq(r.values.temperature, -1.0)
+  r = decode(data_record(4, { { 3000, 3124 }, { 3125, 3249 } }, { [3093] = 0xFFF6, [3097] = 0xFFEC }))
+  T.eq(r.values.temperature, -1.0)
+  T.eq(r.values.board_temperature, -2.0)
+end)
+
 T.test("3000-range: MOD when the announce says three-phase, TL-X/MIN otherwise", function()
   local regs = { [3026] = 2310, [3030] = 2320, [3038] = 4010 }
   u32(regs, 3041, 150)         -- from grid 15.0 W
