@@ -6,13 +6,14 @@
 -- layout marked `verified` must have such a capture (here or in
 -- ../shared/reference/growatt/packets.tsv).
 --
--- Then the layouts no capture covers (MOD beyond the night record, TL3-X/
--- MAX, SPH/MIX, SPA): each record is built here with moondog.growatt.core's
--- builder from register values written in the test, sent through the
--- parser, and must decode to those values with the layout that the groups
--- and the announce (device type code, tracker/phase word) choose. The
--- register numbers come from grott's byte offsets (see the layouts file),
--- so a wrong register in a layout fails here.
+-- Then every family with records built here (TL3-X/MAX and SPA have no
+-- capture at all; for the others these reach values the captures leave at
+-- 0): each record is built with moondog.growatt.core's builder from
+-- register values written in the test, sent through the parser, and must
+-- decode to those values with the layout that the groups and the announce
+-- (device type code, tracker/phase word) choose. The register numbers come
+-- from grott's byte offsets (see the layouts file), so a wrong register in
+-- a layout fails here.
 
 local T = require "moondog.testing"
 local core = require "moondog.growatt.core"
