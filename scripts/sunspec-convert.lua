@@ -18,6 +18,7 @@
 
 local md = require "moondog"
 local models = require "moondog.sunspec.models"
+local file = require "moondog.file"
 
 local format = string.format
 local TOOL = "moondog sunspec-convert"
@@ -147,10 +148,8 @@ local function difference(a, b, path)
 end
 
 local function write_file(path, text)
-  local f, err = io.open(path, "wb")
-  if not f then die(1, "cannot write %s", err) end
-  f:write(text)
-  f:close()
+  local ok, err = file.write(path, text)
+  if not ok then die(1, "%s", err) end
 end
 
 local function convert(json_dir, out_dir, id)

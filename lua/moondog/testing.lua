@@ -14,6 +14,7 @@
 
 local md = require "moondog"
 local process = require "moondog.process"
+local mdfile = require "moondog.file"
 
 local M = {}
 
@@ -223,19 +224,13 @@ end
 --- Quote a string for the shell.
 M.quote = process.quote
 
---- The whole file, or nil when it cannot be read.
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+--- The whole file, or nil, message, code when it cannot be read
+--- (moondog.file.read).
+M.read_file = mdfile.read
 
+--- Write text as the whole file; raises when it cannot (a test's set-up).
 function M.write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
+  assert(mdfile.write(path, text))
 end
 
 --- A fresh directory ({path = ...}, mode 0700), removed when a `<close>`
