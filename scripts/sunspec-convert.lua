@@ -19,6 +19,7 @@
 local md = require "moondog"
 local models = require "moondog.sunspec.models"
 local file = require "moondog.file"
+local cli_mod = require "moondog.cli"
 
 local format = string.format
 local TOOL = "moondog sunspec-convert"
@@ -184,15 +185,14 @@ end
 
 -- }=====
 
-local args = { ... }
-if args[1] == "--help" or args[1] == "-h" then
-  io.stdout:write(help)
-  return
-end
-if #args < 2 then
+local cli = cli_mod.new(TOOL)
+local o, args = cli:parse(nil, { ... }, { help = {}, short = { h = "help" } })
+if o.help then cli_mod.show_help(help) end
+if #args == 0 then
   io.stderr:write(help)
   md.exit(2)
 end
+if #args == 1 then cli:usage_error(nil, "missing OUT_DIR, the folder for the model_<id>.lua files") end
 local json_dir, out_dir = args[1], args[2]
 
 local ids = {}

@@ -233,6 +233,16 @@ function M.write_file(path, text)
   assert(mdfile.write(path, text))
 end
 
+--- Check the stderr of a command-line tool that refused its arguments
+--- (moondog.cli's usage_error): one line "TOOL: ..." containing reason,
+--- then "Try 'TOOL --help'.", and nothing else. what names the case.
+function M.usage_error(err, tool, reason, what)
+  local line, rest = tostring(err):match("^([^\n]*)\n(.*)$")
+  assert(line and line:sub(1, #tool + 2) == tool .. ": " and line:find(reason, 1, true),
+    string.format("%s: expected \"%s: ...%s...\", got: %s", what, tool, reason, tostring(err)))
+  M.eq(rest, "Try '" .. tool .. " --help'.\n", what .. ": the pointer to --help")
+end
+
 --- A fresh directory ({path = ...}, mode 0700), removed when a `<close>`
 --- variable holding it goes out of scope.
 function M.tmpdir()
