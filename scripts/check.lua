@@ -45,8 +45,9 @@ local cli = cli_mod.new("moondog check")
 local first = 1
 while arg[first] and arg[first]:match("^%-.") and arg[first] ~= "--" do first = first + 1 end
 if arg[first] == "--" then first = first + 1 end
-local o = cli:parse(nil, table.move(arg, 1, first - 1, 1, {}), { help = {}, short = { h = "help" } })
+local o, extra = cli:parse(nil, table.move(arg, 1, first - 1, 1, {}), { help = {}, short = { h = "help" } })
 if o.help then cli_mod.show_help(USAGE) end
+if extra[1] then cli:usage_error(nil, "unexpected argument '%s' before SITE.lua", extra[1]) end
 local path = arg[first]
 if not path then cli:usage_error(nil, "name the site script to check") end
 

@@ -134,6 +134,7 @@ T.test("command line (moondog.cli): bad option, no script; words after SITE.lua 
   for _, case in ipairs({
     { "--bogus site.lua", "unknown option '--bogus'" },
     { "--help=yes", "option --help takes no value" },
+    { "-5 site.lua", "unexpected argument '-5' before SITE.lua" },
     { "", "name the site script to check" },
   }) do
     local err, code = T.sh(format("%s check %s 2>&1 >/dev/null", q(md.paths.exe), case[1]))
