@@ -38,15 +38,18 @@ names the script uses, and the MQTT and control options, then prints one
 line per mistake and exits 1, or prints "ok: ..." and exits 0.
 ]]
 
-if arg[1] == "--help" or arg[1] == "-h" then
-  io.write(USAGE)
-  return md.exit(0)
-end
-local path = arg[1]
-if not path or path:match("^%-") then
-  io.stderr:write("moondog check: name the site script to check (see moondog check --help)\n")
-  return md.exit(2)
-end
+-- The options are the words before SITE.lua; the words after it are the
+-- site script's own arguments.
+local cli_mod = require "moondog.cli"
+local cli = cli_mod.new("moondog check")
+local first = 1
+while arg[first] and arg[first]:match("^%-.") and arg[first] ~= "--" do first = first + 1 end
+if arg[first] == "--" then first = first + 1 end
+local o, extra = cli:parse(nil, table.move(arg, 1, first - 1, 1, {}), { help = {}, short = { h = "help" } })
+if o.help then cli_mod.show_help(USAGE) end
+if extra[1] then cli:usage_error(nil, "unexpected argument '%s' before SITE.lua", extra[1]) end
+local path = arg[first]
+if not path then cli:usage_error(nil, "name the site script to check") end
 
 local mistakes = {}
 local source = "@" .. path
@@ -427,7 +430,7 @@ else
     local msg = tostring(e)
     if not msg:find(path, 1, true) then msg = where() .. ": " .. msg end
     return msg
-  end, table.unpack(arg, 2))
+  end, table.unpack(arg, first + 1))
   if not ok then mistakes[#mistakes + 1] = tostring(err) .. " (the check stopped here)" end
 end
 

@@ -26,6 +26,7 @@
 local md = require "moondog"
 local broker = require "moondog.mqtt.broker"
 local rct_device = require "moondog.devices.rct"
+local cli_mod = require "moondog.cli"
 
 local usage = "usage: moondog demo [--seconds N] [--mqtt HOST[:PORT]] [--prefix P] [--quiet]\n"
   .. "  --seconds N   run N seconds (default 20; 0 runs until Ctrl-C)\n"
@@ -33,37 +34,19 @@ local usage = "usage: moondog demo [--seconds N] [--mqtt HOST[:PORT]] [--prefix 
   .. "  --prefix P    topic prefix (default moondog)\n"
   .. "  --quiet       print the site once a second instead of every message"
 
-local function usage_error(msg)
-  io.stderr:write("moondog demo: ", msg, "\n", usage, "\n")
-  os.exit(2)
-end
-
-local opts = { seconds = 20, mqtt = os.getenv("MOONDOG_MQTT"), prefix = "moondog" }
-local args = { ... }
-local i = 1
-while i <= #args do
-  local a = args[i]
-  if a == "--help" or a == "-h" then
-    print(usage)
-    return
-  elseif a == "--quiet" then
-    opts.quiet = true
-  elseif a == "--seconds" or a == "--mqtt" or a == "--prefix" then
-    local v = args[i + 1] or usage_error(a .. " needs a value")
-    if a == "--seconds" then
-      local n = tonumber(v)
-      if not n or n < 0 or n ~= n or n == math.huge then
-        usage_error("--seconds needs a number >= 0 (0 = run until Ctrl-C), got " .. v)
-      end
-      opts.seconds = n
-    else
-      opts[a:sub(3)] = v
-    end
-    i = i + 1
-  else
-    usage_error("unknown argument '" .. a .. "'")
+local cli = cli_mod.new("moondog demo")
+local o, pos = cli:parse(nil, { ... }, { seconds = { arg = "N" }, mqtt = { arg = "HOST[:PORT]" },
+  prefix = { arg = "P" }, quiet = {}, help = {}, short = { h = "help" } })
+if o.help then cli_mod.show_help(usage .. "\n") end
+if pos[1] then cli:usage_error(nil, "unexpected argument '%s'", pos[1]) end
+local opts = { seconds = 20, mqtt = o.mqtt or os.getenv("MOONDOG_MQTT"), prefix = o.prefix or "moondog",
+  quiet = o.quiet }
+if o.seconds then
+  local n = tonumber(o.seconds)
+  if not n or n < 0 or n ~= n or n == math.huge then
+    cli:usage_error(nil, "--seconds needs a number >= 0 (0 = run until Ctrl-C), got '%s'", o.seconds)
   end
-  i = i + 1
+  opts.seconds = n
 end
 if opts.mqtt == "" then opts.mqtt = nil end
 

@@ -12,6 +12,7 @@
 -- Ctrl-C (or --seconds).
 
 local md = require "moondog"
+local cli_mod = require "moondog.cli"
 
 local usage = [==[
 usage: moondog export-limit --grid URL --grid-profile P --inverter URL --inverter-profile P
@@ -39,50 +40,37 @@ limit itself (fail-safe) until fresh readings return.
 With SunSpec model 123 alone an inverter goes back to FULL power when moondog
 stops: set the inverter's own export limit as the backstop (the log says so).]==]
 
-local function usage_error(msg)
-  io.stderr:write("moondog export-limit: ", msg, " (moondog export-limit --help)\n")
-  os.exit(2)
-end
+local cli = cli_mod.new("moondog export-limit")
+local function usage_error(fmt, ...) cli:usage_error(nil, fmt, ...) end
 
-local opts = { inverters = {} }
-local args = { ... }
-local i = 1
-while i <= #args do
-  local a = args[i]
-  if a == "--help" or a == "-h" then
-    print(usage)
-    return
+local o, pos = cli:parse(nil, { ... }, {
+  grid = { arg = "URL" }, ["grid-profile"] = { arg = "P" }, limit = { arg = "W" },
+  mqtt = { arg = "HOST[:PORT]" },
+  ["state-file"] = { arg = "FILE" }, seconds = { arg = "S" }, inverter = { arg = "URL", list = true },
+  ["inverter-profile"] = { arg = "P", list = true }, help = {}, short = { h = "help" },
+})
+if o.help then cli_mod.show_help(usage .. "\n") end
+if pos[1] then usage_error("unexpected argument '%s'", pos[1]) end
+local opts = { grid = o.grid, grid_profile = o["grid-profile"], mqtt = o.mqtt, state_file = o["state-file"],
+  inverters = {} }
+for _, check in ipairs { { "limit", "watts >= 0" }, { "seconds", "a number > 0" } } do
+  local name, want = check[1], check[2]
+  local text = o[name]
+  local n = tonumber(text)
+  if text and (not n or n < 0 or (name == "seconds" and n == 0)) then
+    usage_error("--%s needs %s, got '%s'", name, want, text)
   end
-  local v = args[i + 1]
-  if a == "--grid" or a == "--grid-profile" or a == "--limit" or a == "--mqtt" or a == "--state-file"
-      or a == "--seconds" or a == "--inverter" or a == "--inverter-profile" then
-    if not v then usage_error(a .. " needs a value") end
-  else
-    usage_error("unknown argument '" .. a .. "'")
-  end
-  if a == "--inverter" then
-    opts.inverters[#opts.inverters + 1] = { url = v }
-  elseif a == "--inverter-profile" then
-    local last = opts.inverters[#opts.inverters]
-    if not last or last.profile then usage_error("--inverter-profile must follow its --inverter URL") end
-    last.profile = v
-  elseif a == "--limit" or a == "--seconds" then
-    local n = tonumber(v)
-    if not n or n < 0 or (a == "--seconds" and n == 0) then
-      local want = a == "--limit" and " needs watts >= 0" or " needs a number > 0"
-      usage_error(a .. want .. ", got '" .. v .. "'")
-    end
-    opts[a:sub(3)] = n
-  else
-    opts[a:sub(3):gsub("-", "_")] = v
-  end
-  i = i + 2
+  opts[name] = n
 end
+-- The n-th --inverter-profile is the n-th --inverter's.
+local profiles = o["inverter-profile"] or {}
+for n, url in ipairs(o.inverter or {}) do opts.inverters[n] = { url = url, profile = profiles[n] } end
+if #profiles > #opts.inverters then usage_error("--inverter-profile must follow its --inverter URL") end
 if not opts.grid then usage_error("--grid URL is required") end
 if not opts.grid_profile then usage_error("--grid-profile P is required") end
 if #opts.inverters == 0 then usage_error("--inverter URL is required") end
 for n, inv in ipairs(opts.inverters) do
-  if not inv.profile then usage_error("inverter " .. n .. " (" .. inv.url .. ") needs --inverter-profile") end
+  if not inv.profile then usage_error("inverter %d (%s) needs --inverter-profile", n, inv.url) end
 end
 if not opts.limit then usage_error("--limit W is required") end
 

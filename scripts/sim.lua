@@ -27,6 +27,7 @@ local md = require "moondog"
 local scenarios = require "moondog.sim.scenarios"
 local run = require "moondog.sim.run"
 local pace = require "moondog.sim.pace"
+local cli_mod = require "moondog.cli"
 
 local usage = [[
 usage: moondog sim --scenario NAME [--speed N | --simulated-time] [--seconds S]
@@ -59,56 +60,42 @@ Example: moondog sim --scenario load_drop --simulated-time
   then open moondog-sim-load_drop.png: the export jumps when 6 kW of load
   switch off at noon, and is back at the limit within about 4 s.]]
 
-local function usage_error(msg)
-  io.stderr:write("moondog sim: ", msg, " (moondog sim --help)\n")
-  os.exit(2)
-end
+local cli = cli_mod.new("moondog sim")
+local function usage_error(fmt, ...) cli:usage_error(nil, fmt, ...) end
 
 -- {===== arguments =====
 
-local opts = { controller = "moondog", prefix = "moondog" }
-local args = { ... }
-local i = 1
-local VALUE = { ["--scenario"] = true, ["--speed"] = true, ["--seconds"] = true, ["--csv"] = true,
-                ["--plot"] = true, ["--controller"] = true, ["--mqtt"] = true, ["--prefix"] = true }
-while i <= #args do
-  local a = args[i]
-  if a == "--help" or a == "-h" then
-    print(usage)
-    return
-  elseif a == "--list" then
-    for _, n in ipairs(scenarios.list()) do
-      print(string.format("%-16s %s", n, scenarios.get(n).description))
-    end
-    return
-  elseif a == "--simulated-time" then
-    opts.simulated = true
-  elseif a == "--broker" then
-    opts.mqtt = true
-  elseif VALUE[a] then
-    local v = args[i + 1] or usage_error(a .. " needs a value")
-    local key = a:sub(3)
-    if key == "speed" or key == "seconds" then
-      local n = tonumber(v)
-      if not n or n <= 0 then usage_error(a .. " needs a number > 0, got '" .. v .. "'") end
-      opts[key] = n
-    else
-      opts[key] = v
-    end
-    i = i + 1
-  else
-    usage_error("unknown argument '" .. a .. "'")
+local o, pos = cli:parse(nil, { ... }, {
+  scenario = { arg = "NAME" }, speed = { arg = "N" }, seconds = { arg = "S" }, csv = { arg = "FILE" },
+  plot = { arg = "FILE" }, controller = { arg = "C" }, mqtt = { arg = "HOST:PORT" }, prefix = { arg = "P" },
+  ["simulated-time"] = {}, broker = {}, list = {}, help = {}, short = { h = "help" },
+})
+if o.help then cli_mod.show_help(usage .. "\n") end
+if o.list then
+  for _, n in ipairs(scenarios.list()) do
+    print(string.format("%-16s %s", n, scenarios.get(n).description))
   end
-  i = i + 1
+  return
+end
+if pos[1] then usage_error("unexpected argument '%s'", pos[1]) end
+if o.mqtt and o.broker then usage_error("--mqtt and --broker exclude each other") end
+local opts = { scenario = o.scenario, csv = o.csv, plot = o.plot, controller = o.controller or "moondog",
+  prefix = o.prefix or "moondog", simulated = o["simulated-time"], mqtt = o.mqtt or o.broker }
+for _, key in ipairs { "speed", "seconds" } do
+  if o[key] then
+    local n = tonumber(o[key])
+    if not n or n <= 0 then usage_error("--%s needs a number > 0, got '%s'", key, o[key]) end
+    opts[key] = n
+  end
 end
 if not opts.scenario then usage_error("--scenario NAME is required; --list shows the names") end
 if opts.simulated and opts.speed then usage_error("--speed and --simulated-time exclude each other") end
 local okc = ({ moondog = true, ode = true, openems = true, none = true })[opts.controller]
 if not okc then
-  usage_error("--controller must be moondog, ode, openems or none, got '" .. opts.controller .. "'")
+  usage_error("--controller must be moondog, ode, openems or none, got '%s'", opts.controller)
 end
 local ok, sc = pcall(scenarios.get, opts.scenario)
-if not ok then usage_error(tostring(sc):gsub("^.-:%d+: ", "")) end
+if not ok then usage_error("%s", (tostring(sc):gsub("^.-:%d+: ", ""))) end
 
 local tty = os.execute("test -t 1") == true and os.getenv("TERM") ~= nil and os.getenv("TERM") ~= "dumb"
 if not opts.simulated and not opts.speed then

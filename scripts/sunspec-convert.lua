@@ -18,6 +18,8 @@
 
 local md = require "moondog"
 local models = require "moondog.sunspec.models"
+local file = require "moondog.file"
+local cli_mod = require "moondog.cli"
 
 local format = string.format
 local TOOL = "moondog sunspec-convert"
@@ -147,10 +149,8 @@ local function difference(a, b, path)
 end
 
 local function write_file(path, text)
-  local f, err = io.open(path, "wb")
-  if not f then die(1, "cannot write %s", err) end
-  f:write(text)
-  f:close()
+  local ok, err = file.write(path, text)
+  if not ok then die(1, "%s", err) end
 end
 
 local function convert(json_dir, out_dir, id)
@@ -185,15 +185,14 @@ end
 
 -- }=====
 
-local args = { ... }
-if args[1] == "--help" or args[1] == "-h" then
-  io.stdout:write(help)
-  return
-end
-if #args < 2 then
+local cli = cli_mod.new(TOOL)
+local o, args = cli:parse(nil, { ... }, { help = {}, short = { h = "help" } })
+if o.help then cli_mod.show_help(help) end
+if #args == 0 then
   io.stderr:write(help)
   md.exit(2)
 end
+if #args == 1 then cli:usage_error(nil, "missing OUT_DIR, the folder for the model_<id>.lua files") end
 local json_dir, out_dir = args[1], args[2]
 
 local ids = {}

@@ -43,60 +43,26 @@
 -- TL-X answers the 3000 input range) holds a status the protocol defines.
 -- The inverter sleeps at night: it stops answering when the PV voltage is
 -- gone (sleeps = true; its energy totals are held, its power reads 0).
+local tlx = (...)("growatt/tlx") -- the points the MOD TL3-X shares (devices/growatt/tlx.lua)
+
 return {
   protocol = "modbus",
   manufacturer = "Growatt",
   model = "MIN/MIC TL-X",
   sleeps = true,
-  info = {
-    serial = { kind = "holding", addr = 23, type = "string", count = 5 },
-    sw_version = { kind = "holding", addr = 9, type = "string", count = 3 },
-  },
+  info = tlx.info,
   probe = {
     { source = { kind = "holding", addr = 44 }, mask = 0x00FF, equals = 1 },
     { source = { kind = "input", addr = 3000 }, one_of = { 0, 1, 3 } },
   },
   poll = 10,
-  points = {
+  points = tlx.join({
     { name = "status", source = { kind = "input", addr = 3000 },
       options = { "waiting", "normal", "fault" }, codes = { 0, 1, 3 }, device_class = "enum" },
-    { name = "pv_power", label = "PV power", source = { kind = "input", addr = 3001, type = "uint32" },
-      scale = 0.1, unit = "W", device_class = "power", state_class = "measurement" },
-    { name = "pv1_voltage", label = "PV1 voltage", source = { kind = "input", addr = 3003 },
-      scale = 0.1, unit = "V", device_class = "voltage", state_class = "measurement" },
-    { name = "pv1_current", label = "PV1 current", source = { kind = "input", addr = 3004 },
-      scale = 0.1, unit = "A", device_class = "current", state_class = "measurement" },
-    { name = "pv1_power", label = "PV1 power", source = { kind = "input", addr = 3005, type = "uint32" },
-      scale = 0.1, unit = "W", device_class = "power", state_class = "measurement" },
-    { name = "pv2_voltage", label = "PV2 voltage", source = { kind = "input", addr = 3007 },
-      scale = 0.1, unit = "V", device_class = "voltage", state_class = "measurement" },
-    { name = "pv2_current", label = "PV2 current", source = { kind = "input", addr = 3008 },
-      scale = 0.1, unit = "A", device_class = "current", state_class = "measurement" },
-    { name = "pv2_power", label = "PV2 power", source = { kind = "input", addr = 3009, type = "uint32" },
-      scale = 0.1, unit = "W", device_class = "power", state_class = "measurement" },
-    { name = "power", label = "AC power", source = { kind = "input", addr = 3023, type = "uint32" },
-      scale = 0.1, unit = "W", device_class = "power", state_class = "measurement" },
-    { name = "grid_frequency", source = { kind = "input", addr = 3025 },
-      scale = 0.01, unit = "Hz", device_class = "frequency", state_class = "measurement" },
+  }, tlx.pv, {
     { name = "grid_voltage", source = { kind = "input", addr = 3026 },
       scale = 0.1, unit = "V", device_class = "voltage", state_class = "measurement" },
     { name = "grid_current", source = { kind = "input", addr = 3027 },
       scale = 0.1, unit = "A", device_class = "current", state_class = "measurement" },
-    { name = "energy_today", source = { kind = "input", addr = 3049, type = "uint32" }, poll = 60,
-      scale = 0.1, unit = "kWh", device_class = "energy", state_class = "total_increasing", resets = true },
-    { name = "energy_total", source = { kind = "input", addr = 3051, type = "uint32" }, poll = 60,
-      scale = 0.1, unit = "kWh", device_class = "energy", state_class = "total_increasing" },
-    { name = "temperature", source = { kind = "input", addr = 3093, type = "int16" }, poll = 60,
-      scale = 0.1, unit = "°C", device_class = "temperature", state_class = "measurement" },
-    { name = "fault_code", source = { kind = "input", addr = 3105 }, type = "integer",
-      entity_category = "diagnostic" },
-    { name = "warning_code", source = { kind = "input", addr = 3106 }, type = "integer",
-      entity_category = "diagnostic" },
-    { name = "active_power_rate", source = { kind = "holding", addr = 3 }, poll = 60, writable = true,
-      min = 0, max = 100, step = 1, unit = "%" },
-    { name = "export_limit_mode", source = { kind = "holding", addr = 122 }, poll = 60, writable = true,
-      options = { "disabled", "rs485", "rs232", "ct" } },
-    { name = "export_limit", source = { kind = "holding", addr = 123, type = "int16" }, poll = 60,
-      writable = true, scale = 0.1, min = 0, max = 100, step = 0.1, unit = "%" },
-  },
+  }, tlx.totals, tlx.control),
 }

@@ -23,6 +23,7 @@
 
 local core = require "moondog.service.core"
 local log = require "moondog.log"
+local file = require "moondog.file"
 
 local M = {}
 
@@ -64,17 +65,11 @@ function M.state_dir()
   return (dir:match("^[^:]+")) -- systemd lists several folders separated by ':'
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
+-- The value of name in the secrets file at path; nil when it has none,
+-- and then also why, when the file exists but cannot be read.
 local function from_file(path, name)
-  local text = read_file(path)
-  if not text then return nil end
+  local text, msg, code = file.read(path)
+  if not text then return nil, code ~= "not_found" and msg or nil end
   for line in text:gmatch("[^\n]+") do
     local k, v = line:match("^%s*([%w_.-]+)%s*=%s*(.-)%s*$")
     if k == name and not line:match("^%s*#") then
@@ -104,20 +99,22 @@ function M.secret(name)
   local value
   local creds = os.getenv("CREDENTIALS_DIRECTORY")
   if creds and creds ~= "" then
-    value = read_file(creds .. "/" .. name)
+    value = file.read(creds .. "/" .. name)
     if value then value = value:gsub("\r?\n$", "") end
   end
   if not value then
     local env = os.getenv("MOONDOG_" .. name:upper():gsub("[^%w]", "_"))
     if env and env ~= "" then value = env end
   end
-  if not value then value = from_file(M.secrets_file(), name) end
+  local unreadable
+  if not value then value, unreadable = from_file(M.secrets_file(), name) end
   if not value then
     return nil, string.format("no secret '%s': looked in %s, the environment variable "
-      .. "MOONDOG_%s and %s", name,
+      .. "MOONDOG_%s and %s%s", name,
       creds and creds ~= "" and ("$CREDENTIALS_DIRECTORY (" .. creds .. ")")
         or "$CREDENTIALS_DIRECTORY (unset)",
-      name:upper():gsub("[^%w]", "_"), M.secrets_file()), "not_found"
+      name:upper():gsub("[^%w]", "_"), M.secrets_file(),
+      unreadable and (" (" .. unreadable .. ")") or ""), "not_found"
   end
   log.secret(value)
   return value

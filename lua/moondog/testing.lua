@@ -14,6 +14,7 @@
 
 local md = require "moondog"
 local process = require "moondog.process"
+local mdfile = require "moondog.file"
 
 local M = {}
 
@@ -223,19 +224,23 @@ end
 --- Quote a string for the shell.
 M.quote = process.quote
 
---- The whole file, or nil when it cannot be read.
-function M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+--- The whole file, or nil, message, code when it cannot be read
+--- (moondog.file.read).
+M.read_file = mdfile.read
+
+--- Write text as the whole file; raises when it cannot (a test's set-up).
+function M.write_file(path, text)
+  assert(mdfile.write(path, text))
 end
 
-function M.write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
+--- Check the stderr of a command-line tool that refused its arguments
+--- (moondog.cli's usage_error): one line "TOOL: ..." containing reason,
+--- then "Try 'TOOL --help'.", and nothing else. what names the case.
+function M.usage_error(err, tool, reason, what)
+  local line, rest = tostring(err):match("^([^\n]*)\n(.*)$")
+  assert(line and line:sub(1, #tool + 2) == tool .. ": " and line:find(reason, 1, true),
+    string.format("%s: expected \"%s: ...%s...\", got: %s", what, tool, reason, tostring(err)))
+  M.eq(rest, "Try '" .. tool .. " --help'.\n", what .. ": the pointer to --help")
 end
 
 --- A fresh directory ({path = ...}, mode 0700), removed when a `<close>`

@@ -129,3 +129,22 @@ T.test("the installed example site passes the check", function()
   T.eq(code, 0, out)
   assert(out:find("^ok: "), out)
 end)
+
+T.test("command line (moondog.cli): bad option, no script; words after SITE.lua are the site's", function()
+  for _, case in ipairs({
+    { "--bogus site.lua", "unknown option '--bogus'" },
+    { "--help=yes", "option --help takes no value" },
+    { "-5 site.lua", "unexpected argument '-5' before SITE.lua" },
+    { "", "name the site script to check" },
+  }) do
+    local err, code = T.sh(format("%s check %s 2>&1 >/dev/null", q(md.paths.exe), case[1]))
+    T.eq(code, 2, case[1])
+    T.usage_error(err, "moondog check", case[2], case[1])
+  end
+  local dir <close> = T.tmpdir()
+  T.write_file(dir.path .. "/site.lua",
+    "assert(select('#', ...) == 2 and select(1, ...) == '--bogus', 'args')\n")
+  local out, code = T.sh(format("%s check -- %s --bogus x 2>&1", q(md.paths.exe), q(dir.path .. "/site.lua")))
+  T.eq(code, 0, out)
+  assert(out:find("^ok: "), out)
+end)

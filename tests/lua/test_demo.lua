@@ -97,3 +97,20 @@ T.test("a wrong argument: exit 2 and a clear line", function()
   T.eq(how .. " " .. code, "exit 2", "usage error")
   assert(err:find("--seconds needs a number", 1, true), err)
 end)
+
+T.test("command-line mistakes: unknown option, missing value, --opt=value (moondog.cli)", function()
+  for _, case in ipairs({
+    { "--bogus", "unknown option '--bogus'" },
+    { "--seconds", "option --seconds needs a value (N)" },
+    { "--seconds=soon", "--seconds needs a number >= 0 (0 = run until Ctrl-C), got 'soon'" },
+    { "--quiet=yes", "option --quiet takes no value" },
+    { "stray", "unexpected argument 'stray'" },
+  }) do
+    local err, code = T.sh(md.paths.exe .. " demo " .. case[1] .. " 2>&1 >/dev/null")
+    T.eq(code, 2, case[1])
+    T.usage_error(err, "moondog demo", case[2], case[1])
+  end
+  local out, code = T.sh(md.paths.exe .. " demo --seconds=1 --help")
+  T.eq(code, 0, "--help")
+  assert(out:find("^usage: moondog demo %[%-%-seconds N%]"), out)
+end)

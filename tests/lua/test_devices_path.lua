@@ -153,3 +153,46 @@ T.test("paths still load as paths; a bad argument raises", function()
   assert(not pcall(devices.load, 42), "a number raises")
   assert(not pcall(devices.load, dir.path .. "/missing.lua"), "a missing file raises")
 end)
+
+T.test("include: a profile reads a shared file from the path, fresh each time; bad includes raise", function()
+  local dir <close> = T.tmpdir()
+  local d = dir.path .. "/devs"
+  os.execute("mkdir -p " .. q(d .. "/acme"))
+  T.write_file(d .. "/acme/common.lua", [[
+return { points = nil, power = { name = "power", source = { kind = "input", addr = 0, type = "float32" } } }
+]])
+  T.write_file(d .. "/acme/m1.lua", [[
+local common = (...)("acme/common")
+return { protocol = "modbus", model = "m1", points = { common.power } }
+]])
+  T.write_file(d .. "/acme/loop.lua", [[
+(...)("acme/loop")
+return { protocol = "modbus", model = "loop", points = {} }
+]])
+  T.write_file(d .. "/acme/missing.lua", [[
+(...)("acme/nothing")
+return { protocol = "modbus", model = "missing", points = {} }
+]])
+  local out, err, code = child(dir, { devices = d }, "-e " .. q([[
+local devices = require "moondog.devices"
+local a, b = devices.load("acme/m1"), devices.load("acme/m1")
+print(a.points[1].name, a.points[1] ~= b.points[1])
+for _, n in ipairs { "acme/loop", "acme/missing" } do
+  local ok, e = pcall(devices.load, n)
+  print(n, ok, (tostring(e):gsub("^.-include", "include")))
+end]]))
+  T.eq(code, 0, err)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  T.eq(lines[1], "power\ttrue", "the shared point, a fresh table per load")
+  assert(lines[2]:find("acme/loop\tfalse\tinclude acme/loop: files include each other more than 4 deep",
+    1, true) == 1, lines[2])
+  local want = "acme/missing\tfalse\tinclude: no file 'acme/nothing'; looked for " .. d
+    .. "/acme/nothing.lua, "
+  T.eq(lines[3]:find(want, 1, true), 1, lines[3])
+  -- the shipped Growatt TL-X profiles share devices/growatt/tlx.lua
+  local min, mod = devices.load("growatt/min_tlx"), devices.load("growatt/mod_tl3x")
+  T.eq(min.info.serial.addr, 23)
+  T.eq(mod.info.serial.addr, 23)
+  assert(min.info ~= mod.info, "each profile has its own tables")
+end)

@@ -72,7 +72,7 @@ T.test("model 123 only: the log says loudly that the inverter reverts to full po
   T.eq(tonumber(to), 100, "and it goes to full power: " .. out)
 end, { timeout = 60 })
 
-T.test("--help and bad arguments: exit 2 with one line", function()
+T.test("--help and bad arguments: exit 2 with the reason and a pointer to --help (moondog.cli)", function()
   local dir <close> = T.tmpdir()
   local exe = md.paths.exe .. " export-limit "
   local status, out = run(dir, exe .. "--help")
@@ -83,12 +83,14 @@ T.test("--help and bad arguments: exit 2 with one line", function()
     { "--grid tcp://127.0.0.1:1 --grid-profile sunspec_meter --inverter tcp://127.0.0.1:2 --limit 0",
       "needs --inverter-profile" },
     { "--limit -5", "--limit needs watts >= 0" },
-    { "--frobnicate", "unknown argument '--frobnicate'" },
+    { "--limit=-5", "--limit needs watts >= 0, got '-5'" },
+    { "--inverter-profile sunspec_inverter --limit 0", "--inverter-profile must follow its --inverter URL" },
+    { "--frobnicate", "unknown option '--frobnicate'" },
+    { "--limit 0 --grid", "option --grid needs a value (URL)" },
+    { "--limit 0 stray", "unexpected argument 'stray'" },
   }) do
     local st, _, err = run(dir, exe .. case[1])
     T.eq(st, "exit 2", case[1])
-    assert(err:find(case[2], 1, true), case[1] .. ": " .. err)
-    local _, n = err:gsub("\n", "")
-    T.eq(n, 1, "one line: " .. err)
+    T.usage_error(err, "moondog export-limit", case[2], case[1])
   end
 end, { timeout = 60 })

@@ -147,6 +147,16 @@ print(md.state_dir())
   T.eq(lines[6], "/var/lib/moondog")
 end)
 
+T.test("md.secret: a secrets file that cannot be read is named in the not_found message", function()
+  local dir <close> = T.tmpdir()
+  local out, code = T.sh(format("env -u CREDENTIALS_DIRECTORY MOONDOG_SECRETS=%s %s -e %s 2>&1",
+    q(dir.path), q(md.paths.exe), q('print(md.secret("mqtt_password"))')))
+  T.eq(code, 0, out)
+  T.eq(out, format("nil\tno secret 'mqtt_password': looked in $CREDENTIALS_DIRECTORY (unset), the "
+    .. "environment variable MOONDOG_MQTT_PASSWORD and %s (cannot read %s: Is a directory)\tnot_found\n",
+    dir.path, dir.path))
+end)
+
 T.test("no password in a trace log: MQTT options, URLs, errors, secrets", function()
   local dir <close> = T.tmpdir()
   T.need("mosquitto", "mosquitto")

@@ -79,6 +79,31 @@ function M.find(name)
   return nil, tried
 end
 
+-- What a profile's chunk gets as its argument: include(name) returns the
+-- table of another file on devices.path() (`growatt/tlx`), loaded anew on
+-- each call so that profiles never share its tables. Profiles run without
+-- globals (no require, no io), so this is how two profiles share points
+-- (devices/README.md, "Sharing points").
+local MAX_INCLUDE_DEPTH = 4
+
+local function includer(depth)
+  return function(name)
+    if type(name) ~= "string" or not is_name(name) then
+      error("include: expected a name such as \"growatt/tlx\", got " .. tostring(name), 2)
+    end
+    if depth > MAX_INCLUDE_DEPTH then
+      error(format("include %s: files include each other more than %d deep", name, MAX_INCLUDE_DEPTH), 2)
+    end
+    local path, tried = M.find(name)
+    if not path then
+      error(format("include: no file '%s'; looked for %s", name, table.concat(tried, ", ")), 2)
+    end
+    local chunk, err = loadfile(path, "t", {})
+    if not chunk then error("include: cannot load " .. name .. ": " .. err, 2) end
+    return chunk(includer(depth + 1))
+  end
+end
+
 --- devices.load(name_or_path) -> profile table. A name (`sdm630`,
 --- `eastron/sdm120`) is looked for on devices.path(); anything else that is
 --- a string is a file path. Raises on a profile that is not found (naming
@@ -105,7 +130,7 @@ function M.load(spec)
   if not chunk then
     error("devices.load: cannot load profile " .. spec .. ": " .. err, 2)
   end
-  local profile = chunk()
+  local profile = chunk(includer(1))
   if type(profile) ~= "table" or type(profile.points) ~= "table" then
     error("devices.load: profile " .. spec .. " must return a table with a points list", 2)
   end
@@ -136,7 +161,7 @@ end
 local function read_profile(file)
   local chunk, err = loadfile(file, "t", {})
   if not chunk then return nil, err end
-  local ok, t = pcall(chunk)
+  local ok, t = pcall(chunk, includer(1))
   if not ok then return nil, tostring(t) end
   if type(t) ~= "table" or type(t.points) ~= "table" then return false end
   return t

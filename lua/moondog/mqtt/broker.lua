@@ -32,6 +32,7 @@
 
 local mdcore = require "moondog.core"
 local process = require "moondog.process"
+local file = require "moondog.file"
 
 local M = {}
 
@@ -49,19 +50,7 @@ local sweep_stale
 
 local quote = process.quote
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local read_file = file.read
 
 local function shell_ok(cmd)
   local ok = os.execute(cmd)
@@ -125,14 +114,15 @@ local function conf_text(self)
 end
 
 local function write_passwords(self)
-  local file = self.dir .. "/passwd"
-  os.remove(file)
-  write_file(file, "")
+  local path = self.dir .. "/passwd"
+  os.remove(path)
+  local written, werr = file.write(path, "")
+  if not written then return nil, werr end
   local names = {}
   for name in pairs(self.users) do names[#names + 1] = name end
   table.sort(names)
   for _, name in ipairs(names) do
-    if not shell_ok(string.format("mosquitto_passwd -b %s %s %s >/dev/null 2>&1", quote(file),
+    if not shell_ok(string.format("mosquitto_passwd -b %s %s %s >/dev/null 2>&1", quote(path),
         quote(name), quote(self.users[name]))) then
       return nil, "mosquitto_passwd failed for user " .. name
     end
@@ -143,7 +133,8 @@ end
 -- Start mosquitto on self.port; true once it runs, or nil, reason
 -- ("in_use" when the port is taken).
 local function launch(self, timeout)
-  write_file(self.dir .. "/mosquitto.conf", conf_text(self))
+  local written, werr = file.write(self.dir .. "/mosquitto.conf", conf_text(self))
+  if not written then return nil, werr end
   local logged = #(read_file(self.log) or "")
   self.proc = assert(process.start(string.format("mosquitto -c %s >>%s 2>&1",
     quote(self.dir .. "/mosquitto.conf"), quote(self.dir .. "/stderr"))))
@@ -248,7 +239,11 @@ function M.start(opts)
     p:close()
     self.own_dir = true
     own_dirs[self.dir] = true
-    write_file(self.dir .. "/engine.pid", own_pid() .. "\n")
+    local written, werr = file.write(self.dir .. "/engine.pid", own_pid() .. "\n")
+    if not written then
+      self:close()
+      return nil, "cannot start mosquitto: " .. werr, "start"
+    end
   end
   self.log = self.dir .. "/mosquitto.log"
   if self.users then
