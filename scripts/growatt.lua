@@ -65,7 +65,8 @@ local function cmd_proxy(args)
   local pub
   if o.mqtt then
     local h, p = hostport("proxy", "mqtt", o.mqtt, 1883)
-    pub = site:publish { mqtt = { host = h, port = p }, prefix = o.prefix or "moondog" }
+    -- state messages at QoS 0 (retained): see docs/growatt.md, "MQTT"
+    pub = site:publish { mqtt = { host = h, port = p }, prefix = o.prefix or "moondog", state_qos = 0 }
   end
   local cs = o["command-socket"]
   if cs and cs:match("^%d+$") then cs = "127.0.0.1:" .. cs end
