@@ -170,19 +170,16 @@ local function publish_state(self, e, names, force)
   end
   -- numbers as they are, booleans and options as their text (ON/OFF, the
   -- option name), into a table reused from update to update
+  -- (obj holds announced names only: one pass sets or clears each)
   local obj, vals, pts = e.sobj, sd._v, sd._points
-  for name in pairs(obj) do obj[name] = nil end
   for name in pairs(e.announced) do
     local v = vals[name]
-    if v ~= nil then
-      obj[name] = type(v) == "number" and v or point.format(pts[name], v)
-    end
+    if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
+    obj[name] = v
   end
   if self:send(e.state_topic, state_json.encode(obj), self.retain, self.state_qos) then
-    for name, v in pairs(vals) do last[name] = v end
-    for name in pairs(last) do
-      if vals[name] == nil then last[name] = nil end
-    end
+    -- the last values sent: only announced names are ever compared
+    for name in pairs(e.announced) do last[name] = vals[name] end
     e.stime = now
   end
 end
@@ -270,6 +267,7 @@ local function announce(self, e, removed)
   end
   e.announced = {}
   for _, p in ipairs(list) do e.announced[p.name] = true end
+  if e.sobj then e.sobj = {} end -- the state message's table holds announced names only
   e.announced_once = true
   return true
 end
