@@ -725,13 +725,13 @@ function Device:update(values, t)
   -- take()'s usual case inline (a finite number, no total going down, no
   -- warning to clear): a Growatt record brings ~50 values, every record
   local points, v, good, ts, impl, events = self._points, self._v, self._good, self._t, self._impl, self._events
-  local nan, lower = self._nan, self._lower
+  local clean = next(self._nan) == nil and next(self._lower) == nil -- no warning to clear
   for i = 1, #names do
     local name = names[i]
     local raw = values[name]
     local g = good[name]
-    if math_type(raw) == "float" and raw == raw and raw ~= huge and raw ~= -huge and not nan[name]
-        and not lower[name] and not (g ~= nil and raw < g and monotonic(points[name])) then
+    if clean and math_type(raw) == "float" and raw == raw and raw ~= huge and raw ~= -huge
+        and not (g ~= nil and raw < g and monotonic(points[name])) then
       if v[name] ~= raw then changed[#changed + 1] = name end
       good[name], v[name], ts[name] = raw, raw, now
     elseif take(self, points[name], raw, now) then
