@@ -222,8 +222,8 @@ function M.start(opts)
   local self = setmetatable({
     o = o, conn = conn, seq = 0, sent = {}, received = {}, holding = holding, config = { [4] = "5" },
     done = event.new(),
-    counts = { records = 0, buffered = 0, pings = 0, acks = 0, ack_timeouts = 0, ping_echoes = 0, commands = 0,
-               config_sets = 0, answers = 0 },
+    counts = { records = 0, buffered = 0, pings = 0, acks = 0, ack_timeouts = 0, ping_echoes = 0,
+               commands = 0, config_sets = 0, answers = 0 },
   }, Sim)
   self.reader = md.spawn(reader, self)
   self.reader:name("growatt logger_sim reader")

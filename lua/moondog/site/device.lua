@@ -724,7 +724,8 @@ function Device:update(values, t)
   if self._state ~= "ok" then set_state(self, "ok") end
   -- take()'s usual case inline (a finite number, no total going down, no
   -- warning to clear): a Growatt record brings ~50 values, every record
-  local points, v, good, ts, impl, events = self._points, self._v, self._good, self._t, self._impl, self._events
+  local points, v, good, ts = self._points, self._v, self._good, self._t
+  local impl, events = self._impl, self._events
   local clean = next(self._nan) == nil and next(self._lower) == nil -- no warning to clear
   for i = 1, #names do
     local name = names[i]
