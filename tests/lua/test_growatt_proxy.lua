@@ -98,6 +98,43 @@ T.test("the fake datalogger waits for each ACK (bounded, counted); burst does no
   server2:join(5)
 end)
 
+-- The proxy gives the decoder no copy of a plain ACK from the cloud; one
+-- with a bad CRC is still counted (and forwarded unchanged).
+T.test("an ACK from the cloud with a bad CRC is counted as a CRC error, a good one is not", function()
+  local core = require "moondog.growatt.core"
+  local cl <close> = assert(stream.listen("127.0.0.1", 0))
+  local sent = {}
+  local cloud = md.spawn(function()
+    local conn <close> = assert(cl:accept(5))
+    local p = core.parser()
+    while true do
+      local bytes = conn:read(65536)
+      if not bytes then break end
+      p:push(bytes)
+      while true do
+        local f = p:next()
+        if not f then break end
+        local ack = core.ack(f.seq, f.protocol, f.unit, f.type)
+        if f.type == 0x04 then -- the record's ACK with a broken CRC
+          ack = ack:sub(1, -2) .. string.char(ack:byte(-1) ~ 0xFF)
+        end
+        sent[#sent + 1] = ack
+        assert(conn:write(ack))
+      end
+    end
+  end)
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cl:port()) })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 1, ack_timeout = 0.05 })
+  assert(l:wait(10))
+  T.wait_for(function() return #l:received_bytes() == #table.concat(sent) end, 5, "every ACK at the logger")
+  T.eq(l:received_bytes(), table.concat(sent), "forwarded unchanged")
+  T.eq(l.counts.acks, 1, "the logger took the announce's ACK only")
+  T.wait_for(function() return p:stats().loggers.SIMLOG0001.crc_errors == 1 end, 5, "the bad ACK counted")
+  l:close()
+  p:close()
+  cloud:join(5)
+end)
+
 T.test("frames written one byte at a time arrive unchanged and are decoded", function()
   local site <close> = md.site.new { name = "gw" }
   local cloud <close> = assert(cloud_sim.start { listen = "127.0.0.1:0" })
