@@ -715,12 +715,19 @@ end
 function Device:update(values, t)
   if not self._pushed then error(format("%s is not a pushed device (site:add_pushed)", self.id), 2) end
   local now = t or md.now()
-  local names, changed = {}, {}
+  -- the list of names is kept from update to update (a record's ~50 names
+  -- grew a new table 7 times); taken out while in use, so that an update
+  -- from a listener makes its own
+  local names, changed = self._unames or {}, {}
+  self._unames = nil
+  local n = 0
   for name in pairs(values) do
     local p = self._points[name]
     if not p then error(format("%s has no point '%s'", self.id, tostring(name)), 2) end
-    names[#names + 1] = name
+    n = n + 1
+    names[n] = name
   end
+  for i = n + 1, #names do names[i] = nil end
   if self._state ~= "ok" then set_state(self, "ok") end
   -- take()'s usual case inline (a finite number, no total going down, no
   -- warning to clear): a Growatt record brings ~50 values, every record
@@ -742,6 +749,7 @@ function Device:update(values, t)
     if events[name] then wake(self, name, v[name], 0, "ok") end
   end
   emit(self, "sample", names, changed)
+  self._unames = names
   return changed
 end
 
