@@ -729,16 +729,16 @@ function Device:update(values, t)
   end
   for i = n + 1, #names do names[i] = nil end
   if self._state ~= "ok" then set_state(self, "ok") end
-  -- take()'s usual case inline (a finite number, no total going down, no
-  -- warning to clear): a Growatt record brings ~50 values, every record
+  -- take()'s usual case inline (an integer or a finite float, no total
+  -- going down, no warning to clear): a Growatt record brings ~50 values
   local points, v, good, ts = self._points, self._v, self._good, self._t
   local impl, events = self._impl, self._events
   local clean = next(self._nan) == nil and next(self._lower) == nil -- no warning to clear
   for i = 1, #names do
     local name = names[i]
     local raw = values[name]
-    local g = good[name]
-    if clean and math_type(raw) == "float" and raw == raw and raw ~= huge and raw ~= -huge
+    local g, kind = good[name], math_type(raw)
+    if clean and (kind == "integer" or kind == "float" and raw == raw and raw ~= huge and raw ~= -huge)
         and not (g ~= nil and raw < g and monotonic(points[name])) then
       if v[name] ~= raw then changed[#changed + 1] = name end
       good[name], v[name], ts[name] = raw, raw, now
