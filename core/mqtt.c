@@ -28,13 +28,13 @@
  * result) never waits 40 ms for a delayed ACK. A burst of publishes would
  * then send one TCP segment each, which costs the sender and the broker
  * a packet of kernel work per message (measured: half the rate of
- * mosquitto_pub, which leaves Nagle on). So the second write of a loop
- * turn (a publish, or what a socket event makes libmosquitto send) corks
- * the socket (TCP_CORK), and a timer due at once, set by the first,
+ * mosquitto_pub, which leaves Nagle on). So a write (a publish, or what a
+ * socket event makes libmosquitto send) that follows another within the
+ * same millisecond corks the socket (TCP_CORK), and a timer due at once
  * uncorks it on the next loop iteration, before the loop sleeps: a burst
  * leaves in full segments after its first message, and a lone message
- * leaves without delay and without a setsockopt() pair (the Growatt
- * proxy publishes one message per record).
+ * leaves without delay and without a setsockopt() pair or a timer (the
+ * Growatt proxy publishes one message per record).
  *
  * DNS. mosquitto_connect_async() resolves its host with a blocking
  * getaddrinfo(). A literal address never blocks and is passed as is. A host
@@ -182,8 +182,9 @@ struct md_mqtt {
     int fd, events;
     md_watch *watch;
     md_timer *misc_timer, *connect_timer, *backoff_timer;
-    md_timer *uncork_timer; /* set from a write until the loop comes round */
-    bool corked;            /* TCP_CORK is on (a second write in that turn) */
+    md_timer *uncork_timer; /* set while the socket is corked */
+    bool corked;            /* TCP_CORK is on (a second write within a ms) */
+    int64_t write_ms;       /* md_loop_now() of the last write that went out alone */
     int net_fd;             /* rtnetlink socket for network events, or -1 */
     md_watch *net_watch;
     bool log_hooked; /* cb_log is installed */
@@ -545,20 +546,24 @@ static void on_uncork(md_loop *loop, md_timer *t, void *ud)
 }
 
 /* Cork until the loop comes round (see the top of the file), from the
- * second write of a loop turn: the first goes out at once, and a lone
- * message (one publish per record) costs no setsockopt() pair. */
+ * second write within a millisecond: the first goes out at once, and a
+ * lone message (one publish per record) costs neither a setsockopt() pair
+ * nor a timer (whose loop turn is one more epoll_wait). */
 static void cork(md_mqtt *m)
 {
     if (!m->up || m->corked)
         return;
-    if (m->uncork_timer) {
-        set_cork(m, 1);
-        m->corked = true;
+    int64_t now = md_loop_now(m->loop);
+    if (now != m->write_ms) {
+        m->write_ms = now;
         return;
     }
-    m->uncork_timer = md_loop_timer(m->loop, md_loop_now(m->loop), on_uncork, m);
-    if (m->uncork_timer)
+    m->uncork_timer = md_loop_timer(m->loop, now, on_uncork, m);
+    if (m->uncork_timer) {
         md_loop_timer_keepalive(m->loop, m->uncork_timer, false);
+        set_cork(m, 1);
+        m->corked = true;
+    }
 }
 
 static void on_misc(md_loop *loop, md_timer *t, void *ud)
@@ -817,6 +822,7 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
     m->ud = ud;
     m->fd = -1;
     m->net_fd = -1;
+    m->write_ms = -1;
     m->host = strdup(cfg->host);
     char name[300];
     snprintf(name, sizeof name, "%s:%d", cfg->host, cfg->port);
