@@ -17,7 +17,8 @@
 --
 -- Forwarding. Each datalogger connection gets its own upstream connection
 -- and two tasks that only read and write: logger -> cloud and cloud ->
--- logger, the bytes exactly as read. The decoding copy of each chunk goes
+-- logger, the bytes exactly as read. The decoding copy of each chunk (but
+-- a plain ACK from the cloud, see idle_ack) goes
 -- into a queue that a third task (the decoder) drains, so decoding, the
 -- site, MQTT and hooks are never in the forwarding path: a slow or dead
 -- broker delays nothing, and a decoder that falls more than 1 MB behind
