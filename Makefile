@@ -101,7 +101,7 @@ $(BUILD)/tests/test_mbus: $(MBUS_OBJ)
 TEST_EXTRA_sscodec := $(BUILD)/err.o -lm
 TEST_EXTRA_rctcodec := $(BUILD)/err.o -lm
 TEST_EXTRA_mbcodec := $(BUILD)/err.o
-TEST_EXTRA_growatt := $(BUILD)/err.o
+TEST_EXTRA_growatt := $(BUILD)/mbcodec.o $(BUILD)/err.o
 # libmosquitto only as the reference of the differential topic test
 TEST_EXTRA_mqtt_queue := $(BUILD)/err.o $$(pkg-config --libs libmosquitto)
 TEST_EXTRA_mqtt_subs := $(BUILD)/mqtt_queue.o $(BUILD)/err.o
@@ -221,8 +221,8 @@ FUZZ_EXTRA_sscodec := core/err.c -lm
 build/fuzz/fuzz_sscodec: core/err.c
 FUZZ_EXTRA_rctcodec := core/err.c -lm
 build/fuzz/fuzz_rctcodec: core/err.c
-FUZZ_EXTRA_growatt := core/err.c
-build/fuzz/fuzz_growatt: core/err.c
+FUZZ_EXTRA_growatt := core/mbcodec.c core/err.c
+build/fuzz/fuzz_growatt: core/mbcodec.c core/err.c
 FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_serial.c \
                  core/serial.c core/conn.c core/loop.c core/err.c
 FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm

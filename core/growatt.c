@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "growatt.h"
+#include "mbcodec.h"
 
 _Static_assert(MD_GW_HEADER == 8, "the header is 8 bytes");
 _Static_assert(MD_GW_MAX_FRAME <= 0xFFFF + 8, "a frame fits the length field");
@@ -48,15 +49,12 @@ static bool has_crc(int protocol)
     return protocol != 2;
 }
 
+/* CRC-16/Modbus, the same as Modbus RTU's: mbcodec.c's table-driven one
+ * (a bit at a time it was ~5 us of the ~9 us a 600-byte TL-X record took
+ * to parse). */
 uint16_t md_gw_crc(const uint8_t *p, size_t n)
 {
-    uint16_t crc = 0xFFFF;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 1) ? (uint16_t)((crc >> 1) ^ 0xA001) : (uint16_t)(crc >> 1);
-    }
-    return crc;
+    return md_mb_crc16(p, n);
 }
 
 void md_gw_scramble(uint8_t *p, size_t n, size_t key_off)

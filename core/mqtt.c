@@ -28,10 +28,13 @@
  * result) never waits 40 ms for a delayed ACK. A burst of publishes would
  * then send one TCP segment each, which costs the sender and the broker
  * a packet of kernel work per message (measured: half the rate of
- * mosquitto_pub, which leaves Nagle on). So a publish, and every socket
- * event, corks the socket (TCP_CORK), and a timer due at once uncorks it
- * on the next loop iteration, before the loop sleeps: a burst leaves in
- * full segments and a lone message leaves without delay.
+ * mosquitto_pub, which leaves Nagle on). So a write (a publish, or what a
+ * socket event makes libmosquitto send) that follows another within the
+ * same millisecond corks the socket (TCP_CORK), and a timer due at once
+ * uncorks it on the next loop iteration, before the loop sleeps: a burst
+ * leaves in full segments after its first message, and a lone message
+ * leaves without delay and without a setsockopt() pair or a timer (the
+ * Growatt proxy publishes one message per record).
  *
  * DNS. mosquitto_connect_async() resolves its host with a blocking
  * getaddrinfo(). A literal address never blocks and is passed as is. A host
@@ -180,6 +183,8 @@ struct md_mqtt {
     md_watch *watch;
     md_timer *misc_timer, *connect_timer, *backoff_timer;
     md_timer *uncork_timer; /* set while the socket is corked */
+    bool corked;            /* TCP_CORK is on (a second write within a ms) */
+    int64_t write_ms;       /* md_loop_now() of the last write that went out alone */
     int net_fd;             /* rtnetlink socket for network events, or -1 */
     md_watch *net_watch;
     bool log_hooked; /* cb_log is installed */
@@ -502,6 +507,7 @@ static void conn_ended(md_mqtt *m, const char *code, const char *message)
     cancel_timer(m, &m->misc_timer);
     cancel_timer(m, &m->connect_timer);
     cancel_timer(m, &m->uncork_timer);
+    m->corked = false;
     m->refusal_code = NULL;
     if (!same)
         set_error(m, code, "%s", message);
@@ -534,19 +540,29 @@ static void on_uncork(md_loop *loop, md_timer *t, void *ud)
     (void)loop, (void)t;
     md_mqtt *m = ud;
     m->uncork_timer = NULL;
-    if (m->conn)
+    if (m->conn && m->corked)
         set_cork(m, 0);
+    m->corked = false;
 }
 
-/* Cork until the loop comes round (see the top of the file). */
+/* Cork until the loop comes round (see the top of the file), from the
+ * second write within a millisecond: the first goes out at once, and a
+ * lone message (one publish per record) costs neither a setsockopt() pair
+ * nor a timer (whose loop turn is one more epoll_wait). */
 static void cork(md_mqtt *m)
 {
-    if (m->uncork_timer || !m->up)
+    if (!m->up || m->corked)
         return;
-    m->uncork_timer = md_loop_timer(m->loop, md_loop_now(m->loop), on_uncork, m);
+    int64_t now = md_loop_now(m->loop);
+    if (now != m->write_ms) {
+        m->write_ms = now;
+        return;
+    }
+    m->uncork_timer = md_loop_timer(m->loop, now, on_uncork, m);
     if (m->uncork_timer) {
         md_loop_timer_keepalive(m->loop, m->uncork_timer, false);
         set_cork(m, 1);
+        m->corked = true;
     }
 }
 
@@ -806,6 +822,7 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
     m->ud = ud;
     m->fd = -1;
     m->net_fd = -1;
+    m->write_ms = -1;
     m->host = strdup(cfg->host);
     char name[300];
     snprintf(name, sizeof name, "%s:%d", cfg->host, cfg->port);
@@ -963,9 +980,10 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
     cancel_timer(m, &m->misc_timer);
     cancel_timer(m, &m->connect_timer);
     cancel_timer(m, &m->backoff_timer);
-    if (m->uncork_timer) { /* let the DISCONNECT below go out at once */
-        cancel_timer(m, &m->uncork_timer);
+    cancel_timer(m, &m->uncork_timer);
+    if (m->corked) { /* let the DISCONNECT below go out at once */
         set_cork(m, 0);
+        m->corked = false;
     }
     (void)engine_closing; /* a lookup in flight is cancelled, never waited for */
     if (m->res) {

@@ -4,7 +4,9 @@
  * waits, and tests/c/test_stream_conn.c drives this file alone.
  *
  * Design. Everything runs on the loop thread with a non-blocking socket. A
- * read first tries recv() at once and waits only when nothing is there; a
+ * read first tries recv() at once and waits only when nothing is there (a
+ * read without a timeout skips that try after a short read: see
+ * md_stream_conn_read_lazy); a
  * write sends at once and queues only what the kernel did not take, which
  * then goes out in order, so writes from several tasks never interleave.
  * The watch's interest follows what waits: WRITE while output is queued, READ while a
@@ -39,6 +41,7 @@ struct md_stream_conn {
     bool keepalive; /* waits keep the loop alive */
     bool writers;   /* the owner has writers waiting */
     bool reading;   /* a read waits for input */
+    bool drained;   /* the last recv took less than asked: the socket was empty */
 
     /* reading */
     size_t rmax;
@@ -141,6 +144,7 @@ static void take_input(md_stream_conn *c)
         return;
     }
     c->rlen = (size_t)n;
+    c->drained = (size_t)n < c->rmax;
     c->reading = false;
     update_watch(c, true);
     c->fns->input(c->ud);
@@ -174,15 +178,17 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
         return;
     if (c->reading)
         take_input(c);
-    else
+    else {
+        c->drained = false;
         update_watch(c, false); /* input with no reader: stop watching until one comes */
+    }
 }
 
 /* }===== */
 
 /* {===== reading and writing ===== */
 
-int md_stream_conn_read(md_stream_conn *c, size_t max)
+static int read_now(md_stream_conn *c, size_t max, bool lazy)
 {
     if (c->rlen > 0)
         return (int)(c->rlen < max ? c->rlen : max);
@@ -195,22 +201,36 @@ int md_stream_conn_read(md_stream_conn *c, size_t max)
         c->rbuf = b;
         c->rcap = max;
     }
-    ssize_t n;
-    do
-        n = recv(c->fd, c->rbuf, max, MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        c->rlen = (size_t)n;
-        return (int)n;
+    if (!(lazy && c->drained)) {
+        ssize_t n;
+        do
+            n = recv(c->fd, c->rbuf, max, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n > 0) {
+            c->rlen = (size_t)n;
+            c->drained = (size_t)n < max;
+            return (int)n;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+            set_lost(c, n == 0 ? -1 : errno);
+            return MD_STREAM_LOST;
+        }
     }
-    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-        set_lost(c, n == 0 ? -1 : errno);
-        return MD_STREAM_LOST;
-    }
+    c->drained = false;
     c->rmax = max;
     c->reading = true;
     update_watch(c, true);
     return 0;
+}
+
+int md_stream_conn_read(md_stream_conn *c, size_t max)
+{
+    return read_now(c, max, false);
+}
+
+int md_stream_conn_read_lazy(md_stream_conn *c, size_t max)
+{
+    return read_now(c, max, true);
 }
 
 void md_stream_conn_cancel_read(md_stream_conn *c)

@@ -59,6 +59,18 @@ int md_stream_conn_adopt(md_stream_conn *c, int fd);
  * -ENOMEM.
  */
 int md_stream_conn_read(md_stream_conn *c, size_t max);
+
+/*
+ * md_stream_conn_read, except that after a read that took less than it
+ * asked for (the socket was empty then) it waits for the loop to report
+ * input instead of trying recv() at once: that recv() would nearly always
+ * fail with EAGAIN, one system call per read wasted on a request/answer
+ * exchange (nginx's recv does the same). The loop's epoll is
+ * level-triggered, so input that came meanwhile is reported on its next
+ * turn. For reads without a timeout only: a timer due at once would run
+ * before that turn.
+ */
+int md_stream_conn_read_lazy(md_stream_conn *c, size_t max);
 /* The waiting reader went away (timeout, cancel). */
 void md_stream_conn_cancel_read(md_stream_conn *c);
 /* Bytes received and not taken yet. */

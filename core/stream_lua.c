@@ -264,7 +264,8 @@ static int conn_read(lua_State *L)
     if (c->rwait)
         return luaL_error(L, "another task is already reading from this connection");
     md_task_check(L);
-    int n = md_stream_conn_read(c->sc, (size_t)max);
+    int n = ms < 0 ? md_stream_conn_read_lazy(c->sc, (size_t)max)
+                   : md_stream_conn_read(c->sc, (size_t)max);
     if (n > 0)
         return push_kept(L, c, (size_t)max);
     if (n == MD_STREAM_LOST)

@@ -4,7 +4,7 @@
 --   moondog growatt proxy [--listen HOST:PORT] [--cloud HOST:PORT | --standalone]
 --                         [--mqtt HOST[:PORT]] [--prefix P] [--command-socket [HOST:]PORT]
 --                         [--block] [--writable] [--log-dir DIR [--log-max BYTES]]
---   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6]
+--   moondog growatt logger --server HOST:PORT [--records N] [--interval S] [--protocol 2|5|6] [--burst]
 --   moondog growatt cloud [--listen HOST:PORT] [--commands-every N]
 --
 -- proxy runs until Ctrl-C; it prints the address it listens on. logger
@@ -65,7 +65,8 @@ local function cmd_proxy(args)
   local pub
   if o.mqtt then
     local h, p = hostport("proxy", "mqtt", o.mqtt, 1883)
-    pub = site:publish { mqtt = { host = h, port = p }, prefix = o.prefix or "moondog" }
+    -- state messages at QoS 0 (retained): see docs/growatt.md, "MQTT"
+    pub = site:publish { mqtt = { host = h, port = p }, prefix = o.prefix or "moondog", state_qos = 0 }
   end
   local cs = o["command-socket"]
   if cs and cs:match("^%d+$") then cs = "127.0.0.1:" .. cs end
@@ -92,16 +93,19 @@ end
 
 local logger_help = [=[
 usage: moondog growatt logger --server HOST:PORT [--records N] [--interval S]
-                              [--protocol 2|5|6] [--buffered N] [--serial S]
+                              [--protocol 2|5|6] [--buffered N] [--serial S] [--burst]
 
 A fake datalogger: an announce, N live records (10) every S seconds (1),
-after N buffered ones (0). Exits 0 once every record was ACKed.
+after N buffered ones (0). Exits 0 once every record was ACKed. Like a
+real datalogger it sends a record only once the one before was ACKed (or
+5 s passed); --burst sends them back to back without waiting (a stress
+test).
 ]=]
 
 local function cmd_logger(args)
   local o, pos = cli:parse("logger", args, { server = { arg = "HOST:PORT" }, records = { arg = "N" },
     interval = { arg = "S" }, protocol = { arg = "P" }, buffered = { arg = "N" }, serial = { arg = "S" },
-    help = {} })
+    burst = {}, help = {} })
   if o.help then show_help(logger_help) end
   if #pos > 0 then cli:usage_error("logger", "unexpected argument '%s'", pos[1]) end
   if not o.server then cli:usage_error("logger", "--server HOST:PORT is required") end
@@ -116,7 +120,8 @@ local function cmd_logger(args)
   if not interval or interval < 0 then cli:usage_error("logger", "--interval must be seconds >= 0") end
   local sim = require "moondog.growatt.logger_sim"
   local l, err = sim.start { server = o.server, records = records, interval = interval, protocol = protocol,
-                             buffered = buffered, serial = o.serial, ping_every = 10 }
+                             buffered = buffered, serial = o.serial, ping_every = 10,
+                             burst = o.burst and true }
   if not l then
     cli_mod.say("%s logger: %s", TOOL, tostring(err))
     md.exit(1)

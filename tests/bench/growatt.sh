@@ -3,7 +3,8 @@
 # the same run (machines are shared and noisy: compare ratios).
 #
 # A fake datalogger (`moondog growatt logger`) sends N TL-X records as fast
-# as the fake cloud (`moondog growatt cloud`) ACKs them, once through
+# as the fake cloud (`moondog growatt cloud`) ACKs them (each record once
+# the one before was ACKed, as a real ShineWiFi/ShineLAN does), once through
 # `moondog growatt proxy` (every record decoded and published to a local
 # mosquitto with Home Assistant discovery) and once through
 # `socat TCP-LISTEN TCP` (forwarding only: the floor any proxy sits on).

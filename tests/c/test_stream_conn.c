@@ -2,7 +2,8 @@
  * test_stream_conn.c - cmocka driver for core/stream_conn.c, the
  * connection state machine of moondog.stream, without Lua.
  *
- * What is checked: a read takes what is there at once and waits otherwise;
+ * What is checked: a read takes what is there at once and waits otherwise
+ * (a lazy read waits after a short read);
  * input that no reader took stays kept for the next read; the peer closing
  * or a broken pipe is a loss that ends the waiting read and every writer;
  * writes go out whole and in order, queue what the kernel does not take,
@@ -157,6 +158,42 @@ static void read_waits_then_gets_input(void **state)
     take(f, "ping");
     assert_int_equal(md_stream_conn_read(f->c, 64), 4);
     take(f, "more");
+}
+
+/* After a short read the lazy read waits for the loop instead of trying
+ * recv() at once; input already there is reported on the loop's next turn
+ * (level-triggered), and a read that filled its max tries at once. */
+static void lazy_read_after_a_short_one_waits_for_the_loop(void **state)
+{
+    fixture *f = *state;
+    pair(f);
+    put(f->peer, "one");
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 64), 3);
+    take(f, "one");
+    put(f->peer, "two");
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 64), 0); /* no recv(): waits */
+    run(f, 1);
+    assert_int_equal(f->inputs, 1);
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 64), 3);
+    take(f, "two");
+    put(f->peer, "abcdef");
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 64), 0); /* "two" was short too */
+    run(f, 1);
+    assert_int_equal(f->inputs, 2);
+    take(f, "abcdef");
+    put(f->peer, "xyz");
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 2), 0); /* "abcdef" was short */
+    run(f, 1);
+    assert_int_equal(f->inputs, 3);
+    take(f, "xy");
+    assert_int_equal(md_stream_conn_read(f->c, 2), 1); /* kept */
+    take(f, "z");
+    put(f->peer, "full");
+    assert_int_equal(md_stream_conn_read(f->c, 4), 4); /* filled max: not drained */
+    take(f, "full");
+    put(f->peer, "next");
+    assert_int_equal(md_stream_conn_read_lazy(f->c, 64), 4); /* tries at once */
+    take(f, "next");
 }
 
 static void cancelled_read_leaves_input_in_the_socket(void **state)
@@ -343,6 +380,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(read_takes_what_is_there, setup, teardown),
         cmocka_unit_test_setup_teardown(read_waits_then_gets_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(lazy_read_after_a_short_one_waits_for_the_loop,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(cancelled_read_leaves_input_in_the_socket, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(peer_closing_is_a_loss, setup, teardown),

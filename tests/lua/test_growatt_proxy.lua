@@ -42,6 +42,7 @@ T.test("1000 records through the proxy: every byte identical, both ways", functi
   T.eq(cloud.counts.buffered, 3)
   T.eq(cloud.counts.pings, 20)
   T.eq(l.counts.acks, 1 + 3 + 1000)
+  T.eq(l.counts.ack_timeouts, 0, "each record sent once the one before was ACKed, none waited in vain")
   T.eq(l.counts.answers, 11, "the logger answered the cloud's 10 register reads and its clock set")
   T.wait_for(function() return seen == 1000 end, 10, "hooks for every record")
   T.wait_for(function()
@@ -62,6 +63,77 @@ T.test("1000 records through the proxy: every byte identical, both ways", functi
   p:close()
   cloud:close()
 end, { timeout = 120 })
+
+-- The fake datalogger waits for each record's ACK, as a real one does: a
+-- server that reads but never ACKs gets one record per ack_timeout, each
+-- wait counted; with burst it gets them all without a wait.
+T.test("the fake datalogger waits for each ACK (bounded, counted); burst does not", function()
+  local l <close> = assert(stream.listen("127.0.0.1", 0))
+  local got = {}
+  local server = md.spawn(function()
+    local conn <close> = assert(l:accept(5))
+    while true do
+      local bytes = conn:read(65536)
+      if not bytes then break end
+      got[#got + 1] = bytes
+    end
+  end)
+  local sim <close> = assert(logger_sim.start { server = addr(l:port()), records = 2, ack_timeout = 0.02 })
+  assert(sim:wait(10))
+  T.eq(sim.counts.ack_timeouts, 1 + 2, "the announce and both records waited in vain")
+  T.eq(sim.counts.records, 2)
+  T.wait_for(function() return #table.concat(got) == #sim:sent_bytes() end, 5, "every byte at the server")
+  sim:close()
+  server:join(5)
+  local server2 = md.spawn(function()
+    local conn <close> = assert(l:accept(5))
+    while conn:read(65536) do end
+  end)
+  local burst <close> = assert(logger_sim.start { server = addr(l:port()), records = 20, burst = true,
+                                                 ack_timeout = 5 })
+  assert(burst:wait(10))
+  T.eq(burst.counts.ack_timeouts, 0, "burst: no wait for an ACK")
+  T.eq(burst.counts.records, 20)
+  burst:close()
+  server2:join(5)
+end)
+
+-- The proxy gives the decoder no copy of a plain ACK from the cloud; one
+-- with a bad CRC is still counted (and forwarded unchanged).
+T.test("an ACK from the cloud with a bad CRC is counted as a CRC error, a good one is not", function()
+  local core = require "moondog.growatt.core"
+  local cl <close> = assert(stream.listen("127.0.0.1", 0))
+  local sent = {}
+  local cloud = md.spawn(function()
+    local conn <close> = assert(cl:accept(5))
+    local p = core.parser()
+    while true do
+      local bytes = conn:read(65536)
+      if not bytes then break end
+      p:push(bytes)
+      while true do
+        local f = p:next()
+        if not f then break end
+        local ack = core.ack(f.seq, f.protocol, f.unit, f.type)
+        if f.type == 0x04 then -- the record's ACK with a broken CRC
+          ack = ack:sub(1, -2) .. string.char(ack:byte(-1) ~ 0xFF)
+        end
+        sent[#sent + 1] = ack
+        assert(conn:write(ack))
+      end
+    end
+  end)
+  local p <close> = assert(proxy.start { listen = "127.0.0.1:0", cloud = addr(cl:port()) })
+  local l <close> = assert(logger_sim.start { server = addr(p:port()), records = 1, ack_timeout = 0.05 })
+  assert(l:wait(10))
+  T.wait_for(function() return #l:received_bytes() == #table.concat(sent) end, 5, "every ACK at the logger")
+  T.eq(l:received_bytes(), table.concat(sent), "forwarded unchanged")
+  T.eq(l.counts.acks, 1, "the logger took the announce's ACK only")
+  T.wait_for(function() return p:stats().loggers.SIMLOG0001.crc_errors == 1 end, 5, "the bad ACK counted")
+  l:close()
+  p:close()
+  cloud:join(5)
+end)
 
 T.test("frames written one byte at a time arrive unchanged and are decoded", function()
   local site <close> = md.site.new { name = "gw" }

@@ -47,6 +47,31 @@ T.test("a pushed device: update, watchers, totals held, expire, back", function(
   site:close()
 end)
 
+-- update's inline path for plain floats against take()'s rules: NaN is no
+-- value, a total held back until it passes the held one, unchanged values
+-- are not reported as changed, integers and floats alike.
+T.test("a pushed device: NaN, held totals and unchanged values, float by float", function()
+  local site = md.site.new { name = "pushed2" }
+  local sd = site:add_pushed("m2", { points = {
+    { name = "power", unit = "W", device_class = "power", state_class = "measurement" },
+    { name = "energy", unit = "kWh", device_class = "energy", state_class = "total_increasing" },
+  } })
+  T.eq(#sd:update({ power = 1.5, energy = 10.5 }), 2)
+  T.eq(#sd:update({ power = 1.5, energy = 10.5 }), 0, "nothing changed")
+  T.eq(sd:update({ power = 0 / 0 })[1], "power", "NaN: the value is gone")
+  T.eq((sd:get("power")), nil)
+  T.eq(sd:update({ power = 2.5 })[1], "power", "a float after NaN")
+  T.eq((sd:get("power")), 2.5)
+  T.eq(#sd:update({ energy = 9.5 }), 0, "a lower total is held: nothing changed")
+  T.eq((sd:get("energy")), 10.5)
+  T.eq(#sd:update({ energy = 10.0 }), 0, "still below the held total")
+  T.eq(sd:update({ energy = 11.0 })[1], "energy")
+  T.eq((sd:get("energy")), 11.0)
+  T.eq(sd:update({ energy = 12 })[1], "energy", "an integer")
+  T.eq(sd.stats and sd:stats().held, 2, "two readings held back")
+  site:close()
+end)
+
 T.test("pushed devices: misuse raises", function()
   local site = md.site.new { name = "pushed2" }
   local sd = site:add_pushed("p1", { points = { { name = "x" } } })

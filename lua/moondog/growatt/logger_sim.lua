@@ -4,12 +4,20 @@
 -- and answers inverter register reads and writes and config reads and sets
 -- from a register table of its own.
 --
+-- Like a real ShineWiFi/ShineLAN, it sends a record (announce, buffered,
+-- data) only once the server has ACKed the one before, waiting up to
+-- ack_timeout (5 s) for that ACK and then going on (counted as
+-- ack_timeouts). burst = true sends records back to back without waiting
+-- (yielding every 50): a stress test, not an exchange a datalogger makes,
+-- whose per-record figures are those of batched reads.
+--
 --   local sim = require "moondog.growatt.logger_sim"
 --   local l = assert(sim.start{ server = "127.0.0.1:5279", protocol = 6, records = 100,
---                               interval = 0, buffered = 2, ping_every = 10 })
+--                               interval = 0, buffered = 2, ping_every = 10,
+--                               ack_timeout = 5, burst = false })
 --   l:wait(timeout)          -- until every record was sent (and ACKs came, with wait_acks)
 --   l.sent, l.received        -- every byte it sent and received, in order
---   l.counts                  -- records, buffered, pings, acks, commands, answers
+--   l.counts                  -- records, buffered, pings, acks, ack_timeouts, commands, answers
 --   l:close()
 --
 -- Records carry the TL-X/MIN register groups (3000-3124, 3125-3249) with
@@ -22,6 +30,7 @@
 local md = require "moondog"
 local stream = require "moondog.stream"
 local core = require "moondog.growatt.core"
+local event = require "moondog.event"
 
 local M = {}
 
@@ -108,6 +117,10 @@ local function reader(self)
       if f then
         if #f.body == 1 then
           self.counts.acks = self.counts.acks + 1
+          if self.awaited == f.seq then
+            self.awaited = nil
+            self.acked:set(true)
+          end
         elseif f.type == 0x16 then
           self.counts.ping_echoes = self.counts.ping_echoes + 1
         else
@@ -119,6 +132,25 @@ local function reader(self)
     end
   end
   self.lost = true
+  if self.acked then self.acked:set(false) end
+end
+
+-- Send a record and, unless in burst mode, wait for its ACK (bounded).
+local function send_record(self, rtype, body)
+  local o = self.o
+  local seq = next_seq(self)
+  local lockstep = not o.burst and not self.lost
+  if lockstep then
+    self.awaited = seq
+    self.acked = event.new()
+  end
+  local ok, err, code = send(self, core.build(seq, o.protocol, 1, rtype, body))
+  if not ok then return nil, err, code end
+  if lockstep and not self.acked:wait(o.ack_timeout, "the server's ACK") then
+    self.awaited = nil
+    if not self.lost then self.counts.ack_timeouts = self.counts.ack_timeouts + 1 end
+  end
+  return true
 end
 
 local function run(self)
@@ -129,21 +161,20 @@ local function run(self)
   for r = 0, 124 do hold[#hold + 1] = pack(">I2", self.holding[r] or 0) end
   local announce = table.concat { o.serial, pad, o.inverter, pad, "\24\6\1\12\0\0", "\1",
     pack(">I2I2", 0, 124), table.concat(hold) }
-  assert(send(self, core.build(next_seq(self), o.protocol, 1, 0x03, announce)))
+  assert(send_record(self, 0x03, announce))
   for i = 1, o.buffered or 0 do
-    assert(send(self, core.build(next_seq(self), o.protocol, 1, 0x50,
-      M.record_body(o, 100 + i, { 24, 5, 31, 23, i % 60, 0 }))))
+    assert(send_record(self, 0x50, M.record_body(o, 100 + i, { 24, 5, 31, 23, i % 60, 0 })))
     self.counts.buffered = self.counts.buffered + 1
   end
   for n = 1, o.records do
-    local ok = send(self, core.build(next_seq(self), o.protocol, 1, 0x04, M.record_body(o, n)))
+    local ok = send_record(self, 0x04, M.record_body(o, n))
     if not ok then break end
     self.counts.records = self.counts.records + 1
     if o.ping_every and n % o.ping_every == 0 then
       send(self, core.ping(next_seq(self), o.protocol, 1, o.serial))
       self.counts.pings = self.counts.pings + 1
     end
-    if o.interval > 0 then md.sleep(o.interval) elseif n % 50 == 0 then md.sleep(0) end
+    if o.interval > 0 then md.sleep(o.interval) elseif o.burst and n % 50 == 0 then md.sleep(0) end
   end
   self.done:set(true)
 end
@@ -170,7 +201,9 @@ Sim.__close = Sim.close
 --- ("host:port"), protocol (6), serial ("SIMLOG0001"), inverter
 --- ("SIMINV0001"), records (10), interval (seconds between records, 0),
 --- buffered (records sent as 0x50 first), ping_every (records), chunk
---- (bytes per write), holding ({[reg] = v}), mute (answer no command).
+--- (bytes per write), holding ({[reg] = v}), mute (answer no command),
+--- ack_timeout (5 s: the wait for each record's ACK), burst (send without
+--- waiting for ACKs).
 function M.start(opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -179,6 +212,7 @@ function M.start(opts)
   o.inverter = o.inverter or "SIMINV0001"
   o.records = o.records or 10
   o.interval = o.interval or 0
+  o.ack_timeout = o.ack_timeout or 5
   local host, port = require("moondog.growatt.proxy").parse_hostport(o.server or "", 5279)
   if not host then error("logger_sim: server: " .. tostring(port), 2) end
   local conn, err, code = stream.connect(host, port, { timeout = o.timeout or 5 })
@@ -187,9 +221,9 @@ function M.start(opts)
   holding[43] = holding[43] or 5100
   local self = setmetatable({
     o = o, conn = conn, seq = 0, sent = {}, received = {}, holding = holding, config = { [4] = "5" },
-    done = require("moondog.event").new(),
-    counts = { records = 0, buffered = 0, pings = 0, acks = 0, ping_echoes = 0, commands = 0,
-               config_sets = 0, answers = 0 },
+    done = event.new(),
+    counts = { records = 0, buffered = 0, pings = 0, acks = 0, ack_timeouts = 0, ping_echoes = 0,
+               commands = 0, config_sets = 0, answers = 0 },
   }, Sim)
   self.reader = md.spawn(reader, self)
   self.reader:name("growatt logger_sim reader")

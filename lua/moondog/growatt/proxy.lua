@@ -17,7 +17,8 @@
 --
 -- Forwarding. Each datalogger connection gets its own upstream connection
 -- and two tasks that only read and write: logger -> cloud and cloud ->
--- logger, the bytes exactly as read. The decoding copy of each chunk goes
+-- logger, the bytes exactly as read. The decoding copy of each chunk (but
+-- a plain ACK from the cloud, see idle_ack) goes
 -- into a queue that a third task (the decoder) drains, so decoding, the
 -- site, MQTT and hooks are never in the forwarding path: a slow or dead
 -- broker delays nothing, and a decoder that falls more than 1 MB behind
@@ -565,7 +566,7 @@ local function take_reply(c, bytes)
       c.up_tail = buf:sub(pos)
       break
     end
-    local seq, protocol, length, _, rtype = core.header(buf:sub(pos, pos + 7))
+    local seq, protocol, length, _, rtype = core.header(pos == 1 and buf or buf:sub(pos, pos + 7))
     if protocol ~= 2 and protocol ~= 5 and protocol ~= 6 then break end -- no frame: resync next chunk
     local total = 6 + length + (protocol == 2 and 0 or 2)
     if pend and seq == pend.seq and rtype == pend.type and pos > lead then
@@ -803,6 +804,21 @@ local function filter_down(self, c, bytes)
   return table.concat(out)
 end
 
+-- A chunk from the cloud that is one whole ACK (or ping echo) frame with
+-- a good CRC, the down parser at a frame boundary, no log file: the
+-- decoder would parse it and do nothing with it (it counts commands and
+-- CRC errors, and logs), so it gets no copy. One per record: that saves
+-- the decoder a wake-up per record.
+local function idle_ack(self, c, bytes)
+  local n = #bytes
+  if n > 11 or self.log_dir or #c.down.chunks > 0 or c.down_parser:pending() > 0 then return false end
+  local _, protocol, length, _, rtype = core.header(bytes)
+  if not protocol or COMMANDS[rtype] or length ~= 3 then return false end
+  if protocol == 2 then return n == 9 end
+  if protocol ~= 5 and protocol ~= 6 or n ~= 11 then return false end
+  return core.crc(bytes:sub(1, 9)) == string.unpack(">I2", bytes, 10)
+end
+
 -- cloud -> logger
 local function pump_down(self, c)
   local cloud = c.cloud
@@ -814,7 +830,7 @@ local function pump_down(self, c)
     if #bytes > 0 then
       local ok = c.conn:write(bytes)
       if not ok then break end
-      enqueue(c, c.down, bytes)
+      if not idle_ack(self, c, bytes) then enqueue(c, c.down, bytes) end
     end
   end
   if c.cloud == cloud and not c.closed then

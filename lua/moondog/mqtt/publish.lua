@@ -170,20 +170,20 @@ local function publish_state(self, e, names, force)
   end
   -- numbers as they are, booleans and options as their text (ON/OFF, the
   -- option name), into a table reused from update to update
+  -- (obj holds announced names only: one pass sets or clears each, and
+  -- notes the value in last, the values sent: only announced names are
+  -- ever compared)
   local obj, vals, pts = e.sobj, sd._v, sd._points
-  for name in pairs(obj) do obj[name] = nil end
   for name in pairs(e.announced) do
     local v = vals[name]
-    if v ~= nil then
-      obj[name] = type(v) == "number" and v or point.format(pts[name], v)
-    end
+    last[name] = v
+    if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
+    obj[name] = v
   end
   if self:send(e.state_topic, state_json.encode(obj), self.retain, self.state_qos) then
-    for name, v in pairs(vals) do last[name] = v end
-    for name in pairs(last) do
-      if vals[name] == nil then last[name] = nil end
-    end
     e.stime = now
+  else -- not sent: every value counts as changed for the next update
+    for name in pairs(last) do last[name] = nil end
   end
 end
 
@@ -232,8 +232,12 @@ end
 -- entities away. Returns true once sent.
 local function announce(self, e, removed)
   if not self.ha then
-    e.announced = {}
-    for _, p in ipairs(implemented(e)) do e.announced[p.name] = true end
+    e.announced, e.announced_n = {}, 0
+    for _, p in ipairs(implemented(e)) do
+      if not e.announced[p.name] then e.announced_n = e.announced_n + 1 end
+      e.announced[p.name] = true
+    end
+    if e.sobj then e.sobj = {} end
     e.announced_once = true
     return true
   end
@@ -268,8 +272,12 @@ local function announce(self, e, removed)
     md.log.warn("%s: discovery not sent: %s", e.sd.id, tostring(aerr))
     return false
   end
-  e.announced = {}
-  for _, p in ipairs(list) do e.announced[p.name] = true end
+  e.announced, e.announced_n = {}, 0
+  for _, p in ipairs(list) do
+    if not e.announced[p.name] then e.announced_n = e.announced_n + 1 end
+    e.announced[p.name] = true
+  end
+  if e.sobj then e.sobj = {} end -- the state message's table holds announced names only
   e.announced_once = true
   return true
 end
@@ -290,6 +298,7 @@ local function reannounce(self, e)
 end
 
 local function announce_new(self, e, names)
+  if e.announced_n == #e.sd._names then return end -- every point is announced: none is new
   for _, name in ipairs(names) do
     if e.sd._impl[name] == true and not e.announced[name] then
       announce(self, e)
