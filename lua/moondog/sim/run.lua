@@ -62,8 +62,50 @@ local function ids_of_kind(scenario, kind)
   return ids
 end
 
+-- The plant's recent truth, for the oracle (moondog.sim.peers): its house
+-- load and battery power at each step, and when each meter sample was
+-- taken and shown. Trimmed in bulk, so a day costs no more than a minute.
+local KEEP = 600
+
+local function keep(list, item)
+  local n = #list + 1
+  list[n] = item
+  if n > 2 * KEEP then
+    table.move(list, n - KEEP + 1, n, 1)
+    for i = n, KEEP + 1, -1 do list[i] = nil end
+  end
+end
+
+local function remember(self, p)
+  keep(self.truth_hist, { t = p.t, house_w = p.house_w, battery_w = p.battery_w })
+  local _, at = p.meter:reading()
+  local ms = self.meter_samples
+  if not ms[#ms] or ms[#ms].at ~= at then keep(ms, { at = at, shown = p.t }) end
+end
+
+-- truth(t): the plant's house load and battery power when the meter sample
+-- that the site read at engine time t was taken (the last one shown then).
+local function truth(self, t)
+  local sim = self.sim
+  local pt = sim.t0 + (t - sim.now0) + 1e-6
+  local ms, at = self.meter_samples, nil
+  for i = #ms, 1, -1 do
+    if ms[i].shown <= pt then at = ms[i].at break end
+  end
+  local h = self.truth_hist
+  local best = h[#h]
+  if at then
+    for i = #h, 1, -1 do
+      if math.abs(h[i].t - at) < math.abs(best.t - at) then best = h[i] end
+      if h[i].t < at - 1 then break end
+    end
+  end
+  return best
+end
+
 local function record(self, sim)
   local p = sim.plant
+  remember(self, p)
   local t = sim:time()
   local dt = t - (self.last_t or t)
   self.last_t = t
@@ -200,7 +242,8 @@ local function with_polls(name, polls)
 end
 
 --- run.start(scenario, opts) -> run, or nil, message, code.
---- opts: controller = "moondog" (default) | "ode" | "openems" | "none";
+--- opts: controller = "moondog" (default) | "ode" | "openems" | "oracle"
+--- (moondog.sim.peers: knows the plant's truth; the floors) | "none";
 --- ctl_opts (more options for md.control.export_limit); site_name;
 --- on_second(run, row) after each recorded second; poll (per device id,
 --- overrides the scenario's: seconds, or {point = seconds} for those
@@ -215,7 +258,7 @@ function M.start(scenario, opts)
     ideal_curtailed_wh = 0,
     pv_available_wh = 0, longest = 0, steady_s = 0, steady_writes = 0, on_second = opts.on_second,
     controller = opts.controller or "moondog", limit_w = (scenario.control or {}).limit_w or 0,
-    warmup = opts.warmup or 0,
+    warmup = opts.warmup or 0, truth_hist = {}, meter_samples = {},
   }, Run)
   local rating, tau = 0, 0
   for _, inv in pairs((scenario.plant or {}).inverters or {}) do
@@ -264,6 +307,7 @@ function M.start(scenario, opts)
     for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = md.control.export_limit(copts)
   elseif self.controller ~= "none" then
+    copts.truth, copts.plant = function(t) return truth(self, t) end, sim.plant
     self.ctl = peers.start(self.controller, copts)
   end
   local mqtt = opts.mqtt
