@@ -57,7 +57,7 @@ local function goal(ok, text, goal_v, floor_v, p)
   goals_total = goals_total + 1
   if ok then goals_met = goals_met + 1 end
   local below = ""
-  if goal_v and floor_v and goal_v < floor_v - 1e-9 then
+  if not ok and goal_v and floor_v and goal_v < floor_v - 1e-9 then
     below = string.format(" (below the plant's floor of %s: unreachable by any controller that does not "
       .. "pay for it in the other energy figure)", fmt(floor_v, p))
   end
@@ -110,7 +110,8 @@ for _, name in ipairs(names) do
     floor_curt, 1)
   if md_m.steady_writes_per_10s then
     goal(md_m.steady_writes_per_10s <= 1, string.format("steady-state writes %.2f per 10 s <= 1 "
-      .. "(%d s steady)", md_m.steady_writes_per_10s, md_m.steady_s))
+      .. "(%d s steady%s)", md_m.steady_writes_per_10s, md_m.steady_s,
+      md_m.steady_s < 60 and ": too few to judge, one write is 10 / that" or ""))
   end
   if name == "sunny_day" then
     print(string.format("  simulated seconds per real second (the day, moondog's controller): %.0f", speed))

@@ -73,14 +73,21 @@ local function average(hist, now, window, key)
   return n > 0 and sum / n or nil
 end
 
+-- Returns whether every inverter took it (the peers go on as if they had).
 local function write(self, pct)
-  local t0 = md.now()
+  local t0, all = md.now(), true
   for _, inv in ipairs(self.inverters) do
     local ok = inv.sd:write(inv.points(math.floor(pct * 10) / 10))
     self.writes = self.writes + 1
-    if not ok then self.write_errors = self.write_errors + 1 end
+    if not ok then self.write_errors, all = self.write_errors + 1, false end
   end
   self.written_pct, self.took = pct, md.now() - t0
+  return all
+end
+
+-- The oracle writes again on the next sample what an inverter refused.
+local function oracle_write(self, pct)
+  if not write(self, pct) then self.written_pct = nil end
 end
 
 local function cycle(self)
@@ -148,7 +155,7 @@ local function oracle(self, truth, plant)
     if switch_at then wait = math.max(0.001, math.min(wait, switch_at - md.now())) end
     local v, age, vstate = dev:wait(point, { newer_than = last_t, timeout = wait })
     if switch_at and md.now() >= switch_at - 0.001 then
-      write(self, switch_pct)
+      oracle_write(self, switch_pct)
       switch_pct, switch_at = nil, nil
     end
     if v == nil and vstate ~= "timeout" then
@@ -163,7 +170,7 @@ local function oracle(self, truth, plant)
       self.setpoint_pct = s_pct or now_pct
       self.state = self.setpoint_pct < 100 and "limiting" or "normal"
       if not self.written_pct or math.abs(now_pct - self.written_pct) >= 0.1 then
-        write(self, now_pct)
+        oracle_write(self, now_pct)
         if s_pct then
           -- the switch from the output once the write is in, and as early
           -- as that write took (the switch's write takes as long)
@@ -171,7 +178,7 @@ local function oracle(self, truth, plant)
           if at2 then
             s_at = at2 - self.took
           else
-            write(self, s_pct)
+            oracle_write(self, s_pct)
             s_pct = nil
           end
         end

@@ -23,8 +23,12 @@
 --                with a fail-safe can keep this part; the peers have none)
 --   writes       limit writes the inverters took (the plant counts them)
 --   steady writes  writes per 10 s in the seconds when nothing changed:
---                the ideal setpoint (house + limit, capped by the
---                available PV) moved less than the tolerance in the last 30 s
+--                in the last 30 s the ideal limit (house + battery +
+--                limit) and the ideal PV output (that, capped by the
+--                available PV) each moved less than the tolerance. Both:
+--                the output alone hides a house step when a cloud passes
+--                at the same time (the cap moves the other way), the limit
+--                alone a cloud.
 --
 -- MQTT (opts.mqtt = "host:port", or true: start mosquitto here; also when
 -- the scenario says mqtt = true): the site is published with discovery.
@@ -105,7 +109,7 @@ end
 
 local function record(self, sim)
   local p = sim.plant
-  remember(self, p)
+  if self.controller == "oracle" then remember(self, p) end
   local t = sim:time()
   local dt = t - (self.last_t or t)
   self.last_t = t
@@ -151,17 +155,19 @@ local function record(self, sim)
         and st.setpoint_pct / 100 * self.rating_w,
       state = st.state or "none", writes = writes, meter_w = (p.meter:reading()),
       ideal_pv_w = math.min(avail, p.house_w + p.battery_w + limit),
+      ideal_limit_w = p.house_w + p.battery_w + limit,
     }
     local rows = self.rows
     rows[#rows + 1] = row
-    -- steady state: the ideal setpoint stayed within the tolerance for 30 s
+    -- steady state: the ideal limit and output stayed within the tolerance for 30 s
     local back = rows[#rows - 30]
     if back then
-      local lo, hi = math.huge, -math.huge
+      local lo, hi, llo, lhi = math.huge, -math.huge, math.huge, -math.huge
       for i = #rows - 30, #rows do
         lo, hi = math.min(lo, rows[i].ideal_pv_w), math.max(hi, rows[i].ideal_pv_w)
+        llo, lhi = math.min(llo, rows[i].ideal_limit_w), math.max(lhi, rows[i].ideal_limit_w)
       end
-      if hi - lo < self.tolerance_w and t >= self.warmup then
+      if hi - lo < self.tolerance_w and lhi - llo < self.tolerance_w and t >= self.warmup then
         self.steady_s = self.steady_s + 1
         self.steady_writes = self.steady_writes + (row.writes - rows[#rows - 1].writes)
       end
