@@ -124,7 +124,7 @@ end
 -- quick enough to time it. Returns the limit to write now, and the limit
 -- and engine time of the switch (or nil).
 local function oracle_move(self, t, plant)
-  local target_w = t.house_w + t.battery_w + self.limit_w
+  local target_w = t.house_w + t.battery_w + self.limit_w - self.margin_w
   local pct = math.max(0, math.min(100, target_w / self.rating_w * 100))
   local out, avail, tau = 0, 0, 0
   for _, inv in pairs(plant.inverters) do
@@ -193,7 +193,9 @@ end
 --- rule "oracle" needs truth(t) -> {house_w =, battery_w =}: the plant's
 --- true values when the meter sample the site read at engine time t was
 --- taken, and the plant (moondog.sim.plant: its inverters' output, lag
---- and available PV now).
+--- and available PV now); margin_w (default 0) makes it aim that far
+--- under the limit, to trace what a margin buys (over-limit energy) and
+--- costs (curtailment) with perfect knowledge.
 function M.start(rule, opts)
   local r = RULES[rule]
     or error("peers.start: rule must be 'ode', 'openems' or 'oracle', got " .. tostring(rule), 2)
@@ -204,7 +206,7 @@ function M.start(rule, opts)
   local self = setmetatable({
     rule = r, name = rule, site = opts.site, grid_dev = opts.site[dev], grid_point = point,
     limit_w = opts.limit_w, inverters = {}, hist = {}, setpoint_pct = 100, writes = 0,
-    write_errors = 0, state = "starting", rating_w = 0,
+    write_errors = 0, state = "starting", rating_w = 0, margin_w = opts.margin_w or 0,
   }, Peer)
   self.task = md.spawn(function()
     for _, x in ipairs(opts.inverters) do

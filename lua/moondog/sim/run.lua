@@ -250,7 +250,8 @@ end
 --- run.start(scenario, opts) -> run, or nil, message, code.
 --- opts: controller = "moondog" (default) | "ode" | "openems" | "oracle"
 --- (moondog.sim.peers: knows the plant's truth; the floors) | "none";
---- ctl_opts (more options for md.control.export_limit); site_name;
+--- ctl_opts (more options for md.control.export_limit, or the peer's:
+--- the oracle's margin_w); site_name;
 --- on_second(run, row) after each recorded second; poll (per device id,
 --- overrides the scenario's: seconds, or {point = seconds} for those
 --- points, the others at the profile's interval); mqtt ("host:port", true: start a broker,
@@ -314,6 +315,7 @@ function M.start(scenario, opts)
     self.ctl = md.control.export_limit(copts)
   elseif self.controller ~= "none" then
     copts.truth, copts.plant = function(t) return truth(self, t) end, sim.plant
+    for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = peers.start(self.controller, copts)
   end
   local mqtt = opts.mqtt
