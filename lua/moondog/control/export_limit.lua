@@ -38,7 +38,8 @@
 -- come for `recover_s` seconds (default 10). When moondog itself stops the
 -- inverter must end safe on its own: with SunSpec model 704 the
 -- controller sets WMaxLimPctRvrt to the fail-safe level and a revert time
--- (`revert_s`, default 30), so the inverter falls back to it by itself;
+-- (`revert_s`, default 30 s for one device, 25 s a device up to 60), so
+-- the inverter falls back to it by itself;
 -- with model 123 alone the inverter reverts to FULL power, which the log
 -- says loudly at start: configure the inverter's own export limit as the
 -- backstop.
@@ -613,10 +614,10 @@ end
 --- export_limit{site =, grid = "meter.power", inverters = {"pv", ...} or
 --- {{id = "pv", rating = W, power = "power"}, ...}, limit_w = 0 [, name =
 --- "export_limit"] [, failsafe_after = 3] [, recover_s = 10] [, revert_s =
---- 30] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
+--- 25 per device, 30..60] [, margin_w] [, tolerance_w] [, excursion_s = 15] [, slew_pct = 25]
 --- [, min_change_pct = 1] [, ki = 0.2] [, hold_s = 10] [, state_file = path
 --- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]
---- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.3] [, settle_s = 2]
+--- [, deadband_w = tolerance_w] [, relax_s = 10 per device, >= 15] [, overcut = 0.3] [, settle_s = 2]
 --- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
 --- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
 --- (sunspec_storage: 124 + 802) charged with the export before PV is
@@ -637,12 +638,21 @@ function M.export_limit(opts)
     error("export_limit: limit_w must be a number of watts >= 0 (0: no export)", 2)
   end
   local name = opts.name or "export_limit"
+  -- Steady state costs one write per device per round (a refresh of the
+  -- revert timers, a small change): at most one write per 10 s for the
+  -- whole site (limit registers often live in flash) spaces the small
+  -- changes 10 s per device, and the revert time, refreshed at half of
+  -- it, 25 s per device (30 s for one device, 50 s for two, at most
+  -- G100's 60): the refresh rounds leave room for a change now and then.
+  local devices_n = #(opts.inverters or {}) + (opts.battery and 1 or 0)
   local self = setmetatable({
     site = site, name = name, grid_dev = grid_dev, grid_point = gpoint, limit_w = opts.limit_w,
     failsafe_after = opts.failsafe_after or 3, recover_s = opts.recover_s or 10,
-    revert_s = opts.revert_s or 30, excursion_s = opts.excursion_s or 15,
+    revert_s = opts.revert_s or math.min(60, math.max(30, 25 * devices_n)),
+    excursion_s = opts.excursion_s or 15,
     slew_pct = opts.slew_pct or 25, min_change_pct = opts.min_change_pct or 1, ki = opts.ki or 0.2,
-    overcut = opts.overcut or 0.3, relax_s = opts.relax_s or 15, battery_hold_s = opts.battery_hold_s or 2,
+    overcut = opts.overcut or 0.3, relax_s = opts.relax_s or math.max(15, 10 * devices_n),
+    battery_hold_s = opts.battery_hold_s or 2,
     hold_s = opts.hold_s or 10, settle_s = opts.settle_s or 2, on_step = opts.on_step,
     escalate_s = opts.escalate_s,
     escalate_count = opts.escalate_count, escalate_window_s = opts.escalate_window_s or 86400,

@@ -16,6 +16,25 @@
 -- meter-loss fallback beyond stopping writes: with no fresh meter value
 -- (older than 3 s) they skip the cycle. Neither sets a revert timer.
 --
+-- And one that no real controller can be, for the floors the benchmark
+-- prints beside each figure:
+--
+--   oracle   acts on each new meter sample as moondog's controller does
+--            (site:wait, same transport, same bus), but knows the plant's
+--            true house load and battery power at the moment that sample
+--            was taken (opts.truth(t): t the engine time the site read
+--            it; moondog.sim.run gives it) and writes the exact PV the
+--            limit allows, house + battery + limit, at once: no margin,
+--            deadband, slew or trim. Far from it (2 % of the rating) it
+--            goes there as fast as the plant can: 0 % (or 100 %) first,
+--            the exact limit when the inverters' lag, which it knows,
+--            reaches it; a controller that only aimed exactly would be
+--            beaten by one that over-cuts, and a floor must not be.
+--            What it still exports over the limit or curtails beyond
+--            need is the plant's own: the meter's period, the poll, the
+--            bus, the inverter's lag and the limit register's
+--            resolution (rounded down, as the peers do).
+--
 --   local ctl = peers.start("ode", { site = site, grid = "meter.power",
 --                                    inverters = { "pv" }, limit_w = 0 })
 --   ctl:status()   --> {state = "ode", setpoint_pct =, writes =, write_errors =}
@@ -28,6 +47,7 @@ local M = {}
 local RULES = {
   ode = { window = 5, max_step_pct = 10 },
   openems = { window = 0, max_step_pct = 20 },
+  oracle = { oracle = true },
 }
 
 local Peer = {}
@@ -53,6 +73,23 @@ local function average(hist, now, window, key)
   return n > 0 and sum / n or nil
 end
 
+-- Returns whether every inverter took it (the peers go on as if they had).
+local function write(self, pct)
+  local t0, all = md.now(), true
+  for _, inv in ipairs(self.inverters) do
+    local ok = inv.sd:write(inv.points(math.floor(pct * 10) / 10))
+    self.writes = self.writes + 1
+    if not ok then self.write_errors, all = self.write_errors + 1, false end
+  end
+  self.written_pct, self.took = pct, md.now() - t0
+  return all
+end
+
+-- The oracle writes again on the next sample what an inverter refused.
+local function oracle_write(self, pct)
+  if not write(self, pct) then self.written_pct = nil end
+end
+
 local function cycle(self)
   local now = md.now()
   local grid, age, state = self.grid_dev:get(self.grid_point)
@@ -76,22 +113,100 @@ local function cycle(self)
   self.setpoint_pct = pct
   self.state = pct < 100 and "limiting" or "normal"
   if self.written_pct and math.abs(pct - self.written_pct) < 0.1 then return end
-  for _, inv in ipairs(self.inverters) do
-    local ok = inv.sd:write(inv.points(math.floor(pct * 10) / 10))
-    self.writes = self.writes + 1
-    if not ok then self.write_errors = self.write_errors + 1 end
-  end
-  self.written_pct = pct
+  write(self, pct)
 end
 
---- peers.start(rule, {site, grid, inverters, limit_w}) -> controller.
+-- The oracle's move on a sample: the PV the limit allows (from the truth
+-- at the sample) and, when the inverters are far from it, the fastest way
+-- there: full travel (0 % or 100 %) now and the exact limit when their
+-- first-order lag reaches it (at tau * ln(gap now / gap at the target)),
+-- as a time-optimal controller of a known lag does, where a write is
+-- quick enough to time it. Returns the limit to write now, and the limit
+-- and engine time of the switch (or nil).
+local function oracle_move(self, t, plant)
+  local target_w = t.house_w + t.battery_w + self.limit_w - self.margin_w
+  local pct = math.max(0, math.min(100, target_w / self.rating_w * 100))
+  local out, avail, tau = 0, 0, 0
+  for _, inv in pairs(plant.inverters) do
+    out, avail, tau = out + inv.output_w, avail + inv.available_w, math.max(tau, inv.tau)
+    if inv.ramp then return pct end -- a ramp limit: no closed form here; the exact limit
+  end
+  -- a write that takes long (a busy 9600-baud bus: seconds) cannot time a
+  -- switch; the exact limit at once is the best there
+  if not self.took or self.took > 0.2 then return pct end
+  local goal = math.min(avail, math.max(0, target_w))
+  local far = 0.02 * self.rating_w
+  if out - goal > far and goal > 0 then
+    return 0, pct, md.now() + tau * math.log(out / goal)
+  elseif goal - out > far and avail > goal + 1 then
+    return 100, pct, md.now() + tau * math.log((avail - out) / (avail - goal))
+  end
+  return pct
+end
+
+-- The oracle: on each new meter sample, the truth at the moment the
+-- sample was taken (see the header).
+local function oracle(self, truth, plant)
+  local dev, point = self.grid_dev, self.grid_point
+  local last_t = 0
+  local switch_pct, switch_at
+  while true do
+    local wait = 3
+    if switch_at then wait = math.max(0.001, math.min(wait, switch_at - md.now())) end
+    local v, age, vstate = dev:wait(point, { newer_than = last_t, timeout = wait })
+    if switch_at and md.now() >= switch_at - 0.001 then
+      oracle_write(self, switch_pct)
+      switch_pct, switch_at = nil, nil
+    end
+    if v == nil and vstate ~= "timeout" then
+      self.state = "no meter"
+      md.sleep(0.1)
+    elseif v ~= nil and (vstate ~= "ok" or (age or math.huge) > 3) then
+      self.state = "no meter"
+    elseif v ~= nil then
+      last_t = md.now() - age
+      local t = truth(last_t)
+      local now_pct, s_pct, s_at = oracle_move(self, t, plant)
+      self.setpoint_pct = s_pct or now_pct
+      self.state = self.setpoint_pct < 100 and "limiting" or "normal"
+      if not self.written_pct or math.abs(now_pct - self.written_pct) >= 0.1 then
+        oracle_write(self, now_pct)
+        if s_pct then
+          -- the switch from the output once the write is in, and as early
+          -- as that write took (the switch's write takes as long)
+          local _, _, at2 = oracle_move(self, t, plant)
+          if at2 then
+            s_at = at2 - self.took
+          else
+            oracle_write(self, s_pct)
+            s_pct = nil
+          end
+        end
+      end
+      switch_pct, switch_at = s_pct, s_pct and s_at
+    end
+  end
+end
+
+--- peers.start(rule, {site, grid, inverters, limit_w [, truth, plant]})
+--- -> controller.
+--- rule "oracle" needs truth(t) -> {house_w =, battery_w =}: the plant's
+--- true values when the meter sample the site read at engine time t was
+--- taken, and the plant (moondog.sim.plant: its inverters' output, lag
+--- and available PV now); margin_w (default 0) makes it aim that far
+--- under the limit, to trace what a margin buys (over-limit energy) and
+--- costs (curtailment) with perfect knowledge.
 function M.start(rule, opts)
-  local r = RULES[rule] or error("peers.start: rule must be 'ode' or 'openems', got " .. tostring(rule), 2)
+  local r = RULES[rule]
+    or error("peers.start: rule must be 'ode', 'openems' or 'oracle', got " .. tostring(rule), 2)
+  if r.oracle and (type(opts.truth) ~= "function" or type(opts.plant) ~= "table") then
+    error("peers.start: the oracle needs truth = function(t) and the plant (moondog.sim.run gives them)", 2)
+  end
   local dev, point = tostring(opts.grid):match("^([a-z0-9_]+)%.([a-z0-9_]+)$")
   local self = setmetatable({
     rule = r, name = rule, site = opts.site, grid_dev = opts.site[dev], grid_point = point,
     limit_w = opts.limit_w, inverters = {}, hist = {}, setpoint_pct = 100, writes = 0,
-    write_errors = 0, state = "starting", rating_w = 0,
+    write_errors = 0, state = "starting", rating_w = 0, margin_w = opts.margin_w or 0,
   }, Peer)
   self.task = md.spawn(function()
     for _, x in ipairs(opts.inverters) do
@@ -103,6 +218,7 @@ function M.start(rule, opts)
       self.inverters[#self.inverters + 1] = { sd = sd, points = limit_points(sd) }
       self.rating_w = self.rating_w + rating
     end
+    if r.oracle then return oracle(self, opts.truth, opts.plant) end
     local next_t = md.now()
     while true do
       cycle(self)

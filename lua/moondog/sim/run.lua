@@ -23,8 +23,12 @@
 --                with a fail-safe can keep this part; the peers have none)
 --   writes       limit writes the inverters took (the plant counts them)
 --   steady writes  writes per 10 s in the seconds when nothing changed:
---                the ideal setpoint (house + limit, capped by the
---                available PV) moved less than the tolerance in the last 30 s
+--                in the last 30 s the ideal limit (house + battery +
+--                limit) and the ideal PV output (that, capped by the
+--                available PV) each moved less than the tolerance. Both:
+--                the output alone hides a house step when a cloud passes
+--                at the same time (the cap moves the other way), the limit
+--                alone a cloud.
 --
 -- MQTT (opts.mqtt = "host:port", or true: start mosquitto here; also when
 -- the scenario says mqtt = true): the site is published with discovery.
@@ -62,8 +66,50 @@ local function ids_of_kind(scenario, kind)
   return ids
 end
 
+-- The plant's recent truth, for the oracle (moondog.sim.peers): its house
+-- load and battery power at each step, and when each meter sample was
+-- taken and shown. Trimmed in bulk, so a day costs no more than a minute.
+local KEEP = 600
+
+local function keep(list, item)
+  local n = #list + 1
+  list[n] = item
+  if n > 2 * KEEP then
+    table.move(list, n - KEEP + 1, n, 1)
+    for i = n, KEEP + 1, -1 do list[i] = nil end
+  end
+end
+
+local function remember(self, p)
+  keep(self.truth_hist, { t = p.t, house_w = p.house_w, battery_w = p.battery_w })
+  local _, at = p.meter:reading()
+  local ms = self.meter_samples
+  if not ms[#ms] or ms[#ms].at ~= at then keep(ms, { at = at, shown = p.t }) end
+end
+
+-- truth(t): the plant's house load and battery power when the meter sample
+-- that the site read at engine time t was taken (the last one shown then).
+local function truth(self, t)
+  local sim = self.sim
+  local pt = sim.t0 + (t - sim.now0) + 1e-6
+  local ms, at = self.meter_samples, nil
+  for i = #ms, 1, -1 do
+    if ms[i].shown <= pt then at = ms[i].at break end
+  end
+  local h = self.truth_hist
+  local best = h[#h]
+  if at then
+    for i = #h, 1, -1 do
+      if math.abs(h[i].t - at) < math.abs(best.t - at) then best = h[i] end
+      if h[i].t < at - 1 then break end
+    end
+  end
+  return best
+end
+
 local function record(self, sim)
   local p = sim.plant
+  if self.controller == "oracle" then remember(self, p) end
   local t = sim:time()
   local dt = t - (self.last_t or t)
   self.last_t = t
@@ -109,17 +155,19 @@ local function record(self, sim)
         and st.setpoint_pct / 100 * self.rating_w,
       state = st.state or "none", writes = writes, meter_w = (p.meter:reading()),
       ideal_pv_w = math.min(avail, p.house_w + p.battery_w + limit),
+      ideal_limit_w = p.house_w + p.battery_w + limit,
     }
     local rows = self.rows
     rows[#rows + 1] = row
-    -- steady state: the ideal setpoint stayed within the tolerance for 30 s
+    -- steady state: the ideal limit and output stayed within the tolerance for 30 s
     local back = rows[#rows - 30]
     if back then
-      local lo, hi = math.huge, -math.huge
+      local lo, hi, llo, lhi = math.huge, -math.huge, math.huge, -math.huge
       for i = #rows - 30, #rows do
         lo, hi = math.min(lo, rows[i].ideal_pv_w), math.max(hi, rows[i].ideal_pv_w)
+        llo, lhi = math.min(llo, rows[i].ideal_limit_w), math.max(lhi, rows[i].ideal_limit_w)
       end
-      if hi - lo < self.tolerance_w and t >= self.warmup then
+      if hi - lo < self.tolerance_w and lhi - llo < self.tolerance_w and t >= self.warmup then
         self.steady_s = self.steady_s + 1
         self.steady_writes = self.steady_writes + (row.writes - rows[#rows - 1].writes)
       end
@@ -200,8 +248,10 @@ local function with_polls(name, polls)
 end
 
 --- run.start(scenario, opts) -> run, or nil, message, code.
---- opts: controller = "moondog" (default) | "ode" | "openems" | "none";
---- ctl_opts (more options for md.control.export_limit); site_name;
+--- opts: controller = "moondog" (default) | "ode" | "openems" | "oracle"
+--- (moondog.sim.peers: knows the plant's truth; the floors) | "none";
+--- ctl_opts (more options for md.control.export_limit, or the peer's:
+--- the oracle's margin_w); site_name;
 --- on_second(run, row) after each recorded second; poll (per device id,
 --- overrides the scenario's: seconds, or {point = seconds} for those
 --- points, the others at the profile's interval); mqtt ("host:port", true: start a broker,
@@ -215,7 +265,7 @@ function M.start(scenario, opts)
     ideal_curtailed_wh = 0,
     pv_available_wh = 0, longest = 0, steady_s = 0, steady_writes = 0, on_second = opts.on_second,
     controller = opts.controller or "moondog", limit_w = (scenario.control or {}).limit_w or 0,
-    warmup = opts.warmup or 0,
+    warmup = opts.warmup or 0, truth_hist = {}, meter_samples = {},
   }, Run)
   local rating, tau = 0, 0
   for _, inv in pairs((scenario.plant or {}).inverters or {}) do
@@ -264,6 +314,8 @@ function M.start(scenario, opts)
     for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = md.control.export_limit(copts)
   elseif self.controller ~= "none" then
+    copts.truth, copts.plant = function(t) return truth(self, t) end, sim.plant
+    for k, v in pairs(opts.ctl_opts or {}) do copts[k] = v end
     self.ctl = peers.start(self.controller, copts)
   end
   local mqtt = opts.mqtt
