@@ -121,6 +121,121 @@ end
 
 -- }=====
 
+-- {===== batteries =====
+
+-- How to charge one battery, per kind of device: the points the
+-- controller owns, how it learns the charge power (W), the writes that
+-- set it up and that charge at pct % of that power, and whether the
+-- device drops a setpoint by itself (a revert timer).
+--  * SunSpec storage (sunspec_storage, models 124 + 802): StorCtl_Mod
+--    CHARGE, InWRte % of WChaMax; InOutWRte_RvrtTms takes it back to idle
+--    when moondog stops.
+--  * RCT Power (rct_power): battery_strategy "External", then
+--    battery_charge_setpoint W (power_mng.battery_power_extern). RCT has
+--    NO revert timer: the setpoint holds until written again, also when
+--    moondog stops. And it sends no error: a write it does not take is
+--    answered with the value it keeps, so the setpoint is read back
+--    (`check`) and a difference is a refused write.
+local battery_adapters = {
+  {
+    kind = "sunspec_storage", revert = true,
+    fits = function(sd) return sd._points.charge_rate ~= nil end,
+    points = { "charge_rate", "storage_mode", "rate_revert" },
+    max_w = function(sd)
+      return sd:wait("max_charge_power", { timeout = 60 }), "no charge power (WChaMax)"
+    end,
+    setup = function(revert_s)
+      return { storage_mode = "CHARGE", charge_rate = 0, rate_revert = revert_s }
+    end,
+    charge = function(pct) return { charge_rate = pct } end,
+  },
+  {
+    kind = "rct", revert = false, check = "battery_charge_setpoint",
+    fits = function(sd) return sd._points.battery_charge_setpoint ~= nil end,
+    points = { "battery_charge_setpoint", "battery_strategy" },
+    max_w = function(sd)
+      local function now_or_next(name) return sd:get(name) or sd:wait(name, { timeout = 60 }) end
+      local a, v = now_or_next("battery_max_charge_current"), now_or_next("battery_voltage")
+      return a and v and a * v, "no charge power (battery.maximum_charge_current x battery.voltage); "
+        .. "give battery = {id =, max_w = W}"
+    end,
+    setup = function() return { battery_strategy = "External", battery_charge_setpoint = 0 } end,
+    charge = function(pct, max_w)
+      return { battery_charge_setpoint = math.floor(pct / 100 * max_w + 0.5) }
+    end,
+  },
+}
+
+local function battery_adapter(sd)
+  for _, a in ipairs(battery_adapters) do
+    if a.fits(sd) then return a end
+  end
+  error(format("export limit: battery %s: its profile is neither SunSpec storage (charge_rate) nor RCT "
+    .. "Power (battery_charge_setpoint)", sd.id), 0)
+end
+
+-- Charge the battery at pct % of its power. true, or nil, message, code;
+-- a failure is counted, the caller reports it.
+local function battery_write(self, pct)
+  local b = self.battery
+  local a = b.adapter
+  local values = a.charge(pct, b.max_w)
+  local ok, err, code = b.sd:write(values, { owner = self.name })
+  self.writes = self.writes + 1
+  if ok and a.check then
+    local got = b.sd:get(a.check)
+    if got == nil or math.abs(got - values[a.check]) >= 1 then
+      ok, err, code = nil, format("%s answered a write of %s = %s with %s: the device did not take it",
+        b.sd.id, a.check, tostring(values[a.check]), tostring(got)), "not_taken"
+    end
+  end
+  if not ok then
+    self.write_errors = self.write_errors + 1
+    return nil, err, code
+  end
+  b.written_pct, b.written_at = pct, md.now()
+  return true
+end
+
+-- Fail-safe: the battery idle (0 W), after the inverters have their
+-- fail-safe output. PV is then held to the limit without it, so a battery
+-- that stops or fails cannot let export through. Not tried when the
+-- battery itself just failed (retry_at): a device that did not answer
+-- would hold the controller for another client timeout.
+local function battery_idle(self)
+  local b = self.battery
+  if not (b and b.max_w) or b.written_pct == 0 or b.retry_at then return end
+  local ok, err = battery_write(self, 0)
+  if not ok then
+    md.log.error("export limit: fail-safe: cannot set the battery idle: %s", tostring(err))
+  end
+end
+
+-- Set-up: the adapter, the charge power, ownership, the first (idle) write.
+local function battery_setup(self)
+  local b = self.battery
+  local sd = b.sd
+  if not b.adapter then
+    sd:refresh()
+    b.adapter = battery_adapter(sd)
+  end
+  local a = b.adapter
+  local w, why = b.spec_max_w, nil
+  if not w then w, why = a.max_w(sd) end
+  if not w or w <= 0 then error(format("export limit: battery %s has %s", sd.id, why), 0) end
+  sd:own(a.points, self.name)
+  local ok, err = sd:write(a.setup(self.revert_s), { owner = self.name })
+  if not ok then
+    error(format("export limit: cannot set up the battery %s: %s", sd.id, tostring(err)), 0)
+  end
+  b.max_w, b.written_pct, b.written_at = w, 0, md.now()
+  if not a.revert then
+    md.log.warn("export limit: battery %s (%s) has no revert timer: if moondog stops it keeps charging at "
+      .. "the last setpoint until written again (its strategy stays External). The fail-safe sets it to "
+      .. "0 W (idle); to give control back to the device, set battery_strategy to Internal.", sd.id, a.kind)
+  end
+end
+
 -- {===== state file =====
 
 local function load_state(path)
@@ -208,6 +323,7 @@ local function failsafe(self, why, meter_ok)
   self.integral = 0
   set_state(self, "fail-safe", why)
   write_failsafe(self)
+  battery_idle(self)
 end
 
 -- G100's escalation: an export over the limit that the scheme did not
@@ -276,13 +392,22 @@ end
 -- Battery first: the charge the battery should take, so that it absorbs
 -- the export before PV is curtailed: its measured charge plus the export
 -- over the target, within 0..its charge power, none when it is full (at
--- soc_max). Written as model 124's InWRte (% of WChaMax) when it moved by
--- 1 % of the charge power or more, and every revert/2 s (the storage's
--- own rate timer takes it back to idle when moondog stops). Returns the W
--- the battery takes beyond what it takes now: room for PV.
+-- soc_max). Written through the battery's adapter (above) when it moved
+-- by 1 % of the charge power or more, and every revert/2 s (a SunSpec
+-- storage's own rate timer takes it back to idle when moondog stops).
+-- Returns the W the battery takes beyond what it takes now: room for PV;
+-- or nil, message when the write failed (the caller goes fail-safe; the
+-- battery is left out for revert_s, then tried again).
 local function battery_step(self, grid_w, now, pv_held, settling)
   local b = self.battery
   local sd = b.sd
+  if b.retry_at then
+    if now < b.retry_at then
+      self.battery_w = nil
+      return 0 -- left out since a failed write
+    end
+    b.retry_at = nil
+  end
   -- The charge it was told to take: its measured power is polled apart
   -- from the meter, and mixing the two makes the pair oscillate. The
   -- meter shows a battery write only a meter period later (a sample
@@ -306,16 +431,17 @@ local function battery_step(self, grid_w, now, pv_held, settling)
   if soc == nil or soc >= b.soc_max then want = 0 end
   want = math.max(0, math.min(b.max_w, want))
   local pct = quantize(want / b.max_w * 100, 0.1, true)
-  local due = b.written_at == nil or now - b.written_at >= self.revert_s / 2
+  -- a refresh for the revert timer (RCT has none: not written for it)
+  local due = b.written_at == nil or (b.adapter.revert and now - b.written_at >= self.revert_s / 2)
   if due or math.abs(pct - (b.written_pct or -100)) >= 1 or (pct == 0 and (b.written_pct or 0) > 0) then
-    local ok, err = sd:write({ charge_rate = pct }, { owner = self.name })
-    self.writes = self.writes + 1
+    local ok, err = battery_write(self, pct)
     if not ok then
-      self.write_errors = self.write_errors + 1
-      md.log.warn("export limit: cannot set the battery %s: %s", sd.id, tostring(err))
-      return 0
+      -- reported, then fail-safe; PV alone keeps the limit until a retry
+      b.retry_at = now + self.revert_s
+      md.log.warn("export limit: cannot set the battery: %s; fail-safe, then control without it, "
+        .. "trying it again in %g s", tostring(err), self.revert_s)
+      return nil, "the battery write failed: " .. tostring(err)
     end
-    b.written_pct, b.written_at = pct, now
   end
   self.battery_w = want
   return pct / 100 * b.max_w - bat_w
@@ -360,8 +486,10 @@ local function step(self, grid_w, now, grid_t)
   end
   local allowed = pv + err + self.integral
   if self.battery and self.battery.max_w then
-    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling,
+    local room, berr = battery_step(self, grid_w, now, limited and held and not settling,
       self.cut_at and now - self.cut_at < self.hold_s)
+    if not room then return failsafe(self, berr) end
+    allowed = allowed + room
   end
   local pct = math.max(0, math.min(100, allowed / rating * 100))
   local over_w = -grid_w - self.limit_w -- W exported above the limit (< 0: under)
@@ -468,18 +596,7 @@ local function prepare(self)
   end
   self.rating_w = total
   defaults_w(self, total)
-  local b = self.battery
-  if b and not b.max_w then
-    local w = b.sd:wait("max_charge_power", { timeout = 60 })
-    if not w then error(format("export limit: battery %s has no charge power (WChaMax)", b.sd.id), 0) end
-    b.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, self.name)
-    local ok, err = b.sd:write({ storage_mode = "CHARGE", charge_rate = 0, rate_revert = self.revert_s },
-      { owner = self.name })
-    if not ok then
-      error(format("export limit: cannot set up the battery %s: %s", b.sd.id, tostring(err)), 0)
-    end
-    b.max_w, b.written_pct, b.written_at = w, 0, md.now()
-  end
+  if self.battery and not self.battery.max_w then battery_setup(self) end
   self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
   self.prepared = true
 end
@@ -605,8 +722,8 @@ function Ctl:stop()
   for _, inv in ipairs(self.inverters) do
     if inv.adapter then inv.sd:own(inv.adapter.points, nil) end
   end
-  if self.battery and self.battery.max_w then
-    self.battery.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, nil)
+  if self.battery and self.battery.adapter then
+    self.battery.sd:own(self.battery.adapter.points, nil)
   end
 end
 
@@ -618,9 +735,10 @@ end
 --- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]
 --- [, deadband_w = tolerance_w] [, relax_s = 15] [, overcut = 0.3] [, settle_s = 2]
 --- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
---- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
---- (sunspec_storage: 124 + 802) charged with the export before PV is
---- curtailed.
+--- [, battery = id or {id =, soc_max = 100, max_w = W}]}. battery: a
+--- SunSpec storage (sunspec_storage: 124 + 802) or an RCT Power battery
+--- (rct_power: battery_charge_setpoint) charged with the export before PV
+--- is curtailed; max_w: its charge power, when the device's own is not wanted.
 --- -> controller. on_step(status, grid_w, pv_w) runs after each control
 --- step (a log, a plot); an error in it is an error of the controller.
 --- hold_s: after a cut, the longest the controller waits for
@@ -664,7 +782,7 @@ function M.export_limit(opts)
   defaults_w(self, total)
   if opts.battery then
     local spec = type(opts.battery) == "table" and opts.battery or { id = opts.battery }
-    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100 }
+    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100, spec_max_w = spec.max_w }
   end
   self.persist = load_state(self.state_file)
   self.values = site:value(name .. ".limit", { label = "Export limit", writable = true, min = 0,
