@@ -398,6 +398,8 @@ end
 -- Returns the W the battery takes beyond what it takes now: room for PV;
 -- or nil, message when the write failed (the caller goes fail-safe; the
 -- battery is left out for revert_s, then tried again).
+local PROBE_QUIET_S = 60
+
 local function battery_step(self, grid_w, now, pv_held, settling)
   local b = self.battery
   local sd = b.sd
@@ -422,12 +424,24 @@ local function battery_step(self, grid_w, now, pv_held, settling)
   -- it takes 20 % of its power more each time and PV gets the room, until
   -- PV is no longer held back (the sun gives no more) or the battery is at
   -- its power.
+  -- A probe after which the house imports with PV released to 100 % (PV
+  -- did not rise into the room: the sun, not the setpoint, held it) is
+  -- not tried again for PROBE_QUIET_S: each costs an import and writes.
+  if b.probe_at and now - b.probe_at < self.hold_s and grid_w > self.tolerance_w
+    and self.setpoint_pct >= 100 then
+    b.quiet_until = now + PROBE_QUIET_S
+  end
+  b.probe_at = nil
   local want = bat_w + (-grid_w - self.limit_w + self.margin_w)
-  if pv_held then want = want + 0.2 * b.max_w end
+  if pv_held and not (b.quiet_until and now < b.quiet_until) then
+    want = want + 0.2 * b.max_w
+    b.probe_at = now
+  end
   -- For hold_s after a cut the PV may be below what the house takes (the
   -- over-cut, given back once the inverters have settled, and the rise
-  -- after that): that import is no reason to charge less.
-  if settling then want = math.max(want, bat_w) end
+  -- after that): that import is no reason to charge less. Only while PV
+  -- is curtailed: with it at 100 % there is no over-cut to wait for.
+  if settling and self.setpoint_pct < 100 then want = math.max(want, bat_w) end
   if soc == nil or soc >= b.soc_max then want = 0 end
   want = math.max(0, math.min(b.max_w, want))
   local pct = quantize(want / b.max_w * 100, 0.1, true)
