@@ -5,7 +5,9 @@
 -- not take change nothing and are answered with the value kept (RCT sends
 -- no error frames); and the export limiter (scenario battery_rct) charges
 -- it before PV is curtailed, sets it idle on fail-safe, and goes fail-safe
--- when a battery write is refused or unanswered.
+-- when a battery write is refused or unanswered; a silent battery never
+-- holds the control step; ctl:stop() and disabling give the battery back
+-- (0 W, its own strategy).
 
 local T = require "moondog.testing"
 local md = require "moondog"
@@ -24,12 +26,13 @@ local function server_of(sim, id)
   end
 end
 
--- Run battery_rct with moondog's controller; events added to the scenario.
-local function run_rct(events)
+-- Run battery_rct with moondog's controller; events added to the scenario;
+-- ctl_opts: more options for the controller.
+local function run_rct(events, ctl_opts)
   local sc = scenarios.get("battery_rct")
   sc.events = events
   local states, grid = {}, {}
-  local r = assert(run.start(sc, { on_second = function(_, row)
+  local r = assert(run.start(sc, { ctl_opts = ctl_opts, on_second = function(_, row)
     states[row.t], grid[row.t] = row.state, row.grid_w
   end }))
   return r, states, grid
@@ -174,4 +177,94 @@ T.test("battery_rct: an unanswered RCT write (the client's timeout) leads to fai
   for t = 100, 150 do fs = fs or (states[t] == "fail-safe" and t) end
   assert(fs, "fail-safe after the unanswered write")
   server_of(r.sim, "bat").faults.silent = 0
+end, { timeout = 3600 })
+
+T.test("battery_rct: a silent RCT battery does not hold the controller: PV answers the load drop", function()
+  -- the battery stops answering 1 s before the 6 kW load drop (at 120): the
+  -- drop asks it for more charge, a write that waits for the RCT client's
+  -- timeout (2 s x 3 tries) in the battery's own task, not in the step
+  local steps, sim = {}, nil -- control steps (meter samples handled) per second of the run
+  local r <close>, states = run_rct(nil, { on_step = function()
+    local t = math.floor(sim:time())
+    steps[t] = (steps[t] or 0) + 1
+  end })
+  sim = r.sim
+  md.sleep(119)
+  local srv, p = server_of(r.sim, "bat"), r.sim.plant
+  local writes_before = srv:stats().writes
+  srv.faults.silent = 1000000
+  md.sleep(11)
+  local handled = 0
+  for t = 120, 122 do handled = handled + (steps[t] or 0) end
+  local fs
+  for t = 120, 129 do fs = fs or (states[t] == "fail-safe" and t) end
+  local m = r:metrics()
+  md.log.info("silent battery: %d control steps in 120..122 s, fail-safe at %s s, longest excursion %g s "
+    .. "(floor %g s)", handled, tostring(fs), m.longest_excursion_s, m.floor_s)
+  T.eq(srv:stats().writes, writes_before, "the battery took no write meanwhile")
+  assert(handled >= 3, "meter samples handled while the battery write waits: " .. handled)
+  assert(m.longest_excursion_s <= m.floor_s, "longest excursion " .. m.longest_excursion_s)
+  -- the bound (3 s) after the write that is not answered, + one sample
+  assert(fs and fs <= 120 + 3 + 2, "fail-safe after the unanswered write: " .. tostring(fs))
+  local st = r.ctl:status()
+  assert(tostring(st.battery_error):find("did not answer", 1, true), tostring(st.battery_error))
+  assert(st.write_errors >= 1, "counted")
+  md.sleep(40)
+  local health, reasons = r.site:health()
+  T.eq(health, "degraded", "the site's health")
+  assert(table.concat(reasons, "; "):find("bat is offline", 1, true), table.concat(reasons, "; "))
+  assert(p.grid_w > -100, "PV alone keeps the limit: " .. p.grid_w)
+  assert(r.ctl:status().state ~= "fail-safe", "control without the battery")
+  srv.faults.silent = 0
+  md.sleep(120) -- tried again every 30 s; the device back online
+  assert(r.ctl:status().battery_error == nil, "the battery is used again")
+  assert(p.battery_w > 2900, "charging again: " .. p.battery_w)
+end, { timeout = 3600 })
+
+T.test("battery_rct: ctl:stop() sets the RCT battery idle and gives it back its own strategy", function()
+  local r <close> = run_rct()
+  md.sleep(150)
+  local srv, p = server_of(r.sim, "bat"), r.sim.plant
+  T.eq(srv:get("power_mng.soc_strategy"), 2, "External while controlled")
+  assert(p.battery_w > 2900, "charging: " .. p.battery_w)
+  r.ctl:stop()
+  T.eq(srv:get("power_mng.battery_power_extern"), 0.0, "0 W written over RCT")
+  T.eq(srv:get("power_mng.soc_strategy"), 4, "Internal again, as found at start")
+  T.eq(p.battery.setpoint_w or 0, 0, "the plant battery idle")
+  assert(r.site.bat:write("battery_charge_setpoint", 100), "no longer owned")
+end, { timeout = 3600 })
+
+T.test("battery_rct: disabling the controller gives the RCT battery back; enabling takes it again", function()
+  local r <close>, states = run_rct()
+  md.sleep(150)
+  local srv, p = server_of(r.sim, "bat"), r.sim.plant
+  assert(r.site.export_limit:write("enabled", false))
+  md.sleep(3)
+  T.eq(states[152], "disabled", "disabled")
+  T.eq(srv:get("power_mng.battery_power_extern"), 0.0, "0 W written over RCT")
+  T.eq(srv:get("power_mng.soc_strategy"), 4, "Internal again")
+  T.eq(p.battery.setpoint_w or 0, 0, "the plant battery idle")
+  assert(r.site.export_limit:write("enabled", true))
+  md.sleep(30)
+  T.eq(srv:get("power_mng.soc_strategy"), 2, "External again")
+  assert(p.battery_w > 2900, "charging again: " .. p.battery_w)
+end, { timeout = 3600 })
+
+T.test("battery_rct: an RCT battery left External (moondog killed) gets its own strategy on stop", function()
+  local dir <close> = T.tmpdir()
+  local file = dir.path .. "/state.json"
+  do
+    local r <close> = run_rct(nil, { state_file = file })
+    server_of(r.sim, "bat"):set("power_mng.soc_strategy", 1) -- the site's own: Constant
+    md.sleep(20)
+    -- killed: nothing gives the battery back
+    r.ctl.handle.cancel()
+    r.ctl = nil
+  end
+  local r <close> = run_rct(nil, { state_file = file })
+  local srv = server_of(r.sim, "bat")
+  srv:set("power_mng.soc_strategy", 2) -- as the killed run left it
+  md.sleep(20)
+  r.ctl:stop()
+  T.eq(srv:get("power_mng.soc_strategy"), 1, "Constant, as kept in the state file")
 end, { timeout = 3600 })
