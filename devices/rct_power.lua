@@ -12,6 +12,17 @@
 -- battery.used_energy), for the Energy dashboard's battery section.
 -- Enumerations (inverter_state, battery_strategy) read as their
 -- registry symbols; their options come from the registry too.
+--
+-- External battery control: with battery_strategy = "External" (2) the
+-- battery charges at battery_charge_setpoint W (power_mng.battery_power_extern
+-- negated, so that > 0 charges as the name says; < 0 discharges);
+-- "Internal" (4) gives control back to the device. RCT has NO revert
+-- timer: a setpoint holds until written again, also when the program that
+-- wrote it stops. The -15000..15000 W range is a sanity bound, not the
+-- device's rating: the device limits the power to its battery's own
+-- (battery_max_charge_current x battery_voltage). Facts: the community's
+-- RCT write support (do-gooder/rctpower_writesupport, evcc's RCT battery
+-- control); lua/moondog/sim/site.lua lists them.
 
 return {
   protocol = "rct",
@@ -66,6 +77,12 @@ return {
     { name = "battery_soc_max", source = "power_mng.soc_max", scale = 100, writable = true,
       min = 0, max = 100, step = 1, unit = "%" },
     { name = "battery_strategy", source = "power_mng.soc_strategy", type = "enum", writable = true },
+    -- external battery power: taken only while battery_strategy is "External"
+    { name = "battery_charge_setpoint", label = "Battery charge setpoint",
+      source = "power_mng.battery_power_extern", scale = -1, writable = true,
+      min = -15000, max = 15000, step = 1, unit = "W", device_class = "power", state_class = "measurement" },
+    { name = "battery_max_charge_current", source = "battery.maximum_charge_current",
+      unit = "A", device_class = "current", state_class = "measurement" },
   },
   constraints = { { "battery_soc_min", "<", "battery_soc_max" } },
 }

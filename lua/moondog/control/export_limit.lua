@@ -66,6 +66,7 @@
 
 local md = require "moondog"
 local cjson = require "cjson"
+local event = require "moondog.event"
 
 local M = {}
 
@@ -121,6 +122,229 @@ local function quantize(pct, step, down)
 end
 
 -- }=====
+
+-- {===== batteries =====
+
+-- How to charge one battery, per kind of device: the points the
+-- controller owns, how it learns the charge power (W), the writes that
+-- set it up and that charge at pct % of that power, and whether the
+-- device drops a setpoint by itself (a revert timer).
+--  * SunSpec storage (sunspec_storage, models 124 + 802): StorCtl_Mod
+--    CHARGE, InWRte % of WChaMax; InOutWRte_RvrtTms takes it back to idle
+--    when moondog stops.
+--  * RCT Power (rct_power): battery_strategy "External", then
+--    battery_charge_setpoint W (power_mng.battery_power_extern). RCT has
+--    NO revert timer: the setpoint holds until written again, also when
+--    moondog stops. And it sends no error: a write it does not take is
+--    answered with the value it keeps, so the setpoint is read back
+--    (`check`) and a difference is a refused write.
+local battery_adapters = {
+  {
+    kind = "sunspec_storage", revert = true,
+    fits = function(sd) return sd._points.charge_rate ~= nil end,
+    points = { "charge_rate", "storage_mode", "rate_revert" },
+    max_w = function(sd)
+      return sd:wait("max_charge_power", { timeout = 60 }), "no charge power (WChaMax)"
+    end,
+    setup = function(revert_s)
+      return { storage_mode = "CHARGE", charge_rate = 0, rate_revert = revert_s }
+    end,
+    charge = function(pct) return { charge_rate = pct } end,
+    -- on stop: idle (its storage mode is left: the rate timer has it)
+    release = function() return { charge_rate = 0 } end,
+  },
+  {
+    kind = "rct", revert = false, check = "battery_charge_setpoint",
+    fits = function(sd) return sd._points.battery_charge_setpoint ~= nil end,
+    points = { "battery_charge_setpoint", "battery_strategy" },
+    max_w = function(sd)
+      local function now_or_next(name) return sd:get(name) or sd:wait(name, { timeout = 60 }) end
+      local a, v = now_or_next("battery_max_charge_current"), now_or_next("battery_voltage")
+      return a and v and a * v, "no charge power (battery.maximum_charge_current x battery.voltage); "
+        .. "give battery = {id =, max_w = W}"
+    end,
+    setup = function() return { battery_strategy = "External", battery_charge_setpoint = 0 } end,
+    charge = function(pct, max_w)
+      return { battery_charge_setpoint = math.floor(pct / 100 * max_w + 0.5) }
+    end,
+    -- on stop: idle, then the device's own strategy (Internal when the one
+    -- found at start was External, left so by a moondog that was killed)
+    mode = "battery_strategy", own_mode = "External", default_mode = "Internal",
+    release = function(mode) return { battery_charge_setpoint = 0, battery_strategy = mode } end,
+  },
+}
+
+local function battery_adapter(sd)
+  for _, a in ipairs(battery_adapters) do
+    if a.fits(sd) then return a end
+  end
+  error(format("export limit: battery %s: its profile is neither SunSpec storage (charge_rate) nor RCT "
+    .. "Power (battery_charge_setpoint)", sd.id), 0)
+end
+
+-- The battery's writes run in a task of their own (battery_writer), never
+-- in the control step: a device that does not answer holds only that task,
+-- for its client's timeout (RCT: 2 s x 3 tries), while the step goes on
+-- with the meter's samples. The step asks (battery_ask: the latest job
+-- wins, one write in flight) and waits for the answer at most
+-- BATTERY_WAIT_S (a device that answers does so in tens of ms); a write
+-- not answered by then gives PV no room, and one still unanswered after
+-- failsafe_after, or failed, is a battery failure at the next step
+-- (battery_failed). A job: {values =, pct = the charge it sets (or nil),
+-- setup = true (it sets the battery up again), done = event}.
+local BATTERY_WAIT_S = 0.5
+local BATTERY_STOP_S = 10 -- the longest ctl:stop() waits for the battery's last writes
+
+-- One job's write: true, or nil, message, code. A value the device does
+-- not take is a failure (RCT answers with the value it keeps, no error).
+local function battery_send(self, job)
+  local b = self.battery
+  local check = b.adapter.check
+  local ok, err, code = b.sd:write(job.values, { owner = self.name })
+  self.writes = self.writes + 1
+  if ok and check and job.values[check] then
+    local got = b.sd:get(check)
+    if got == nil or math.abs(got - job.values[check]) >= 1 then
+      ok, err, code = nil, format("%s answered a write of %s = %s with %s: the device did not take it",
+        b.sd.id, check, tostring(job.values[check]), tostring(got)), "not_taken"
+    end
+  end
+  if not ok and not job.counted then self.write_errors = self.write_errors + 1 end
+  return ok, err, code
+end
+
+local function battery_writer(self)
+  local b = self.battery
+  while true do
+    local job = b.job
+    if job then
+      b.job, b.busy, b.busy_since = nil, job, md.now()
+      local ran, ok, err, code = pcall(battery_send, self, job)
+      if not ran then ok, err, code = nil, ok, "error" end
+      b.busy, b.busy_since = nil, nil
+      if ok then
+        if job.pct then b.written_pct, b.written_at = job.pct, md.now() end
+        if job.setup then b.released = nil end
+      elseif job.release then
+        md.log.error("export limit: cannot give the battery %s back to itself (0 W, %s = %s): %s; it may "
+          .. "keep its last setpoint", b.sd.id, b.adapter.mode, tostring(b.own_mode), tostring(err))
+      else
+        b.failed = tostring(err)
+      end
+      job.done:set(ok == true, err, code)
+    elseif b.closing then
+      b.stopped:set(true)
+      return
+    else
+      b.wake = event.new()
+      b.wake:wait()
+    end
+  end
+end
+
+-- Hand a job to the writer (it replaces one not started yet) and wait for
+-- its answer at most wait_s: true (taken), false, message (failed), or nil
+-- (not answered yet: still in flight, or behind a write that is).
+local function battery_ask(self, job, wait_s)
+  local b = self.battery
+  local busy = b.busy_since ~= nil or b.job ~= nil
+  job.done = event.new()
+  b.job = job
+  if b.wake then
+    b.wake:set()
+    b.wake = nil
+  end
+  if busy or not wait_s then return nil end
+  local ok, err = job.done:wait(wait_s)
+  if ok == nil then return nil end
+  return ok, err
+end
+
+-- The battery failed (a write refused, failed or unanswered): reported;
+-- it is left out (PV alone keeps the limit) for revert_s, then tried
+-- again. Returns nil, message: the caller goes fail-safe.
+local function battery_failed(self, now, why)
+  local b = self.battery
+  b.retry_at, b.failed, b.error, b.written_pct = now + self.revert_s, nil, why, nil
+  self.battery_w = nil
+  md.log.warn("export limit: cannot set the battery: %s; fail-safe, then control without it, "
+    .. "trying it again in %g s", why, self.revert_s)
+  return nil, "the battery write failed: " .. why
+end
+
+-- Fail-safe: the battery idle (0 W), after the inverters have their
+-- fail-safe output. PV is then held to the limit without it, so a battery
+-- that stops or fails cannot let export through. Asked, not waited for.
+local function battery_idle(self)
+  local b = self.battery
+  if not (b and b.max_w) or b.written_pct == 0 or b.released then return end
+  battery_ask(self, { values = b.adapter.charge(0, b.max_w), pct = 0 })
+end
+
+-- Stop or disable: idle, and the device's own mode again (RCT: its
+-- strategy as found at start), so that it does not keep a setpoint of
+-- ours. wait_s: as for battery_ask. The step sets it up again (setup job)
+-- when control resumes.
+local function battery_release(self, wait_s)
+  local b = self.battery
+  if not (b and b.max_w and b.writer) or b.released then return true end
+  b.released = true
+  return battery_ask(self, { values = b.adapter.release(b.own_mode), pct = 0, release = true }, wait_s)
+end
+
+-- The device's own mode (RCT: battery_strategy), as found at start, for
+-- ctl:stop() to give back. Found in our mode (a moondog that was killed
+-- left it so): the one kept in the state file, else the adapter's
+-- default, said in the log.
+local function battery_own_mode(self, save)
+  local b, a = self.battery, self.battery.adapter
+  if not a.mode then return nil end
+  local found = b.sd:get(a.mode)
+  if found ~= nil and found ~= a.own_mode then
+    if self.persist.battery_mode ~= found then
+      self.persist.battery_mode = found
+      local ok, err = save(self.state_file, self.persist)
+      if not ok then md.log.error("export limit: cannot save %s: %s", self.state_file, tostring(err)) end
+    end
+    return found
+  end
+  local mode = self.persist.battery_mode or a.default_mode
+  if found ~= nil then
+    md.log.warn("export limit: battery %s was left at %s = %s (moondog stopped without giving it back?); "
+      .. "on stop it gets %s", b.sd.id, a.mode, tostring(found), tostring(mode))
+  end
+  return mode
+end
+
+-- Set-up: the adapter, the charge power, ownership, the first (idle)
+-- write, the writer task. save: save_state.
+local function battery_setup(self, save)
+  local b = self.battery
+  local sd = b.sd
+  if not b.adapter then
+    sd:refresh()
+    b.adapter = battery_adapter(sd)
+  end
+  local a = b.adapter
+  local w, why = b.spec_max_w, nil
+  if not w then w, why = a.max_w(sd) end
+  if not w or w <= 0 then error(format("export limit: battery %s has %s", sd.id, why), 0) end
+  sd:own(a.points, self.name)
+  b.own_mode = battery_own_mode(self, save)
+  local ok, err = sd:write(a.setup(self.revert_s), { owner = self.name })
+  if not ok then
+    error(format("export limit: cannot set up the battery %s: %s", sd.id, tostring(err)), 0)
+  end
+  b.max_w, b.written_pct, b.written_at = w, 0, md.now()
+  b.stopped = event.new()
+  b.writer = self.site:spawn(battery_writer, { name = "export limit battery" }, self)
+  if not a.revert then
+    md.log.warn("export limit: battery %s (%s) has no revert timer: if moondog is killed it keeps charging "
+      .. "at the last setpoint until written again (its strategy stays External). The fail-safe sets it "
+      .. "to 0 W (idle); ctl:stop() and disabling set it idle and give it back its own strategy (%s).",
+      sd.id, a.kind, tostring(b.own_mode))
+  end
+end
 
 -- {===== state file =====
 
@@ -209,6 +433,7 @@ local function failsafe(self, why, meter_ok)
   self.integral = 0
   set_state(self, "fail-safe", why)
   write_failsafe(self)
+  battery_idle(self)
 end
 
 -- G100's escalation: an export over the limit that the scheme did not
@@ -277,13 +502,31 @@ end
 -- Battery first: the charge the battery should take, so that it absorbs
 -- the export before PV is curtailed: its measured charge plus the export
 -- over the target, within 0..its charge power, none when it is full (at
--- soc_max). Written as model 124's InWRte (% of WChaMax) when it moved by
--- 1 % of the charge power or more, and every revert/2 s (the storage's
--- own rate timer takes it back to idle when moondog stops). Returns the W
--- the battery takes beyond what it takes now: room for PV.
+-- soc_max). Written through the battery's adapter (above) when it moved
+-- by 1 % of the charge power or more, and every revert/2 s (a SunSpec
+-- storage's own rate timer takes it back to idle when moondog stops).
+-- Returns the W the battery takes beyond what it takes now: room for PV;
+-- or nil, message when the write failed (the caller goes fail-safe; the
+-- battery is left out for revert_s, then tried again).
+local PROBE_QUIET_S = 60
+
 local function battery_step(self, grid_w, now, pv_held, settling)
   local b = self.battery
   local sd = b.sd
+  if not b.retry_at then
+    -- what the writer found since the last step, or a write unanswered
+    local why = b.failed
+    if not why and b.busy_since and now - b.busy_since >= self.failsafe_after then
+      why = format("%s did not answer a write for %g s", sd.id, now - b.busy_since)
+      b.busy.counted = true -- a write error now, not again when the client gives up
+      self.write_errors = self.write_errors + 1
+    end
+    if why then return battery_failed(self, now, why) end
+  elseif now < b.retry_at then
+    return 0 -- left out since it failed
+  else
+    b.retry_at, b.failed, b.error = nil, nil, nil
+  end
   -- The charge it was told to take: its measured power is polled apart
   -- from the meter, and mixing the two makes the pair oscillate. The
   -- meter shows a battery write only a meter period later (a sample
@@ -298,27 +541,42 @@ local function battery_step(self, grid_w, now, pv_held, settling)
   -- it takes 20 % of its power more each time and PV gets the room, until
   -- PV is no longer held back (the sun gives no more) or the battery is at
   -- its power.
+  -- A probe after which the house imports with PV released to 100 % (PV
+  -- did not rise into the room: the sun, not the setpoint, held it) is
+  -- not tried again for PROBE_QUIET_S: each costs an import and writes.
+  if b.probe_at and now - b.probe_at < self.hold_s and grid_w > self.tolerance_w
+    and self.setpoint_pct >= 100 then
+    b.quiet_until = now + PROBE_QUIET_S
+  end
+  b.probe_at = nil
   local want = bat_w + (-grid_w - self.limit_w + self.margin_w)
-  if pv_held then want = want + 0.2 * b.max_w end
+  if pv_held and not (b.quiet_until and now < b.quiet_until) then
+    want = want + 0.2 * b.max_w
+    b.probe_at = now
+  end
   -- For hold_s after a cut the PV may be below what the house takes (the
   -- over-cut, given back once the inverters have settled, and the rise
-  -- after that): that import is no reason to charge less.
-  if settling then want = math.max(want, bat_w) end
+  -- after that): that import is no reason to charge less. Only while PV
+  -- is curtailed: with it at 100 % there is no over-cut to wait for.
+  if settling and self.setpoint_pct < 100 then want = math.max(want, bat_w) end
   if soc == nil or soc >= b.soc_max then want = 0 end
   want = math.max(0, math.min(b.max_w, want))
   local pct = quantize(want / b.max_w * 100, 0.1, true)
-  local due = b.written_at == nil or now - b.written_at >= self.revert_s / 2
-  if due or math.abs(pct - (b.written_pct or -100)) >= 1 or (pct == 0 and (b.written_pct or 0) > 0) then
-    local ok, err = sd:write({ charge_rate = pct }, { owner = self.name })
-    self.writes = self.writes + 1
-    if not ok then
-      self.write_errors = self.write_errors + 1
-      md.log.warn("export limit: cannot set the battery %s: %s", sd.id, tostring(err))
-      return 0
-    end
-    b.written_pct, b.written_at = pct, now
-  end
+  -- a refresh for the revert timer (RCT has none: not written for it)
+  local due = b.written_at == nil or b.released
+    or (b.adapter.revert and now - b.written_at >= self.revert_s / 2)
   self.battery_w = want
+  if due or math.abs(pct - (b.written_pct or -100)) >= 1 or (pct == 0 and (b.written_pct or 0) > 0) then
+    local job = { values = b.adapter.charge(pct, b.max_w), pct = pct }
+    if b.released then -- control resumes after a stop or disable: set it up again first
+      job.setup, job.values = true, b.adapter.setup(self.revert_s)
+      for k, v in pairs(b.adapter.charge(pct, b.max_w)) do job.values[k] = v end
+    end
+    local ok, err = battery_ask(self, job, BATTERY_WAIT_S)
+    -- failed: reported, then fail-safe; PV alone keeps the limit until a retry
+    if ok == false then return battery_failed(self, now, tostring(err)) end
+    if ok == nil then return 0 end -- not answered yet: no room for PV until it is
+  end
   return pct / 100 * b.max_w - bat_w
 end
 
@@ -361,8 +619,10 @@ local function step(self, grid_w, now, grid_t)
   end
   local allowed = pv + err + self.integral
   if self.battery and self.battery.max_w then
-    allowed = allowed + battery_step(self, grid_w, now, limited and held and not settling,
+    local room, berr = battery_step(self, grid_w, now, limited and held and not settling,
       self.cut_at and now - self.cut_at < self.hold_s)
+    if not room then return failsafe(self, berr) end
+    allowed = allowed + room
   end
   local pct = math.max(0, math.min(100, allowed / rating * 100))
   local over_w = -grid_w - self.limit_w -- W exported above the limit (< 0: under)
@@ -469,18 +729,7 @@ local function prepare(self)
   end
   self.rating_w = total
   defaults_w(self, total)
-  local b = self.battery
-  if b and not b.max_w then
-    local w = b.sd:wait("max_charge_power", { timeout = 60 })
-    if not w then error(format("export limit: battery %s has no charge power (WChaMax)", b.sd.id), 0) end
-    b.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, self.name)
-    local ok, err = b.sd:write({ storage_mode = "CHARGE", charge_rate = 0, rate_revert = self.revert_s },
-      { owner = self.name })
-    if not ok then
-      error(format("export limit: cannot set up the battery %s: %s", b.sd.id, tostring(err)), 0)
-    end
-    b.max_w, b.written_pct, b.written_at = w, 0, md.now()
-  end
+  if self.battery and not self.battery.max_w then battery_setup(self, save_state) end
   self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
   self.prepared = true
 end
@@ -544,6 +793,7 @@ local function run(self)
       if self.state ~= "disabled" then
         set_state(self, "disabled")
         write_all(self, 100)
+        battery_release(self)
       end
       md.sleep(1)
     else
@@ -584,12 +834,14 @@ local function run(self)
 end
 
 --- ctl:status() -> {state, limit_w, setpoint_pct, rating_w, writes,
---- write_errors, excursions, last_excursion, latched = {at, reason} or nil}
+--- write_errors, excursions, last_excursion, latched = {at, reason} or nil,
+--- battery_w, battery_error (why the battery is left out, while it is)}
 function Ctl:status()
   return {
     state = self.state, limit_w = self.limit_w, setpoint_pct = self.setpoint_pct, rating_w = self.rating_w,
     writes = self.writes, write_errors = self.write_errors, excursions = self.persist.excursions or 0,
     last_excursion = self.persist.last, latched = self.persist.latched, battery_w = self.battery_w,
+    battery_error = self.battery and self.battery.error,
   }
 end
 
@@ -600,14 +852,32 @@ function Ctl:reset()
 end
 
 --- ctl:stop(): stop controlling; the inverters keep their last setting
---- (and their revert timers run out to the fail-safe level with 704).
+--- (and their revert timers run out to the fail-safe level with 704); a
+--- battery is set idle and given back its own mode (RCT: its strategy as
+--- found at start), waited for up to 10 s.
 function Ctl:stop()
   self.handle.cancel()
+  local b = self.battery
+  if b and b.writer then
+    b.closing = true
+    battery_release(self)
+    if b.wake then
+      b.wake:set()
+      b.wake = nil
+    end
+    local ok, done = pcall(b.stopped.wait, b.stopped, BATTERY_STOP_S)
+    if not (ok and done) then
+      md.log.error("export limit: battery %s: stopped without waiting for it to be set idle (%s): it may "
+        .. "keep its last setpoint", b.sd.id, tostring(ok and "no answer" or done))
+    end
+    b.writer.cancel()
+    b.writer = nil
+  end
   for _, inv in ipairs(self.inverters) do
     if inv.adapter then inv.sd:own(inv.adapter.points, nil) end
   end
-  if self.battery and self.battery.max_w then
-    self.battery.sd:own({ "charge_rate", "storage_mode", "rate_revert" }, nil)
+  if self.battery and self.battery.adapter then
+    self.battery.sd:own(self.battery.adapter.points, nil)
   end
 end
 
@@ -619,9 +889,10 @@ end
 --- (default under systemd: md.state_dir() .. "/<site>-<name>.json")]
 --- [, deadband_w = tolerance_w] [, relax_s = 10 per device, >= 15] [, overcut = 0.3] [, settle_s = 2]
 --- [, escalate_s] [, escalate_count] [, escalate_window_s = 86400]
---- [, battery = id or {id =, soc_max = 100}]}. battery: a SunSpec storage
---- (sunspec_storage: 124 + 802) charged with the export before PV is
---- curtailed.
+--- [, battery = id or {id =, soc_max = 100, max_w = W}]}. battery: a
+--- SunSpec storage (sunspec_storage: 124 + 802) or an RCT Power battery
+--- (rct_power: battery_charge_setpoint) charged with the export before PV
+--- is curtailed; max_w: its charge power, when the device's own is not wanted.
 --- -> controller. on_step(status, grid_w, pv_w) runs after each control
 --- step (a log, a plot); an error in it is an error of the controller.
 --- hold_s: after a cut, the longest the controller waits for
@@ -674,7 +945,7 @@ function M.export_limit(opts)
   defaults_w(self, total)
   if opts.battery then
     local spec = type(opts.battery) == "table" and opts.battery or { id = opts.battery }
-    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100 }
+    self.battery = { sd = site[spec.id], soc_max = spec.soc_max or 100, spec_max_w = spec.max_w }
   end
   self.persist = load_state(self.state_file)
   self.values = site:value(name .. ".limit", { label = "Export limit", writable = true, min = 0,

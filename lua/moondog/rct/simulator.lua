@@ -7,6 +7,7 @@
 --     values = { ["battery.soc"] = 0.8, [0x12345678] = "\1\2" },  -- by name or id
 --     faults = { delay = 0.5 },          -- see below; sim.faults can change at any time
 --     on_write = function(entry, value) end,   -- after a write was stored
+--     accept_write = function(entry, value) return true end, -- false: not stored
 --     max_clients = 64, idle_timeout = 300,     -- connection limit; seconds
 --   })
 --   sim:set("battery.soc", 0.55)         -- a demo moves values as it likes
@@ -17,8 +18,11 @@
 -- Answers: READ and READ_PERIODICALLY get the object's value; a WRITE to
 -- an object the registry marks writable stores the value and answers with
 -- it, a WRITE to anything else changes nothing and answers the current
--- value; a WRITE of a time to a logger object answers a made-up time series
--- (or event table) of the entries before that time. Every registry object
+-- value (so does a write that opts.accept_write turns down, or whose payload
+-- does not fit the object: RCT devices send no error frames, see
+-- shared/reference/rct/README.md, Transport); a WRITE of a time to a
+-- logger object answers a made-up time series (or event table) of the
+-- entries before that time. Every registry object
 -- of a supported type has a plausible default (the common power, energy,
 -- battery and identity objects have realistic ones, floats by unit, the
 -- rest 0, false or ""); objects of UNKNOWN type and ids outside the
@@ -192,6 +196,10 @@ function Server:_store(e, payload)
   local value = codec.decode(e.type, payload)
   if value == nil then
     return -- a payload that does not fit: ignored, as a device would
+  end
+  if self.accept_write and not self.accept_write(e, value) then
+    self.counters.refused = self.counters.refused + 1
+    return -- turned down: the object keeps its value, and the answer shows it
   end
   self.values[e.id] = value
   self.counters.writes = self.counters.writes + 1
@@ -407,7 +415,8 @@ function Server:get(key)
 end
 
 --- sim:stats() -> {requests, answers, writes, pushes, connections, clients,
---- dropped, bad_frames, reads (chunks received)}
+--- dropped, bad_frames, reads (chunks received), refused (writes turned
+--- down by opts.accept_write)}
 function Server:stats()
   local s = {}
   for k, v in pairs(self.counters) do
@@ -477,11 +486,11 @@ function M.serve(opts)
   end
   local self = setmetatable({
     listener = listener, values = {}, faults = {}, conns = {}, tasks = {},
-    address = opts.address, on_write = opts.on_write,
+    address = opts.address, on_write = opts.on_write, accept_write = opts.accept_write,
     max_clients = opts.max_clients or 64, idle_timeout = opts.idle_timeout or 300,
     counters = {
       requests = 0, answers = 0, writes = 0, pushes = 0, connections = 0, dropped = 0, bad_frames = 0,
-      reads = 0, bad_requests = 0,
+      reads = 0, bad_requests = 0, refused = 0,
     },
   }, Server)
   for k, v in pairs(opts.values or {}) do

@@ -18,7 +18,9 @@
 --   plant.inverters.pv:set_limit(50, { revert = 60, revert_to = 100 })
 --
 -- Sign conventions: grid_w > 0 imports; battery_w > 0 charges; every other
--- power is >= 0.
+-- power is >= 0. The battery follows battery.setpoint_w (W, > 0 charges)
+-- at once, within max_w, min_soc and 100 %, and counts charged_wh and
+-- discharged_wh.
 --
 -- The inverter. Its output follows min(available PV, limit) as a
 -- first-order lag with time constant tau (seconds; 95 % of a step after
@@ -165,6 +167,11 @@ local function battery_step(p, dt)
   if (w > 0 and b.soc >= 100) or (w < 0 and b.soc <= b.min_soc) then w = 0 end
   b.soc = math.max(0, math.min(100, b.soc + w * dt / 3600 / b.capacity_wh * 100))
   b.w = w
+  if w > 0 then
+    b.charged_wh = b.charged_wh + w * dt / 3600
+  else
+    b.discharged_wh = b.discharged_wh - w * dt / 3600
+  end
   return w
 end
 
@@ -237,7 +244,7 @@ function M.new(spec)
   end
   if spec.battery then
     p.battery = defaults(spec.battery, { capacity_wh = 10000, max_w = 3000, soc = 50, min_soc = 5 })
-    p.battery.w = 0
+    p.battery.w, p.battery.charged_wh, p.battery.discharged_wh = 0, 0, 0
   end
   local m = defaults(spec.meter, { period = 1, latency = 0 })
   p.meter = setmetatable({ period = m.period, latency = m.latency, next_sample = p.t, pending = {},

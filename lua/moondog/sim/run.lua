@@ -297,7 +297,7 @@ function M.start(scenario, opts)
       self:close()
       return nil, format("%s: %s", d.id, tostring(aerr)), acode
     end
-    sim:wire_client(d.id, assert(require("moondog.modbus").shared(sim:url(d.id))))
+    sim:wire_client(d.id)
   end
   local meter = ids_of_kind(scenario, "meter")[1] or error("run: the scenario has no meter", 2)
   local inverters = ids_of_kind(scenario, "inverter")

@@ -14,11 +14,12 @@
 --     devices = {                                   -- what is served, by id
 --       meter = { kind = "meter" },                 -- SunSpec meter, model 203
 --       bat = { kind = "battery" },                 -- SunSpec storage, 124 + 802
+--       rbat = { kind = "battery", protocol = "rct" }, -- RCT Power battery over RCT
 --       gw = { kind = "inverter", protocol = "growatt_min" }, -- Growatt MIN over Modbus
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },
---                { at = s, refuse_writes = "pv", duration = 60 },
+--                { at = s, refuse_writes = "pv", duration = 60 },  -- an inverter or a battery
 --                { at = s, broker = "gone", duration = 300 } },
 --     lines = { bus = { baud = 9600, turnaround = 0.02 } } }
 -- `at` counts from the scenario's start. An event this module does not
@@ -193,9 +194,12 @@ end
 
 --- sim:wire_client(id, bus): in simulated time, the bus this process
 --- uses for device id pays the wire time of the device's line (see above).
+--- bus may be nil: the device's shared bus is taken then. A device that
+--- is not on a Modbus line (an RCT battery) pays nothing here.
 function Sim:wire_client(id, bus)
   local d = self.scenario_devices[id]
-  if not (d and d.line and md.clock.simulated()) then return end
+  if not (d and d.line and d.protocol ~= "rct" and md.clock.simulated()) then return end
+  bus = bus or assert(require("moondog.modbus").shared(self:url(id)))
   wrap_bus_methods(bus)
   lined[bus] = self.lines[d.line]
 end
@@ -345,6 +349,7 @@ local function serve_battery(self, id, d)
   wire(self, srv, d.line)
   srv:on_write(function(model)
     if model == 124 then
+      if b.refuse_writes then return "server_device_failure" end
       b.setpoint_w = battery_setpoint(srv, b.max_w)
       local rvrt = srv:get(124, "InOutWRte_RvrtTms") or 0
       b.revert_at = rvrt > 0 and self.plant.t + rvrt or nil
@@ -359,6 +364,89 @@ local function serve_battery(self, id, d)
     srv:set(802, "A", math.floor(-b.w / 500 * 10 + 0.5) / 10)
     srv:set(802, "ChaSt", b.w > 0 and "CHARGING" or b.w < 0 and "DISCHARGING" or b.soc >= 100 and "FULL"
       or "HOLDING")
+  end
+  return dev
+end
+
+-- {===== RCT battery =====
+
+-- An RCT Power battery inverter (Power Storage) in front of the plant's
+-- battery, over the RCT protocol on TCP (moondog.rct.simulator), as
+-- devices/rct_power.lua reads it. Facts used:
+--  * objects, ids and types: shared/reference/rct/registry.tsv (from
+--    python-rctclient): battery.soc 0x959930BF FLOAT, a fraction (0.62);
+--    g_sync.p_acc_lp 0x400F015B FLOAT W, > 0 discharges the battery;
+--    g_sync.p_ac_grid_sum_lp 0x91617C58 W, > 0 draws from the grid;
+--    g_sync.p_ac_load_sum_lp 0x1AC87AA0 W (house); g_sync.p_ac_sum_lp
+--    0xDB2D69AE W (the inverter's AC output); battery.stored_energy /
+--    used_energy Wh; energy.e_grid_load_total / e_grid_feed_total Wh;
+--    power_mng.soc_strategy 0xF168B748 ENUM (2 External, 4 Internal);
+--    power_mng.battery_power_extern 0xBD008E29 FLOAT W.
+--  * external battery power control, as the RCT write-support tools and
+--    evcc's RCT battery control use it (github.com/do-gooder/
+--    rctpower_writesupport, evcc-io/evcc pull 18178 and 18662): set
+--    soc_strategy to 2 (External), then battery_power_extern to the power,
+--    < 0 charging (-6000: charge at 6 kW), > 0 discharging; soc_strategy 4
+--    (Internal) gives control back to the device. The device has no
+--    timer that takes an external power back: it holds until written.
+--  * no error frames: an RCT device answers a write with the value the
+--    object holds, or not at all (shared/reference/rct/README.md,
+--    Transport). So a write to a read-only object, or whose payload does
+--    not fit the object's type, is answered with the unchanged value, and
+--    a refused write (the scenario's refuse_writes) the same: the client
+--    sees its value was not taken. A `silent` fault leaves the client to
+--    its timeout.
+-- Not modelled: the device's own strategies. Under any strategy but
+-- External the simulated battery idles (a real one would run its own
+-- self-consumption control). There are no PV strings on this inverter
+-- (the plant's PV is on its own inverters): dc_conv reads 0. The voltage
+-- is 400 V, and battery.maximum_charge_current is max_w / 400 V, so
+-- current x voltage gives the battery's charge power.
+local RCT_VOLTS = 400
+local RCT_EXTERNAL = 2
+
+local function serve_rct_battery(self, id, d)
+  local b = self.plant.battery or error(format("sim site: device %s: the plant has no battery", id), 3)
+  if d.line then
+    error(format("sim site: device %s: an RCT battery talks TCP; `line` is for Modbus", id), 3)
+  end
+  local rct = require "moondog.rct"
+  local srv
+  local function setpoint()
+    if srv:get("power_mng.soc_strategy") ~= RCT_EXTERNAL then return 0 end
+    return -srv:get("power_mng.battery_power_extern")
+  end
+  local err, code
+  srv, err, code = rct.serve {
+    values = {
+      ["power_mng.soc_strategy"] = 4, ["power_mng.battery_power_extern"] = 0.0,
+      ["power_mng.soc_min"] = b.min_soc / 100, ["power_mng.soc_max"] = 1.0,
+      ["battery.voltage"] = RCT_VOLTS, ["battery.maximum_charge_current"] = b.max_w / RCT_VOLTS,
+      ["inverter_sn"] = "SIM-" .. id:upper(), ["android_description"] = "moondog simulated RCT battery",
+      ["dc_conv.dc_conv_struct[0].p_dc_lp"] = 0.0, ["dc_conv.dc_conv_struct[1].p_dc_lp"] = 0.0,
+    },
+    accept_write = function() return not b.refuse_writes end,
+    on_write = function(e)
+      if e.name == "power_mng.soc_strategy" or e.name == "power_mng.battery_power_extern" then
+        b.setpoint_w = setpoint()
+      end
+    end,
+  }
+  if not srv then return nil, err, code end
+  local dev = { id = id, kind = "battery", protocol = "rct", server = srv, profile = "rct_power",
+                url = "127.0.0.1:" .. srv:port() }
+  local p = self.plant
+  function dev.update()
+    srv:set("battery.soc", b.soc / 100)
+    srv:set("g_sync.p_acc_lp", -b.w)
+    srv:set("g_sync.p_ac_sum_lp", -b.w)
+    srv:set("g_sync.p_ac_grid_sum_lp", p.grid_w)
+    srv:set("g_sync.p_ac_load_sum_lp", p.house_w)
+    srv:set("battery.current", -b.w / RCT_VOLTS)
+    srv:set("battery.stored_energy", HISTORY_WH + b.charged_wh)
+    srv:set("battery.used_energy", HISTORY_WH + b.discharged_wh)
+    srv:set("energy.e_grid_load_total", HISTORY_WH + p.import_wh)
+    srv:set("energy.e_grid_feed_total", HISTORY_WH + p.export_wh)
   end
   return dev
 end
@@ -402,9 +490,12 @@ local function run_events(self)
         self.meter_silent_until = self.plant.t + (e.duration or 30)
         md.log.info("sim: the meter goes silent for %g s", e.duration or 30)
       elseif e.refuse_writes then
+        local sd = self.scenario_devices[e.refuse_writes]
         local inv = self.plant.inverters[e.refuse_writes]
+          or (sd and sd.kind == "battery" and self.plant.battery)
+          or error(format("sim site: refuse_writes: no inverter or battery '%s'", e.refuse_writes))
         inv.refuse_writes = true
-        md.log.info("sim: inverter %s refuses writes", e.refuse_writes)
+        md.log.info("sim: %s refuses writes", e.refuse_writes)
         if e.duration then
           self.undo[#self.undo + 1] = {
             at = self.plant.t + e.duration, fn = function() inv.refuse_writes = nil end,
@@ -458,15 +549,16 @@ end
 --- with its profile and address; opts go to site:add (poll, ...).
 function Sim:add_to(site, opts)
   for _, d in ipairs(self.devices) do
-    assert(site:add(d.id, d.profile, d.server:url() .. "?unit=1", opts))
-    self:wire_client(d.id, assert(require("moondog.modbus").shared(self:url(d.id))))
+    assert(site:add(d.id, d.profile, self:url(d.id), opts))
+    self:wire_client(d.id)
   end
 end
 
---- sim:url(id) -> the Modbus address of a simulated device.
+--- sim:url(id) -> the address of a simulated device: Modbus
+--- ("tcp://127.0.0.1:port?unit=1"), or "127.0.0.1:port" for an RCT one.
 function Sim:url(id)
   for _, d in ipairs(self.devices) do
-    if d.id == id then return d.server:url() .. "?unit=1" end
+    if d.id == id then return d.url or d.server:url() .. "?unit=1" end
   end
   error("sim site: no device " .. tostring(id), 2)
 end
@@ -523,6 +615,8 @@ function M.start(scenario)
       dev, err, code = serve_growatt_min(self, id, d)
     elseif d.kind == "inverter" then
       dev, err, code = serve_inverter(self, id, d)
+    elseif d.kind == "battery" and d.protocol == "rct" then
+      dev, err, code = serve_rct_battery(self, id, d)
     elseif d.kind == "battery" then
       dev, err, code = serve_battery(self, id, d)
     else

@@ -15,7 +15,7 @@ local M = {}
 
 -- The shipped scenarios, in the order a person would try them.
 local NAMES = { "sunny_day", "passing_clouds", "load_drop", "meter_silent", "refuse_writes",
-                "broker_gone", "rs485_9600", "battery_first", "growatt_min" }
+                "broker_gone", "rs485_9600", "battery_first", "battery_rct", "growatt_min" }
 
 --- scenarios.list() -> the names of the shipped scenarios.
 function M.list()
