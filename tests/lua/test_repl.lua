@@ -604,3 +604,47 @@ T.test("session complete uses the session env", function()
 end)
 
 -- }=====
+
+-- {===== on a terminal =====
+
+-- Types each step's keys into `moondog repl` on a pseudo-terminal and waits
+-- (5 s at most) for its text to appear; prints everything the REPL wrote.
+local PTY_DRIVER = [[
+import os, select, sys, time
+steps = [("", "md is loaded"), ("print(40 + 2)\r", "42"), ("md.sle\t", "md.sleep"),
+         ("\x15md.exit(3)\r", None)]
+pid, fd = os.forkpty()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "repl"])
+out = b""
+for keys, want in steps:
+    os.write(fd, keys.encode())
+    end = time.time() + 5
+    while time.time() < end and (want is None or want.encode() not in out):
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace") + "\nexit %d\n" % os.waitstatus_to_exitcode(status))
+]]
+
+T.test("on a terminal the REPL edits lines with libedit, loaded on first use", function()
+  T.need("python3", "python3")
+  local md = require "moondog"
+  local dir = (T.sh("mktemp -d"):gsub("%s+$", ""))
+  T.write_file(dir .. "/pty.py", PTY_DRIVER)
+  local out = T.sh(string.format("HOME=%s python3 %s/pty.py %s 2>&1", dir, dir, md.paths.exe))
+  assert(out:find("\n42\r\n", 1, true), out)
+  assert(out:find("ep", 1, true), out) -- Tab completed md.sle to md.sleep
+  assert(out:find("exit 3\n", 1, true), out)
+  local history = T.read_file(dir .. "/.moondog_history") or ""
+  assert(history:find("print(40", 1, true) and history:find("md.exit(3)", 1, true), history)
+  T.sh("rm -rf " .. dir)
+end)
+
+-- }=====
