@@ -175,13 +175,17 @@ end
 all = nil
 local kb0, rss0 = collectgarbage("count"), rss()
 md.sleep(2.5)
-print(#keep, kb0, collectgarbage("count"), rss0, rss())
+-- AddressSanitizer's allocator replaces glibc's: malloc_trim does nothing there
+local maps = io.open("/proc/self/maps"):read("a")
+print(#keep, kb0, collectgarbage("count"), rss0, rss(), maps:find("libasan") and "asan" or "glibc")
 ]])
   local out, err, code = run(dir .. "/s.lua", dir)
   T.eq(code, 0, err)
-  local kept, kb0, kb1, rss0, rss1 = out:match("^(%d+)\t(%S+)\t(%S+)\t(%d+)\t(%d+)\n$")
+  local kept, kb0, kb1, rss0, rss1, malloc = out:match("^(%d+)\t(%S+)\t(%S+)\t(%d+)\t(%d+)\t(%a+)\n$")
   T.eq(kept, "4000", out)
   kb0, kb1, rss0, rss1 = tonumber(kb0), tonumber(kb1), tonumber(rss0), tonumber(rss1)
   assert(kb1 < kb0 / 4, string.format("Lua heap %.0f KiB -> %.0f KiB", kb0, kb1))
-  assert(rss1 < rss0 - 8192, string.format("RSS %d KiB -> %d KiB", rss0, rss1))
+  if malloc == "glibc" then
+    assert(rss1 < rss0 - 8192, string.format("RSS %d KiB -> %d KiB", rss0, rss1))
+  end
 end)
