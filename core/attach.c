@@ -262,13 +262,13 @@ static void write_over_prompt(const char *data, size_t len)
     write_out(data, len);
     if (len && data[len - 1] != '\n')
         write_out("\n", 1);
-    rl_forced_update_display();
+    md_lineedit_redisplay();
 }
 
 static void stop_editing(void)
 {
     if (C.handler_on)
-        rl_callback_handler_remove();
+        md_lineedit_unprompt();
     C.handler_on = false;
 }
 
@@ -412,7 +412,7 @@ static void on_frame(char type, const char *data, size_t len)
             char prompt[64];
             snprintf(prompt, sizeof prompt, "%.*s", (int)len, data);
             stop_editing();
-            rl_callback_handler_install(prompt, on_line);
+            md_lineedit_prompt(prompt, on_line);
             C.handler_on = true;
         } else {
             pump_stdin();
@@ -477,7 +477,7 @@ static void on_signals(void)
             resize |= buf[i] == 'w';
         }
     if (resize && C.handler_on)
-        rl_resize_terminal();
+        md_lineedit_resize();
     if (interrupt)
         on_interrupt();
 }
@@ -536,11 +536,18 @@ static bool check_engine(int fd, const char *path)
     return false;
 }
 
-static void setup_terminal(const char *path)
+/* false: no libedit, lines are read plainly */
+static bool setup_terminal(const char *path)
 {
-    md_lineedit_setup("moondog-attach", ".moondog_attach_history", ask_matches);
+    char err[256];
+    if (md_lineedit_setup("moondog-attach", ".moondog_attach_history", ask_matches, err,
+                          sizeof err) < 0) {
+        fprintf(stderr, "moondog: no line editing: %s\n", err);
+        return false;
+    }
     printf("moondog: attached to %s — Ctrl-D to leave\n", path);
     fflush(stdout);
+    return true;
 }
 
 static bool setup_signals(void)
@@ -580,7 +587,7 @@ static void run(void)
             on_socket();
         if (p[2].revents && C.state == C_EDITING && C.exit_code < 0 && !C.lost) {
             if (C.tty) {
-                rl_callback_read_char();
+                md_lineedit_read_char();
             } else {
                 read_stdin();
                 pump_stdin();
@@ -726,14 +733,12 @@ int md_attach_client(const char *target)
         close(C.sock);
         return 1;
     }
-    C.tty = isatty(STDIN_FILENO);
+    C.tty = isatty(STDIN_FILENO) && setup_terminal(path);
     if (!setup_signals()) {
         fprintf(stderr, "moondog: cannot set up signals: %s\n", strerror(errno));
         close(C.sock);
         return 1;
     }
-    if (C.tty)
-        setup_terminal(path);
     run();
     stop_editing();
     fflush(stdout);

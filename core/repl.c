@@ -241,7 +241,7 @@ static void show_prompt(void)
 {
     char prompt[64];
     current_prompt(prompt, sizeof prompt);
-    rl_callback_handler_install(prompt, on_line);
+    md_lineedit_prompt(prompt, on_line);
     R.handler_on = true;
 }
 
@@ -282,15 +282,21 @@ static void load_matches(const char *text)
     lua_pop(L, 1);
 }
 
-static void setup_editline(void)
+/* false: no libedit, lines are read plainly */
+static bool setup_editline(void)
 {
-    md_lineedit_setup("moondog", ".moondog_history", load_matches);
+    char err[256];
+    if (md_lineedit_setup("moondog", ".moondog_history", load_matches, err, sizeof err) ==
+        0)
+        return true;
+    fprintf(stderr, "moondog: no line editing: %s\n", err);
+    return false;
 }
 
 /* A line from libedit (malloc'd), or NULL for Ctrl-D on an empty line. */
 static void on_line(char *line)
 {
-    rl_callback_handler_remove();
+    md_lineedit_unprompt();
     R.handler_on = false;
     if (!line) {
         fputs("\n", stdout);
@@ -377,7 +383,7 @@ static void on_stdin(md_loop *loop, md_watch *w, int fd, int events, void *ud)
     } else if (tty_hung_up()) {
         leave(0);
     } else {
-        rl_callback_read_char();
+        md_lineedit_read_char();
     }
 }
 
@@ -401,7 +407,7 @@ static void on_interrupt(md_engine *E, void *ud)
         call_session("reset", NULL);
         lua_pop(L, 1);
         if (R.tty) {
-            rl_callback_handler_remove();
+            md_lineedit_unprompt();
             fputs("^C\n", stdout);
             fflush(stdout);
             show_prompt();
@@ -416,14 +422,14 @@ static void on_winch(md_loop *loop, void *ud)
 {
     (void)loop, (void)ud;
     if (R.active && R.handler_on)
-        rl_resize_terminal();
+        md_lineedit_resize();
 }
 
 static void teardown(void)
 {
     lua_State *L = R.L;
     if (R.handler_on)
-        rl_callback_handler_remove(); /* restores the terminal */
+        md_lineedit_unprompt(); /* restores the terminal */
     R.handler_on = false;
     R.state = R_DONE;
     if (R.task_ref != LUA_NOREF) {
@@ -472,8 +478,9 @@ int md_repl_run(md_engine *E)
     R.active = true;
     md_loop_hold(R.loop); /* the REPL keeps the engine up until Ctrl-D */
     md_engine_on_interrupt(E, on_interrupt, NULL);
+    if (R.tty && !setup_editline())
+        R.tty = false;
     if (R.tty) {
-        setup_editline();
         md_loop_signal(R.loop, SIGWINCH, on_winch, NULL, NULL);
         printf("moondog %s (%s) — md is loaded; Ctrl-D to leave\n", MD_VERSION,
                LUA_RELEASE);

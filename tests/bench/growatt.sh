@@ -67,6 +67,12 @@ run moondog "$ppid" "$paddr" | tee "$work/md.txt"
 awk '/^(Rss|Pss|Private_Dirty):/ { v[$1] = $2 } END {
   printf "moondog proxy RSS %d KiB, PSS %d KiB, private dirty %d KiB\n", v["Rss:"], v["Pss:"], v["Private_Dirty:"] }' \
     "/proc/$ppid/smaps_rollup"
+# After 1 s without work the engine collects the Lua heap and trims glibc's
+# (core/engine.c): the same figures once the proxy idled 2 s.
+sleep 2
+awk '/^(Rss|Pss|Private_Dirty):/ { v[$1] = $2 } END {
+  printf "moondog proxy idle 2 s: RSS %d KiB, PSS %d KiB, private dirty %d KiB\n", v["Rss:"], v["Pss:"], v["Private_Dirty:"] }' \
+    "/proc/$ppid/smaps_rollup"
 # What the proxy decoded and published (SIGUSR1 logs its counters): a
 # decoder more than 1 MB behind the forwarding drops its copy rather than
 # hold bytes, and such records count in neither.
