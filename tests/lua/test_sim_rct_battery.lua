@@ -7,7 +7,7 @@
 -- it before PV is curtailed, sets it idle on fail-safe, and goes fail-safe
 -- when a battery write is refused or unanswered; a silent battery never
 -- holds the control step; ctl:stop() and disabling give the battery back
--- (0 W, its own strategy).
+-- (0 W, its own strategy; a SunSpec storage gets charge_rate 0 too).
 
 local T = require "moondog.testing"
 local md = require "moondog"
@@ -267,4 +267,15 @@ T.test("battery_rct: an RCT battery left External (moondog killed) gets its own 
   md.sleep(20)
   r.ctl:stop()
   T.eq(srv:get("power_mng.soc_strategy"), 1, "Constant, as kept in the state file")
+end, { timeout = 3600 })
+
+T.test("battery_first (SunSpec storage, for comparison): ctl:stop() sets the battery idle", function()
+  local r <close> = assert(run.start(scenarios.get("battery_first")))
+  md.sleep(150)
+  local p = r.sim.plant
+  assert(p.battery_w > 2900, "charging: " .. p.battery_w)
+  r.ctl:stop()
+  T.eq(r.site.bat.charge_rate, 0, "InWRte 0 read back")
+  md.sleep(3)
+  T.eq(p.battery_w, 0, "the plant battery idle")
 end, { timeout = 3600 })
