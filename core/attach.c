@@ -61,9 +61,10 @@ static struct {
     int sock;
     bool tty;
     bool handler_on;
-    bool lost;      /* the engine closed the connection */
-    bool stdin_eof; /* pipe mode */
-    int exit_code;  /* -1 while running */
+    bool lost;             /* the engine closed the connection */
+    bool stdin_eof;        /* pipe mode */
+    int exit_code;         /* -1 while running */
+    unsigned late_answers; /* 'C' answers owed for requests we gave up on */
     client_state state;
     char *in; /* bytes from the engine not yet parsed into frames */
     size_t in_len, in_cap;
@@ -297,7 +298,9 @@ static void engine_gone(void)
 
 /* Ask the engine and wait for its 'C' answer; other frames are handled on
  * the way. Gives up after COMPLETE_WAIT_MS: an engine busy in a long task
- * must not freeze the keyboard. */
+ * must not freeze the keyboard. The answer it then still owes is skipped
+ * when it comes, so that it is not taken for the answer to a later Tab.
+ * Frames after the answer stay in C.in for run() to handle. */
 static void ask_matches(const char *text)
 {
     if (C.lost || send_frame('C', text, strlen(text)) < 0) {
@@ -310,7 +313,9 @@ static void ask_matches(const char *text)
         size_t len;
         int rc;
         while ((rc = next_frame(&type, &data, &len)) == 1) {
-            if (type == 'C') {
+            if (type == 'C' && C.late_answers > 0) {
+                C.late_answers--;
+            } else if (type == 'C') {
                 md_lineedit_offer(data, len);
                 consume(len);
                 return;
@@ -325,6 +330,7 @@ static void ask_matches(const char *text)
             return;
         }
     }
+    C.late_answers++;
 }
 
 static void send_line(const char *line, size_t len)
@@ -418,16 +424,18 @@ static void on_frame(char type, const char *data, size_t len)
             pump_stdin();
         }
         break;
-    default: /* 'C' arrives only inside ask_matches; ignore the unknown */ break;
+    case 'C': /* an answer ask_matches gave up waiting for */
+        if (C.late_answers > 0)
+            C.late_answers--;
+        break;
+    default: /* ignore the unknown */ break;
     }
 }
 
-static void on_socket(void)
+/* Handle the complete frames in C.in: those just received, and those that
+ * arrived with a completion answer, which poll() will not report again. */
+static void handle_frames(void)
 {
-    if (!receive()) {
-        C.lost = true;
-        return;
-    }
     char type;
     const char *data;
     size_t len;
@@ -438,6 +446,15 @@ static void on_socket(void)
     }
     if (rc < 0)
         C.lost = true;
+}
+
+static void on_socket(void)
+{
+    if (!receive()) {
+        C.lost = true;
+        return;
+    }
+    handle_frames();
 }
 
 static void on_signal(int signo)
@@ -566,6 +583,9 @@ static bool setup_signals(void)
 static void run(void)
 {
     while (C.exit_code < 0) {
+        handle_frames();
+        if (C.exit_code >= 0)
+            break;
         if (C.lost) {
             engine_gone();
             break;

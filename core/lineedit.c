@@ -46,6 +46,7 @@
     X(rl_basic_word_break_characters)                                                    \
     X(rl_completer_word_break_characters)                                                \
     X(rl_completion_append_character)                                                    \
+    X(rl_completion_query_items)                                                         \
     X(rl_attempted_completion_function)                                                  \
     X(rl_attempted_completion_over)
 
@@ -187,6 +188,12 @@ int md_lineedit_setup(const char *name, const char *history_name,
     *rl.rl_basic_word_break_characters = word_breaks;
     *rl.rl_completer_word_break_characters = word_breaks;
     *rl.rl_completion_append_character = '\0';
+    /* Never "Display all N possibilities? (y or n)": libedit reads that
+     * answer with getc(stdin), a blocking read outside the caller's poll
+     * loop whose stdio buffer keeps the keys typed after it from libedit
+     * and poll alike: the line stopped answering Enter and Ctrl-D. A long
+     * list is printed instead. */
+    *rl.rl_completion_query_items = INT_MAX;
     *rl.rl_attempted_completion_function = complete;
     rl.stifle_history(HISTORY_MAX);
     const char *home = getenv("HOME");

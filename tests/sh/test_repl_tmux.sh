@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `moondog repl` on a real terminal: runs it in a detached tmux session
 # (120x40, HOME in a temporary directory), types with send-keys and reads the
-# screen with capture-pane. Then `moondog repl` with piped stdin. TAP output;
+# screen with capture-pane. Then `moondog attach` on a terminal, into an
+# engine started here (its socket in the temporary directory), in a tmux
+# session of the same name. Then `moondog repl` with piped stdin. TAP output;
 # exits 1 if any check failed.
 #
 # usage: tests/sh/test_repl_tmux.sh [MOONDOG]   (default ./moondog)
@@ -17,8 +19,10 @@ dir=$(mktemp -d)
 sock=moondog-test-$$
 name=repl-$$
 tm() { tmux -L "$sock" -f /dev/null "$@"; }
+engine=
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
+    [ -n "$engine" ] && kill "$engine" 2>/dev/null
     tm kill-server >/dev/null 2>&1
     rm -rf "$dir" "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$sock"
 }
@@ -68,6 +72,23 @@ run_line() { # type a line, wait for the next prompt
     before=$(prompts)
     enter "$1"
     wait_prompt_after "$before"
+}
+
+# More candidates than libedit's query limit (100), listed with Tab Tab, then
+# a line typed in the same write as the keys after the list. libedit asked
+# "Display all 150 possibilities?" and read the answer with getc(stdin): a
+# blocking read outside the poll loop, whose stdio buffer swallowed the keys
+# after it, so the line never ran (the client sat with keys unanswered).
+long_list_tests() { # label
+    run_line 'for i = 1, 150 do _G["zz_" .. i] = i end'
+    type_text 'zz_'
+    key Tab Tab
+    wait_for -F 'zz_150'
+    report $? "$1: zz_<TAB><TAB> lists all 150 candidates without asking"
+    key C-u '111*7' Enter
+    wait_for -x '777'
+    report $? "$1: a line typed right after the list runs and prints 777"
+    run_line 'for i = 1, 150 do _G["zz_" .. i] = nil end'
 }
 
 # Without a terminal: no editing, no prompt, no banner.
@@ -180,6 +201,8 @@ for _ in $(seq 20); do
 done
 report $grew "a background md.every keeps counting while the prompt is idle"
 
+long_list_tests repl
+
 grep -qF '1+1' "$dir/.moondog_history" && grep -qF 'md.sleep(30)' "$dir/.moondog_history"
 report $? "history is written to ~/.moondog_history"
 
@@ -193,6 +216,45 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 report $gone "the tmux session is gone"
+
+# `moondog attach` on a terminal. The engine stops by itself once its one
+# session has come and gone (30 s at most); the trap kills it otherwise.
+esock=$dir/e.sock
+HOME=$dir "$bin" -e "
+    local l = assert(md.attach.listen('$esock'))
+    local seen = false
+    for _ = 1, 300 do
+        if l:sessions() > 0 then seen = true elseif seen then break end
+        md.sleep(0.1)
+    end
+    l:close()" >"$dir/engine.log" 2>&1 &
+engine=$!
+for _ in $(seq 50); do [ -S "$esock" ] && break; sleep 0.1; done
+tm new-session -d -s "$name" -x 120 -y 40 \
+    "cd '$dir' && HOME='$dir' '$bin' attach '$esock'; echo \$? > '$dir/rc-attach'"
+wait_for -F "attached to $esock" && wait_for -E '^> $'
+report $? "attach: banner and first prompt"
+
+type_text 'md.sl'
+key Tab
+wait_for -E '^> md\.sleep$'
+report $? "attach: md.sl<TAB> completes to md.sleep from the engine"
+run_line '(0.01); print("slept_" .. 6 * 7)'
+wait_for -xF '> md.sleep(0.01); print("slept_" .. 6 * 7)' && wait_for -x 'slept_42'
+report $? "attach: Enter runs the completed line and prints its result"
+
+long_list_tests attach
+
+key C-d
+for _ in $(seq 50); do [ -s "$dir/rc-attach" ] && break; sleep 0.1; done
+[ "$(cat "$dir/rc-attach" 2>/dev/null)" = 0 ]
+report $? "attach: Ctrl-D leaves with exit code 0"
+gone=1
+for _ in $(seq 50); do
+    kill -0 "$engine" 2>/dev/null || { gone=0; break; }
+    sleep 0.1
+done
+report $gone "attach: the engine ends once the session is gone"
 
 piped_tests
 
