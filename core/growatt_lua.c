@@ -19,6 +19,7 @@
  *   p:push(bytes)                      -- chunks of any size
  *   local f = p:next()                 -- {seq=, protocol=, length=, unit=, type=,
  *                                      --  name=, body= (unscrambled), raw=}
+ *                                      -- (raw made from the fields when first read)
  *   -- or nil (needs more bytes), or false, message, code when it lost step
  *   -- (code "crc", "length" or "protocol"); then call next() again.
  *   p:pending(), p:noise(), p:reset()
@@ -41,6 +42,7 @@
 #include "growatt.h"
 
 #define PARSER_MT "moondog.growatt.core.parser"
+#define FRAME_MT "moondog.growatt.core.frame"
 
 /* {===== arguments ===== */
 
@@ -287,10 +289,50 @@ static void set_int(lua_State *L, const char *k, lua_Integer v)
     lua_setfield(L, -2, k);
 }
 
-/* Push a frame as a table, its body unscrambled. */
+/* A frame's raw bytes, made on first use (frame_mt's __index) from the
+ * fields, as core.build makes them: for a frame the parser returned this
+ * gives back its bytes as on the wire (the length field is the body's
+ * length + 2, protocols 5/6 scramble the body from key offset 0 and their
+ * CRC was checked). A copy of every frame's bytes cost the parser half its
+ * CPU and 610 of its 1479 bytes of garbage per Growatt record, and the
+ * proxy needs them for few frames (a ping's echo, on_record hooks). */
+static int frame_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "raw") != 0)
+        return 0;
+    lua_Integer v[4];
+    static const char *const keys[] = {"seq", "protocol", "unit", "type"};
+    for (int i = 0; i < 4; i++) {
+        lua_pushstring(L, keys[i]);
+        v[i] = lua_rawget(L, 1) == LUA_TNUMBER ? lua_tointeger(L, -1) : -1;
+        lua_pop(L, 1);
+    }
+    lua_pushliteral(L, "body");
+    if (lua_rawget(L, 1) != LUA_TSTRING)
+        return 0;
+    size_t len;
+    const char *body = lua_tolstring(L, -1, &len);
+    if (len > MD_GW_MAX_LENGTH - 2 || v[0] < 0 || v[0] > 0xFFFF || v[2] < 0 ||
+        v[2] > 0xFF || v[3] < 0 || v[3] > 0xFF)
+        return 0;
+    luaL_Buffer b;
+    uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, MD_GW_HEADER + len + 2);
+    int n = md_gw_build(out, MD_GW_HEADER + len + 2, (uint16_t)v[0], (int)v[1],
+                        (uint8_t)v[2], (uint8_t)v[3], (const uint8_t *)body, len);
+    if (n < 0)
+        return 0;
+    luaL_pushresultsize(&b, (size_t)n);
+    lua_pushliteral(L, "raw");
+    lua_pushvalue(L, -2);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* Push a frame as a table, its body unscrambled, raw made on first use. */
 static void push_frame(lua_State *L, const md_gw_frame *f)
 {
     lua_createtable(L, 0, 8);
+    luaL_setmetatable(L, FRAME_MT);
     set_int(L, "seq", f->seq);
     set_int(L, "protocol", f->protocol);
     set_int(L, "length", f->length);
@@ -308,8 +350,6 @@ static void push_frame(lua_State *L, const md_gw_frame *f)
         md_gw_scramble(body, f->body_len, 0);
     luaL_pushresultsize(&b, f->body_len);
     lua_setfield(L, -2, "body");
-    lua_pushlstring(L, (const char *)f->raw, f->raw_len);
-    lua_setfield(L, -2, "raw");
 }
 
 static void push_parse_error(lua_State *L, const md_gw_parser *p, int rc)
@@ -482,6 +522,10 @@ int luaopen_moondog_growatt_core(lua_State *L)
     };
     luaL_newmetatable(L, PARSER_MT);
     luaL_newlib(L, parser_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, FRAME_MT);
+    lua_pushcfunction(L, frame_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 

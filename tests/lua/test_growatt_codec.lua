@@ -169,6 +169,21 @@ T.test("garbage before a frame: one error, then the frame", function()
   T.eq(p:noise(), 8)
 end)
 
+T.test("a parsed frame's raw is its bytes as on the wire, made when first read", function()
+  for _, protocol in ipairs({ 2, 5, 6 }) do
+    local body = "LOGGER0001" .. string.rep("\0", 20) .. "x\255\1" .. string.rep("Growatt", 9)
+    local wire = core.build(0xFFFE, protocol, 1, 0x04, body) .. core.ping(3, protocol, 1, "LOGGER0001")
+    local p = core.parser()
+    p:push(wire)
+    local f, g = p:next(), p:next()
+    T.eq(f.body, body, "protocol " .. protocol)
+    T.eq(rawget(f, "raw"), nil, "not made before it is read")
+    T.eq(f.raw .. g.raw, wire, "protocol " .. protocol)
+    T.eq(rawget(f, "raw"), f.raw, "kept once made")
+    T.eq(f.nothing, nil)
+  end
+end)
+
 T.test("a record without a layout keeps its raw registers, logged once", function()
   -- protocol 6 data record with groups 1000-1001 (no layout has them)
   local pad = string.rep("\0", 20)
