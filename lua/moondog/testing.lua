@@ -233,6 +233,28 @@ function M.write_file(path, text)
   assert(mdfile.write(path, text))
 end
 
+--- The rows of a tab-separated file whose first line (not counting
+--- comment lines starting with #) names the columns: {{col = text}, ...};
+--- raises when it cannot be read (reference data a test was told is there).
+function M.read_tsv(path)
+  local text = assert(mdfile.read(path))
+  local rows, header = {}, nil
+  for line in text:gmatch("([^\n]*)\n?") do
+    if line ~= "" and not line:match("^#") then
+      local cols = {}
+      for c in (line .. "\t"):gmatch("([^\t]*)\t") do cols[#cols + 1] = c end
+      if header then
+        local row = {}
+        for i, name in ipairs(header) do row[name] = cols[i] or "" end
+        rows[#rows + 1] = row
+      else
+        header = cols
+      end
+    end
+  end
+  return rows
+end
+
 --- Check the stderr of a command-line tool that refused its arguments
 --- (moondog.cli's usage_error): one line "TOOL: ..." containing reason,
 --- then "Try 'TOOL --help'.", and nothing else. what names the case.

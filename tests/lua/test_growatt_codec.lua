@@ -23,21 +23,7 @@ end
 local function rows()
   local dir = T.shared_dir()
   if not dir then T.skip("../shared is absent") end
-  local f = assert(io.open(dir .. "/reference/growatt/packets.tsv"))
-  local out, header = {}, nil
-  for line in f:lines() do
-    local cols = {}
-    for c in (line .. "\t"):gmatch("([^\t]*)\t") do cols[#cols + 1] = c end
-    if header then
-      local row = {}
-      for i, name in ipairs(header) do row[name] = cols[i] or "" end
-      out[#out + 1] = row
-    else
-      header = cols
-    end
-  end
-  f:close()
-  return out
+  return T.read_tsv(dir .. "/reference/growatt/packets.tsv")
 end
 
 -- grott's names (the "decoded" column) to the layout's points.

@@ -47,23 +47,7 @@ end
 -- The rows of tests/data/growatt_captures.tsv ("#" lines are its prose).
 local function capture_rows()
   local md = require "moondog"
-  local f = assert(io.open(md.paths.home .. "/tests/data/growatt_captures.tsv"))
-  local out, header = {}, nil
-  for line in f:lines() do
-    if not line:match("^#") then
-      local cols = {}
-      for c in (line .. "\t"):gmatch("([^\t]*)\t") do cols[#cols + 1] = c end
-      if header then
-        local row = {}
-        for i, name in ipairs(header) do row[name] = cols[i] or "" end
-        out[#out + 1] = row
-      else
-        header = cols
-      end
-    end
-  end
-  f:close()
-  return out
+  return T.read_tsv(md.paths.home .. "/tests/data/growatt_captures.tsv")
 end
 
 local function layout_named(name)

@@ -4,18 +4,9 @@
 -- protocol (moondog.sim.site: power_mng.soc_strategy External and
 -- power_mng.battery_power_extern). The controller charges it through the
 -- rct_power profile's battery_charge_setpoint before it curtails PV.
-return {
-  name = "battery_rct",
-  description = "a 6 kW load switches off; an RCT Power battery (3 kW) charges before PV is curtailed",
-  start = 12 * 3600 - 120, seconds = 300, seed = 8,
-  plant = {
-    pv = { peak = 8000 }, inverters = { pv = { rating = 8000, tau = 1 } },
-    house = { base = 500, noise = 30, steps = { { at = 0, ["until"] = 12 * 3600, w = 6000 } } },
-    battery = { capacity_wh = 10000, max_w = 3000, soc = 50 },
-    meter = { period = 1 },
-  },
-  devices = { meter = { kind = "meter" }, pv = { kind = "inverter", models = { 123, 704 } },
-              bat = { kind = "battery", protocol = "rct" } },
-  control = { limit_w = 0 },
-  step_at = 120,
-}
+-- Everything but the battery's protocol is battery_first's, loaded afresh.
+local sc = dofile(assert(package.searchpath("moondog.sim.scenarios.battery_first", package.path)))
+sc.name = "battery_rct"
+sc.description = "a 6 kW load switches off; an RCT Power battery (3 kW) charges before PV is curtailed"
+sc.devices.bat.protocol = "rct"
+return sc
