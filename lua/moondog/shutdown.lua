@@ -75,7 +75,7 @@ function M.run()
     list[#list + 1] = handlers[i]
   end
   if #list == 0 then return end
-  log.info("shutdown: running %d handler(s), for at most %g s", #list, timeout)
+  log.debug("shutdown: running %d handler(s), for at most %g s", #list, timeout)
   local deadline = core.now() + timeout
   local tasks = {}
   for i, h in ipairs(list) do
