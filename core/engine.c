@@ -1557,6 +1557,11 @@ md_loop *md_engine_loop(md_engine *E)
     return E->loop;
 }
 
+bool md_engine_stopping(md_engine *E)
+{
+    return E->stopping;
+}
+
 bool md_engine_closing(md_engine *E)
 {
     return E->closing;

@@ -148,6 +148,34 @@ T.test("SIGINT runs the handlers too", function()
   assert(read(dir.path .. "/done"), "the handler ran")
 end)
 
+T.test("STOPPING=1 goes to systemd when the phase begins, before the handlers run, once", function()
+  T.need("python3", "python3")
+  local dir <close> = T.tmpdir()
+  local sock = dir.path .. "/notify.sock"
+  write(dir.path .. "/recv.py", [=[
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+while True:
+    print(s.recv(4096).decode().replace("\n", "|"), flush=True)
+]=])
+  local recv <close> = T.start(dir, "recv", "python3 " .. quote(dir.path .. "/recv.py") .. " " .. quote(sock))
+  T.wait_for(function() return T.sh("test -S " .. quote(sock) .. " && echo y"):find("y") end, 10, "socket")
+  write(dir.path .. "/s.lua", [[
+    md.on_shutdown(function() md.service.notify("X-HANDLER=1") end)
+    md.spawn(function() md.sleep(0.05) md.exit(2) end)
+  ]])
+  local p <close> = T.start(dir, "child", "env NOTIFY_SOCKET=" .. quote(sock) .. " " .. exe .. " "
+    .. quote(dir.path .. "/s.lua"))
+  T.wait_for(function() return not p:alive() end, 20, "the child's exit")
+  T.eq(exited(p), 2)
+  T.wait_for(function() return (read(recv.out) or ""):find("X-HANDLER=1", 1, true) end, 10, "X-HANDLER")
+  local got = read(recv.out)
+  assert(got:find("STOPPING=1\nX%-HANDLER=1\n"), got)
+  T.eq(select(2, got:gsub("STOPPING=1", "")), 1, "STOPPING=1 once")
+end)
+
 T.test("md.on_shutdown and md.shutdown_timeout check their arguments", function()
   assert(not pcall(md.on_shutdown, 42))
   assert(not pcall(md.shutdown_timeout, -1))
