@@ -190,9 +190,7 @@ end)
 -- model 123 only) in a child in simulated time. What the devices were left
 -- at is read from the simulators after the phase, when the tasks are
 -- cancelled (a <close>: no I/O needed).
-T.test("export limiter on SIGTERM: 123 inverter at the fail-safe limit, RCT battery at 0 W, own strategy",
-  function()
-  local dir <close> = T.tmpdir()
+local function limiter_child(dir, disable)
   write(dir.path .. "/s.lua", string.format([[
     md.clock.simulate { start = "2026-06-21 12:00", seed = 21 }
     local scenarios = require "moondog.sim.scenarios"
@@ -217,12 +215,24 @@ T.test("export limiter on SIGTERM: 123 inverter at the fail-safe limit, RCT batt
     sc.devices.pv.models = { 123 }
     r = assert(run.start(sc))
     md.sleep(150)
+    if arg[1] == "disable" then
+      assert(r.site.export_limit:write("enabled", false))
+      md.sleep(3)
+    end
     local bat = server_of("bat")
     io.open(%q, "w"):write(string.format("%%s %%g %%s\n", r.ctl:status().state,
       r.ctl:status().setpoint_pct, bat:get("power_mng.soc_strategy"))):close()
   ]], dir.path .. "/left", dir.path .. "/ready"))
-  local p <close> = T.start(dir, "child", exe .. " " .. quote(dir.path .. "/s.lua"))
+  local cmd = exe .. " " .. quote(dir.path .. "/s.lua") .. (disable and " disable" or "")
+  local p = T.start(dir, "child", cmd)
   wait_file(dir.path .. "/ready")
+  return p
+end
+
+T.test("export limiter on SIGTERM: 123 inverter at the fail-safe limit, RCT battery at 0 W, own strategy",
+  function()
+  local dir <close> = T.tmpdir()
+  local p <close> = limiter_child(dir)
   local state, pct, strategy = read(dir.path .. "/ready"):match("^(%S+) (%S+) (%S+)")
   T.eq(state, "limiting", "PV curtailed before the stop")
   assert(tonumber(pct) > 10, "setpoint " .. pct)
@@ -234,4 +244,15 @@ T.test("export limiter on SIGTERM: 123 inverter at the fail-safe limit, RCT batt
   local err = read(p.err)
   assert(err:find("export limit: engine stopping: left pv at 0 %% %(fail%-safe limit, no revert%); "
     .. "battery bat at 0 W, battery_strategy = Internal"), err)
+end, { timeout = 120 })
+
+T.test("export limiter disabled, then SIGTERM: the inverter keeps 100 %, the battery stays given back",
+  function()
+  local dir <close> = T.tmpdir()
+  local p <close> = limiter_child(dir, true)
+  T.eq(read(dir.path .. "/ready"):match("^%S+"), "disabled")
+  T.eq(exited(p), 0)
+  T.eq(read(dir.path .. "/left"), "4 0 0 100 ENABLED 50\n")
+  local err = read(p.err)
+  assert(err:find("left the inverters as disabling left them (100 %)", 1, true), err)
 end, { timeout = 120 })

@@ -894,14 +894,17 @@ end
 -- (704: the revert level, which it also falls back to; 123: the fail-safe
 -- limit with its revert timer off, else it would go back to full power;
 -- a Growatt rate: the fail-safe rate), then ctl:stop() gives the battery
--- back. The log says what each device was left at.
+-- back. Disabled (the enabled switch off), the inverters keep the 100 %
+-- it wrote. The log says what each device was left at.
 local function shutdown(self)
   self.on_shutdown = nil -- running: ctl:stop() below has nothing to cancel
+  local disabled = self.state == "disabled"
   self.handle.cancel()
   local left = {}
+  if disabled then left[1] = "the inverters as disabling left them (100 %)" end
   for _, inv in ipairs(self.inverters) do
     local a = inv.adapter
-    if a then
+    if a and not disabled then
       local pct = quantize(self.failsafe_pct, a.step, true)
       local values = a.limit(pct, false)
       if a.mode == 123 then values.power_limit_revert = 0 end
