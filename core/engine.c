@@ -30,6 +30,15 @@
  * SIGHUP's default action; once installed, a SIGHUP nobody waits for is
  * logged and ignored.
  *
+ * Stopping. A stop request (SIGINT/SIGTERM, md.exit) first runs the
+ * shutdown phase: STOPPING=1 to systemd, then the Lua runner that
+ * moondog.shutdown registered (core.set_shutdown_runner) runs as a task
+ * while the loop still turns, so handlers can do I/O (give a battery back,
+ * write an inverter's fail-safe limit). The loop stops when that task ends;
+ * the runner bounds the handlers (md.shutdown_timeout). A second
+ * SIGINT/SIGTERM during the phase stops at once. Without a runner the loop
+ * stops at once, as before. Then md_engine_free cancels what is left.
+ *
  * Threads: everything here runs on the loop thread.
  */
 #ifndef _GNU_SOURCE
@@ -56,14 +65,16 @@
 #include "log.h"
 #include "mbcodec_lua.h"
 #include "process.h"
+#include "sdnotify.h"
 
 #define TASK_MT "moondog.task"
 
 #ifndef MD_VERSION
 #define MD_VERSION "0.0.0"
 #endif
-#define WATCHDOG_SIGNAL SIGURG /* ignored by default: harmless if it arrives late */
-#define WATCHDOG_SLICES 20     /* the watchdog fires within 5 % past its limit */
+#define WATCHDOG_SIGNAL SIGURG  /* ignored by default: harmless if it arrives late */
+#define WATCHDOG_SLICES 20      /* the watchdog fires within 5 % past its limit */
+#define INTERRUPT_GRACE 1000000 /* Lua instructions: a few ms */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define reset_thread(co, from) lua_closethread(co, from)
@@ -141,6 +152,9 @@ struct md_engine {
     md_loop *loop;
     int exit_code;
     bool closing;
+    bool stopping;      /* the shutdown phase has begun */
+    md_task *stop_task; /* the shutdown runner's task while it runs */
+    int stop_runner;    /* registry ref of the runner function, or LUA_NOREF */
 
     md_task *ready_head, *ready_tail;
     bool ready_scheduled;
@@ -155,6 +169,7 @@ struct md_engine {
     volatile uint64_t watchdog_seen;      /* resume_seq when the watchdog last looked */
     volatile sig_atomic_t watchdog_ticks; /* looks since watchdog_seen changed */
     volatile sig_atomic_t interrupt_signo;
+    volatile uint64_t interrupt_seq;      /* resume_seq when a stop signal came */
     volatile sig_atomic_t run_depth;      /* nested batches of resumes */
     volatile sig_atomic_t watchdog_armed; /* the watchdog timer is set */
 
@@ -208,6 +223,8 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     lua_sethook(L, NULL, 0, 0);
     md_engine *E = md_engine_of(L);
     int signo = E->interrupt_signo;
+    if (signo != WATCHDOG_SIGNAL && E->resume_seq != E->interrupt_seq)
+        return; /* it yielded since: the loop has the signal, nothing was stuck */
     E->interrupt_signo = 0;
     luaL_where(L, 0); /* inside a hook, level 0 is the interrupted function */
     if (signo == WATCHDOG_SIGNAL)
@@ -222,15 +239,24 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     lua_error(L);
 }
 
-/* Signal handler context: only flags and lua_sethook, as lua.c does. */
+/* Signal handler context: only flags and lua_sethook, as lua.c does.
+ * The watchdog raises at once. A stop signal raises only in a task still
+ * busy INTERRUPT_GRACE instructions later (a few ms) in the same resume:
+ * one that yields before lets the loop handle the signal, and the shutdown
+ * handlers then need the task the signal happened to land in (a poller,
+ * the battery writer), which must not fail for it. */
 static void interrupt_running_lua(int signo)
 {
     md_engine *E = signal_engine;
     if (!E || !E->running_L)
         return;
     E->interrupt_signo = signo;
-    lua_sethook(E->running_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT,
-                1);
+    E->interrupt_seq = E->resume_seq;
+    if (signo == WATCHDOG_SIGNAL)
+        lua_sethook(E->running_L, interrupt_hook,
+                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+    else
+        lua_sethook(E->running_L, interrupt_hook, LUA_MASKCOUNT, INTERRUPT_GRACE);
 }
 
 static void arm_watchdog(md_engine *E, int64_t ms)
@@ -673,6 +699,10 @@ static void finish_task(md_task *t, task_state state)
         t->wait = NULL;
     }
     all_unlink(E, t);
+    if (t == E->stop_task) { /* the shutdown phase is over */
+        E->stop_task = NULL;
+        md_loop_stop(E->loop);
+    }
     if (t->is_main && state == TASK_FAILED)
         E->exit_code = 1;
     if (t->is_main && E->on_main_done)
@@ -1092,6 +1122,29 @@ static int core_exit(lua_State *L)
     return lua_error(L);
 }
 
+/* core.set_shutdown_runner(fn): the function the shutdown phase runs as a
+ * task (moondog.shutdown's); nil removes it. */
+static int core_set_shutdown_runner(lua_State *L)
+{
+    md_engine *E = md_engine_of(L);
+    if (!lua_isnil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, E->stop_runner);
+    E->stop_runner = LUA_NOREF;
+    if (!lua_isnil(L, 1)) {
+        lua_pushvalue(L, 1);
+        E->stop_runner = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 0;
+}
+
+/* core.stopping() -> true once the shutdown phase has begun. */
+static int core_stopping(lua_State *L)
+{
+    lua_pushboolean(L, md_engine_of(L)->stopping);
+    return 1;
+}
+
 static int core_current(lua_State *L)
 {
     md_task *t = task_of_thread(L);
@@ -1238,6 +1291,8 @@ static const luaL_Reg core_funcs[] = {
     {"now", core_now},
     {"time", core_time},
     {"exit", core_exit},
+    {"set_shutdown_runner", core_set_shutdown_runner},
+    {"stopping", core_stopping},
     {"current", core_current},
     {"tasks", core_tasks},
     {"watchdog", core_watchdog},
@@ -1339,20 +1394,71 @@ static int engine_panic(lua_State *L)
     abort();
 }
 
-static void on_stop_signal(md_loop *loop, void *ud)
+/* Protected part of begin_stop: the runner as a task. */
+static int spawn_stop_task(lua_State *L)
 {
-    (void)ud;
-    md_log(MD_LOG_INFO, "signal received, shutting down");
-    md_loop_stop(loop);
+    md_engine *E = md_engine_of(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, E->stop_runner);
+    md_task_spawn(L, -1, 0);
+    md_task *t = lua_touserdata(L, -1);
+    snprintf(t->name, sizeof t->name, "shutdown");
+    E->stop_task = t;
+    return 0;
+}
+
+/* A stop request: the shutdown phase, once (see the opening comment).
+ * signo: the signal that asked for it, 0 for md.exit. */
+static void begin_stop(md_engine *E, int code, int signo)
+{
+    const char *sig = signo && sigabbrev_np(signo) ? sigabbrev_np(signo) : "signal";
+    if (E->stopping) {
+        if (signo && E->stop_task) {
+            md_log(MD_LOG_WARN,
+                   "SIG%s received again during shutdown: stopping at once, without "
+                   "waiting for the shutdown handlers",
+                   sig);
+            E->stop_task = NULL;
+            md_loop_stop(E->loop);
+        } else if (!signo) {
+            E->exit_code = code; /* md.exit in a shutdown handler */
+        }
+        return;
+    }
+    E->stopping = true;
+    E->exit_code = code;
+    if (signo)
+        md_log(MD_LOG_INFO, "SIG%s received, shutting down", sig);
+    md_sdnotify("STOPPING=1");
+    if (E->stop_runner == LUA_NOREF || E->closing) {
+        md_loop_stop(E->loop);
+        return;
+    }
+    lua_State *L = E->L;
+    lua_pushcfunction(L, spawn_stop_task);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        md_log(MD_LOG_ERROR, "cannot run the shutdown handlers: %s",
+               lua_tostring(L, -1) ? lua_tostring(L, -1) : "(not a string)");
+        lua_pop(L, 1);
+        E->stop_task = NULL;
+        md_loop_stop(E->loop);
+    }
+}
+
+static void on_sigterm(md_loop *loop, void *ud)
+{
+    (void)loop;
+    md_engine *E = ud;
+    begin_stop(E, E->exit_code, SIGTERM);
 }
 
 static void on_sigint(md_loop *loop, void *ud)
 {
     md_engine *E = ud;
+    (void)loop;
     if (E->on_interrupt)
         E->on_interrupt(E, E->on_interrupt_ud);
     else
-        on_stop_signal(loop, ud);
+        begin_stop(E, E->exit_code, SIGINT);
 }
 
 void md_engine_on_interrupt(md_engine *E, void (*fn)(md_engine *E, void *ud), void *ud)
@@ -1402,6 +1508,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
         free(E);
         return NULL;
     }
+    E->stop_runner = LUA_NOREF;
     E->L = lua_newstate(engine_alloc, E);
     if (!E->L) {
         snprintf(err, errlen, "cannot create the Lua state: out of memory");
@@ -1435,7 +1542,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     signal_engine = E;
     signal(SIGPIPE, SIG_IGN); /* a peer closing a socket is an error, not a death */
     md_loop_signal(E->loop, SIGINT, on_sigint, E, interrupt_running_lua);
-    md_loop_signal(E->loop, SIGTERM, on_stop_signal, E, interrupt_running_lua);
+    md_loop_signal(E->loop, SIGTERM, on_sigterm, E, interrupt_running_lua);
     setup_watchdog(E);
     return E;
 }
@@ -1450,6 +1557,11 @@ md_loop *md_engine_loop(md_engine *E)
     return E->loop;
 }
 
+bool md_engine_stopping(md_engine *E)
+{
+    return E->stopping;
+}
+
 bool md_engine_closing(md_engine *E)
 {
     return E->closing;
@@ -1457,8 +1569,7 @@ bool md_engine_closing(md_engine *E)
 
 void md_engine_exit(md_engine *E, int code)
 {
-    E->exit_code = code;
-    md_loop_stop(E->loop);
+    begin_stop(E, code, 0);
 }
 
 int md_engine_run(md_engine *E)
@@ -1471,6 +1582,7 @@ void md_engine_free(md_engine *E)
 {
     if (!E)
         return;
+    E->stop_task = NULL; /* cancelled below like the others */
     /* Cancel in spawn order so that to-be-closed variables run while the
      * loop and every module still exist. */
     for (md_task *t = E->all_head, *next; t; t = next) {

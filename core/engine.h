@@ -82,8 +82,12 @@ void md_engine_spawn_main(md_engine *E, int nargs);
 /* Run the loop until nothing is left alive, md.exit() or a shutdown signal.
  * Returns the process exit code. */
 int md_engine_run(md_engine *E);
-/* Ask the engine to stop with this exit code (md.exit). */
+/* Ask the engine to stop with this exit code (md.exit): sends STOPPING=1
+ * and runs the shutdown handlers (moondog.shutdown) as a task first; the
+ * loop stops when they are done. In that phase only the code changes. */
 void md_engine_exit(md_engine *E, int code);
+/* True once a stop was requested (signal, md.exit): STOPPING=1 is sent. */
+bool md_engine_stopping(md_engine *E);
 
 /* True while md_engine_free runs: the loop no longer runs, so a __gc
  * that would wait for a worker must join it directly. */

@@ -349,7 +349,8 @@ int main(int argc, char **argv)
     if (rc == 0)
         code = repl ? md_repl_run(E) : md_engine_run(E);
     md_engine_on_main_done(E, NULL, NULL); /* shutdown cancels it: no failure */
-    md_sdnotify("STOPPING=1");
+    if (!md_engine_stopping(E))            /* else sent when the shutdown phase began */
+        md_sdnotify("STOPPING=1");
     md_engine_free(E);
     md_log_close();
     return code;

@@ -103,7 +103,8 @@ static int repl_write(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    if (!md_loop_stopped(md_engine_loop(md_engine_of(L)))) {
+    md_engine *E = md_engine_of(L);
+    if (!md_loop_stopped(md_engine_loop(E)) && !md_engine_stopping(E)) {
         fwrite(s, 1, len, stdout);
         fflush(stdout);
     }
@@ -229,8 +230,8 @@ static void line_finished(void)
     luaL_unref(R.L, LUA_REGISTRYINDEX, R.task_ref);
     R.task_ref = LUA_NOREF;
     R.state = R_SETTLING;
-    if (md_loop_stopped(R.loop))
-        return; /* md.exit() in the line: leaving */
+    if (md_loop_stopped(R.loop) || md_engine_stopping(R.E))
+        return; /* md.exit() in the line: leaving (shutdown handlers first) */
     if (md_loop_defer(R.loop, resume_input, NULL) < 0)
         resume_input(R.loop, NULL);
 }

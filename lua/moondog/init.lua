@@ -8,7 +8,11 @@ local M = {}
 for name, value in pairs(core) do
   M[name] = value
 end
+M.set_shutdown_runner = nil -- moondog.shutdown's, set once below
 M.log = require "moondog.log"
+local shutdown = require "moondog.shutdown"
+M.on_shutdown = shutdown.on_shutdown
+M.shutdown_timeout = shutdown.shutdown_timeout
 
 -- Where moondog's files are. main.c adds `script`: the file of the site
 -- script being run (not set for tools, the REPL or -e), whose folder is on
@@ -56,8 +60,12 @@ end
 --- md.time() -> wall-clock seconds since 1970 (a float), for timestamps.
 
 --- md.exit([code]): stops the engine cleanly with this exit code (0; true is
---- 0, false is 1): the calling task unwinds, the others are cancelled and
---- their <close> variables run.
+--- 0, false is 1): the calling task unwinds, the md.on_shutdown handlers run
+--- (at most md.shutdown_timeout() s), then the others are cancelled and
+--- their <close> variables run. In a shutdown handler it only sets the code.
+
+--- md.stopping() -> true once the engine was asked to stop (SIGTERM,
+--- SIGINT, md.exit) and runs its shutdown handlers.
 
 --- md.current() -> the running task, or nothing outside a task.
 

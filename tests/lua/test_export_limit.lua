@@ -175,6 +175,7 @@ T.test("moondog stops: a 704 inverter reverts to the fail-safe level by itself",
   md.sleep(DROP - 10) -- limiting at about 6.5 kW of 8 kW
   assert(sim.plant.inverters.pv.output_w > 5000, "limiting at the house load")
   ctl.handle.cancel() -- the controller dies without a word
+  ctl.on_shutdown:cancel() -- and leaves nothing for the engine's shutdown
   site:close()         -- nothing polls, nothing writes
   md.sleep(25)
   local inv = sim.plant.inverters.pv

@@ -259,6 +259,7 @@ T.test("battery_rct: an RCT battery left External (moondog killed) gets its own 
     md.sleep(20)
     -- killed: nothing gives the battery back
     r.ctl.handle.cancel()
+    r.ctl.on_shutdown:cancel() -- nor the engine's shutdown
     r.ctl = nil
   end
   local r <close> = run_rct(nil, { state_file = file })

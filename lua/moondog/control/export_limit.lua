@@ -35,8 +35,10 @@
 -- (default 3), a write fails, or the controller itself raises, every
 -- inverter is set to the fail-safe output: the limit itself (the worst
 -- case is a house load of 0), and it stays there until fresh samples have
--- come for `recover_s` seconds (default 10). When moondog itself stops the
--- inverter must end safe on its own: with SunSpec model 704 the
+-- come for `recover_s` seconds (default 10). A clean stop of the engine
+-- (SIGTERM, Ctrl-C, md.exit) writes the fail-safe output and gives the
+-- battery back (`shutdown`, an md.on_shutdown handler). When moondog is
+-- killed the inverter must end safe on its own: with SunSpec model 704 the
 -- controller sets WMaxLimPctRvrt to the fail-safe level and a revert time
 -- (`revert_s`, default 30 s for one device, 25 s a device up to 60), so
 -- the inverter falls back to it by itself;
@@ -224,7 +226,8 @@ local function battery_writer(self)
       b.busy, b.busy_since = nil, nil
       if ok then
         if job.pct then b.written_pct, b.written_at = job.pct, md.now() end
-        if job.setup then b.released = nil end
+        if job.setup then b.released, b.given_back = nil, nil end
+        if job.release then b.given_back = true end
       elseif job.release then
         md.log.error("export limit: cannot give the battery %s back to itself (0 W, %s = %s): %s; it may "
           .. "keep its last setpoint", b.sd.id, b.adapter.mode, tostring(b.own_mode), tostring(err))
@@ -854,8 +857,13 @@ end
 --- ctl:stop(): stop controlling; the inverters keep their last setting
 --- (and their revert timers run out to the fail-safe level with 704); a
 --- battery is set idle and given back its own mode (RCT: its strategy as
---- found at start), waited for up to 10 s.
+--- found at start), waited for up to 10 s. The engine's shutdown (SIGTERM,
+--- Ctrl-C, md.exit) does this too, after writing the fail-safe output.
 function Ctl:stop()
+  if self.on_shutdown then
+    self.on_shutdown:cancel()
+    self.on_shutdown = nil
+  end
   self.handle.cancel()
   local b = self.battery
   if b and b.writer then
@@ -878,6 +886,55 @@ function Ctl:stop()
   end
   if self.battery and self.battery.adapter then
     self.battery.sd:own(self.battery.adapter.points, nil)
+  end
+end
+
+-- The engine stops (md.on_shutdown, registered at start, removed by
+-- ctl:stop()): control ends, every inverter gets the fail-safe output
+-- (704: the revert level, which it also falls back to; 123: the fail-safe
+-- limit with its revert timer off, else it would go back to full power;
+-- a Growatt rate: the fail-safe rate), then ctl:stop() gives the battery
+-- back. Disabled (the enabled switch off), the inverters keep the 100 %
+-- it wrote. The log says what each device was left at.
+local function shutdown(self)
+  self.on_shutdown = nil -- running: ctl:stop() below has nothing to cancel
+  local disabled = self.state == "disabled"
+  self.handle.cancel()
+  local left = {}
+  if disabled then left[1] = "the inverters as disabling left them (100 %)" end
+  for _, inv in ipairs(self.inverters) do
+    local a = inv.adapter
+    if a and not disabled then
+      local pct = quantize(self.failsafe_pct, a.step, true)
+      local values = a.limit(pct, false)
+      if a.mode == 123 then values.power_limit_revert = 0 end
+      local ok, err = inv.sd:write(values, { owner = self.name })
+      self.writes = self.writes + 1
+      if ok then
+        left[#left + 1] = format("%s at %g %% (%s)", inv.sd.id, pct,
+          a.mode == 704 and "its revert level" or a.mode == 123 and "fail-safe limit, no revert"
+          or "fail-safe rate")
+      else
+        self.write_errors = self.write_errors + 1
+        left[#left + 1] = format("%s NOT set (%s): it keeps its last setting", inv.sd.id, tostring(err))
+      end
+    end
+  end
+  local b = self.battery
+  local gave_back = b and b.writer and not b.released
+  self:stop()
+  if gave_back then
+    if b.given_back then
+      left[#left + 1] = format("battery %s at 0 W%s", b.sd.id,
+        b.adapter.mode and format(", %s = %s", b.adapter.mode, tostring(b.own_mode)) or "")
+    else
+      left[#left + 1] = format("battery %s: given back without an answer (see above)", b.sd.id)
+    end
+  end
+  if #left > 0 then
+    md.log.info("export limit: engine stopping: left %s", table.concat(left, "; "))
+  else
+    md.log.debug("export limit: engine stopping before it had set anything")
   end
 end
 
@@ -969,6 +1026,7 @@ function M.export_limit(opts)
       error(err, 0)
     end
   end, { critical = true, name = "export limit" })
+  self.on_shutdown = md.on_shutdown(function() shutdown(self) end, "export limit " .. name)
   return self
 end
 
