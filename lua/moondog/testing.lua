@@ -233,6 +233,16 @@ function M.write_file(path, text)
   assert(mdfile.write(path, text))
 end
 
+--- Bytes from hex text: each pair of hex digits becomes one byte ("0a1b" -> "\x0a\x1b").
+function M.unhex(h)
+  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
+end
+
+--- Lower-case hex text of bytes.
+function M.hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
 --- The rows of a tab-separated file whose first line (not counting
 --- comment lines starting with #) names the columns: {{col = text}, ...};
 --- raises when it cannot be read (reference data a test was told is there).

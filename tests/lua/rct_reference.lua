@@ -6,13 +6,7 @@ local T = require "moondog.testing"
 
 local M = {}
 
-function M.unhex(h)
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-function M.hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
+M.unhex, M.hex = T.unhex, T.hex
 
 --- Rows of ../shared/reference/rct/FILE; skips the running test when
 --- ../shared is absent.

@@ -12,13 +12,7 @@ local record = require "moondog.growatt.record"
 
 local format = string.format
 
-local function unhex(h)
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function hex(s)
-  return (s:gsub(".", function(c) return format("%02x", c:byte()) end))
-end
+local unhex, hex = T.unhex, T.hex
 
 local function rows()
   local dir = T.shared_dir()

@@ -40,9 +40,7 @@ local function u32(regs, reg, v)
   regs[reg], regs[reg + 1] = v >> 16, v & 0xFFFF
 end
 
-local function unhex(h)
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
+local unhex = T.unhex
 
 -- The rows of tests/data/growatt_captures.tsv ("#" lines are its prose).
 local function capture_rows()
