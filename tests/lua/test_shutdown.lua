@@ -220,9 +220,11 @@ local function limiter_child(dir, disable)
       md.sleep(3)
     end
     local bat = server_of("bat")
+    -- written whole, then renamed: the test reads it as soon as it exists
     io.open(%q, "w"):write(string.format("%%s %%g %%s\n", r.ctl:status().state,
       r.ctl:status().setpoint_pct, bat:get("power_mng.soc_strategy"))):close()
-  ]], dir.path .. "/left", dir.path .. "/ready"))
+    assert(os.rename(%q, %q))
+  ]], dir.path .. "/left", dir.path .. "/ready.tmp", dir.path .. "/ready.tmp", dir.path .. "/ready"))
   local cmd = exe .. " " .. quote(dir.path .. "/s.lua") .. (disable and " disable" or "")
   local p = T.start(dir, "child", cmd)
   wait_file(dir.path .. "/ready")
