@@ -1033,7 +1033,7 @@ function M.start(opts)
     self.cloud_host, self.cloud_port = ch, cp
   end
   local l, err, code = stream.listen(host, port)
-  if not l then return nil, format("growatt proxy: cannot listen on %s:%d: %s", host, port, err), code end
+  if not l then return nil, err, code end
   self.listener = l
   self.accept_task = md.spawn(accept.loop, self.listener, "growatt logger->cloud",
     function(conn) serve(self, conn) end, { pause = 1 })
