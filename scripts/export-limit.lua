@@ -74,6 +74,25 @@ for n, inv in ipairs(opts.inverters) do
 end
 if not opts.limit then usage_error("--limit W is required") end
 
+-- A profile name that opens nothing is a typo on the command line: say so
+-- with the names that do open, before any device is touched.
+local devices = require "moondog.devices"
+local function check_profile(flag, name)
+  local is_name = not name:find("%.lua$") and (name:match("^[%w_%-]+$") or name:match("^[%w_%-]+/[%w_%-]+$"))
+  if not is_name then -- a file path
+    local f = io.open(name)
+    if f then f:close() return end
+    usage_error("%s: cannot open the profile file '%s'", flag, name)
+  end
+  if devices.find(name) then return end
+  local names = {}
+  for _, row in ipairs(devices.list()) do names[#names + 1] = row.name end
+  usage_error("%s: no device profile '%s'; the profiles are: %s (`moondog devices` describes them)",
+    flag, name, table.concat(names, ", "))
+end
+check_profile("--grid-profile", opts.grid_profile)
+for _, inv in ipairs(opts.inverters) do check_profile("--inverter-profile", inv.profile) end
+
 local site = md.site.new { name = "export_limit" }
 local function must(what, ok, err)
   if not ok then

@@ -88,6 +88,12 @@ T.test("--help and bad arguments: exit 2 with the reason and a pointer to --help
     { "--frobnicate", "unknown option '--frobnicate'" },
     { "--limit 0 --grid", "option --grid needs a value (URL)" },
     { "--limit 0 stray", "unexpected argument 'stray'" },
+    { "--grid tcp://127.0.0.1:1 --grid-profile sunspec --inverter tcp://127.0.0.1:2 "
+      .. "--inverter-profile sunspec_inverter --limit 0",
+      "--grid-profile: no device profile 'sunspec'; the profiles are: " },
+    { "--grid tcp://127.0.0.1:1 --grid-profile sunspec_meter --inverter tcp://127.0.0.1:2 "
+      .. "--inverter-profile ./nowhere.lua --limit 0",
+      "--inverter-profile: cannot open the profile file './nowhere.lua'" },
   }) do
     local st, _, err = run(dir, exe .. case[1])
     T.eq(st, "exit 2", case[1])
