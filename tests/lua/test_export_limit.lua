@@ -258,3 +258,17 @@ T.test("G100 escalation by count: the n-th excursion within the window latches t
   T.eq(site.export_limit.alarm, true, "alarm")
   stop(sim, site, ctl)
 end, { timeout = 3600 })
+
+T.test("an inverter silent at start: fail-safe while waiting, no crash, control once it answers",
+  function()
+  local sim, site, ctl = start({ events = { { at = 0, silent = "pv", duration = 20 } } })
+  md.sleep(5)
+  local st = ctl:status()
+  T.eq(st.state, "fail-safe", "waiting for the inverter")
+  T.eq(site:status().tasks[1].failures, 0, "the controller waits; it does not fail and restart")
+  md.sleep(DROP - 15) -- the inverter answers from 20 s; the site retries it
+  T.eq(ctl:status().state, "limiting", "normal control once the inverter has answered")
+  T.eq(site:status().tasks[1].failures, 0, "no failure")
+  assert(sim.plant.inverters.pv.output_w < 7000, "curtailed to the house load")
+  stop(sim, site, ctl)
+end, { timeout = 3600 })

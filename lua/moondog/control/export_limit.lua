@@ -398,13 +398,20 @@ end
 -- Write a setpoint (percent) to every inverter. Returns true, or nil, err.
 local function write_all(self, pct)
   for _, inv in ipairs(self.inverters) do
+    if not inv.adapter then
+      return nil, format("%s: not set up yet (it has not answered since the start)", inv.sd.id), "offline"
+    end
     local q = quantize(pct, inv.adapter.step, true)
     -- the enable flag is written only while the inverter does not show it on:
     -- one transaction per setpoint, not two
     local on = inv.adapter.enabled == nil or inv.sd._v[inv.adapter.enabled] == "ENABLED"
     local ok, err, code = inv.sd:write(inv.adapter.limit(q, on), { owner = self.name })
     self.writes = self.writes + 1
-    if not ok then return nil, format("%s: %s", inv.sd.id, tostring(err)), code end
+    if not ok then
+      err = tostring(err) -- the site's errors name the device already
+      if err:sub(1, #inv.sd.id + 2) ~= inv.sd.id .. ": " then err = inv.sd.id .. ": " .. err end
+      return nil, err, code
+    end
   end
   self.written_pct, self.written_at = pct, md.now()
   return true
@@ -697,17 +704,26 @@ local function defaults_w(self, total)
   self.deadband_w = o.deadband_w or self.tolerance_w
 end
 
--- Setup: ratings, adapters, revert settings, ownership.
+-- Setup: ratings, adapters, revert settings, ownership. Returns true, or
+-- nil and why while an inverter has not answered yet (its points, rating
+-- and limit registers come from it: a SunSpec inverter's models are found
+-- on its first answer); raises on a site that cannot work.
 local function prepare(self)
   local total = 0
   for _, inv in ipairs(self.inverters) do
     local sd = inv.sd
+    if sd._state ~= "ok" and not inv.adapter then
+      return nil, format("waiting for inverter %s to answer (%s)", sd.id, sd._state)
+    end
     if not inv.rating then
       if not sd._points.max_power then
         error(format("export limit: inverter %s has no rating (max_power); give rating = W", sd.id), 0)
       end
-      local w = sd:wait("max_power", { timeout = 60 })
+      local w, err, code = sd:wait("max_power", { timeout = 60 })
       inv.rating = sd.max_power or w
+      if not inv.rating and code ~= "timeout" then
+        return nil, format("waiting for the rating of inverter %s: %s", sd.id, tostring(err))
+      end
       if not inv.rating then
         error(format("export limit: inverter %s has no rating (max_power); give rating = W", sd.id), 0)
       end
@@ -735,6 +751,7 @@ local function prepare(self)
   if self.battery and not self.battery.max_w then battery_setup(self, save_state) end
   self.failsafe_pct = math.max(0, math.min(100, self.limit_w / total * 100))
   self.prepared = true
+  return true
 end
 
 -- The inverters' own fall-back: revert time and level. Tried again every
@@ -750,11 +767,16 @@ local function set_reverts(self, now)
     end
     if not ok then
       self.write_errors = self.write_errors + 1
-      md.log.error("export limit: cannot set the revert settings of %s: %s", inv.sd.id, tostring(err))
+      if self.reverts_failing ~= inv.sd.id then -- once per run of failures, not every 5 s
+        md.log.error("export limit: cannot set the revert settings (tried again every 5 s): %s",
+          tostring(err))
+        self.reverts_failing = inv.sd.id
+      end
       return false
     end
   end
-  self.reverts_ok = true
+  if self.reverts_failing then md.log.info("export limit: the revert settings are set") end
+  self.reverts_ok, self.reverts_failing = true, nil
   return true
 end
 
@@ -764,9 +786,19 @@ local function now_due(self)
 end
 
 local function run(self)
-  if not self.prepared then
-    local ok, err = pcall(prepare, self)
-    if not ok then failsafe(self, err) error(err, 0) end
+  -- An inverter answers its first poll within a moment; one that has not
+  -- after failsafe_after is news. Nothing can be written to it meanwhile.
+  local waiting_since = md.now()
+  while not self.prepared do
+    local ok, ready, why = pcall(prepare, self)
+    if not ok then failsafe(self, ready) error(ready, 0) end
+    if not ready then
+      if self.state ~= "fail-safe" and md.now() - waiting_since >= self.failsafe_after then
+        self.setpoint_pct = self.failsafe_pct
+        set_state(self, "fail-safe", why)
+      end
+      md.sleep(0.2)
+    end
   end
   local dev, point = self.grid_dev, self.grid_point
   local last_t = 0

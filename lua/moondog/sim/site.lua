@@ -18,7 +18,8 @@
 --       gw = { kind = "inverter", protocol = "growatt_min" }, -- Growatt MIN over Modbus
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
---     events = { { at = s, meter = "silent", duration = 30 },
+--     events = { { at = s, meter = "silent", duration = 30 },     -- every meter
+--                { at = s, silent = "pv", duration = 30 },       -- one device, by id
 --                { at = s, refuse_writes = "pv", duration = 60 },  -- an inverter or a battery
 --                { at = s, broker = "gone", duration = 300 } },
 --     lines = { bus = { baud = 9600, turnaround = 0.02 } } }
@@ -185,6 +186,15 @@ local function wire(self, srv, name)
   end
 end
 
+-- A silent device (an event) answers reads with "the gateway's target
+-- does not answer", as the RS-485 device behind a Modbus gateway would.
+local function silent_hook(self, id)
+  return function()
+    local untl = self.silent_until[id]
+    if untl and self.plant.t < untl then return "gateway_target_failed" end
+  end
+end
+
 local function line_read_hook(self, name, inner)
   return function(unit, kind, addr, count, mb)
     line_hook(self, name, rtu_bytes(kind, count, false))
@@ -247,7 +257,7 @@ local function serve_inverter(self, id, d)
                     WMaxLimPctEnaRvrt = "DISABLED", WMaxLimPctRvrtTms = 0 }
   end
   local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", { models = models, values = values,
-    on_read = d.line and line_read_hook(self, d.line) or nil })
+    on_read = line_read_hook(self, d.line, silent_hook(self, id)) })
   if not srv then return nil, err, code end
   wire(self, srv, d.line)
   srv:on_write(function(model)
@@ -459,11 +469,7 @@ local function serve_meter(self, id, d)
   local srv, err, code = md.sunspec.serve("tcp://127.0.0.1:0", {
     models = { 1, 203 },
     values = { [1] = { Mn = "moondog", Md = "Simulated grid meter", SN = "SIM-METER", Vr = "1.0" } },
-    on_read = line_read_hook(self, d.line, function()
-      if self.meter_silent_until and self.plant.t < self.meter_silent_until then
-        return "gateway_target_failed" -- the meter behind the gateway does not answer
-      end
-    end),
+    on_read = line_read_hook(self, d.line, silent_hook(self, id)),
   })
   if not srv then return nil, err, code end
   wire(self, srv, d.line)
@@ -486,9 +492,21 @@ local function run_events(self)
   for _, e in ipairs(self.events) do
     if not e.done and self.plant.t >= self.t0 + e.at then
       e.done = true
-      if e.meter == "silent" then
-        self.meter_silent_until = self.plant.t + (e.duration or 30)
-        md.log.info("sim: the meter goes silent for %g s", e.duration or 30)
+      if e.meter == "silent" or e.silent then
+        local ids = { e.silent }
+        if e.meter then
+          for id, d in pairs(self.scenario_devices) do
+            if d.kind == "meter" then ids[#ids + 1] = id end
+          end
+        end
+        for _, id in ipairs(ids) do
+          local d = self.scenario_devices[id]
+          if not (d and (d.kind == "meter" or (d.kind == "inverter" and not d.protocol))) then
+            error(format("sim site: silent: no SunSpec meter or inverter '%s'", id))
+          end
+          self.silent_until[id] = self.plant.t + (e.duration or 30)
+          md.log.info("sim: %s goes silent for %g s", id, e.duration or 30)
+        end
       elseif e.refuse_writes then
         local sd = self.scenario_devices[e.refuse_writes]
         local inv = self.plant.inverters[e.refuse_writes]
@@ -583,7 +601,8 @@ function M.start(scenario)
   spec.start = scenario.start or spec.start or 12 * 3600
   spec.seed = scenario.seed or spec.seed
   local self = setmetatable({
-    plant = plant_mod.new(spec), devices = {}, events = {}, undo = {}, name = scenario.name,
+    plant = plant_mod.new(spec), devices = {}, events = {}, undo = {}, silent_until = {},
+    name = scenario.name,
     on_tick = scenario.on_tick, handlers = {}, lines = {}, scenario_devices = scenario.devices or {},
   }, Sim)
   self.t0, self.now0 = self.plant.t, md.now()
