@@ -99,6 +99,17 @@ local no_device_behind = { gateway_target_failed = true, gateway_path_unavailabl
 
 local candidates, sunspec_matches = devices.candidates, devices.sunspec_matches
 
+-- The "unit 5 (5/247)" progress line is redrawn in place on a terminal;
+-- in a pipe or a log it would be noise (carriage returns, escapes).
+local term = os.getenv("TERM")
+local on_terminal = os.execute("test -t 2") == true and term ~= nil and term ~= "dumb"
+local function progress(text)
+  if on_terminal then
+    io.stderr:write(text)
+    io.stderr:flush()
+  end
+end
+
 local function label(row)
   local p = row.profile
   return format("%s (%s %s)", row.name, p.manufacturer or "?", p.model or "?")
@@ -110,13 +121,12 @@ local function probe_bus(url, units, timeout, mb, ss, total, done)
   local found = 0
   for _, unit in ipairs(units) do
     done = done + 1
-    io.stderr:write(format("\r%s: unit %d (%d/%d) ", url, unit, done, total))
-    io.stderr:flush()
+    progress(format("\r%s: unit %d (%d/%d) ", url, unit, done, total))
     local matches, answered = {}, false
     for _, row in ipairs(mb) do
       local ok, msg, why = require("moondog.devices.modbus").identify(row.profile, bus, unit)
       if ok == nil and unreachable[why] then
-        io.stderr:write("\r\27[K")
+        progress("\r\27[K")
         bus:close()
         cli:io_error(url, msg, why)
       end
@@ -133,7 +143,7 @@ local function probe_bus(url, units, timeout, mb, ss, total, done)
       found = found + 1
       local names = {}
       for i, row in ipairs(matches) do names[i] = label(row) end
-      io.stderr:write("\r\27[K")
+      progress("\r\27[K")
       io.stdout:write(format("unit %d: %s\n", unit, table.concat(names, ", ")))
       for _, row in ipairs(matches) do
         local id = format("%s_%d", (row.name:match("([^/]+)$"):lower():gsub("[^%w_]", "_")), unit)
@@ -141,7 +151,7 @@ local function probe_bus(url, units, timeout, mb, ss, total, done)
       end
       io.stdout:flush()
     elseif answered then
-      io.stderr:write("\r\27[K")
+      progress("\r\27[K")
       io.stdout:write(format("unit %d: answers, but no profile's probe fits\n", unit))
       io.stdout:flush()
     end
@@ -178,8 +188,7 @@ local function probe_rct(target, wait)
   if o.units or o.bauds then cli:usage_error(nil, "--units and --bauds are for Modbus buses, not %s", url) end
   local host, port = rct.parse_target(target)
   if not host then cli:usage_error(nil, "%s: %s", url, tostring(port)) end
-  io.stderr:write(format("\r%s: asking for its identity ", url))
-  io.stderr:flush()
+  progress(format("\r%s: asking for its identity ", url))
   local client, err, code = rct.connect(host, port, { timeout = wait, retries = 0 })
   local sn, model
   if client then
@@ -187,7 +196,7 @@ local function probe_rct(target, wait)
     if sn then model = client:read("android_description") end
     client:close()
   end
-  io.stderr:write("\r\27[K")
+  progress("\r\27[K")
   if not sn then
     cli_mod.say("%s: no RCT Power device answered at %s: %s (%s)", TOOL, url, tostring(err), tostring(code))
     md.exit(1)
@@ -218,8 +227,7 @@ for _, baud in ipairs(bauds) do
     #units * #bauds, done)
   found = found + n
 end
-io.stderr:write("\r\27[K")
-io.stderr:flush()
+progress("\r\27[K")
 if found == 0 then
   cli_mod.say("%s: no device identified on %s (units %s)", TOOL, url, o.units or "1-247")
   io.stdout:flush()
