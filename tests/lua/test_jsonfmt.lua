@@ -78,3 +78,23 @@ T.test("tables that are not flat: nil, for cjson to encode", function()
   T.eq(ok, false, "a string raises")
   T.eq(tostring(err):find("table expected", 1, true) ~= nil, true, "the message says a table")
 end)
+
+T.test("pick: the object of the values of some keys, each noted in seen", function()
+  local keys = { a = true, b = true, c = true, gone = true }
+  local values = { a = 1.5, b = "x/y", c = 230.5, d = 7, e = true }
+  local seen = { gone = 3 }
+  local text = jsonfmt.pick(keys, values, seen)
+  local want = { a = 1.5, b = "x/y", c = 230.5 }
+  T.eq(#text, #j.encode(want), "the length of cjson's text")
+  local back = cjson.decode(text)
+  for k, v in pairs(want) do T.eq(back[k], v, k) end
+  for k in pairs(back) do T.eq(want[k] ~= nil, true, "no other key: " .. k) end
+  T.eq(seen.a, 1.5, "seen a")
+  T.eq(seen.b, "x/y", "seen b")
+  T.eq(seen.gone, nil, "seen: a key without a value is cleared")
+  T.eq(seen.d, nil, "seen: only the keys asked for")
+  T.eq(jsonfmt.pick({}, values, {}), "{}")
+  T.eq(jsonfmt.pick({ e = true }, values, {}), nil, "a boolean: the caller's turn")
+  T.eq(jsonfmt.pick({ [1] = true }, values, {}), nil, "a key that is no string")
+  T.eq(jsonfmt.pick({ t = true }, { t = {} }, {}), nil, "a table value")
+end)

@@ -177,14 +177,20 @@ local function publish_state(self, e, names, force)
   -- (obj holds announced names only: one pass sets or clears each, and
   -- notes the value in last, the values sent: only announced names are
   -- ever compared)
-  local obj, vals, pts = e.sobj, sd._v, sd._points
-  for name in pairs(e.announced) do
-    local v = vals[name]
-    last[name] = v
-    if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
-    obj[name] = v
+  -- (jsonfmt.pick does all that in one pass in C while every value is a
+  -- number or a string, which point.format leaves as it is)
+  local vals = sd._v
+  local text = jsonfmt.pick(e.announced, vals, last)
+  if not text then
+    local obj, pts = e.sobj, sd._points
+    for name in pairs(e.announced) do
+      local v = vals[name]
+      last[name] = v
+      if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
+      obj[name] = v
+    end
+    text = jsonfmt.object(obj) or state_json.encode(obj)
   end
-  local text = jsonfmt.object(obj) or state_json.encode(obj)
   if self:send(e.state_topic, text, self.retain, self.state_qos) then
     e.stime = now
   else -- not sent: every value counts as changed for the next update
