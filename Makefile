@@ -100,6 +100,7 @@ TEST_EXTRA_mbus := $(MBUS_OBJ) -lpthread -lm
 $(BUILD)/tests/test_mbus: $(MBUS_OBJ)
 TEST_EXTRA_sscodec := $(BUILD)/err.o -lm
 TEST_EXTRA_rctcodec := $(BUILD)/err.o -lm
+TEST_EXTRA_jsonfmt := -lm
 TEST_EXTRA_mbcodec := $(BUILD)/err.o
 TEST_EXTRA_growatt := $(BUILD)/mbcodec.o $(BUILD)/err.o
 # libmosquitto only as the reference of the differential topic test

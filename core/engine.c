@@ -1532,6 +1532,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
     preload(E->L, "moondog.mqtt.core", luaopen_moondog_mqtt_core);
     preload(E->L, "moondog.rct.codec", luaopen_moondog_rct_codec);
     preload(E->L, "moondog.growatt.core", luaopen_moondog_growatt_core);
+    preload(E->L, "moondog.jsonfmt", luaopen_moondog_jsonfmt);
     preload(E->L, "moondog.stream", luaopen_moondog_stream);
     preload(E->L, "moondog.event", luaopen_moondog_event);
     preload(E->L, "moondog.signal", luaopen_moondog_signal);

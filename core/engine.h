@@ -148,6 +148,7 @@ int luaopen_moondog_attach(lua_State *L);
 int luaopen_moondog_mqtt_core(lua_State *L);
 int luaopen_moondog_rct_codec(lua_State *L);
 int luaopen_moondog_growatt_core(lua_State *L);
+int luaopen_moondog_jsonfmt(lua_State *L);
 int luaopen_moondog_stream(lua_State *L);
 int luaopen_moondog_event(lua_State *L);
 int luaopen_moondog_signal(lua_State *L);

@@ -87,3 +87,33 @@ T.test("pushed devices: misuse raises", function()
   T.eq(#sd:update({ y = 2 }), 1)
   site:close()
 end)
+
+-- A watch of one point sees that point only: not the same point name on
+-- another device, not another point of its device (watchers_see compares
+-- the device first, then the point, without a key per changed value).
+T.test("a watch sees its own point of its own device only", function()
+  local site = md.site.new { name = "pushed3" }
+  local pts = { points = { { name = "x" }, { name = "y" } } }
+  local a, b = site:add_pushed("dev_a", pts), site:add_pushed("dev_b", pts)
+  local seen, all = {}, {}
+  local w = site:watch("dev_a.x", function(v) seen[#seen + 1] = v end)
+  local h = site:on_change(function(id, name, v) all[#all + 1] = id .. "." .. name .. "=" .. tostring(v) end)
+  local function settle(n) T.wait_for(function() return #all >= n end, 5, "on_change sees update " .. n) end
+  a:update({ x = 1 })
+  settle(1)
+  b:update({ x = 2 })
+  settle(2)
+  a:update({ y = 5 })
+  settle(3)
+  a:update({ x = 3 })
+  settle(4)
+  T.wait_for(function() return #seen >= 2 end, 5, "the watch sees dev_a.x twice")
+  md.sleep(0)
+  T.eq(#seen, 2, "dev_a.x changes seen")
+  T.eq(seen[1], 1)
+  T.eq(seen[2], 3)
+  T.eq(table.concat(all, " "), "dev_a.x=1 dev_b.x=2 dev_a.y=5 dev_a.x=3", "on_change sees every change")
+  w:cancel()
+  h:cancel()
+  site:close()
+end)

@@ -74,6 +74,7 @@ local md = require "moondog"
 local mqtt = require "moondog.mqtt"
 local ha = require "moondog.mqtt.homeassistant"
 local point = require "moondog.devices.point"
+local jsonfmt = require "moondog.jsonfmt"
 
 local M = {}
 
@@ -144,6 +145,9 @@ end
 local state_json = cjson.new()
 state_json.encode_invalid_numbers("null")
 state_json.encode_number_precision(14)
+-- The same text, 3-4 times faster for the flat tables state messages are
+-- (moondog.jsonfmt: no printf for integers and values with up to three
+-- decimals); nil for any other table, which state_json then encodes.
 
 -- Publish the device's state (every announced point that has a value) if
 -- a value changed past its deadband and min_interval passed, or
@@ -173,14 +177,21 @@ local function publish_state(self, e, names, force)
   -- (obj holds announced names only: one pass sets or clears each, and
   -- notes the value in last, the values sent: only announced names are
   -- ever compared)
-  local obj, vals, pts = e.sobj, sd._v, sd._points
-  for name in pairs(e.announced) do
-    local v = vals[name]
-    last[name] = v
-    if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
-    obj[name] = v
+  -- (jsonfmt.pick does all that in one pass in C while every value is a
+  -- number or a string, which point.format leaves as it is)
+  local vals = sd._v
+  local text = jsonfmt.pick(e.announced, vals, last)
+  if not text then
+    local obj, pts = e.sobj, sd._points
+    for name in pairs(e.announced) do
+      local v = vals[name]
+      last[name] = v
+      if v ~= nil and type(v) ~= "number" then v = point.format(pts[name], v) end
+      obj[name] = v
+    end
+    text = jsonfmt.object(obj) or state_json.encode(obj)
   end
-  if self:send(e.state_topic, state_json.encode(obj), self.retain, self.state_qos) then
+  if self:send(e.state_topic, text, self.retain, self.state_qos) then
     e.stime = now
   else -- not sent: every value counts as changed for the next update
     for name in pairs(last) do last[name] = nil end

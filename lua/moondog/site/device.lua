@@ -42,7 +42,7 @@ local schedule = require "moondog.site.schedule"
 local M = {}
 
 local format = string.format
-local math_type, huge, monotonic = math.type, math.huge, policy.monotonic
+local math_type, monotonic = math.type, policy.monotonic
 
 -- Names that are the device's own and cannot be point names.
 M.reserved = {
@@ -734,16 +734,22 @@ function Device:update(values, t)
   local points, v, good, ts = self._points, self._v, self._good, self._t
   local impl, events = self._impl, self._events
   local clean = next(self._nan) == nil and next(self._lower) == nil -- no warning to clear
-  for i = 1, #names do
+  local nc = 0
+  for i = 1, n do
     local name = names[i]
     local raw = values[name]
-    local g, kind = good[name], math_type(raw)
-    if clean and (kind == "integer" or kind == "float" and raw == raw and raw ~= huge and raw ~= -huge)
+    local g = good[name]
+    -- a number whose difference with itself is 0: neither NaN nor infinite
+    if clean and math_type(raw) and raw - raw == 0
         and not (g ~= nil and raw < g and monotonic(points[name])) then
-      if v[name] ~= raw then changed[#changed + 1] = name end
+      if v[name] ~= raw then
+        nc = nc + 1
+        changed[nc] = name
+      end
       good[name], v[name], ts[name] = raw, raw, now
     elseif take(self, points[name], raw, now) then
-      changed[#changed + 1] = name
+      nc = nc + 1
+      changed[nc] = name
     end
     impl[name] = true
     if events[name] then wake(self, name, v[name], 0, "ok") end

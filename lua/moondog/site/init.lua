@@ -525,7 +525,7 @@ function Site:watch(name, fn)
   local sd = self._devices[id] or error(format("site:watch: the site has no device '%s'", id), 2)
   sd:get(pname) -- raises on an unknown point
   local w = start_watcher(self, "watch " .. name, fn)
-  w.match = name
+  w.match, w.match_id, w.match_point = name, id, pname
   return { cancel = function() w.task:cancel(); w.cancelled = true end }
 end
 
@@ -562,16 +562,23 @@ local function recompute(self, sd, changed)
   self._depth = self._depth - 1
 end
 
+-- A watch of one point looks at the device's changes only when it is that
+-- point's device, without making a "device.point" key per changed value
+-- (a Growatt record changes ~50 values; the proxy watches 3 writable points).
 local function watchers_see(self, sd, changed)
+  local id, prefix = sd.id, nil
   for _, w in ipairs(self._watchers) do
     if not w.cancelled then
-      for _, name in ipairs(changed) do
-        local key = sd.id .. "." .. name
-        if w.match == nil then
+      if w.match == nil then
+        prefix = prefix or id .. "."
+        for _, name in ipairs(changed) do
           local v, _, st = sd:get(name)
-          notify(w, key, sd.id, name, v, st)
-        elseif w.match == key then
-          notify(w, key, sd:get(name))
+          notify(w, prefix .. name, id, name, v, st)
+        end
+      elseif w.match_id == id then
+        local pname = w.match_point
+        for _, name in ipairs(changed) do
+          if name == pname then notify(w, w.match, sd:get(name)) end
         end
       end
     end
