@@ -158,8 +158,17 @@ for _, name in ipairs(names) do
     print("    energy goal pair: " .. frontier.describe(v))
     local z = frontier.curve_at(v.points, md_m.over_wh)
     if z then
-      print(string.format("    moondog at %.2f Wh over curtails %.1f Wh; the oracle's curve there %.1f Wh",
-        md_m.over_wh, md_m.curtailed_extra_wh, z))
+      print(string.format("    moondog at %.2f Wh over curtails %.1f Wh; the oracle's curve there %.1f Wh%s",
+        md_m.over_wh, md_m.curtailed_extra_wh, z, md_m.curtailed_extra_wh < z
+          and ": BELOW it, so here the oracle is no bound (see docs/control.md)" or ""))
+    else
+      -- outside the margins run: below the curve when it beats the oracle's least export
+      local least = v.points[#v.points]
+      if md_m.over_wh < least.over and md_m.curtailed_extra_wh < least.curt then
+        print(string.format("    moondog (%.2f Wh over, %.1f curtailed) beats the oracle at %g W on both: "
+          .. "here the oracle is no bound (see docs/control.md)", md_m.over_wh, md_m.curtailed_extra_wh,
+          least.m))
+      end
     end
   end
   if name == "sunny_day" then
