@@ -90,6 +90,29 @@ T.test("no controller in the harness curtails less than the oracle's frontier at
   T.eq(compared, 3, "controllers compared with the curve")
 end, { timeout = 3600 })
 
+T.test("an oracle that knows when the house's noise changes beats the constant margin's frontier", function()
+  -- ten minutes of the sunny day with nothing but the house's noise (+-120 W every 5 s)
+  local function sunny(ctl_opts)
+    local sc = scenarios.get("sunny_day")
+    sc.start, sc.seconds = 10 * 3600 + 1800, 600
+    local r <close> = assert(run.start(sc, { controller = "oracle", mqtt = false, warmup = 30,
+      ctl_opts = ctl_opts }))
+    md.sleep(sc.seconds)
+    return r:metrics()
+  end
+  local pts = {}
+  for _, m in ipairs { 0, 40, 80, 160 } do
+    local r = sunny { margin_w = m }
+    pts[#pts + 1] = { m = m, over = r.over_wh, curt = r.curtailed_extra_wh }
+  end
+  -- the margin only in the 2 s before a change: what a controller that learnt the period could do
+  local a = sunny { margin_w = 120, anticipate_s = 2 }
+  local z = frontier.curve_at(pts, a.over_wh)
+  assert(z, string.format("%.2f Wh over outside the margins run", a.over_wh))
+  assert(a.curtailed_extra_wh < 0.9 * z, string.format("anticipating: %.2f Wh over, %.2f curtailed; the "
+    .. "constant margin's curve there %.2f", a.over_wh, a.curtailed_extra_wh, z))
+end, { timeout = 3600 })
+
 -- A frontier with a known answer: over = 100 - m, curtailed = 10 + m / 4
 -- (the goal pair (x, y) is reachable at margins 100 - x .. 4 (y - 10)).
 local function line(m) return 100 - m, 10 + m / 4 end
