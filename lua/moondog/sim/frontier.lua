@@ -13,6 +13,10 @@
 --     it exports too much, below the limit when it curtails too much), and
 --     when two margins bracket the pair, halve the gap (`bisect` times).
 --
+-- The oracle's margin is constant: "unreachable" holds for controllers
+-- that keep one, not for one that places its margin in time (an over-cut
+-- after a step, a margin before a predicted change; docs/control.md).
+--
 -- Pure logic: at(m) runs the oracle (the benchmark passes a scenario run).
 --
 --   local frontier = require "moondog.sim.frontier"
@@ -116,8 +120,9 @@ function M.describe(v)
       p.curt)
   elseif v.reachable == false then
     return string.format("at over-limit <= %.2f Wh the oracle itself curtails >= %.1f Wh (goal %.1f): the "
-      .. "pair is unreachable for any controller that sees the meter samples and does not predict the "
-      .. "house's next change (its time or size)", v.x, v.min_curt, v.y)
+      .. "pair is unreachable for any controller that sees the meter samples and keeps a constant margin "
+      .. "(not for one that times its margin: an over-cut after a step, a margin before a predicted "
+      .. "change of the house)", v.x, v.min_curt, v.y)
   elseif v.lo and v.hi then
     return string.format("undecided: the oracle at %g W gives %.2f Wh over, %.1f Wh curtailed, at %g W "
       .. "%.2f and %.1f; the pair lies between", v.lo.m, v.lo.over, v.lo.curt, v.hi.m, v.hi.over, v.hi.curt)
