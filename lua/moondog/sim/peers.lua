@@ -124,7 +124,11 @@ end
 -- quick enough to time it. Returns the limit to write now, and the limit
 -- and engine time of the switch (or nil).
 local function oracle_move(self, t, plant)
-  local target_w = t.house_w + t.battery_w + self.limit_w - self.margin_w
+  local margin = self.margin_w
+  -- anticipating: the margin only while the house's next noise change is
+  -- near (it knows the schedule; between changes the house stands still)
+  if self.anticipate_s and not (t.next_noise and t.next_noise <= t.t + self.anticipate_s) then margin = 0 end
+  local target_w = t.house_w + t.battery_w + self.limit_w - margin
   local pct = math.max(0, math.min(100, target_w / self.rating_w * 100))
   local out, avail, tau = 0, 0, 0
   for _, inv in pairs(plant.inverters) do
@@ -195,7 +199,11 @@ end
 --- taken, and the plant (moondog.sim.plant: its inverters' output, lag
 --- and available PV now); margin_w (default 0) makes it aim that far
 --- under the limit, to trace what a margin buys (over-limit energy) and
---- costs (curtailment) with perfect knowledge.
+--- costs (curtailment) with perfect knowledge; anticipate_s (default
+--- none) applies that margin only when the house's next noise change
+--- (the plant's schedule, which a controller could learn) is due within
+--- that many seconds of the sample, and aims at the exact limit between
+--- changes: what predicting the noise's period buys (docs/control.md).
 function M.start(rule, opts)
   local r = RULES[rule]
     or error("peers.start: rule must be 'ode', 'openems' or 'oracle', got " .. tostring(rule), 2)
@@ -207,6 +215,7 @@ function M.start(rule, opts)
     rule = r, name = rule, site = opts.site, grid_dev = opts.site[dev], grid_point = point,
     limit_w = opts.limit_w, inverters = {}, hist = {}, setpoint_pct = 100, writes = 0,
     write_errors = 0, state = "starting", rating_w = 0, margin_w = opts.margin_w or 0,
+    anticipate_s = opts.anticipate_s,
   }, Peer)
   self.task = md.spawn(function()
     for _, x in ipairs(opts.inverters) do

@@ -67,7 +67,7 @@ local function ids_of_kind(scenario, kind)
 end
 
 -- The plant's recent truth, for the oracle (moondog.sim.peers): its house
--- load and battery power at each step, and when each meter sample was
+-- load, battery power and next noise change at each step, and when each meter sample was
 -- taken and shown. Trimmed in bulk, so a day costs no more than a minute.
 local KEEP = 600
 
@@ -81,7 +81,8 @@ local function keep(list, item)
 end
 
 local function remember(self, p)
-  keep(self.truth_hist, { t = p.t, house_w = p.house_w, battery_w = p.battery_w })
+  keep(self.truth_hist, { t = p.t, house_w = p.house_w, battery_w = p.battery_w,
+    next_noise = p.house.noise > 0 and p.house.next_noise or nil })
   local _, at = p.meter:reading()
   local ms = self.meter_samples
   if not ms[#ms] or ms[#ms].at ~= at then keep(ms, { at = at, shown = p.t }) end
