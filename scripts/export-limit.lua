@@ -16,7 +16,7 @@ local cli_mod = require "moondog.cli"
 
 local usage = [==[
 usage: moondog export-limit --grid URL --grid-profile P --inverter URL --inverter-profile P
-                            [--inverter URL --inverter-profile P ...] --limit W
+                            [--inverter-rating W] [--inverter URL --inverter-profile P ...] --limit W
                             [--mqtt HOST[:PORT]] [--state-file FILE] [--seconds S]
 
 Keeps the power exported to the grid at or under W watts (0: no export) by
@@ -30,7 +30,9 @@ limit itself (fail-safe) until fresh readings return.
                         `power` point must be > 0 for import
   --inverter URL        a PV inverter's address (repeat for more inverters,
                         each followed by its --inverter-profile)
-  --inverter-profile P  its profile (e.g. sunspec_inverter)
+  --inverter-profile P  its profile (e.g. sunspec_inverter, growatt/min_tlx)
+  --inverter-rating W   its rated power, for a profile that does not read it
+                        from the inverter (a Growatt TL-X's)
   --limit W             the export limit in watts (>= 0)
   --mqtt HOST[:PORT]    publish the site to this broker with Home Assistant
                         discovery; the limit can then be changed from there
@@ -47,7 +49,8 @@ local o, pos = cli:parse(nil, { ... }, {
   grid = { arg = "URL" }, ["grid-profile"] = { arg = "P" }, limit = { arg = "W" },
   mqtt = { arg = "HOST[:PORT]" },
   ["state-file"] = { arg = "FILE" }, seconds = { arg = "S" }, inverter = { arg = "URL", list = true },
-  ["inverter-profile"] = { arg = "P", list = true }, help = {}, short = { h = "help" },
+  ["inverter-profile"] = { arg = "P", list = true }, ["inverter-rating"] = { arg = "W", list = true },
+  help = {}, short = { h = "help" },
 })
 if o.help then cli_mod.show_help(usage .. "\n") end
 if pos[1] then usage_error("unexpected argument '%s'", pos[1]) end
@@ -62,10 +65,17 @@ for _, check in ipairs { { "limit", "watts >= 0" }, { "seconds", "a number > 0" 
   end
   opts[name] = n
 end
--- The n-th --inverter-profile is the n-th --inverter's.
+-- The n-th --inverter-profile (and --inverter-rating) is the n-th --inverter's.
 local profiles = o["inverter-profile"] or {}
+local ratings = o["inverter-rating"] or {}
 for n, url in ipairs(o.inverter or {}) do opts.inverters[n] = { url = url, profile = profiles[n] } end
 if #profiles > #opts.inverters then usage_error("--inverter-profile must follow its --inverter URL") end
+if #ratings > #opts.inverters then usage_error("--inverter-rating must follow its --inverter URL") end
+for n, text in ipairs(ratings) do
+  local w = tonumber(text)
+  if not w or w <= 0 then usage_error("--inverter-rating needs watts > 0, got '%s'", text) end
+  opts.inverters[n].rating = w
+end
 if not opts.grid then usage_error("--grid URL is required") end
 if not opts.grid_profile then usage_error("--grid-profile P is required") end
 if #opts.inverters == 0 then usage_error("--inverter URL is required") end
@@ -102,14 +112,14 @@ local function must(what, ok, err)
   return ok
 end
 must("the grid meter", site:add("grid", opts.grid_profile, opts.grid, { poll = 0.25, offline_after = 2 }))
-local ids = {}
+local ids, specs = {}, {}
 for n, inv in ipairs(opts.inverters) do
   local id = n == 1 and "pv" or ("pv" .. n)
   must("inverter " .. id, site:add(id, inv.profile, inv.url, { poll = 1 }))
-  ids[#ids + 1] = id
+  ids[n], specs[n] = id, { id = id, rating = inv.rating }
 end
-local ctl = md.control.export_limit { site = site, grid = "grid.power", inverters = ids, limit_w = opts.limit,
-  state_file = opts.state_file }
+local ctl = md.control.export_limit { site = site, grid = "grid.power", inverters = specs,
+  limit_w = opts.limit, state_file = opts.state_file }
 if opts.mqtt then
   must("publishing to MQTT at " .. opts.mqtt, site:publish { mqtt = { url = opts.mqtt,
     client_id = "moondog-export-limit" } })

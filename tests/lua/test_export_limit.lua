@@ -272,3 +272,54 @@ T.test("an inverter silent at start: fail-safe while waiting, no crash, control 
   assert(sim.plant.inverters.pv.output_w < 7000, "curtailed to the house load")
   stop(sim, site, ctl)
 end, { timeout = 3600 })
+
+-- A Growatt MIN (its active power rate, no revert timer) on the load drop;
+-- own_meter: the meter of its own that its export limit works from.
+local function start_growatt(own_meter)
+  local sc = scenario({
+    plant = {
+      pv = { peak = 3200 }, inverters = { gw = { rating = 3000, tau = 1 } },
+      house = { base = 500, steps = { { at = 0, ["until"] = 12 * 3600 + DROP, w = 2000 } } },
+      meter = { period = 1 },
+    },
+    devices = { meter = { kind = "meter" },
+                gw = { kind = "inverter", protocol = "growatt_min", own_meter = own_meter } },
+  })
+  local sim = assert(simsite.start(sc))
+  local site = md.site.new { name = "elg" }
+  assert(site:add("meter", "sunspec_meter", sim:url("meter"), { poll = 0.2, offline_after = 2 }))
+  assert(site:add("gw", "growatt/min_tlx", sim:url("gw"), { poll = 0.5 }))
+  local ctl = md.control.export_limit { site = site, grid = "meter.power", limit_w = 0,
+    inverters = { { id = "gw", rating = 3000 } } } -- a TL-X's profile has no rating
+  return sim, site, ctl
+end
+
+-- The controller dies before the load drop; the export after it, in W.
+local function export_after_death(sim, site, ctl)
+  md.sleep(DROP - 10)
+  ctl.handle.cancel()
+  ctl.on_shutdown:cancel()
+  site:close()
+  md.sleep(30) -- the drop, and 20 s for the inverter's own control to act
+  return -sim.plant.grid_w
+end
+
+T.test("a Growatt with a meter of its own: its export limit is the backstop, holding when moondog dies",
+  function()
+  local sim, site, ctl = start_growatt("ct")
+  md.sleep(5)
+  T.eq(site.gw.export_limit, 0, "its own export limit: 0 % (the 0 W limit)")
+  T.eq(site.gw:owner("export_limit"), "export_limit", "owned by the controller")
+  local export = export_after_death(sim, site, ctl)
+  assert(export < 100, "the inverter keeps the export down by itself: " .. export .. " W")
+  sim:close()
+end, { timeout = 3600 })
+
+T.test("a Growatt without a meter of its own: said loudly, its export limit untouched", function()
+  local sim, site, ctl = start_growatt(nil)
+  md.sleep(5)
+  T.eq(site.gw.export_limit, 100, "untouched (100 %)")
+  local export = export_after_death(sim, site, ctl)
+  assert(export > 1000, "nothing holds the export when moondog dies: " .. export .. " W")
+  sim:close()
+end, { timeout = 3600 })

@@ -72,6 +72,39 @@ T.test("model 123 only: the log says loudly that the inverter reverts to full po
   T.eq(tonumber(to), 100, "and it goes to full power: " .. out)
 end, { timeout = 60 })
 
+-- A Growatt MIN (growatt_min: 2 kW of load off at 12:00) with a meter of
+-- its own: its rating from the command line, its export limit the backstop.
+local CHILD_GROWATT = [[
+md.clock.simulate { start = "2026-06-21 11:58", seed = 1 }
+local sc = require("moondog.sim.scenarios").get("growatt_min")
+sc.devices.gw.own_meter = "ct"
+local sim = assert(require("moondog.sim.site").start(sc))
+md.spawn(function()
+  md.sleep(170)
+  local p = sim.plant
+  print(string.format("plant: pv %.0f W, grid %.0f W, own export limit %s W", p.pv_w, p.grid_w,
+    tostring(p.inverters.gw.export_limit_w)))
+end)
+local tool = assert(loadfile(md.paths.scripts .. "/export-limit.lua"))
+tool("--grid", sim:url("meter"), "--grid-profile", "sunspec_meter", "--inverter", sim:url("gw"),
+  "--inverter-profile", "growatt/min_tlx", "--inverter-rating", "3000", "--limit", "0", "--seconds", "175")
+]]
+
+T.test("a Growatt MIN: --inverter-rating, limiting through its rate, its own export limit as the backstop",
+  function()
+  local dir <close> = T.tmpdir()
+  local script = dir.path .. "/child.lua"
+  T.write_file(script, CHILD_GROWATT)
+  local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
+  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  assert(err:find("own export limit set to 0.0 % (0 W, from its ct meter)", 1, true), err)
+  local pv, grid, own = out:match("plant: pv (%d+) W, grid (%-?%d+) W, own export limit (%S+) W")
+  assert(pv, out)
+  assert(math.abs(tonumber(grid)) < 200, "grid near 0 W after the drop: " .. out)
+  T.eq(tonumber(own), 0, "the inverter's own limit")
+  assert(out:find("state limiting", 1, true), out)
+end, { timeout = 60 })
+
 T.test("--help and bad arguments: exit 2 with the reason and a pointer to --help (moondog.cli)", function()
   local dir <close> = T.tmpdir()
   local exe = md.paths.exe .. " export-limit "
@@ -86,6 +119,9 @@ T.test("--help and bad arguments: exit 2 with the reason and a pointer to --help
     { "--limit=-5", "--limit needs watts >= 0, got '-5'" },
     { "--inverter-profile sunspec_inverter --limit 0", "--inverter-profile must follow its --inverter URL" },
     { "--frobnicate", "unknown option '--frobnicate'" },
+    { "--grid tcp://127.0.0.1:1 --grid-profile sunspec_meter --inverter tcp://127.0.0.1:2 "
+      .. "--inverter-profile growatt/min_tlx --inverter-rating many --limit 0",
+      "--inverter-rating needs watts > 0, got 'many'" },
     { "--limit 0 --grid", "option --grid needs a value (URL)" },
     { "--limit 0 stray", "unexpected argument 'stray'" },
     { "--grid tcp://127.0.0.1:1 --grid-profile sunspec --inverter tcp://127.0.0.1:2 "

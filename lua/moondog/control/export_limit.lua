@@ -82,11 +82,13 @@ local format = string.format
 local function adapter(sd)
   if sd._points.active_power_rate then
     -- a Growatt TL-X's holding register 3 (devices/growatt/min_tlx.lua): no
-    -- enable flag, no revert timer
+    -- enable flag, no revert timer; its own export limit (122/123), where the
+    -- profile has it, is the backstop (set_backstop)
+    local backstop = sd._points.export_limit ~= nil and sd._points.export_limit_mode ~= nil
     return {
-      mode = "rate", points = { "active_power_rate" },
+      mode = "rate", points = { "active_power_rate", backstop and "export_limit" or nil },
       limit = function(pct) return { active_power_rate = pct } end,
-      step = 1,
+      step = 1, backstop = backstop,
     }
   end
   if sd._points.der_limit and sd._v.der_limit ~= nil then
@@ -732,7 +734,7 @@ local function prepare(self)
       sd:refresh()
       inv.adapter = adapter(sd)
       sd:own(inv.adapter.points, self.name)
-      if inv.adapter.mode == "rate" then
+      if inv.adapter.mode == "rate" and not inv.adapter.backstop then
         md.log.warn("export limit: inverter %s is limited by its active power rate, which has no revert "
           .. "timer: if moondog stops it keeps the last rate written, whatever the house does. Set the "
           .. "inverter's own export limit (export_limit_mode, export_limit) as the backstop.", sd.id)
@@ -754,8 +756,37 @@ local function prepare(self)
   return true
 end
 
--- The inverters' own fall-back: revert time and level. Tried again every
--- 5 s while it fails (the controller is in fail-safe meanwhile).
+-- A Growatt's own export limit (holding 122/123) works from a meter of the
+-- inverter's own, so moondog can set the limit but not give it a meter:
+-- with export_limit_mode "disabled" there is none, and nothing keeps the
+-- export down if moondog stops (the rate stays as last written). Set to
+-- the controller's limit, it is the backstop. Returns true, or nil, err.
+local function set_backstop(self, inv)
+  local sd = inv.sd
+  local mode = sd:get("export_limit_mode")
+  if mode == nil or mode == "disabled" then
+    if not inv.backstop_warned then
+      inv.backstop_warned = true
+      md.log.warn("export limit: inverter %s is limited by its active power rate, which has no revert timer: "
+        .. "if moondog stops it keeps the last rate written, whatever the house does, and its own export "
+        .. "limit has no meter (export_limit_mode %s). Connect its meter and set export_limit_mode: moondog "
+        .. "then sets its export limit as the backstop.", sd.id, tostring(mode or "unknown"))
+    end
+    return true
+  end
+  local pct = quantize(self.limit_w / inv.rating * 100, 0.1, true)
+  if sd:get("export_limit") == pct then return true end
+  local ok, err = sd:write({ export_limit = pct }, { owner = self.name })
+  if ok then
+    md.log.info("export limit: inverter %s's own export limit set to %.1f %% (%.0f W, from its %s meter): "
+      .. "the backstop if moondog stops", sd.id, pct, pct / 100 * inv.rating, tostring(mode))
+  end
+  return ok, err
+end
+
+-- The inverters' own fall-back: revert time and level, or the backstop.
+-- Tried again every 5 s while it fails (the controller is in fail-safe
+-- meanwhile).
 local function set_reverts(self, now)
   if self.reverts_ok or (self.reverts_tried and now - self.reverts_tried < 5) then return self.reverts_ok end
   self.reverts_tried = now
@@ -764,6 +795,8 @@ local function set_reverts(self, now)
     local ok, err = true, nil
     if inv.adapter.revert then
       ok, err = inv.sd:write(inv.adapter.revert(pct, self.revert_s), { owner = self.name })
+    elseif inv.adapter.backstop then
+      ok, err = set_backstop(self, inv)
     end
     if not ok then
       self.write_errors = self.write_errors + 1

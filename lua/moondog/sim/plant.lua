@@ -29,6 +29,9 @@
 -- revert time goes back to its revert level when the time passes without a
 -- new write: SunSpec model 123 reverts to no limit (100 %), model 704 to
 -- WMaxLimPctRvrt. That is what keeps a site safe when its controller stops.
+-- inv.export_limit_w (nil: none) is the inverter's own export control, as
+-- a Growatt's with a meter of its own: it also cuts its output by what the
+-- grid exports beyond that many W.
 --
 -- The model advances in steps of at most `dt` (default 0.1 s) so that the
 -- lag is integrated accurately whatever the caller's step; noise and clouds
@@ -90,6 +93,11 @@ local function inverter_step(inv, dt, available)
   end
   inv.available_w = math.min(available, inv.rating)
   local target = math.min(inv.available_w, inv:limit_w())
+  if inv.export_limit_w then
+    -- its own export control, from its own meter at the grid connection
+    -- (the grid power of the step before): cut by what is exported beyond
+    target = math.min(target, math.max(0, inv.output_w + inv.plant.grid_w + inv.export_limit_w))
+  end
   local out = inv.output_w
   local step = (target - out) * (1 - exp(-dt / inv.tau))
   if inv.ramp then

@@ -16,6 +16,7 @@
 --       bat = { kind = "battery" },                 -- SunSpec storage, 124 + 802
 --       rbat = { kind = "battery", protocol = "rct" }, -- RCT Power battery over RCT
 --       gw = { kind = "inverter", protocol = "growatt_min" }, -- Growatt MIN over Modbus
+--                                   -- (own_meter = "ct": its own export limit works)
 --       pv = { kind = "inverter", inverter = "pv", models = { 123, 704 } },
 --     },
 --     events = { { at = s, meter = "silent", duration = 30 },     -- every meter
@@ -307,11 +308,16 @@ local function serve_growatt_min(self, id, d)
   srv:set_value(1, "holding", 9, "SIM", "string", "ABCD", 3)  -- firmware
   srv:set_value(1, "holding", 23, "SIMGW" .. id:upper():sub(1, 5), "string", "ABCD", 5)
   srv:set(1, "holding", 44, 0x0101)                           -- 1 tracker, 1 AC phase
-  srv:set(1, "holding", 122, { 0, 1000 })                     -- own export limit: disabled
+  -- its own export limit (122 mode, 123 in 0.1 %): disabled unless the
+  -- scenario gives it a meter of its own (own_meter = "ct" or "rs485")
+  local modes = { rs485 = 1, rs232 = 2, ct = 3 }
+  srv:set(1, "holding", 122, { modes[d.own_meter] or 0, 1000 })
   srv:set(1, "input", 3000, 1)                                -- normal
   local dev = { id = id, kind = "inverter", server = srv, profile = "growatt/min_tlx", inv = inv,
                 rating = inv.rating }
   function dev.update()
+    local mode, limit = table.unpack(srv:get(1, "holding", 122, 2))
+    inv.export_limit_w = mode ~= 0 and limit / 1000 * inv.rating or nil
     local w = math.floor(inv.output_w * 10 + 0.5)
     srv:set_value(1, "input", 3001, math.floor(w * 1.03), "uint32")
     srv:set_value(1, "input", 3023, w, "uint32")
