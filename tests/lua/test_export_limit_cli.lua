@@ -26,12 +26,19 @@ local function run(dir, cmd)
   return how .. " " .. code, T.read_file(proc.out), T.read_file(proc.err)
 end
 
-T.test("limits the export of a simulated site to 0 W, through the 6 kW load drop", function()
+-- Run a child script (it serves the devices and runs the tool); it must
+-- exit 0. Returns its stdout and stderr.
+local function run_child(source)
   local dir <close> = T.tmpdir()
   local script = dir.path .. "/child.lua"
-  T.write_file(script, CHILD)
+  T.write_file(script, source)
   local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
   T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  return out, err
+end
+
+T.test("limits the export of a simulated site to 0 W, through the 6 kW load drop", function()
+  local out, err = run_child(CHILD)
   local pv, house, grid = out:match("plant: pv (%d+) W, house (%d+) W, grid (%-?%d+) W")
   assert(pv, out)
   assert(tonumber(house) < 700 and tonumber(pv) < 1000, "curtailed to the house after the drop: " .. out)
@@ -59,11 +66,7 @@ tool("--grid", sim:url("meter"), "--grid-profile", "sunspec_meter", "--inverter"
 ]]
 
 T.test("model 123 only: the log says loudly that the inverter reverts to full power", function()
-  local dir <close> = T.tmpdir()
-  local script = dir.path .. "/child.lua"
-  T.write_file(script, CHILD_123)
-  local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
-  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  local out, err = run_child(CHILD_123)
   assert(err:find("has only SunSpec model 123: if moondog stops it goes back to FULL power", 1, true), err)
   assert(err:find("own export limit as the backstop", 1, true), err)
   local limit, revert, to = out:match("plant: limit (%d+) %%, revert (%d+) s to (%d+) %%")
@@ -92,11 +95,7 @@ tool("--grid", sim:url("meter"), "--grid-profile", "sunspec_meter", "--inverter"
 
 T.test("a Growatt MIN: --inverter-rating, limiting through its rate, its own export limit as the backstop",
   function()
-  local dir <close> = T.tmpdir()
-  local script = dir.path .. "/child.lua"
-  T.write_file(script, CHILD_GROWATT)
-  local status, out, err = run(dir, md.paths.exe .. " " .. T.quote(script))
-  T.eq(status, "exit 0", "exit status; stderr: " .. err)
+  local out, err = run_child(CHILD_GROWATT)
   assert(err:find("own export limit set to 0.0 % (0 W, from its ct meter)", 1, true), err)
   local pv, grid, own = out:match("plant: pv (%d+) W, grid (%-?%d+) W, own export limit (%S+) W")
   assert(pv, out)
