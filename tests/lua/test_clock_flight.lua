@@ -14,7 +14,8 @@ local md = require "moondog"
 local q = T.quote
 
 -- Client and server in one simulated-time process, as a site and its
--- simulated devices are. arg: mode ("reply" | "silent"), filler command.
+-- simulated devices are. arg: mode ("reply" | "silent" | "connect": the
+-- handshake and first request wait too), filler command.
 -- Prints one line per request ("reply ELAPSED" or "CODE ELAPSED", simulated
 -- seconds) and then the loop's in-flight counters.
 local CHILD = [[
@@ -24,11 +25,16 @@ local silent = false
 local srv <close> = assert(md.modbus.serve("tcp://127.0.0.1:0", {
   on_read = function() if silent then md.sleep(3600) end end,
 }))
-local bus <close> = assert(md.modbus.open(srv:url() .. "?timeout=" .. (mode == "silent" and 5 or 30)))
-assert(bus:read_holding(1, 0, 1)) -- connected: the handshake is not what is delayed
-silent = mode == "silent"
-assert(os.execute(fill))          -- empties the token bucket: what follows waits in it
+-- empties the token bucket: what follows waits in it
+if mode == "connect" then assert(os.execute(fill)) end
 local t0 = md.now()
+local bus <close> = assert(md.modbus.open(srv:url() .. "?timeout=" .. (mode == "silent" and 5 or 30)))
+if mode ~= "connect" then
+  assert(bus:read_holding(1, 0, 1)) -- connected: here the handshake is not what is delayed
+  silent = mode == "silent"
+  assert(os.execute(fill))
+  t0 = md.now()
+end
 local regs, _, code = bus:read_holding(1, 0, 1)
 print(string.format("%s %.3f", regs and "reply" or code, md.now() - t0))
 local s = md.stats()
@@ -83,4 +89,13 @@ T.test("a device that stays silent still times out on the virtual clock", functi
   assert(elapsed >= 5 and elapsed < 5.5, "the 5 s timeout, simulated: " .. elapsed)
   assert(waits >= 1, "the request itself was waited for: " .. waits)
   T.eq(giveups, 0, "delivered, the request holds the clock no longer")
+end, { timeout = 120 })
+
+T.test("a connection opened while loopback lags: handshake, accept and reply in no simulated time", function()
+  need_slow_loopback()
+  local result, elapsed, waits, giveups = run_child("connect")
+  T.eq(result, "reply", "connected and answered, no timeout")
+  T.eq(elapsed, 0, "simulated seconds from open to the answer")
+  assert(waits >= 1, "the loop waited for the handshake: " .. waits)
+  T.eq(giveups, 0, "and it came within the bound")
 end, { timeout = 120 })
