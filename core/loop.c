@@ -948,11 +948,13 @@ static bool count(md_watch *w)
 }
 
 /* Whether anything written by this process is still on its way to a socket
- * this loop watches (see above). */
-static bool in_flight(md_loop *loop)
+ * this loop watches (see above); *tcp tells whether any TCP connection was
+ * looked at. */
+static bool in_flight(md_loop *loop, bool *tcp)
 {
     for (md_watch *w = loop->watches; w; w = w->next) {
         classify(w);
+        *tcp |= w->kind == KIND_TCP;
         if (w->kind == KIND_TCP && count(w))
             return true;
     }
@@ -964,11 +966,14 @@ static bool in_flight(md_loop *loop)
 }
 
 /* Wait in real time, 1 ms at a time, while data is in flight. Returns what
- * dispatch returned (0: nothing came, the clock may jump). */
+ * dispatch returned (0: nothing came, the clock may jump). Data that
+ * arrived between the caller's poll and the check counts as delivered, so
+ * a check that finds nothing in flight is followed by one more poll. */
 static int wait_in_flight(md_loop *loop)
 {
     int64_t start = 0;
-    while (in_flight(loop)) {
+    bool tcp = false;
+    while (in_flight(loop, &tcp)) {
         int64_t now = monotonic_ms(NULL);
         if (start == 0) {
             start = now;
@@ -990,7 +995,7 @@ static int wait_in_flight(md_loop *loop)
         if (n != 0 || loop->defer_head || posts_pending(loop) || loop->stopped)
             return n;
     }
-    return 0;
+    return tcp ? dispatch_events(loop, 0) : 0;
 }
 
 /* }===== */

@@ -99,3 +99,37 @@ T.test("a connection opened while loopback lags: handshake, accept and reply in 
   assert(waits >= 1, "the loop waited for the handshake: " .. waits)
   T.eq(giveups, 0, "and it came within the bound")
 end, { timeout = 120 })
+
+-- A site polling a simulated meter once a second for a simulated hour, on a
+-- loopback held to 1 Mbit/s: nearly every segment waits for tokens, so
+-- every jump follows data in flight or just arrived. Each poll must be
+-- answered (a jump past one is a 1 s timeout and a skipped cycle).
+local HOUR = [[
+md.clock.simulate { start = "2026-06-21 04:00", seed = 7 }
+local modbus_dev = require "moondog.devices.modbus"
+local sim <close> = assert(modbus_dev.simulate("sdm630", "tcp://127.0.0.1:0", { values = { power = 42 } }))
+local site <close> = md.site.new { name = "simhour" }
+local meter = assert(site:add("meter", "sdm630", sim:url(), { poll = 1 }))
+md.sleep(3600)
+local s, st = meter:stats(), md.stats()
+print(string.format("polls %d failed %d skipped %d giveups %d", s.polls, s.failed, s.skipped,
+  st.sim_flight_giveups or -1))
+]]
+
+T.test("an hour of polls over a loopback held to 1 Mbit/s: every poll answered", function()
+  need_slow_loopback()
+  local dir <close> = T.tmpdir()
+  local script = dir.path .. "/hour.lua"
+  T.write_file(script, HOUR)
+  local slow = "ip link set lo up && ip link set lo mtu 1500 && "
+    .. "tc qdisc add dev lo root tbf rate 1mbit burst 1600 limit 1000000"
+  local out, code = T.sh(string.format("timeout 120 unshare -n sh -c %s 2>&1",
+    q(slow .. " && exec " .. q(md.paths.exe) .. " " .. q(script))))
+  T.eq(code, 0, "the child's exit: " .. out)
+  local polls, failed, skipped, giveups = out:match("polls (%d+) failed (%d+) skipped (%d+) giveups (%-?%d+)")
+  assert(polls, "child output: " .. out)
+  assert(tonumber(polls) >= 3599, "polls in an hour: " .. polls)
+  T.eq(tonumber(failed), 0, "failed polls (timeouts)")
+  T.eq(tonumber(skipped), 0, "skipped cycles")
+  T.eq(tonumber(giveups), 0, "waits cut at the bound")
+end, { timeout = 180 })
