@@ -800,10 +800,15 @@ static int dispatch_events(md_loop *loop, int timeout_ms)
  * ask about; and a peer in another process (a broker, a socat) answers in its
  * own time: that stays under the quiet time.
  *
- * Cost: one getsockopt(TCP_INFO) per watched TCP connection per jump (the
- * sunny_day scenario: 4 connections; see the commit that added this for the
- * measured speed); a socket's kind and ends are read once and kept in its
- * watch.
+ * Data that arrives between the idle poll and the check counts as received,
+ * so a check that finds nothing in flight is followed by one more poll.
+ *
+ * Cost: one getsockopt(TCP_INFO) per watched TCP connection and one
+ * epoll_wait per jump; a socket's kind and ends are read once and kept in
+ * its watch. Measured on the sunny_day scenario (4 connections, ~13 jumps a
+ * simulated second): 270k instead of 153k syscalls per simulated half hour,
+ * CPU time within the noise of this shared machine (task-clock per
+ * simulated hour, median of 3: 2.95 s against 2.93 s before).
  */
 #define FLIGHT_MAX_MS 1000
 
