@@ -1177,7 +1177,7 @@ static int core_stats(lua_State *L)
     int tasks = 0;
     for (md_task *t = E->all_head; t; t = t->all_next)
         tasks++;
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 8);
     lua_pushinteger(L, tasks);
     lua_setfield(L, -2, "tasks");
     lua_pushinteger(L, c.timers - (E->idle_timer != NULL)); /* not the engine's own */
@@ -1188,6 +1188,10 @@ static int core_stats(lua_State *L)
     lua_setfield(L, -2, "holds");
     lua_pushinteger(L, lua_gc(L, LUA_GCCOUNT, 0));
     lua_setfield(L, -2, "lua_kb");
+    lua_pushinteger(L, c.flight_waits); /* simulated time (core/loop.c) */
+    lua_setfield(L, -2, "sim_flight_waits");
+    lua_pushinteger(L, c.flight_giveups);
+    lua_setfield(L, -2, "sim_flight_giveups");
     return 1;
 }
 
@@ -1508,6 +1512,7 @@ md_engine *md_engine_new(const char *home, char *err, size_t errlen)
         free(E);
         return NULL;
     }
+    md_loop_set_log(E->loop, md_log_text);
     E->stop_runner = LUA_NOREF;
     E->L = lua_newstate(engine_alloc, E);
     if (!E->L) {

@@ -19,11 +19,13 @@
  * runnable, no fd is ready and no other thread holds work in flight, jumps
  * to the next timer (the autojump of Trio's MockClock). Real sockets still
  * carry the traffic, so a site and its simulated devices run the code a
- * real site runs, a day in seconds, the same way every time. Loopback
- * traffic between sockets of this process is ready the moment it is sent,
- * so "no fd is ready" is known without waiting; with peers in other
- * processes (a broker) give a quiet time, the real time to wait for them
- * before the clock jumps.
+ * real site runs, a day in seconds, the same way every time. Before a
+ * jump the loop asks the kernel whether data written to a TCP connection
+ * is still on its way to a socket the loop watches (on a loaded machine
+ * loopback delivery can lag the write), and waits for it in real time
+ * (bounded; loop.c says what is covered). With peers in other processes (a
+ * broker) give a quiet time, the real time to wait for them before the
+ * clock jumps.
  */
 #ifndef MD_LOOP_H
 #define MD_LOOP_H
@@ -77,6 +79,9 @@ void md_loop_set_clock(md_loop *loop, md_clock_fn fn, void *ud);
  */
 void md_loop_simulate(md_loop *loop, int64_t wall_ms, int quiet_ms);
 bool md_loop_simulated(md_loop *loop);
+/* Where the loop sends the rare line worth logging (md_log_text's shape;
+ * NULL: nowhere). The loop itself does not link the log. */
+void md_loop_set_log(md_loop *loop, void (*log)(int level, const char *text));
 /* Wall-clock milliseconds since the epoch: real, or the simulation's. */
 int64_t md_loop_wall_ms(md_loop *loop);
 
@@ -150,6 +155,8 @@ typedef struct md_loop_counts {
     int timers;
     long holds;
     int deferred;
+    long flight_waits;   /* simulated time: jumps held back for data in flight */
+    long flight_giveups; /* ... that jumped anyway after the bound (see loop.c) */
 } md_loop_counts;
 void md_loop_get_counts(md_loop *loop, md_loop_counts *out);
 

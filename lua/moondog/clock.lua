@@ -13,9 +13,16 @@
 -- seconds, and with the same seed it passes the same way every time.
 -- `moondog --simulated-time SCRIPT` starts a script in simulated time.
 --
--- Peers in other processes (a mosquitto broker) answer in real time: give
--- `quiet` (seconds of real time to wait for them before each jump) or keep
--- them off the timing path. There is no way back to real time.
+-- Before each jump the engine also waits (in real time, briefly) for TCP
+-- data that it sent to one of its own sockets and the kernel has not
+-- delivered yet, which happens on a loaded machine. md.stats() counts
+-- those waits (sim_flight_waits) and the ones cut after 1 s
+-- (sim_flight_giveups). UDP and serial lines over ptys are not covered.
+--
+-- Peers in other processes (a mosquitto broker, socat) answer in real
+-- time: give `quiet` (seconds of real time to wait for them before each
+-- jump) or keep them off the timing path. There is no way back to real
+-- time.
 
 local core = require "moondog.core"
 

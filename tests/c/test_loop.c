@@ -5,7 +5,8 @@
  * keepalive, md_loop_stop), fd watches (read, write, pause, hang-up, unwatch
  * from a callback, EEXIST), deferred calls, cross-thread completions with
  * md_loop_hold/md_loop_release, md_loop_run_until's return codes and
- * nesting, md_loop_wake from another thread, and signals. Some tests aim at
+ * nesting, md_loop_wake from another thread, signals, and simulated time
+ * (jumps, ready I/O first, TCP data that arrived). Some tests aim at
  * use-after-free in the loop (unwatch during dispatch or a nested run); they
  * can pass in a plain build and fail only under ASan or valgrind, which is
  * how CI runs them.
@@ -20,7 +21,8 @@
  *
  * Threads: cmocka's state is thread-local, so helper threads never assert.
  * They post, wake and count; the test joins them before it checks anything.
- * The wake test is the only one that sleeps (~20 ms, in its helper thread).
+ * The wake test is the only one that sleeps (~20 ms, in its helper thread);
+ * the TCP one may wait in real time for loopback delivery (bounded).
  *
  * A broken loop can block forever in epoll_wait. Setup arms alarm(), and the
  * SIGALRM handler reports the hang and exits non-zero; stdout is line
@@ -43,6 +45,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +174,34 @@ static void make_socketpair(struct fixture *f, int s[2])
 
     assert_int_equal(socketpair(AF_UNIX, type, 0, s), 0);
     keep_fd(f, s[0]);
+    keep_fd(f, s[1]);
+}
+
+/* A TCP connection over 127.0.0.1: s[0] connected to s[1] (accepted from
+ * *listener, kept listening), all non-blocking. */
+static void make_tcp_pair(struct fixture *f, int s[2], int *listener)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int type = SOCK_STREAM | SOCK_CLOEXEC;
+
+    *listener = socket(AF_INET, type | SOCK_NONBLOCK, 0);
+    assert_true(*listener >= 0);
+    keep_fd(f, *listener);
+    assert_int_equal(bind(*listener, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(*listener, 4), 0);
+    assert_int_equal(getsockname(*listener, (struct sockaddr *)&a, &len), 0);
+    s[0] = socket(AF_INET, type, 0);
+    assert_true(s[0] >= 0);
+    keep_fd(f, s[0]);
+    assert_int_equal(connect(s[0], (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(fcntl(s[0], F_SETFL, O_NONBLOCK), 0);
+    for (int i = 0;
+         i < 1000 && (s[1] = accept4(*listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0;
+         i++)
+        usleep(1000); /* the handshake's last ACK can lag under load */
+    assert_true(s[1] >= 0);
     keep_fd(f, s[1]);
 }
 
@@ -1204,6 +1235,47 @@ static void simulated_time_serves_ready_io_before_jumping(void **state)
     assert_int_equal(f->nlog, 1);
 }
 
+/* TCP data that has arrived, or that goes to a paused watch, does not hold
+ * the clock: the check before a jump matches both ends of the connection
+ * (core/loop.c, "data in flight"), so a delayed ACK or an unread byte never
+ * costs the 1 s bound (flight_giveups stays 0). Data still in flight is
+ * waited for (test_clock_flight.lua makes that certain in a namespace). */
+static void simulated_time_jumps_once_tcp_data_has_arrived(void **state)
+{
+    struct fixture *f = *state;
+    struct tag tags[2];
+    struct probe server = {.drain = true}, client = {0}, accept = {0};
+    static const int want[] = {1, 2};
+    int s[2], l;
+
+    make_tcp_pair(f, s, &l);
+    md_loop_simulate(f->loop, 0, 0);
+    int64_t origin = md_loop_now(f->loop);
+    add_watch(f, &client, s[0], MD_LOOP_READ);
+    add_watch(f, &server, s[1], MD_LOOP_READ);
+    add_watch(f, &accept, l, MD_LOOP_READ);
+    add_timer(f, &tags[0], 1, origin + 5000);
+    add_timer(f, &tags[1], 2, origin + 10000);
+
+    put_byte(s[0]);
+    assert_int_equal(md_loop_run_once(f->loop, -1), 1); /* waits if it must */
+    assert_int_equal(server.calls, 1);
+    assert_int_equal(md_loop_now(f->loop), origin); /* no jump before it arrived */
+    assert_int_equal(md_loop_run_once(f->loop, -1), 0); /* idle: jump */
+    assert_int_equal(md_loop_now(f->loop), origin + 5000);
+    assert_int_equal(md_loop_run_once(f->loop, -1), 1); /* timer 1 */
+
+    assert_int_equal(md_loop_watch_set(f->loop, server.w, 0), 0); /* not read now */
+    put_byte(s[0]);
+    assert_int_equal(md_loop_run_once(f->loop, -1), 0); /* idle: jump */
+    assert_int_equal(md_loop_now(f->loop), origin + 10000);
+    assert_int_equal(md_loop_run_once(f->loop, -1), 1); /* timer 2 */
+    assert_log(f, want, 2);
+    assert_int_equal(client.calls, 0);
+    assert_int_equal(accept.calls, 0);
+    assert_int_equal(counts(f).flight_giveups, 0);
+}
+
 /* }===== */
 
 #define FAKE(test) cmocka_unit_test_setup_teardown(test, setup_fake_clock, teardown)
@@ -1248,6 +1320,7 @@ int main(int argc, char **argv)
         FAKE(signal_runs_fn_on_loop_and_async_in_handler),
         FAKE(simulated_time_jumps_to_each_timer_in_turn),
         FAKE(simulated_time_serves_ready_io_before_jumping),
+        FAKE(simulated_time_jumps_once_tcp_data_has_arrived),
     };
     struct sigaction sa = {.sa_handler = on_alarm};
 
