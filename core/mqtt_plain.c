@@ -481,9 +481,6 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
         if (!on_packet(m, &p))
             return;
     if (rc < 0) {
-        md_log_error("mqtt %s: the broker sent a malformed packet (%s); dropping the "
-                     "connection",
-                     m->name, m->dec.error);
         conn_ended(m, "protocol", "the broker broke the MQTT protocol: %s", m->dec.error);
     }
 }
