@@ -1,6 +1,9 @@
 /*
  * mqtt.c - an MQTT client on libmosquitto in non-threaded mode, driven by
- * moondog's event loop (no mosquitto_loop_start thread).
+ * moondog's event loop (no mosquitto_loop_start thread), and the choice of
+ * client: a connection without TLS and with MQTT 3.1.1 goes to moondog's
+ * own client (mqtt_plain.c, which says why it exists), unless
+ * MOONDOG_MQTT_LIB=mosquitto; then md_mqtt only forwards to it (plain).
  *
  * Loading. libmosquitto pulls in OpenSSL: linked into the binary it cost
  * every moondog process about 2 MB of RSS (2.7 MB -> 4.7 MB idle, measured
