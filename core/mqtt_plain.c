@@ -128,6 +128,7 @@ static void conn_ended(md_mqttp *m, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void begin_attempt(md_mqttp *m);
 static void arm_keepalive(md_mqttp *m);
+static void note_drain(md_mqttp *m);
 
 static void cancel_timer(md_mqttp *m, md_timer **t)
 {
@@ -178,6 +179,7 @@ static void flush(md_mqttp *m)
     }
     if (m->out_off == m->out.len) {
         m->out.len = m->out_off = 0;
+        note_drain(m);
         if (m->out.cap > MAX_OUT_KEEP)
             md_mqttc_buf_free(&m->out);
     }
@@ -221,7 +223,7 @@ static void note_drop(md_mqttp *m, size_t bytes)
 
 static void note_drain(md_mqttp *m)
 {
-    if (m->drop_burst && m->q.queued <= m->q.max_queued / 2) {
+    if (m->drop_burst && m->q.queued <= m->q.max_queued / 2 && m->out_off == m->out.len) {
         md_log_warn("mqtt %s: the outgoing queue has room again; %llu message(s) were "
                     "refused while it was full",
                     m->name, (unsigned long long)m->drop_burst);
@@ -810,6 +812,17 @@ int md_mqttp_publish(md_mqttp *m, const char *topic, const void *payload, size_t
     }
     if (qos > 0 && !md_mqtt_outq_has_room(&m->q, bytes)) {
         note_drop(m, bytes);
+        return -MD_MQTT_EFULL;
+    }
+    /* QoS 0 waits only in the output buffer, which a broker that stopped
+     * reading would let grow: bounded by the queue's byte limit too */
+    if (qos == 0 && m->out.len - m->out_off + bytes > m->q.max_queued_bytes) {
+        m->dropped++;
+        if (m->drop_burst++ == 0)
+            md_log_warn(
+                "mqtt %s: the broker does not read what is sent (%zu bytes wait); "
+                "QoS 0 messages are refused until it does",
+                m->name, m->out.len - m->out_off);
         return -MD_MQTT_EFULL;
     }
     uint64_t seq = md_mqtt_outq_issue(&m->q);

@@ -5,7 +5,8 @@
 -- nothing twice at QoS 2), a broker that stops answering (SIGSTOP: the
 -- keepalive notices), and, for the plain client only, a fake broker on a
 -- Lua listener that sends malformed packets: the connection is dropped
--- with code `protocol` and the engine keeps running.
+-- with code `protocol` and the engine keeps running; and one that stops
+-- reading: QoS 0 messages are refused past the queue's byte bound.
 --
 -- Each test starts its own broker or listener on a free loopback port and
 -- stops it at the end. Every wait is bounded; none asserts a duration.
@@ -142,4 +143,30 @@ T.test("garbage before CONNACK: the attempt fails with code 'protocol'", functio
   T.eq(code, "protocol", "code (" .. tostring(err) .. ")")
   task:join(10)
   T.eq(seen.closed, true, "the client closed the connection")
+end)
+
+T.test("a broker that stops reading: QoS 0 messages are refused past the byte bound", function()
+  if not plain then T.skip("the plain client's output buffer (libmosquitto's is unbounded)") end
+  local l <close> = assert(stream.listen("127.0.0.1", 0))
+  local done = false
+  local task = md.spawn(function()
+    local conn <close> = assert(l:accept(10))
+    assert(conn:read(65536, 10))
+    assert(conn:write(CONNACK))
+    -- reads nothing more until the test is over
+    T.wait_for(function() return done end, 60, "the test to finish")
+  end)
+  local c <close> = assert(mqtt.connect { host = "127.0.0.1", port = l:port(),
+    queue = { bytes = 200000 } })
+  local payload = string.rep("x", 65536)
+  local code
+  for _ = 1, 2000 do
+    local ok, _, why = c:publish("big/x", payload)
+    if not ok then code = why; break end
+    md.sleep(0) -- the loop comes round: the client sends what it can
+  end
+  T.eq(code, "queue_full", "refused once the broker stopped reading")
+  assert(c:stats().dropped >= 1, "counted as dropped")
+  done = true
+  task:join(10)
 end)
