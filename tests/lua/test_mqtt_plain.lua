@@ -67,6 +67,24 @@ T.test("QoS 1 and 2 both ways across a broker restart: all delivered, none twice
   T.eq(s.dropped, 0, "dropped")
 end)
 
+T.test("max_inflight = 1: QoS 1 and 2 messages published at once all arrive, in order", function()
+  local dir <close> = T.tmpdir()
+  local b <close> = start_broker(dir)
+  local sub <close> = assert(mqtt.connect { host = b.host, port = b.port })
+  local got = {}
+  assert(sub:subscribe("w/#", function(_, payload) got[#got + 1] = payload end, { qos = 2, wait = true }))
+  local pub <close> = assert(mqtt.connect { host = b.host, port = b.port, max_inflight = 1 })
+  local want = {}
+  for i = 1, 40 do
+    want[i] = tostring(i)
+    assert(pub:publish("w/x", want[i], { qos = i % 2 + 1 }))
+  end
+  T.wait_for(function() return pub:stats().queued == 0 end, 20, "every acknowledgement")
+  T.wait_for(function() return #got >= 40 end, 20, "every message")
+  T.eq(table.concat(got, ","), table.concat(want, ","), "order")
+  T.eq(pub:stats().delivered, 40, "delivered")
+end)
+
 T.test("a broker that stops answering (SIGSTOP) is noticed through the keepalive", function()
   local dir <close> = T.tmpdir()
   local b <close> = start_broker(dir)
