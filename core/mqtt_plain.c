@@ -182,6 +182,10 @@ static void flush(md_mqttp *m)
         note_drain(m);
         if (m->out.cap > MAX_OUT_KEEP)
             md_mqttc_buf_free(&m->out);
+    } else if (m->out_off > m->out.len / 2) { /* a broker slower than us: compact */
+        memmove(m->out.p, m->out.p + m->out_off, m->out.len - m->out_off);
+        m->out.len -= m->out_off;
+        m->out_off = 0;
     }
     set_write_watch(m, m->out_off != m->out.len);
 }
