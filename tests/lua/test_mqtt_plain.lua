@@ -67,7 +67,7 @@ T.test("QoS 1 and 2 both ways across a broker restart: all delivered, none twice
   T.eq(s.dropped, 0, "dropped")
 end)
 
-T.test("max_inflight = 1: QoS 1 and 2 messages published at once all arrive, in order", function()
+T.test("max_inflight = 1: QoS 1 and 2 messages published at once all arrive, each QoS in order", function()
   local dir <close> = T.tmpdir()
   local b <close> = start_broker(dir)
   local sub <close> = assert(mqtt.connect { host = b.host, port = b.port })
@@ -81,7 +81,20 @@ T.test("max_inflight = 1: QoS 1 and 2 messages published at once all arrive, in 
   end
   T.wait_for(function() return pub:stats().queued == 0 end, 20, "every acknowledgement")
   T.wait_for(function() return #got >= 40 end, 20, "every message")
-  T.eq(table.concat(got, ","), table.concat(want, ","), "order")
+  -- MQTT keeps the order of messages of one QoS (3.1.1 section 4.6);
+  -- libmosquitto may let a QoS 1 message pass a QoS 2 one in flight
+  local by_qos = { {}, {} }
+  for _, v in ipairs(got) do
+    local q = tonumber(v) % 2 + 1
+    by_qos[q][#by_qos[q] + 1] = v
+  end
+  local want1, want2 = {}, {}
+  for i = 1, 40 do
+    if i % 2 == 0 then want1[#want1 + 1] = tostring(i) else want2[#want2 + 1] = tostring(i) end
+  end
+  T.eq(table.concat(by_qos[1], ","), table.concat(want1, ","), "order of the QoS 1 messages")
+  T.eq(table.concat(by_qos[2], ","), table.concat(want2, ","), "order of the QoS 2 messages")
+  if plain then T.eq(table.concat(got, ","), table.concat(want, ","), "order, one at a time") end
   T.eq(pub:stats().delivered, 40, "delivered")
 end)
 
