@@ -6,7 +6,8 @@
 -- keepalive notices), and, for the plain client only, a fake broker on a
 -- Lua listener that sends malformed packets: the connection is dropped
 -- with code `protocol` and the engine keeps running; and one that stops
--- reading: QoS 0 messages are refused past the queue's byte bound.
+-- reading: QoS 0 messages are refused past the queue's byte bound; and one
+-- that sends a QoS 2 message twice (DUP, both clients): handed over once.
 --
 -- Each test starts its own broker or listener on a free loopback port and
 -- stops it at the end. Every wait is bounded; none asserts a duration.
@@ -200,4 +201,46 @@ T.test("a broker that stops reading: QoS 0 messages are refused past the byte bo
   assert(c:stats().dropped >= 1, "counted as dropped")
   done = true
   task:join(10)
+end)
+
+T.test("an incoming QoS 2 message sent again with DUP is handed over once: PUBREC twice, then PUBCOMP", function()
+  local l <close> = assert(stream.listen("127.0.0.1", 0))
+  local from_client = ""
+  local function read_until(conn, pattern)
+    for _ = 1, 50 do
+      local s, e = from_client:find(pattern)
+      if s then
+        local hit = from_client:sub(s, e)
+        from_client = from_client:sub(e + 1)
+        return hit
+      end
+      local bytes = conn:read(65536, 5)
+      if not bytes then return nil end
+      from_client = from_client .. bytes
+    end
+  end
+  local task = md.spawn(function()
+    local conn <close> = assert(l:accept(10))
+    assert(read_until(conn, "^\x10.-MQTT"), "CONNECT")
+    from_client = ""
+    assert(conn:write(CONNACK))
+    local sub = assert(read_until(conn, "\x82..."), "SUBSCRIBE")
+    assert(conn:write("\x90\x03" .. sub:sub(3, 4) .. "\x02"))
+    local publish = "\x00\x03d/x\x00\x05one"
+    assert(conn:write("\x34\x0a" .. publish .. "\x3c\x0a" .. publish))
+    assert(read_until(conn, "\x50\x02\x00\x05"), "the first PUBREC")
+    assert(read_until(conn, "\x50\x02\x00\x05"), "the second PUBREC")
+    assert(conn:write("\x62\x02\x00\x05"))
+    assert(read_until(conn, "\x70\x02\x00\x05"), "PUBCOMP")
+    return true
+  end)
+  local c <close> = assert(mqtt.connect { host = "127.0.0.1", port = l:port(),
+    reconnect = { min = 30, max = 30 } })
+  local got = {}
+  assert(c:subscribe("d/#", function(topic, payload) got[#got + 1] = topic .. "=" .. payload end,
+    { qos = 2, wait = true }))
+  T.eq(task:join(20), true, "the exchange completed")
+  T.wait_for(function() return #got >= 1 end, 10, "the message")
+  md.sleep(0.2) -- a second delivery would come now
+  T.eq(table.concat(got, ","), "d/x=one", "handed over once")
 end)
