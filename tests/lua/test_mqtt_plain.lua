@@ -203,7 +203,8 @@ T.test("a broker that stops reading: QoS 0 messages are refused past the byte bo
   task:join(10)
 end)
 
-T.test("an incoming QoS 2 message sent again with DUP is handed over once: PUBREC twice, then PUBCOMP", function()
+T.test("an incoming QoS 2 message sent again with DUP is handed over once: PUBREC twice, PUBCOMP",
+  function()
   local l <close> = assert(stream.listen("127.0.0.1", 0))
   local from_client = ""
   local function read_until(conn, pattern)
