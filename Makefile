@@ -106,6 +106,7 @@ TEST_EXTRA_growatt := $(BUILD)/mbcodec.o $(BUILD)/err.o
 # libmosquitto only as the reference of the differential topic test
 TEST_EXTRA_mqtt_queue := $(BUILD)/err.o $$(pkg-config --libs libmosquitto)
 TEST_EXTRA_mqtt_subs := $(BUILD)/mqtt_queue.o $(BUILD)/err.o
+TEST_EXTRA_mqttcodec := $(BUILD)/mqtt_queue.o $(BUILD)/err.o
 TEST_EXTRA_mbserver := $(BUILD)/mbcodec.o $(BUILD)/err.o -lm
 TEST_EXTRA_stream_conn := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o $(BUILD)/err.o -lpthread
 TEST_EXTRA_stream_listener := $(BUILD)/stream.o $(BUILD)/conn.o $(BUILD)/loop.o $(BUILD)/err.o -lpthread
@@ -229,8 +230,12 @@ FUZZ_MBUS_SRC := core/mbus_base.c core/mbcodec.c core/mbus_net.c core/mbus_seria
 FUZZ_EXTRA_mbus := $(FUZZ_MBUS_SRC) -lpthread -lm
 build/fuzz/fuzz_mbus: $(FUZZ_MBUS_SRC)
 
-FUZZ_EXTRA_mqtt := core/mqtt_queue.c core/conn.c core/loop.c core/log.c core/err.c -lpthread -ldl
-build/fuzz/fuzz_mqtt: core/mqtt_queue.c core/conn.c core/loop.c core/log.c core/err.c
+FUZZ_MQTT_SRC := core/mqtt_queue.c core/mqtt_plain.c core/mqttcodec.c core/conn.c \
+                 core/loop.c core/log.c core/err.c
+FUZZ_EXTRA_mqtt := $(FUZZ_MQTT_SRC) -lpthread -ldl
+build/fuzz/fuzz_mqtt: $(FUZZ_MQTT_SRC)
+FUZZ_EXTRA_mqttcodec := core/mqtt_queue.c core/err.c
+build/fuzz/fuzz_mqttcodec: core/mqtt_queue.c core/err.c
 FUZZ_EXTRA_mbcodec := core/err.c
 build/fuzz/fuzz_mbcodec: core/err.c
 

@@ -1,6 +1,9 @@
 /*
  * mqtt.c - an MQTT client on libmosquitto in non-threaded mode, driven by
- * moondog's event loop (no mosquitto_loop_start thread).
+ * moondog's event loop (no mosquitto_loop_start thread), and the choice of
+ * client: a connection without TLS and with MQTT 3.1.1 goes to moondog's
+ * own client (mqtt_plain.c, which says why it exists), unless
+ * MOONDOG_MQTT_LIB=mosquitto; then md_mqtt only forwards to it (plain).
  *
  * Loading. libmosquitto pulls in OpenSSL: linked into the binary it cost
  * every moondog process about 2 MB of RSS (2.7 MB -> 4.7 MB idle, measured
@@ -83,6 +86,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "mqtt_plain.h"
 
 #define MQTT_MAX_PAYLOAD 268435455u
 #define STABLE_MS 10000 /* a connection this long resets the backoff */
@@ -127,7 +131,25 @@ static struct {
 static bool mq_loaded;
 static char mq_error[200];
 
+/* MOONDOG_MQTT_LIB=mosquitto: libmosquitto for every connection, the way
+ * back should the plain client misbehave somewhere; plain: the plain client
+ * wherever it can serve (the default). */
+static bool force_mosquitto(void)
+{
+    const char *v = getenv("MOONDOG_MQTT_LIB");
+    return v && strcmp(v, "mosquitto") == 0;
+}
+
+static int load_library(char *err, size_t errlen);
+
 int md_mqtt_library(char *err, size_t errlen)
+{
+    /* The plain client needs no library; libmosquitto is loaded when a
+     * connection needs TLS or MQTT 5. */
+    return force_mosquitto() ? load_library(err, errlen) : 0;
+}
+
+static int load_library(char *err, size_t errlen)
 {
     if (mq_loaded)
         return 0;
@@ -164,6 +186,7 @@ int md_mqtt_library(char *err, size_t errlen)
 typedef enum { ST_CONNECTING, ST_CONNECTED, ST_WAITING, ST_CLOSED } conn_state;
 
 struct md_mqtt {
+    md_mqttp *plain; /* the plain client serves this one (mqtt_plain.c); rest unused */
     md_loop *loop;
     struct mosquitto *mosq;
     md_mqtt_handlers h;
@@ -226,6 +249,10 @@ static void set_error(md_mqtt *m, const char *code, const char *fmt, ...)
 
 void md_mqtt_forget(md_mqtt *m, void *tag)
 {
+    if (m->plain) {
+        md_mqttp_forget(m->plain, tag);
+        return;
+    }
     md_mqtt_outq_forget(&m->out, tag);
 }
 
@@ -416,10 +443,8 @@ static void on_backoff(md_loop *loop, md_timer *t, void *ud)
  * the next attempt at once (issue 17). Linux rtnetlink; the socket lives
  * as long as the client once a backoff has begun, and events that arrive
  * at other times are read and ignored. */
-static void on_netlink(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+bool md_mqtt_net_fresh(int fd)
 {
-    (void)loop, (void)w, (void)events;
-    md_mqtt *m = ud;
     char buf[8192];
     bool fresh = false;
     ssize_t n;
@@ -436,7 +461,32 @@ static void on_netlink(md_loop *loop, md_watch *w, int fd, int events, void *ud)
             off += NLMSG_ALIGN(h.nlmsg_len);
         }
     }
-    if (fresh && m->state == ST_WAITING && m->backoff_timer) {
+    return fresh;
+}
+
+int md_mqtt_net_open(md_loop *loop, md_watch_fn fn, void *ud, md_watch **w)
+{
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return -1; /* no netlink (a sandbox): the backoff alone applies */
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK,
+                             .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR |
+                                          RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
+                                          RTMGRP_IPV6_ROUTE};
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        !(*w = md_loop_watch(loop, fd, MD_LOOP_READ, fn, ud))) {
+        close(fd);
+        return -1;
+    }
+    md_loop_watch_keepalive(loop, *w, false);
+    return fd;
+}
+
+static void on_netlink(md_loop *loop, md_watch *w, int fd, int events, void *ud)
+{
+    (void)loop, (void)w, (void)events;
+    md_mqtt *m = ud;
+    if (md_mqtt_net_fresh(fd) && m->state == ST_WAITING && m->backoff_timer) {
         md_log_info("mqtt %s: the network changed; connecting now", m->name);
         cancel_timer(m, &m->backoff_timer);
         begin_attempt(m);
@@ -445,22 +495,8 @@ static void on_netlink(md_loop *loop, md_watch *w, int fd, int events, void *ud)
 
 static void watch_network(md_mqtt *m)
 {
-    if (m->net_fd >= 0)
-        return;
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0)
-        return; /* no netlink (a sandbox): the backoff alone applies */
-    struct sockaddr_nl sa = {.nl_family = AF_NETLINK,
-                             .nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR |
-                                          RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE |
-                                          RTMGRP_IPV6_ROUTE};
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        !(m->net_watch = md_loop_watch(m->loop, fd, MD_LOOP_READ, on_netlink, m))) {
-        close(fd);
-        return;
-    }
-    md_loop_watch_keepalive(m->loop, m->net_watch, false);
-    m->net_fd = fd;
+    if (m->net_fd < 0)
+        m->net_fd = md_mqtt_net_open(m->loop, on_netlink, m, &m->net_watch);
 }
 
 static void unwatch_network(md_mqtt *m)
@@ -808,7 +844,20 @@ md_mqtt *md_mqtt_new(md_loop *loop, const md_mqtt_config *cfg, const md_mqtt_han
                      void *ud, char *err, size_t errlen, const char **code)
 {
     *code = "invalid";
-    if (md_mqtt_library(err, errlen) < 0) {
+    if (!cfg->tls && cfg->protocol != 5 && !force_mosquitto()) {
+        md_mqtt *m = calloc(1, sizeof *m);
+        if (!m) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        m->plain = md_mqttp_new(loop, cfg, h, ud, err, errlen, code);
+        if (!m->plain) {
+            free(m);
+            return NULL;
+        }
+        return m;
+    }
+    if (load_library(err, errlen) < 0) {
         *code = "no_library";
         return NULL;
     }
@@ -872,6 +921,8 @@ fail:
 int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t len,
                     int qos, bool retain, void *tag, int *mid)
 {
+    if (m->plain)
+        return md_mqttp_publish(m->plain, topic, payload, len, qos, retain, tag, mid);
     if (len > MQTT_MAX_PAYLOAD)
         return -MD_MQTT_ETOOLARGE;
     size_t bytes = strlen(topic) + len;
@@ -916,6 +967,8 @@ int md_mqtt_publish(md_mqtt *m, const char *topic, const void *payload, size_t l
 
 int md_mqtt_subscribe(md_mqtt *m, const char *filter, int qos, int *mid)
 {
+    if (m->plain)
+        return md_mqttp_subscribe(m->plain, filter, qos, mid);
     if (md_mqtt_check_topic(filter, true))
         return -MD_MQTT_ETOPIC;
     if (!m->up)
@@ -935,6 +988,8 @@ int md_mqtt_subscribe(md_mqtt *m, const char *filter, int qos, int *mid)
 
 int md_mqtt_unsubscribe(md_mqtt *m, const char *filter)
 {
+    if (m->plain)
+        return md_mqttp_unsubscribe(m->plain, filter);
     if (!m->up)
         return -MD_MQTT_ENOTCONN;
     int mid;
@@ -947,11 +1002,17 @@ int md_mqtt_unsubscribe(md_mqtt *m, const char *filter)
 
 bool md_mqtt_connected(const md_mqtt *m)
 {
+    if (m->plain)
+        return md_mqttp_connected(m->plain);
     return m->up;
 }
 
 void md_mqtt_get_stats(const md_mqtt *m, md_mqtt_stats *out)
 {
+    if (m->plain) {
+        md_mqttp_get_stats(m->plain, out);
+        return;
+    }
     static const char *const names[] = {"connecting", "connected", "waiting", "closed"};
     *out = (md_mqtt_stats){
         .state = names[m->state],
@@ -975,6 +1036,11 @@ void md_mqtt_close(md_mqtt *m, bool graceful, bool engine_closing)
 {
     if (!m)
         return;
+    if (m->plain) {
+        md_mqttp_close(m->plain, graceful);
+        free(m);
+        return;
+    }
     bool was_up = m->up;
     m->state = ST_CLOSED; /* callbacks from here on only clean up */
     cancel_timer(m, &m->misc_timer);

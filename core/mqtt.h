@@ -1,5 +1,8 @@
 /*
- * mqtt.h - an MQTT client on libmosquitto, driven by moondog's event loop.
+ * mqtt.h - an MQTT client driven by moondog's event loop: moondog's own
+ * MQTT 3.1.1 client for plain TCP (mqtt_plain.c), libmosquitto for TLS and
+ * MQTT 5, or for everything with MOONDOG_MQTT_LIB=mosquitto (mqtt.c picks
+ * one per client; the contracts below hold for both).
  *
  * One md_mqtt is one broker connection. It connects in the background and
  * reconnects forever with backoff; QoS 1/2 messages published while it is
@@ -8,7 +11,7 @@
  * first use, the fd watch, DNS off the loop thread, timers, the queue bound.
  *
  * Threads. Every function here runs on the loop thread, and so does every
- * handler. Handlers are called from inside libmosquitto's callbacks: they
+ * handler. Handlers are called from inside the client's read path: they
  * may record state, queue work and wake tasks (md_task_done), and may call
  * md_mqtt_subscribe, but never md_mqtt_close and never Lua.
  *

@@ -111,6 +111,10 @@ more folders of device profiles
 .B MOONDOG_ATTACH
 the attach socket's path
 .TP
+.B MOONDOG_MQTT_LIB
+mosquitto: every MQTT connection uses libmosquitto (by default plain TCP
+connections use moondog's own client, TLS and MQTT 5 ones libmosquitto)
+.TP
 .BR CREDENTIALS_DIRECTORY ", " MOONDOG_ \fINAME\fR ", " MOONDOG_SECRETS
 where md.secret(NAME) looks, in this order (systemd LoadCredential=, the
 environment, the secrets file)

@@ -4,7 +4,8 @@
 #
 # Order: the cmocka drivers (plain, then under valgrind unless this is a
 # sanitizer build), the Lua behaviour tests under moondog itself (test_*.lua,
-# then the regression tests regress/<issue>-<slug>.lua), then the
+# then the regression tests regress/<issue>-<slug>.lua; the MQTT ones once
+# more on libmosquitto), then the
 # shell integration tests (tests/sh/test_*.sh, TAP output). Exit status 1
 # when anything failed.
 set -u
@@ -51,6 +52,17 @@ for file in tests/lua/test_*.lua tests/lua/regress/*.lua; do
     [ -e "$file" ] || continue
     section "$file"
     out=$(timeout 600 "$moondog" test "$file" 2>&1); rc=$?
+    echo "$out"; count_tap "$out" "$rc"
+done
+
+# The MQTT tests again on libmosquitto (MOONDOG_MQTT_LIB=mosquitto, the way
+# back from the plain client, core/mqtt_plain.c), which also serves TLS and
+# MQTT 5. The 30 s outage test runs on the default client only.
+for file in tests/lua/test_mqtt_*.lua tests/lua/regress/17-mqtt-*.lua; do
+    [ -e "$file" ] || continue
+    [[ "$file" == */test_mqtt_outage.lua ]] && continue
+    section "$file with MOONDOG_MQTT_LIB=mosquitto"
+    out=$(MOONDOG_MQTT_LIB=mosquitto timeout 600 "$moondog" test "$file" 2>&1); rc=$?
     echo "$out"; count_tap "$out" "$rc"
 done
 
