@@ -477,6 +477,14 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
         return;
     }
     m->last_in = md_loop_now(m->loop);
+    if (!m->up && n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        /* a common mistake: the broker's web or websocket port given */
+        conn_ended(m, "protocol",
+                   "%s:%d answered in HTTP, not MQTT: a web server (or a proxy on the "
+                   "way), not a broker's MQTT port (usually 1883, or 8883 with TLS)",
+                   m->host, m->port);
+        return;
+    }
     if (md_mqttc_dec_feed(&m->dec, buf, (size_t)n) < 0) {
         out_of_memory(m);
         return;
@@ -486,7 +494,12 @@ static void on_io(md_loop *loop, md_watch *w, int fd, int events, void *ud)
     while ((rc = md_mqttc_dec_next(&m->dec, &p)) > 0)
         if (!on_packet(m, &p))
             return;
-    if (rc < 0) {
+    if (rc < 0 && !m->up) {
+        conn_ended(
+            m, "protocol",
+            "%s:%d does not answer as an MQTT broker (%s): is it the broker's MQTT port?",
+            m->host, m->port, m->dec.error);
+    } else if (rc < 0) {
         conn_ended(m, "protocol", "the broker broke the MQTT protocol: %s", m->dec.error);
     }
 }

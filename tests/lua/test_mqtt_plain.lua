@@ -173,8 +173,20 @@ T.test("garbage before CONNACK: the attempt fails with code 'protocol'", functio
   local c, err, code = mqtt.connect { host = "127.0.0.1", port = l:port(), connect_timeout = 5 }
   T.eq(c, nil, "client")
   T.eq(code, "protocol", "code (" .. tostring(err) .. ")")
+  assert(err:find(":" .. l:port() .. " does not answer as an MQTT broker", 1, true), err)
   task:join(10)
   T.eq(seen.closed, true, "the client closed the connection")
+end)
+
+T.test("a web server where the broker should be: the error says it answered in HTTP", function()
+  if not plain then T.skip("the plain client's message") end
+  local l <close>, task = fake_broker("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+  local c, err, code = mqtt.connect { host = "127.0.0.1", port = l:port(), connect_timeout = 5 }
+  T.eq(c, nil, "client")
+  T.eq(code, "protocol", "code")
+  T.eq(err, "127.0.0.1:" .. l:port() .. " answered in HTTP, not MQTT: a web server (or a proxy on the way), "
+    .. "not a broker's MQTT port (usually 1883, or 8883 with TLS)", "message")
+  task:join(10)
 end)
 
 T.test("a broker that stops reading: QoS 0 messages are refused past the byte bound", function()
