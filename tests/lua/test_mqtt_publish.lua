@@ -97,6 +97,23 @@ T.test("device values, availability and the engine status reach their topics", f
   meter:close()
 end)
 
+T.test("a publisher started before its broker: it publishes once the broker is up", function()
+  local dir <close> = T.tmpdir()
+  local b <close> = start_broker(dir)
+  b:stop() -- the port is known, nothing listens on it
+  local _sim <close>, meter = simulated("sdm630", "meter", METER_VALUES, { serial = 12345678 })
+  local pub = start(b, { poll = 0.2 }) -- no error: the client keeps trying
+  pub:add(meter)
+  md.sleep(0.5)
+  assert(b:start())
+  local w <close> = watcher(b, { "moondog/#" })
+  w.wait("moondog/status", "online")
+  w.wait("moondog/meter/availability", "online")
+  T.eq(w.wait("moondog/meter/power"), mqtt.payload(METER_VALUES.power), "a value")
+  pub:close()
+  meter:close()
+end)
+
 local function configs(w)
   local out = {}
   for topic, payload in pairs(w.last) do

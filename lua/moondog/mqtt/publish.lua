@@ -76,6 +76,12 @@ local ha = require "moondog.mqtt.homeassistant"
 local point = require "moondog.devices.point"
 local jsonfmt = require "moondog.jsonfmt"
 
+-- Codes of a first connection attempt that a later one may not meet: the
+-- broker is not up yet, or not reachable yet. Anything else (refused
+-- credentials, TLS files, a port that is no broker) is a setting to fix.
+local BROKER_AWAY = { refused = true, unreachable = true, connect_timeout = true, timeout = true, dns = true,
+  connection_lost = true }
+
 local M = {}
 
 local format = string.format
@@ -740,6 +746,14 @@ function M.start(opts)
     for k, v in pairs(opts.mqtt or {}) do conn[k] = v end
     conn.will = conn.will or M.will(prefix)
     local client, err, code = mqtt.connect(conn)
+    if not client and conn.wait == nil and BROKER_AWAY[code] then
+      -- a site started before its broker (at boot, or the broker restarting)
+      -- publishes once the broker answers: the client keeps trying
+      md.log.warn("mqtt: %s; publishing starts once the broker answers (tried again in the background)",
+        tostring(err))
+      conn.wait = false
+      client, err, code = mqtt.connect(conn)
+    end
     if not client then
       if self.own_site then self.site:close() end
       return nil, err, code
