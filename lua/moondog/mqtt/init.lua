@@ -240,6 +240,9 @@ function Client.subscribe(c, filter, handler, opts)
       if topic == nil then break end
       local ok, herr = xpcall(handler, debug.traceback, topic, payload,
         { topic = topic, qos = qos, retain = retain })
+      -- md.exit inside a handler raises the engine's stop marker (a light
+      -- userdata): that is a stop, not a failure of the handler
+      if not ok and type(herr) == "userdata" then error(herr, 0) end
       if not ok then
         log.error("mqtt handler for '%s' failed on %s: %s", filter, topic, tostring(herr))
       end
