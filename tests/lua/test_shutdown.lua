@@ -240,10 +240,11 @@ T.test("export limiter on SIGTERM: 123 inverter at the fail-safe limit, RCT batt
   assert(tonumber(pct) > 10, "setpoint " .. pct)
   T.eq(strategy, "2", "the battery External (controlled) before the stop")
   T.eq(exited(p), 0)
+  local err = read(p.err)
   -- soc_strategy 4: Internal, as found at start; 0 W; 123 at 0 % (limit_w
   -- 0: the fail-safe limit), enabled, its revert timer off
-  T.eq(read(dir.path .. "/left"), "4 0 0 0 ENABLED 0\n")
-  local err = read(p.err)
+  T.eq(read(dir.path .. "/left"), "4 0 0 0 ENABLED 0\n", "what the devices were left at; the child's log:\n"
+    .. err:sub(-3000))
   assert(err:find("export limit: engine stopping: left pv at 0 %% %(fail%-safe limit, no revert%); "
     .. "battery bat at 0 W, battery_strategy = Internal"), err)
 end, { timeout = 120 })
