@@ -471,9 +471,12 @@ local function encrypted(c)
     .. "profile.", c.peer)
 end
 
+-- The queue's two chunk lists take turns (no table per record): while
+-- one is drained, enqueue fills the other.
 local function drain(c, q, parser, fn)
   local chunks = q.chunks
-  q.chunks, q.bytes = {}, 0
+  if #chunks == 0 then return end
+  q.chunks, q.spare, q.bytes = q.spare or {}, nil, 0
   for i, bytes in ipairs(chunks) do
     if i > 1 then coroutine.yield() end -- a backlog: let the other tasks run between chunks
     parser:push(bytes)
@@ -489,25 +492,30 @@ local function drain(c, q, parser, fn)
       end
     end
   end
+  for i = #chunks, 1, -1 do chunks[i] = nil end
+  q.spare = chunks
 end
 
 local function decoder(self, c)
+  -- made once, not per wake-up
+  local function up(f) on_frame(self, c, f) end
+  local function down(f)
+    if COMMANDS[f.type] then
+      c.logger.counts.commands = c.logger.counts.commands + 1
+      c.cloud_seqs[f.seq] = true
+    end
+    if self.log_dir then
+      local lf = log_of(self, c.logger)
+      if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
+    end
+  end
   while not c.closed or #c.up.chunks > 0 or #c.down.chunks > 0 do
     if #c.up.chunks == 0 and #c.down.chunks == 0 then
       c.wake:wait()
       c.wake = event.new()
     end
-    drain(c, c.up, c.up_parser, function(f) on_frame(self, c, f) end)
-    drain(c, c.down, c.down_parser, function(f)
-      if COMMANDS[f.type] then
-        c.logger.counts.commands = c.logger.counts.commands + 1
-        c.cloud_seqs[f.seq] = true
-      end
-      if self.log_dir then
-        local lf = log_of(self, c.logger)
-        if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
-      end
-    end)
+    drain(c, c.up, c.up_parser, up)
+    drain(c, c.down, c.down_parser, down)
   end
 end
 
