@@ -512,7 +512,7 @@ local function decoder(self, c)
   while not c.closed or #c.up.chunks > 0 or #c.down.chunks > 0 do
     if #c.up.chunks == 0 and #c.down.chunks == 0 then
       c.wake:wait()
-      c.wake = event.new()
+      c.wake:clear() -- one event per connection, not per record
     end
     drain(c, c.up, c.up_parser, up)
     drain(c, c.down, c.down_parser, down)
