@@ -271,10 +271,11 @@ local function pair_device(self, c, rec)
   end
   local pair = self._pairs[id]
   -- the usual record: a known pair, a layout it had before
-  if pair and rec.layout and pair.layouts[rec.layout] and self.site[id] then
+  local sd = pair and rec.layout and pair.layouts[rec.layout] and self.site[id] -- one site lookup
+  if sd then
     pair.logger = c.logger
     if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
-    return pair, self.site[id]
+    return pair, sd
   end
   -- the points this record brings that the pair does not have yet
   local new = {}
