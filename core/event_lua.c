@@ -10,6 +10,8 @@
  *   -- in another:
  *   ev:set(a, b)     --> true; false if it was set before (the values stay the first
  * ones) ev:is_set()
+ *   ev:clear()       -- not set again, its values dropped, for the next wait
+ *                    -- (a task woken once per record reuses one event)
  *
  * Why: a protocol client with several requests in flight on one connection
  * (moondog.rct) has one task reading answers and many tasks waiting each
@@ -60,8 +62,11 @@ static void unlink_waiter(waiter *w)
 /* Push the values stored by set; idx is the event. */
 static int push_values(lua_State *L, int idx)
 {
-    lua_getiuservalue(L, idx, 1); /* stack: ..., values */
-    int t = lua_gettop(L);
+    if (lua_getiuservalue(L, idx, 1) == LUA_TNIL) { /* set without values */
+        lua_pop(L, 1);
+        return 0;
+    }
+    int t = lua_gettop(L); /* stack: ..., values */
     lua_getfield(L, t, "n");
     int n = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -117,14 +122,16 @@ static int event_set(lua_State *L)
         return 1;
     }
     int n = lua_gettop(L) - 1;
-    lua_createtable(L, n, 1);
-    for (int i = 1; i <= n; i++) {
-        lua_pushvalue(L, i + 1);
-        lua_rawseti(L, -2, i);
+    if (n > 0) { /* no values: no table (a wake-up per record) */
+        lua_createtable(L, n, 1);
+        for (int i = 1; i <= n; i++) {
+            lua_pushvalue(L, i + 1);
+            lua_rawseti(L, -2, i);
+        }
+        lua_pushinteger(L, n);
+        lua_setfield(L, -2, "n");
+        lua_setiuservalue(L, 1, 1);
     }
-    lua_pushinteger(L, n);
-    lua_setfield(L, -2, "n");
-    lua_setiuservalue(L, 1, 1);
     ev->set = true;
     while (ev->waiters) {
         waiter *w = ev->waiters;
@@ -144,6 +151,19 @@ static int event_is_set(lua_State *L)
     return 1;
 }
 
+/* ev:clear(): not set any more, its values dropped. An event that is not
+ * set is left as it is (with its waiters). */
+static int event_clear(lua_State *L)
+{
+    event *ev = luaL_checkudata(L, 1, EVENT_MT);
+    if (ev->set) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, 1);
+        ev->set = false;
+    }
+    return 0;
+}
+
 /* event.new() -> an event that is not set */
 static int event_new(lua_State *L)
 {
@@ -156,10 +176,8 @@ static int event_new(lua_State *L)
 int luaopen_moondog_event(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"wait", event_wait},
-        {"set", event_set},
-        {"is_set", event_is_set},
-        {NULL, NULL},
+        {"wait", event_wait},   {"set", event_set}, {"is_set", event_is_set},
+        {"clear", event_clear}, {NULL, NULL},
     };
     static const luaL_Reg funcs[] = {{"new", event_new}, {NULL, NULL}};
     luaL_newmetatable(L, EVENT_MT);

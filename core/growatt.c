@@ -57,10 +57,28 @@ uint16_t md_gw_crc(const uint8_t *p, size_t n)
     return md_mb_crc16(p, n);
 }
 
+/* The key twice (and one byte): the 8 key bytes from any key index k are
+ * keys2[k..k+7]. */
+static const uint8_t keys2[15] = {'G', 'r', 'o', 'w', 'a', 't', 't', 'G',
+                                  'r', 'o', 'w', 'a', 't', 't', 'G'};
+
+/* Eight bytes at a time (a record's ~600 bytes took ~4,700 instructions a
+ * byte at a time): the key index of the next 8 bytes is k + 8 = k + 1
+ * (mod 7). */
 void md_gw_scramble(uint8_t *p, size_t n, size_t key_off)
 {
     size_t k = key_off % sizeof key;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, kw;
+        memcpy(&w, p + i, 8);
+        memcpy(&kw, keys2 + k, 8);
+        w ^= kw;
+        memcpy(p + i, &w, 8);
+        if (++k == sizeof key)
+            k = 0;
+    }
+    for (; i < n; i++) {
         p[i] ^= key[k];
         if (++k == sizeof key)
             k = 0;

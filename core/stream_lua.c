@@ -273,9 +273,11 @@ static int conn_read(lua_State *L)
     if (n < 0)
         return luaL_error(L, "out of memory");
     c->rwait = md_task_wait(L, c, read_cancel);
-    char what[128];
-    snprintf(what, sizeof what, "reading from %s", c->peer);
-    md_wait_timeout(c->rwait, ms, what);
+    if (ms >= 0) { /* the text only for a timeout (a read per record waits without) */
+        char what[128];
+        snprintf(what, sizeof what, "reading from %s", c->peer);
+        md_wait_timeout(c->rwait, ms, what);
+    }
     return md_task_yield(L, c->rwait, read_results);
 }
 
@@ -335,9 +337,11 @@ static int conn_write(lua_State *L)
         c->writers->prev = w;
     c->writers = w;
     md_stream_conn_set_writers(c->sc, true);
-    char what[128];
-    snprintf(what, sizeof what, "writing to %s", c->peer);
-    md_wait_timeout(w->wait, ms, what);
+    if (ms >= 0) {
+        char what[128];
+        snprintf(what, sizeof what, "writing to %s", c->peer);
+        md_wait_timeout(w->wait, ms, what);
+    }
     return md_task_yield(L, w->wait, write_results);
 }
 

@@ -137,6 +137,20 @@ static void crc_and_scramble(void **state)
     md_gw_scramble(z, sizeof z, 3);
     for (size_t i = 0; i < sizeof z; i++)
         assert_int_equal(z[i], 0);
+    /* Eight bytes at a time, then one: the same as a byte at a time, for
+     * every length, start in the buffer and key index. */
+    static const char key[] = "Growatt";
+    uint8_t b[48], want[48];
+    for (size_t off = 0; off < 14; off++)
+        for (size_t start = 0; start < 3; start++)
+            for (size_t len = 0; len + start <= sizeof b; len++) {
+                for (size_t i = 0; i < sizeof b; i++)
+                    b[i] = want[i] = (uint8_t)(i * 37 + len);
+                for (size_t i = 0; i < len; i++)
+                    want[start + i] ^= (uint8_t)key[(off + i) % 7];
+                md_gw_scramble(b + start, len, off);
+                assert_memory_equal(b, want, sizeof b);
+            }
 }
 
 static void build_acks(void **state)

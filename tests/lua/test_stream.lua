@@ -1,4 +1,4 @@
--- moondog.stream (TCP on the loop) and moondog.event (one-shot events), the
+-- moondog.stream (TCP on the loop) and moondog.event (one-shot events, cleared to reuse), the
 -- primitives under moondog.rct. Every peer is a listener of this engine on
 -- 127.0.0.1, port 0.
 
@@ -210,4 +210,28 @@ T.test("events: wait and set, several waiters, set before wait, timeout", functi
   c:cancel()
   T.eq(c:status(), "cancelled", "cancelled waiter")
   T.eq(ev2:set("x"), true, "set after a cancelled waiter")
+end)
+
+T.test("events: set without values, clear and wait again", function()
+  local ev = event.new()
+  local a = md.spawn(function() return select("#", ev:wait(5)) end)
+  md.sleep(0.01)
+  T.eq(ev:set(), true, "set without values")
+  T.eq(a:join(1), 0, "the waiter got no values")
+  T.eq(select("#", ev:wait()), 0, "a wait after it: none either")
+  ev:clear()
+  T.eq(ev:is_set(), false, "cleared")
+  local v, _, code = ev:wait(0.02)
+  T.eq(v, nil, "a cleared event is waited for again")
+  T.eq(code, "timeout", "code")
+  local b = md.spawn(function() return ev:wait(5) end)
+  md.sleep(0.01)
+  ev:clear() -- not set: the waiter stays
+  T.eq(ev:set("again", 2), true, "set after clear")
+  local x, y = b:join(1)
+  T.eq(x, "again", "the new values")
+  T.eq(y, 2, "both")
+  ev:clear()
+  T.eq(ev:set(), true, "set without values after values")
+  T.eq(select("#", ev:wait()), 0, "the old values are gone")
 end)

@@ -271,10 +271,11 @@ local function pair_device(self, c, rec)
   end
   local pair = self._pairs[id]
   -- the usual record: a known pair, a layout it had before
-  if pair and rec.layout and pair.layouts[rec.layout] and self.site[id] then
+  local sd = pair and rec.layout and pair.layouts[rec.layout] and self.site[id] -- one site lookup
+  if sd then
     pair.logger = c.logger
     if pair.known and rec.kind == "data" then read_writable(self, pair, id) end
-    return pair, self.site[id]
+    return pair, sd
   end
   -- the points this record brings that the pair does not have yet
   local new = {}
@@ -471,9 +472,12 @@ local function encrypted(c)
     .. "profile.", c.peer)
 end
 
+-- The queue's two chunk lists take turns (no table per record): while
+-- one is drained, enqueue fills the other.
 local function drain(c, q, parser, fn)
   local chunks = q.chunks
-  q.chunks, q.bytes = {}, 0
+  if #chunks == 0 then return end
+  q.chunks, q.spare, q.bytes = q.spare or {}, nil, 0
   for i, bytes in ipairs(chunks) do
     if i > 1 then coroutine.yield() end -- a backlog: let the other tasks run between chunks
     parser:push(bytes)
@@ -489,25 +493,30 @@ local function drain(c, q, parser, fn)
       end
     end
   end
+  for i = #chunks, 1, -1 do chunks[i] = nil end
+  q.spare = chunks
 end
 
 local function decoder(self, c)
+  -- made once, not per wake-up
+  local function up(f) on_frame(self, c, f) end
+  local function down(f)
+    if COMMANDS[f.type] then
+      c.logger.counts.commands = c.logger.counts.commands + 1
+      c.cloud_seqs[f.seq] = true
+    end
+    if self.log_dir then
+      local lf = log_of(self, c.logger)
+      if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
+    end
+  end
   while not c.closed or #c.up.chunks > 0 or #c.down.chunks > 0 do
     if #c.up.chunks == 0 and #c.down.chunks == 0 then
       c.wake:wait()
-      c.wake = event.new()
+      c.wake:clear() -- one event per connection, not per record
     end
-    drain(c, c.up, c.up_parser, function(f) on_frame(self, c, f) end)
-    drain(c, c.down, c.down_parser, function(f)
-      if COMMANDS[f.type] then
-        c.logger.counts.commands = c.logger.counts.commands + 1
-        c.cloud_seqs[f.seq] = true
-      end
-      if self.log_dir then
-        local lf = log_of(self, c.logger)
-        if lf then lf:frame("down", f, record.decode(f, c.down_opts)) end
-      end
-    end)
+    drain(c, c.up, c.up_parser, up)
+    drain(c, c.down, c.down_parser, down)
   end
 end
 

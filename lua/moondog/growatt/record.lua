@@ -51,6 +51,9 @@ local function serial(s)
   return (s:gsub("%z+$", ""))
 end
 
+local D2 = {} -- 0..99 as two digits
+for i = 0, 99 do D2[i] = format("%02d", i) end
+
 -- The 6 timestamp bytes at body[at] (bytes past the end read as 0).
 local function timestamp(body, at)
   local y, mo, d, h, mi, s = body:byte(at, at + 5)
@@ -59,7 +62,10 @@ local function timestamp(body, at)
   if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 59 then
     return nil, format("%02x%02x%02x%02x%02x%02x", y, mo, d, h, mi, s)
   end
-  return format("%04d-%02d-%02dT%02d:%02d:%02d", 2000 + y, mo, d, h, mi, s)
+  -- one concatenation of cached two-digit texts, not six printf
+  -- conversions (a string.format per record)
+  return (y < 100 and "20" .. D2[y] or tostring(2000 + y)) .. "-" .. D2[mo] .. "-" .. D2[d] .. "T" .. D2[h]
+    .. ":" .. D2[mi] .. ":" .. D2[s]
 end
 
 --- record.groups(body, pos) -> {{first, last, pos = where its registers
