@@ -88,8 +88,7 @@ if not opts.limit then usage_error("--limit W is required") end
 -- with the names that do open, before any device is touched.
 local devices = require "moondog.devices"
 local function check_profile(flag, name)
-  local is_name = not name:find("%.lua$") and (name:match("^[%w_%-]+$") or name:match("^[%w_%-]+/[%w_%-]+$"))
-  if not is_name then -- a file path
+  if not devices.is_name(name) then -- a file path
     local f = io.open(name)
     if f then f:close() return end
     usage_error("%s: cannot open the profile file '%s'", flag, name)

@@ -21,6 +21,10 @@ local function readable(path)
   return err == nil
 end
 
+--- devices.is_name(spec) -> whether a profile spec is a name looked for on
+--- devices.path() (`sdm630`, `eastron/sdm120`) rather than a file path.
+M.is_name = is_name
+
 --- devices.path() -> the folders searched for a profile name, in order,
 --- each {dir = ..., from = ...}: $MOONDOG_DEVICES (colon-separated, from
 --- "MOONDOG_DEVICES"), ~/.config/moondog/devices ("user"; $XDG_CONFIG_HOME
